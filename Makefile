@@ -1,0 +1,81 @@
+# social-triage: every target creates the venv (.venv/) when it is missing.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMP := .venv/.installed
+DURATION ?= 0
+PYTEST_ARGS ?=
+
+.PHONY: help venv proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
+        kafka-up kafka-down train eval bench clean
+
+help:
+	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
+	@echo "make test                unit + integration + end-to-end tests (real Kafka)"
+	@echo "make up / make down      start / stop broker + services in the background (logs in run/)"
+	@echo "make kafka-up / kafka-down   the broker alone (127.0.0.1:9092)"
+	@echo "make train / eval / bench    fit the heads / print evaluation tables / print benchmarks"
+	@echo "make lint                ruff + mypy + stale-protobuf check"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Generated protobuf code is rebuilt whenever a .proto is newer than it.
+services/common/pb/triage/v1/triage_pb2.py: $(STAMP) $(wildcard protos/triage/v1/*.proto)
+	$(PY) -m services.common.protobuild
+
+proto: services/common/pb/triage/v1/triage_pb2.py
+
+proto-check: proto
+	$(PY) -m services.common.protobuild --check
+
+kafka-jars: $(STAMP)
+	$(PY) -c "from services.common.kafka_broker import ensure_jars; print(ensure_jars())"
+
+model: $(STAMP) proto
+	$(PY) -m services.cli model build
+
+demo: $(STAMP) proto kafka-jars model
+	$(PY) -m services.cli demo --duration $(DURATION)
+
+test: $(STAMP) proto kafka-jars model
+	$(PY) -m services.common.protobuild --check
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: $(STAMP) proto
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP) proto kafka-jars model
+	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+lint: $(STAMP) proto-check
+	$(PY) -m ruff check services tests demo bench
+	$(PY) -m mypy services
+
+up: $(STAMP) proto kafka-jars model
+	$(PY) -m services.localrun up
+
+down: $(STAMP)
+	$(PY) -m services.localrun down
+
+kafka-up: $(STAMP) kafka-jars
+	$(PY) -m services.common.kafka_broker up --port 9092
+
+kafka-down: $(STAMP)
+	$(PY) -m services.common.kafka_broker down
+
+train: $(STAMP) proto model
+	$(PY) -m services.cli train
+
+eval: $(STAMP) proto model
+	$(PY) -m services.cli eval
+
+bench: $(STAMP) proto model
+	$(PY) -m bench.classify
+
+clean:
+	rm -rf run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""Protobuf codecs for the pipeline's topics (plain functions and Faust codecs).
+
+Faust has no protobuf codec of its own; `register_faust_codecs()` registers one
+per message type (`pb.Mention`, `pb.ScoredMention`, ...) so agents receive
+decoded messages and a decode failure surfaces as an exception we can DLQ.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import DecodeError, Message
+
+try:
+    from services.common.pb.triage.v1 import triage_pb2 as pb
+except ImportError as exc:  # pragma: no cover - only when the build step was skipped
+    raise ImportError(
+        "generated protobuf code is missing: run `make proto` (python -m services.common.protobuild)"
+    ) from exc
+
+from services.common import topics
+
+M = TypeVar("M", bound=Message)
+
+# Which message type each topic carries (queue topics carry RoutedMention).
+TOPIC_TYPES: dict[str, type[Message]] = {
+    topics.MENTIONS_RAW: pb.Mention,
+    topics.MENTIONS_SCORED: pb.ScoredMention,
+    topics.INCIDENTS: pb.Incident,
+    topics.RESPONSES: pb.ResponseEvent,
+    topics.PAGES: pb.PageRecord,
+    topics.MENTIONS_DLQ: pb.DeadLetter,
+}
+
+
+def type_for_topic(topic: str) -> type[Message]:
+    if topic.startswith(topics.QUEUE_PREFIX):
+        return pb.RoutedMention
+    try:
+        return TOPIC_TYPES[topic]
+    except KeyError:
+        raise KeyError(f"unknown topic {topic!r}; known: {sorted(TOPIC_TYPES)} and triage.queue.*") from None
+
+
+def encode(msg: Message) -> bytes:
+    return msg.SerializeToString(deterministic=True)
+
+
+def decode(data: bytes, cls: type[M]) -> M:
+    """Parse `data` as `cls`; raises DecodeError with the type name on bad bytes."""
+    msg = cls()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError as exc:
+        raise DecodeError(f"not a valid {cls.DESCRIPTOR.full_name}: {exc}") from exc
+    return msg
+
+
+def to_dict(msg: Message) -> dict[str, Any]:
+    """JSON-friendly dict (raw payload bytes are shown base64-encoded, as protobuf JSON does)."""
+    return MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=False)
+
+
+def to_json(msg: Message) -> str:
+    return json.dumps(to_dict(msg), ensure_ascii=False, sort_keys=True)
+
+
+def mention_id(source: int, external_id: str) -> str:
+    """Stable id of a mention across the pipeline: `<source>:<external id>`."""
+    name = pb.Source.Name(source).removeprefix("SOURCE_").lower()
+    return f"{name}:{external_id}"
+
+
+_registered = False
+
+
+def register_faust_codecs() -> None:
+    """Register `pb.<MessageName>` Faust codecs for every message in the contract."""
+    global _registered
+    if _registered:
+        return
+    from faust.serializers import codecs
+
+    for name in pb.DESCRIPTOR.message_types_by_name:
+        cls = getattr(pb, name)
+        codecs.register(f"pb.{name}", _faust_codec(cls)())
+    _registered = True
+
+
+def _faust_codec(cls: type[Message]) -> type:
+    from faust.serializers.codecs import Codec
+
+    class ProtobufCodec(Codec):  # type: ignore[misc]
+        def _dumps(self, obj: Any) -> bytes:
+            if isinstance(obj, (bytes, bytearray)):
+                return bytes(obj)
+            return encode(obj)
+
+        def _loads(self, s: bytes) -> Any:
+            return decode(s, cls)
+
+    ProtobufCodec.__name__ = f"{cls.__name__}Codec"
+    return ProtobufCodec

@@ -1,0 +1,48 @@
+"""Faust plumbing both workers share: app defaults and the retry-until-done batch loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+
+from services.common.logging import get_logger
+
+log = get_logger("faust")
+
+
+def faust_app(app_id: str, settings: Any, **extra: Any) -> faust.App:
+    """A Faust app with the pipeline's defaults (raw bytes in, our own protobuf decoding)."""
+    options: dict[str, Any] = {
+        "broker": "kafka://" + settings.kafka_bootstrap.replace(",", ";kafka://"),
+        "value_serializer": "raw",
+        "key_serializer": "raw",
+        "store": settings.store,
+        "datadir": settings.data_dir,
+        "web_enabled": False,
+        "topic_replication_factor": 1,
+        "producer_acks": -1,
+        "broker_commit_interval": 1.0,
+        "consumer_auto_offset_reset": "earliest",
+    }
+    if settings.instance_id:
+        options["consumer_group_instance_id"] = settings.instance_id
+    options.update(extra)
+    return faust.App(app_id, **options)
+
+
+async def retry_until_done(fn: Any, arg: Any, what: str, max_backoff: float = 30.0) -> None:
+    """Retry `fn(arg)` until it succeeds: the batch's offsets are not committed meanwhile,
+    so a Kafka outage pauses the worker instead of losing the batch."""
+    delay = 0.5
+    while True:
+        try:
+            await fn(arg)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("retrying", what=what, error=type(exc).__name__, detail=str(exc)[:200], in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(max_backoff, delay * 2)

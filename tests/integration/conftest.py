@@ -1,0 +1,82 @@
+"""Fixtures for integration tests: a real Apache Kafka broker (KRaft, one node) on free 127.0.0.1 ports.
+
+One broker serves the whole session (``kafka_broker``/``kafka_bootstrap``); tests that stop, kill or
+restart a broker take a private one from ``kafka_broker_factory`` so they cannot disturb the others.
+Every test under tests/integration is marked ``integration``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common.kafka_broker import KafkaBroker, KafkaBrokerError, ensure_jars
+
+_HERE = Path(__file__).resolve().parent
+# Generous: a cold JVM on a busy 2-core CI box; it usually starts in ~2 s.
+_START_TIMEOUT_S = 90.0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # This hook sees the whole session's items, not just this directory's.
+    for item in items:
+        if _HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _start(broker: KafkaBroker) -> KafkaBroker:
+    try:
+        broker.start(timeout=_START_TIMEOUT_S)
+    except KafkaBrokerError as err:
+        # Fail loudly: an integration run without its broker must not look green.
+        pytest.fail(f"Kafka broker did not start: {err}", pytrace=False)
+    return broker
+
+
+@pytest.fixture(scope="session")
+def kafka_libs() -> Path:
+    """The broker's jars (fetched by Maven into .cache/kafka/libs on first use)."""
+    try:
+        return ensure_jars()
+    except KafkaBrokerError as err:
+        pytest.fail(f"Kafka jars unavailable: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """The session's broker; do not stop or restart it (use ``kafka_broker_factory`` for that)."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), libs_dir=kafka_libs)
+    _start(broker)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
+    """``127.0.0.1:PORT`` of the session's broker."""
+    return kafka_broker.bootstrap_servers
+
+
+@pytest.fixture
+def kafka_broker_factory(kafka_libs: Path, tmp_path: Path) -> Iterator[Callable[..., KafkaBroker]]:
+    """Start private, started brokers for fault tests (restart, kill); all are stopped after the test.
+
+    Keyword arguments go to ``KafkaBroker`` (e.g. ``extra_config``).
+    """
+    brokers: list[KafkaBroker] = []
+
+    def make(**kwargs: Any) -> KafkaBroker:
+        broker = KafkaBroker(tmp_path / f"kafka-{len(brokers)}", libs_dir=kafka_libs, **kwargs)
+        brokers.append(broker)
+        return _start(broker)
+
+    try:
+        yield make
+    finally:
+        for broker in brokers:
+            broker.stop()
