@@ -1,0 +1,54 @@
+"""A bounded, time-windowed set of recently accepted keys (pure, no I/O).
+
+Keys are *reserved* while a produce is in flight so two concurrent requests for
+the same post cannot both pass, then *committed* once Kafka acknowledged, or
+*released* if the produce failed (so the client's retry is not called a dup).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+
+class DedupeWindow:
+    def __init__(self, window_seconds: float, max_entries: int, clock: Callable[[], float] = time.monotonic):
+        if window_seconds <= 0 or max_entries <= 0:
+            raise ValueError("window_seconds and max_entries must be positive")
+        self.window = window_seconds
+        self.max_entries = max_entries
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._pending: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def _expire(self, now: float) -> None:
+        while self._seen:
+            _key, at = next(iter(self._seen.items()))
+            if now - at < self.window and len(self._seen) <= self.max_entries:
+                break
+            self._seen.popitem(last=False)
+
+    def reserve(self, key: str) -> bool:
+        """True if `key` is new (and now reserved); False if seen or in flight."""
+        now = self._clock()
+        self._expire(now)
+        if key in self._pending:
+            return False
+        at = self._seen.get(key)
+        if at is not None and now - at < self.window:
+            return False
+        self._pending.add(key)
+        return True
+
+    def commit(self, key: str) -> None:
+        self._pending.discard(key)
+        self._seen[key] = self._clock()
+        self._seen.move_to_end(key)
+        self._expire(self._clock())
+
+    def release(self, key: str) -> None:
+        self._pending.discard(key)
