@@ -1,0 +1,27 @@
+"""Router settings (env prefix `TRIAGE_`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.settings import ServiceSettings
+
+DEFAULT_ROUTES = Path(__file__).resolve().parent / "routes.default.yaml"
+
+
+class RouterSettings(ServiceSettings):
+    router_app_id: str = Field("triage-router", description="Faust app id (= consumer group)")
+    routes_file: str = Field(str(DEFAULT_ROUTES), description="routing tree YAML (see services/router/tree.py)")
+    router_metrics_port: int = Field(9102, description="port of the worker's /metrics")
+    max_batch: int = Field(64, ge=1, description="scored mentions handled per batch")
+    max_wait_seconds: float = Field(0.1, gt=0)
+    delivery_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of one delivery attempt")
+    delivery_attempts: int = Field(5, ge=1, description="attempts per delivery before it goes to the DLQ")
+    delivery_backoff_seconds: float = Field(0.5, gt=0, description="first retry delay (doubles, with jitter)")
+    delivery_backoff_max_seconds: float = Field(30.0, gt=0)
+    store: str = Field("memory://", description="Faust table store (rocksdict:// in production)")
+    data_dir: str = Field("run/router-data")
+    instance_id: str = Field(default_factory=lambda: os.environ.get("POD_NAME", ""))

@@ -1,0 +1,38 @@
+"""Routing labels of a scored mention: what matchers in the routing tree can see (pure)."""
+
+from __future__ import annotations
+
+from services.common.codec import pb
+
+INTENT_THRESHOLD = 0.5
+
+
+def reach_bucket(followers: int) -> str:
+    if followers >= 1_000_000:
+        return "huge"
+    if followers >= 100_000:
+        return "large"
+    if followers >= 10_000:
+        return "medium"
+    return "small"
+
+
+def labels_of(sm: pb.ScoredMention, intent_threshold: float = INTENT_THRESHOLD) -> dict[str, str]:
+    """Labels: priority, intents (comma-joined, sorted), intent (top), sentiment, language, brand,
+    brands, source, incident, author_verified, reach."""
+    present = sorted(k for k, v in sm.intents.items() if v >= intent_threshold)
+    top = max(sm.intents.items(), key=lambda kv: kv[1])[0] if sm.intents else ""
+    m = sm.mention
+    return {
+        "priority": pb.Priority.Name(sm.priority) if sm.priority else "P4",
+        "intents": ",".join(present),
+        "intent": top if top in present else "none",
+        "sentiment": pb.Sentiment.Name(sm.sentiment.label).lower() if sm.sentiment.label else "neutral",
+        "language": sm.language or "und",
+        "brand": m.brands[0] if m.brands else "",
+        "brands": ",".join(m.brands),
+        "source": pb.Source.Name(m.source).removeprefix("SOURCE_").lower(),
+        "incident": sm.incident_id,
+        "author_verified": "true" if m.author.verified else "false",
+        "reach": reach_bucket(m.author.follower_count),
+    }

@@ -1,0 +1,304 @@
+"""The routing tree: YAML in the style of Alertmanager's `route`, validated with line numbers (pure).
+
+    route:                      # the root catches everything
+      receiver: normal
+      routes:
+        - matchers: ['priority="P1"']
+          receiver: oncall
+          continue: true        # keep looking at the next sibling too
+        - matchers: ['priority=~"P1|P2"']
+          receiver: urgent
+    receivers:
+      - name: oncall
+        webhook: {url: "https://hooks.example.com/triage", secret_env: TRIAGE_WEBHOOK_SECRET}
+      - name: urgent
+        kafka_queue: {queue: urgent}
+      - name: normal
+        kafka_queue: {queue: normal}
+    sla: {P1: 15m, P2: 1h, P3: 24h}
+
+Matching follows Alertmanager: a mention enters the root, descends into the
+first child whose matchers all hold, recursively; the deepest matching routes
+are the result. `continue: true` on a matching route lets the siblings after
+it be tried as well. A route with no matching child is itself the match.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.router.matchers import Matcher
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+RECEIVER_KINDS = ("kafka_queue", "webhook", "pagerduty", "opsgenie", "slack", "alertmanager")
+DEFAULT_SLA = {"P1": 15 * 60.0, "P2": 3600.0, "P3": 86400.0}
+
+
+class RoutingConfigError(ValueError):
+    """A routing file problem, naming the line and key."""
+
+    def __init__(self, source: str, line: int | None, key: str, reason: str):
+        self.line, self.key, self.reason = line, key, reason
+        where = f"{source}:{line}" if line else source
+        super().__init__(f"{where}: {key}: {reason}")
+
+
+class _LineDict(dict):  # type: ignore[type-arg]
+    """A mapping that remembers the 1-based line of each key."""
+
+    lines: dict[str, int]
+    line: int
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)
+    d = _LineDict()
+    d.lines = {}
+    d.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in d:
+            raise yaml.MarkedYAMLError("while constructing a mapping", node.start_mark,
+                                       f"duplicate key {key!r}", key_node.start_mark)
+        d[key] = loader.construct_object(value_node, deep=True)
+        d.lines[str(key)] = key_node.start_mark.line + 1
+    return d
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+
+
+def parse_duration(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        total, rest = 0.0, value.strip()
+        for part in re.findall(r"\d+(?:\.\d+)?(?:ms|s|m|h|d|w)", rest):
+            m = _DURATION.match(part)
+            assert m
+            total += float(m.group(1)) * _UNITS[m.group(2)]
+        if rest and "".join(re.findall(r"\d+(?:\.\d+)?(?:ms|s|m|h|d|w)", rest)) == rest:
+            return total
+    raise ValueError(f"bad duration {value!r}: use e.g. 30s, 5m, 1h30m, 2d")
+
+
+@dataclass
+class Receiver:
+    name: str
+    kind: str
+    options: dict[str, Any]
+    line: int = 0
+
+
+@dataclass
+class Route:
+    receiver: str
+    matchers: list[Matcher] = field(default_factory=list)
+    continue_: bool = False
+    routes: list[Route] = field(default_factory=list)
+    group_by: list[str] = field(default_factory=list)
+    group_wait: float = 30.0
+    group_interval: float = 300.0
+    repeat_interval: float = 4 * 3600.0
+    sla: dict[str, float] = field(default_factory=dict)
+    path: str = "root"
+    line: int = 0
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+
+@dataclass
+class RoutingTree:
+    root: Route
+    receivers: dict[str, Receiver]
+    source: str = "<routing>"
+
+    def match(self, labels: dict[str, str]) -> list[Route]:
+        """The routes a mention with these labels is delivered by (deepest matches, Alertmanager order)."""
+        return _match(self.root, labels)
+
+    def queues(self) -> list[str]:
+        return sorted({r.options["queue"] for r in self.receivers.values() if r.kind == "kafka_queue"})
+
+
+def _match(route: Route, labels: dict[str, str]) -> list[Route]:
+    if not route.matches(labels):
+        return []
+    found: list[Route] = []
+    for child in route.routes:
+        hits = _match(child, labels)
+        if hits:
+            found += hits
+            if not child.continue_:
+                break
+    return found or [route]
+
+
+_ROUTE_KEYS = {"receiver", "matchers", "continue", "routes", "group_by", "group_wait", "group_interval",
+               "repeat_interval", "sla", "active_time_intervals", "mute_time_intervals"}
+
+
+def load(path: str | Path) -> RoutingTree:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RoutingConfigError(str(p), None, "file", f"cannot read: {exc.strerror}") from None
+    return loads(text, str(p))
+
+
+def loads(text: str, source: str = "<routing>") -> RoutingTree:
+    try:
+        doc = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise RoutingConfigError(source, line, "yaml", f"{exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise RoutingConfigError(source, None, "yaml", str(exc)) from None
+    if not isinstance(doc, _LineDict):
+        raise RoutingConfigError(source, 1, "$", "expected a mapping with `route` and `receivers`")
+    for key in doc:
+        if key not in {"route", "receivers", "sla", "time_intervals", "inhibit_rules", "silences"}:
+            raise RoutingConfigError(source, doc.lines[key], str(key), "unknown top-level key")
+    receivers = _parse_receivers(doc, source)
+    if "route" not in doc:
+        raise RoutingConfigError(source, doc.line, "route", "missing (the root route is required)")
+    default_sla = dict(DEFAULT_SLA)
+    if "sla" in doc:
+        default_sla.update(_parse_sla(doc["sla"], doc, "sla", source))
+    root = _parse_route(doc["route"], doc, "route", source, "root", receivers,
+                        inherited={"group_by": [], "group_wait": 30.0, "group_interval": 300.0,
+                                   "repeat_interval": 4 * 3600.0, "sla": default_sla})
+    if root.matchers:
+        raise RoutingConfigError(source, root.line, "route.matchers", "the root route must match everything")
+    return RoutingTree(root, receivers, source)
+
+
+def _line(parent: _LineDict, key: str) -> int:
+    return parent.lines.get(key, getattr(parent, "line", 0))
+
+
+def _parse_sla(value: Any, parent: _LineDict, key: str, source: str) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise RoutingConfigError(source, _line(parent, key), key, "expected a mapping like {P1: 15m, P2: 1h}")
+    out = {}
+    for prio, dur in value.items():
+        if prio not in ("P1", "P2", "P3", "P4"):
+            raise RoutingConfigError(source, _line(value, prio), f"{key}.{prio}", "priority must be P1..P4")
+        try:
+            out[prio] = parse_duration(dur)
+        except ValueError as exc:
+            raise RoutingConfigError(source, _line(value, prio), f"{key}.{prio}", str(exc)) from None
+    return out
+
+
+def _parse_receivers(doc: _LineDict, source: str) -> dict[str, Receiver]:
+    items = doc.get("receivers")
+    if not isinstance(items, list) or not items:
+        raise RoutingConfigError(source, _line(doc, "receivers"), "receivers", "expected a non-empty list")
+    out: dict[str, Receiver] = {}
+    for i, item in enumerate(items):
+        key = f"receivers[{i}]"
+        if not isinstance(item, _LineDict):
+            raise RoutingConfigError(source, _line(doc, "receivers"), key, "expected a mapping with `name`")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise RoutingConfigError(source, item.line, f"{key}.name", "missing or not a string")
+        if name in out:
+            raise RoutingConfigError(source, _line(item, "name"), f"{key}.name", f"duplicate receiver {name!r}")
+        kinds = [k for k in item if k != "name"]
+        unknown = [k for k in kinds if k not in RECEIVER_KINDS]
+        if unknown:
+            raise RoutingConfigError(source, _line(item, unknown[0]), f"{key}.{unknown[0]}",
+                                     f"unknown receiver type; expected one of {', '.join(RECEIVER_KINDS)}")
+        if len(kinds) != 1:
+            raise RoutingConfigError(source, item.line, key, "a receiver has exactly one type "
+                                     f"({', '.join(RECEIVER_KINDS)})")
+        kind = kinds[0]
+        opts = item[kind] or {}
+        if not isinstance(opts, dict):
+            raise RoutingConfigError(source, _line(item, kind), f"{key}.{kind}", "expected a mapping of options")
+        _check_receiver_options(kind, opts, item, f"{key}.{kind}", source)
+        out[name] = Receiver(name, kind, dict(opts), item.line)
+    return out
+
+
+def _check_receiver_options(kind: str, opts: dict[str, Any], item: _LineDict, key: str, source: str) -> None:
+    required = {"kafka_queue": ["queue"], "webhook": ["url"], "slack": ["url"], "alertmanager": ["url"],
+                "pagerduty": [], "opsgenie": []}[kind]
+    for r in required:
+        if not opts.get(r):
+            raise RoutingConfigError(source, _line(item, kind), f"{key}.{r}", "required")
+    if kind == "kafka_queue":
+        from services.common.topics import queue_topic
+
+        try:
+            queue_topic(str(opts["queue"]))
+        except ValueError as exc:
+            raise RoutingConfigError(source, _line(opts, "queue"), f"{key}.queue", str(exc)) from None
+    for k in ("url",):
+        if k in opts and not re.match(r"^https?://", str(opts[k])):
+            raise RoutingConfigError(source, _line(opts, k), f"{key}.{k}", "must be an http(s) URL")
+
+
+def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
+                 receivers: dict[str, Receiver], inherited: dict[str, Any]) -> Route:
+    if not isinstance(node, _LineDict):
+        raise RoutingConfigError(source, _line(parent, key) if isinstance(parent, _LineDict) else None, key,
+                                 "expected a mapping")
+    for k in node:
+        if k not in _ROUTE_KEYS:
+            raise RoutingConfigError(source, node.lines[k], f"{key}.{k}", "unknown route key")
+    receiver = node.get("receiver", inherited.get("receiver"))
+    if not receiver:
+        raise RoutingConfigError(source, node.line, f"{key}.receiver", "missing (and nothing to inherit)")
+    if receiver not in receivers:
+        raise RoutingConfigError(source, _line(node, "receiver"), f"{key}.receiver",
+                                 f"unknown receiver {receiver!r}; defined: {', '.join(sorted(receivers))}")
+    matchers = []
+    raw_matchers = node.get("matchers", [])
+    if not isinstance(raw_matchers, list):
+        raise RoutingConfigError(source, _line(node, "matchers"), f"{key}.matchers", "expected a list of strings")
+    for i, m in enumerate(raw_matchers):
+        try:
+            matchers.append(Matcher.parse(str(m)))
+        except ValueError as exc:
+            raise RoutingConfigError(source, _line(node, "matchers"), f"{key}.matchers[{i}]", str(exc)) from None
+    values = dict(inherited)
+    values["receiver"] = receiver
+    for dk in ("group_wait", "group_interval", "repeat_interval"):
+        if dk in node:
+            try:
+                values[dk] = parse_duration(node[dk])
+            except ValueError as exc:
+                raise RoutingConfigError(source, _line(node, dk), f"{key}.{dk}", str(exc)) from None
+    if "group_by" in node:
+        if not isinstance(node["group_by"], list) or not all(isinstance(x, str) for x in node["group_by"]):
+            raise RoutingConfigError(source, _line(node, "group_by"), f"{key}.group_by", "expected a list of labels")
+        values["group_by"] = list(node["group_by"])
+    if "sla" in node:
+        values["sla"] = {**inherited["sla"], **_parse_sla(node["sla"], node, f"{key}.sla", source)}
+    cont = node.get("continue", False)
+    if not isinstance(cont, bool):
+        raise RoutingConfigError(source, _line(node, "continue"), f"{key}.continue", "expected true or false")
+    route = Route(receiver=receiver, matchers=matchers, continue_=cont, group_by=values["group_by"],
+                  group_wait=values["group_wait"], group_interval=values["group_interval"],
+                  repeat_interval=values["repeat_interval"], sla=values["sla"], path=path, line=node.line)
+    children = node.get("routes", [])
+    if not isinstance(children, list):
+        raise RoutingConfigError(source, _line(node, "routes"), f"{key}.routes", "expected a list of routes")
+    for i, child in enumerate(children):
+        route.routes.append(_parse_route(child, node, f"{key}.routes[{i}]", source, f"{path}/{i}", receivers,
+                                         values))
+    return route
