@@ -52,7 +52,7 @@ def test_codec_roundtrip_and_topic_types():
     back = codec.decode(codec.encode(m), codec.type_for_topic(topics.MENTIONS_RAW))
     assert back == m
     assert codec.type_for_topic("triage.queue.urgent") is pb.RoutedMention
-    with pytest.raises(Exception, match="triage.v1.Mention"):
+    with pytest.raises(Exception, match=r"triage\.v1\.Mention"):
         codec.decode(b"\xff\xff\xff", pb.Mention)
 
 

@@ -67,7 +67,8 @@ def test_settings_are_inherited_and_overridden():
 @pytest.mark.parametrize(
     ("text", "line", "key"),
     [
-        (TREE.replace("receiver: urgent\n      routes", "receiver: nobody\n      routes"), 9, "route.routes[1].receiver"),
+        (TREE.replace("receiver: urgent\n      routes", "receiver: nobody\n      routes"), 9,
+         "route.routes[1].receiver"),
         (TREE.replace("group_wait: 10s", "group_wait: soon"), 3, "route.group_wait"),
         (TREE.replace("continue: true", "continue: maybe"), 7, "route.routes[0].continue"),
         (TREE.replace("kafka_queue: {queue: thank}", "kafka_queue: {queue: 'Bad Name'}"), 23,

