@@ -9,6 +9,7 @@
     triage route-check FILE [--labels k=v]    validate a routing file, explain a sample's route
     triage demo [--duration S]                run the whole pipeline locally on the demo file
     triage topics create                      create the pipeline's topics
+    triage dlq replay [--receiver NAME] [--dry-run]   deliver the router's dead letters again
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "route-check": ("services.router.check", "validate a routing file and explain routes"),
     "demo": ("services.demo", "run the pipeline locally on the demo file"),
     "topics": ("services.common.topics_cli", "create the pipeline's topics"),
+    "dlq": ("services.router.dlq_replay", "dlq replay: deliver the router's dead letters again"),
 }
 
 

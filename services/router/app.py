@@ -1,16 +1,23 @@
-"""The router worker: a thin Faust agent that routes scored mentions through the routing tree.
+"""The router worker: thin Faust agents around `RouterWorker`, which routes scored mentions.
 
-mentions.scored --(routing tree)--> receivers (queue topics, webhooks, ...)
-undeliverable after the retry budget --> mentions.dlq (with receiver and reason)
+mentions.scored --(routing tree)--> queue topics / webhooks          one delivery per mention
+                               \\--> grouping --> PagerDuty/Opsgenie/Slack/Alertmanager  one page per incident
+incidents  --> closes incident groups (resolve), inhibition sources
+responses  --> stops SLA clocks; a timer escalates breaches and sends due pages
+undeliverable after the retry budget --> mentions.dlq (with receiver and reason); pages --> `pages` (audit)
 
 Offsets of a batch are committed only after every delivery of it either
-succeeded or was dead-lettered with Kafka's acknowledgement (at-least-once).
+succeeded or was dead-lettered, and the grouping/SLA state it changed was
+acknowledged by Kafka (at-least-once; pages are idempotent by dedup key).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -27,42 +34,95 @@ from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
 from services.common.timeutil import epoch, ts_from_epoch
 from services.router import metrics as rm
 from services.router.config import RouterSettings
-from services.router.delivery import RetryPolicy, deliver_with_retry
+from services.router.delivery import ReceiverGuard, RetryPolicy, call_with_retry, deliver_with_retry
+from services.router.grouping import Group, IncidentGrouper, Page, Sample
+from services.router.inhibition import incident_labels, inhibiting_rule
 from services.router.labels import labels_of
-from services.router.receivers import Receiver, build_receivers
-from services.router.tree import RoutingTree
+from services.router.ratelimit import CircuitBreaker, TokenBucket
+from services.router.receivers import build_receivers
+from services.router.sla import SlaItem, SlaTracker
+from services.router.state import StateLog, state_topic
+from services.router.timeintervals import add_business_time
+from services.router.tree import PAGING_KINDS, Route, RoutingTree
 
 log = get_logger("router")
 
+PAGE_TYPE = "triage.router.Page+json"  # DeadLetter.original_type of a failed page (JSON, see page_doc)
+DEFAULT_RATE_PER_MINUTE = {"pagerduty": 120.0, "opsgenie": 600.0, "slack": 60.0}
+
 
 def routed_for(sm: pb.ScoredMention, route_path: str, receiver: str, queue: str, sla: dict[str, float],
-               now: float) -> pb.RoutedMention:
+               now: float, route: Route | None = None) -> pb.RoutedMention:
     routed = pb.RoutedMention(route=route_path, receiver=receiver, queue=queue)
     routed.scored.CopyFrom(sm)
     routed.routed_at.CopyFrom(ts_from_epoch(now))
     due = sla.get(pb.Priority.Name(sm.priority)) if sm.priority else None
     if due:
-        routed.respond_by.CopyFrom(ts_from_epoch(now + due))
+        interval = route.sla_time_interval if route is not None else None
+        routed.respond_by.CopyFrom(ts_from_epoch(add_business_time(now, due, interval)))
     return routed
 
 
+def page_doc(page: Page, receiver: str) -> bytes:
+    return json.dumps({"receiver": receiver, "action": page.action, "at": page.at, "group": page.group.to_json()},
+                      ensure_ascii=False, sort_keys=True).encode()
+
+
+def page_from_doc(data: bytes) -> tuple[str, Page]:
+    d = json.loads(data)
+    return d["receiver"], Page(d["action"], Group.from_json(d["group"]), float(d["at"]))
+
+
 class RouterWorker:
-    def __init__(self, settings: RouterSettings, tree: RoutingTree):
+    def __init__(self, settings: RouterSettings, tree: RoutingTree, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.tree = tree
+        self.clock = clock
         self.policy = RetryPolicy(settings.delivery_attempts, settings.delivery_backoff_seconds,
                                   settings.delivery_backoff_max_seconds)
         self.producer: AIOKafkaProducer | None = None
         self.client: httpx.AsyncClient | None = None
-        self.receivers: dict[str, Receiver] = {}
+        self.receivers: dict[str, Any] = {}
+        self.guards: dict[str, ReceiverGuard] = {}
+        self.grouper = IncidentGrouper()
+        self.sla = SlaTracker()
+        self.incidents: dict[str, dict[str, str]] = {}  # open classifier incidents (inhibition sources)
+        self.state: StateLog | None = None
+        self._touched: dict[str, Group] = {}  # groups changed by the batch in progress, written once at its end
+        self._start_lock = asyncio.Lock()
+        self._tick_lock = asyncio.Lock()
 
+    # ---- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        if self.producer is None:
-            self.producer = make_producer(self.settings.kafka_bootstrap,
-                                          f"{self.settings.kafka_client_id_prefix}-router")
-            await self.producer.start()
+        async with self._start_lock:
+            if self.producer is not None:
+                return
+            producer = make_producer(self.settings.kafka_bootstrap, f"{self.settings.kafka_client_id_prefix}-router")
+            await producer.start()
             self.client = httpx.AsyncClient(timeout=self.settings.delivery_timeout_seconds)
-            self.receivers = build_receivers(self.tree.receivers, self.producer, self.client)
+            self.receivers = build_receivers(self.tree.receivers, producer, self.client)
+            for name, cfg in self.tree.receivers.items():
+                breaker = CircuitBreaker(time.monotonic, self.settings.delivery_breaker_failures,
+                                         self.settings.delivery_breaker_reset_seconds)
+                rate = cfg.options.get("rate_per_minute", DEFAULT_RATE_PER_MINUTE.get(cfg.kind))
+                bucket = TokenBucket.per_minute(float(rate), time.monotonic) if rate else None
+                self.guards[name] = ReceiverGuard(breaker, bucket, name)
+            self.state = StateLog(self.settings.kafka_bootstrap, state_topic(self.settings.router_app_id), producer)
+            await self.state.ensure()
+            self._restore(await self.state.load())
+            self.producer = producer
+
+    def _restore(self, data: dict[str, dict[str, Any]]) -> None:
+        for key, value in data.items():
+            kind, _, ident = key.partition(":")
+            if kind == "group":
+                self.grouper.groups[ident] = Group.from_json(value)
+            elif kind == "sla":
+                self.sla.items[ident] = SlaItem.from_json(value)
+            elif kind == "incident":
+                self.incidents[ident] = value
+        log.info("state_restored", groups=len(self.grouper.open_groups()), sla_items=len(self.sla.items),
+                 incidents=len(self.incidents))
 
     async def stop(self) -> None:
         if self.client is not None:
@@ -71,37 +131,81 @@ class RouterWorker:
             await self.producer.stop()
         self.producer = self.client = None
 
-    async def _deliver(self, sm: pb.ScoredMention, raw: bytes) -> list[Any]:
-        """Deliver one mention to every receiver its routes name; returns DLQ futures."""
+    # ---- mentions ----------------------------------------------------------------------------------------------
+    async def _dead_letter(self, original: bytes, reason: str, receiver: str, attempts: int, original_type: str,
+                           key: str) -> Any:
         assert self.producer is not None
-        now = time.time()
-        routes = self.tree.match(labels_of(sm))
-        dlq: list[Any] = []
+        rm.DEAD_LETTERED.labels(receiver).inc()
+        dl = dead_letter(original, "router", reason, source_topic=topics.MENTIONS_SCORED, receiver=receiver,
+                         attempts=attempts, original_type=original_type, service="router")
+        return await self.producer.send(topics.MENTIONS_DLQ, codec.encode(dl), key=key.encode())
+
+    async def _deliver(self, sm: pb.ScoredMention, raw: bytes) -> list[Any]:
+        """Deliver one mention to every receiver its routes name; returns futures to await before commit."""
+        assert self.producer is not None and self.state is not None
+        now = self.clock()
+        labels = labels_of(sm)
+        routes = self.tree.match(labels, now)
+        pending: list[Any] = []
         seen: set[str] = set()
+        prio = pb.Priority.Name(sm.priority) if sm.priority else "P4"
         for route in routes:
             if route.receiver in seen:  # two routes naming one receiver deliver once
                 continue
             seen.add(route.receiver)
             cfg = self.tree.receivers[route.receiver]
-            routed = routed_for(sm, route.path, route.receiver, str(cfg.options.get("queue", "")), route.sla, now)
-            outcome = await deliver_with_retry(self.receivers[route.receiver], routed, self.policy)
-            prio = pb.Priority.Name(sm.priority) if sm.priority else "P4"
+            if cfg.kind != "kafka_queue" and self.tree.is_paging(route):
+                pending += await self._group(sm, labels, route, prio, now)
+                continue
+            routed = routed_for(sm, route.path, route.receiver, str(cfg.options.get("queue", "")), route.sla, now,
+                                route)
+            outcome = await deliver_with_retry(self.receivers[route.receiver], routed, self.policy,
+                                               self.guards.get(route.receiver))
             if outcome.delivered:
                 rm.ROUTED.labels(route.receiver, prio).inc()
                 MESSAGES_OUT.labels("router", route.receiver).inc()
             else:
-                rm.DEAD_LETTERED.labels(route.receiver).inc()
-                dl = dead_letter(codec.encode(routed), "router", f"delivery failed: {outcome.error}",
-                                 source_topic=topics.MENTIONS_SCORED, receiver=route.receiver,
-                                 attempts=outcome.attempts, original_type="triage.v1.RoutedMention", service="router")
-                dlq.append(await self.producer.send(topics.MENTIONS_DLQ, codec.encode(dl),
-                                                    key=sm.mention.mention_id.encode()))
+                pending.append(await self._dead_letter(codec.encode(routed), f"delivery failed: {outcome.error}",
+                                                       route.receiver, outcome.attempts, "triage.v1.RoutedMention",
+                                                       sm.mention.mention_id))
+            if routed.respond_by.seconds and prio != "P4":
+                item = SlaItem(sm.mention.mention_id, routed.queue or route.receiver, prio, route.path, now,
+                               epoch(routed.respond_by), route.escalate_to,
+                               scored_b64=base64.b64encode(codec.encode(sm)).decode())
+                if self.sla.open(item):
+                    rm.SLA_ITEMS.labels(prio).inc()
+                    pending.append(await self.state.put(f"sla:{item.mention_id}", item.to_json()))
         done = time.time()
         if sm.mention.created_at.seconds:
             rm.END_TO_END.labels("created").observe(max(0.0, done - epoch(sm.mention.created_at)))
         if sm.mention.received_at.seconds:
             rm.END_TO_END.labels("received").observe(max(0.0, done - epoch(sm.mention.received_at)))
-        return dlq
+        return pending
+
+    async def _group(self, sm: pb.ScoredMention, labels: dict[str, str], route: Route, prio: str,
+                     now: float) -> list[Any]:
+        assert self.state is not None
+        silence = self.tree.silenced_by(labels, now)
+        if silence is not None:
+            rm.PAGES_SUPPRESSED.labels(route.receiver, "silence").inc()
+            log.info("page_silenced", receiver=route.receiver, comment=silence.comment[:80])
+            return []
+        hit = inhibiting_rule(self.tree.inhibit_rules, labels, self.incidents.values())
+        if hit is not None:
+            rm.PAGES_SUPPRESSED.labels(route.receiver, "inhibition").inc()
+            log.info("page_inhibited", receiver=route.receiver, by_incident=hit[1].get("incident", ""))
+            return []
+        m = sm.mention
+        g = self.grouper.add(receiver=route.receiver, route=route.path, incident_id=sm.incident_id,
+                             group_by=route.group_by, labels=labels, priority=prio, reasons=list(sm.reasons),
+                             sample=Sample(m.mention_id, m.text[:500], m.url, labels["language"]), now=now,
+                             group_wait=route.group_wait, group_interval=route.group_interval,
+                             repeat_interval=route.repeat_interval, quiet_period=route.quiet_period)
+        if g is None:
+            return []
+        rm.ROUTED.labels(route.receiver, prio).inc()
+        self._touched[g.key] = g
+        return []
 
     async def process(self, records: list[bytes]) -> None:
         await self.start()
@@ -120,25 +224,170 @@ class RouterWorker:
                 pending.append(await self.producer.send(topics.MENTIONS_DLQ, codec.encode(dl)))
                 continue
             jobs.append(self._deliver(sm, raw))
-        for dlq in await asyncio.gather(*jobs):
-            pending += dlq
+        for futs in await asyncio.gather(*jobs):
+            pending += futs
+        touched, self._touched = self._touched, {}
+        assert self.state is not None
+        for key, g in touched.items():
+            pending.append(await self.state.put(f"group:{key}", g.to_json()))
         await asyncio.gather(*pending)
+
+    # ---- incidents and responses ----------------------------------------------------------------------------
+    async def on_incident(self, raw: bytes) -> None:
+        await self.start()
+        assert self.state is not None
+        try:
+            inc = codec.decode(raw, pb.Incident)
+        except Exception as exc:
+            MESSAGES_FAILED.labels("router", "decode", type(exc).__name__).inc()
+            return
+        MESSAGES_IN.labels("router", topics.INCIDENTS).inc()
+        futs = []
+        if inc.state == pb.RESOLVED:
+            self.incidents.pop(inc.id, None)
+            futs.append(await self.state.put(f"incident:{inc.id}", None))
+            for g in self.grouper.close_incident(inc.id, self.clock()):
+                futs.append(await self.state.put(f"group:{g.key}", g.to_json()))
+        else:
+            self.incidents[inc.id] = incident_labels(inc)
+            futs.append(await self.state.put(f"incident:{inc.id}", self.incidents[inc.id]))
+        await asyncio.gather(*futs)
+
+    async def on_response(self, raw: bytes) -> None:
+        await self.start()
+        assert self.state is not None
+        try:
+            ev = codec.decode(raw, pb.ResponseEvent)
+        except Exception as exc:
+            MESSAGES_FAILED.labels("router", "decode", type(exc).__name__).inc()
+            return
+        MESSAGES_IN.labels("router", topics.RESPONSES).inc()
+        at = epoch(ev.at) or self.clock()
+        answered = self.sla.respond(ev.mention_id, at)
+        if answered is None:
+            return
+        rm.FIRST_RESPONSE.labels(answered.item.priority).observe(answered.first_response_seconds)
+        rm.RESPONSES.labels(answered.item.priority, "in_time" if answered.in_time else "late").inc()
+        await (await self.state.put(f"sla:{ev.mention_id}", None))
+
+    # ---- timers: pages and SLA breaches ---------------------------------------------------------------------
+    async def tick(self, now: float | None = None) -> None:
+        await self.start()
+        async with self._tick_lock:
+            now = self.clock() if now is None else now
+            for page in self.grouper.due(now):
+                await self._send_page(page)
+            for item in self.sla.breaches(now):
+                await self._escalate(item, now)
+            assert self.state is not None
+            for mention_id in self.sla.expire(now, self.settings.sla_retention_seconds):
+                await self.state.put(f"sla:{mention_id}", None)
+            rm.OPEN_INCIDENTS.set(len(self.grouper.open_groups()))
+            rm.OPEN_ITEMS.clear()
+            for (queue, prio), n in self.sla.open_counts().items():
+                rm.OPEN_ITEMS.labels(queue, prio).set(n)
+
+    async def send_page(self, receiver_name: str, page: Page, before_record: Any = None) -> bool:
+        """One notification with rate limit, breaker and retries, recorded on `pages`; a failure also goes
+        to the DLQ (for `triage dlq replay`). `before_record` runs between delivery and the record."""
+        assert self.producer is not None
+        receiver = self.receivers[receiver_name]
+        count = page.group.count
+        outcome = await call_with_retry(receiver_name, lambda: receiver.notify(page), self.policy,
+                                        self.guards.get(receiver_name))
+        rm.PAGES.labels(receiver_name, page.action, "sent" if outcome.delivered else "failed").inc()
+        if before_record is not None:
+            await before_record(outcome, count)
+        rec = pb.PageRecord(incident_id=page.group.id, receiver=receiver_name, action=page.action,
+                            delivered=outcome.delivered,
+                            detail=(f"{count} mentions" if outcome.delivered else outcome.error)[:500])
+        rec.at.CopyFrom(ts_from_epoch(page.at))
+        futs = [await self.producer.send(topics.PAGES, codec.encode(rec), key=page.group.id.encode())]
+        if not outcome.delivered:
+            futs.append(await self._dead_letter(page_doc(page, receiver_name), f"page failed: {outcome.error}",
+                                                receiver_name, outcome.attempts, PAGE_TYPE, page.group.id))
+        await asyncio.gather(*futs)
+        log.info("page", action=page.action, receiver=receiver_name, incident=page.group.id, mentions=count,
+                 delivered=outcome.delivered)
+        return outcome.delivered
+
+    async def _send_page(self, page: Page) -> None:
+        async def persist(outcome: Any, count: int) -> None:
+            # The state is durable before the page is recorded on `pages`: whoever sees the record (an
+            # operator, a test) knows a restart will not send it again. A failed page is in the DLQ and the
+            # incident moves on, so a dead receiver does not cost a full retry budget on every tick.
+            assert self.state is not None
+            ref = str(outcome.result or "") if outcome.delivered else ""
+            self.grouper.mark_sent(page, count, ref)
+            await (await self.state.put(f"group:{page.group.key}", page.group.to_json()))
+
+        await self.send_page(page.group.receiver, page, persist)
+
+    async def _escalate(self, item: SlaItem, now: float) -> None:
+        assert self.state is not None
+        rm.SLA_BREACHES.labels(item.queue, item.priority).inc()
+        log.warning("sla_breach", mention=item.mention_id, queue=item.queue, priority=item.priority,
+                    overdue_s=round(now - item.due), escalate_to=item.escalate_to or "-")
+        if item.escalate_to and item.escalate_to in self.receivers:
+            sm = codec.decode(base64.b64decode(item.scored_b64), pb.ScoredMention) if item.scored_b64 \
+                else pb.ScoredMention()
+            cfg = self.tree.receivers[item.escalate_to]
+            if cfg.kind in PAGING_KINDS:
+                m = sm.mention
+                g = Group(key=f"sla|{item.mention_id}", id=f"sla-{item.mention_id}", receiver=item.escalate_to,
+                          route=item.route, incident_id="", labels={"brand": m.brands[0] if m.brands else ""},
+                          priority=item.priority, group_wait=0, group_interval=0, repeat_interval=0, quiet_period=0,
+                          first_at=item.routed_at, last_at=item.routed_at, count=1,
+                          reasons={f"no first response within the {item.priority} SLA": 1,
+                                   **{r: 1 for r in sm.reasons}},
+                          samples=[{"mention_id": m.mention_id, "text": m.text[:500], "url": m.url,
+                                    "language": sm.language}])
+                await self.send_page(item.escalate_to, Page("trigger", g, now))
+            else:
+                routed = routed_for(sm, item.route + "/sla-breach", item.escalate_to,
+                                    str(cfg.options.get("queue", "")), {}, now)
+                routed.respond_by.CopyFrom(ts_from_epoch(item.due))
+                outcome = await deliver_with_retry(self.receivers[item.escalate_to], routed, self.policy,
+                                                   self.guards.get(item.escalate_to))
+                if not outcome.delivered:
+                    await (await self._dead_letter(codec.encode(routed), f"escalation failed: {outcome.error}",
+                                                   item.escalate_to, outcome.attempts, "triage.v1.RoutedMention",
+                                                   item.mention_id))
+        await (await self.state.put(f"sla:{item.mention_id}", item.to_json()))
 
 
 def create_app(settings: RouterSettings, worker: RouterWorker) -> faust.App:
-    app = faust_app(settings.router_app_id, settings, stream_buffer_maxsize=max(4 * settings.max_batch, 128))
+    app = faust_app(settings.router_app_id, settings, stream_buffer_maxsize=max(4 * settings.max_batch, 128),
+                    broker_session_timeout=settings.router_session_timeout_seconds,
+                    broker_heartbeat_interval=max(1.0, settings.router_session_timeout_seconds / 10))
     scored_topic = app.topic(topics.MENTIONS_SCORED)
+    incidents_topic = app.topic(topics.INCIDENTS)
+    responses_topic = app.topic(topics.RESPONSES)
 
     @app.agent(scored_topic, concurrency=1)
     async def route(stream: Any) -> None:
         async for values in stream.take(settings.max_batch, within=settings.max_wait_seconds):
             await retry_until_done(worker.process, list(values), what="router batch")
 
-    @app.on_before_shutdown.connect
+    @app.agent(incidents_topic, concurrency=1)
+    async def incidents(stream: Any) -> None:
+        async for value in stream:
+            await retry_until_done(worker.on_incident, value, what="incident")
+
+    @app.agent(responses_topic, concurrency=1)
+    async def responses(stream: Any) -> None:
+        async for value in stream:
+            await retry_until_done(worker.on_response, value, what="response")
+
+    @app.timer(interval=settings.tick_seconds)
+    async def tick() -> None:
+        try:
+            await worker.tick()
+        except Exception as exc:  # a failed tick is retried by the next one; state is unchanged
+            log.warning("tick_failed", error=type(exc).__name__, detail=str(exc)[:200])
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # faust's signal stubs reject async receivers
     async def _shutdown(app: faust.App, **_: Any) -> None:
         await worker.stop()
 
     return app
-
-
-

@@ -1,34 +1,79 @@
-"""`triage route-check FILE`: validate a routing file; with labels, show which routes and receivers a
-mention hits (like `amtool config routes test`)."""
+"""`triage route-check FILE [k=v ...] [--at TIME]`: validate a routing file; with labels, show which routes and
+receivers a mention hits (like `amtool config routes test`), whether it is paged as an incident or delivered
+per mention, its SLA, and whether a silence would mute its page at that time."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from services.router import tree as routing
+from services.router.silences import parse_instant
+
+
+def _dur(seconds: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= n and seconds % n == 0:
+            return f"{int(seconds // n)}{unit}"
+    return f"{seconds:g}s"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="triage route-check", description=__doc__)
     parser.add_argument("file")
-    parser.add_argument("labels", nargs="*", help='sample labels, e.g. priority=P1 intent=outage_report')
+    parser.add_argument("labels", nargs="*", help='sample labels, e.g. priority=P1 intent=outage_report brand=acme')
+    parser.add_argument("--at", help="evaluate time intervals and silences at this ISO 8601 time (default: now)")
     args = parser.parse_args(argv)
     try:
         tree = routing.load(args.file)
     except routing.RoutingConfigError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
-    print(f"ok: {args.file}: {len(tree.receivers)} receivers, queues: {', '.join(tree.queues()) or '-'}")
-    if args.labels:
-        labels = {}
-        for item in args.labels:
-            if "=" not in item:
-                print(f"bad label {item!r}: expected name=value", file=sys.stderr)
-                return 2
-            k, v = item.split("=", 1)
-            labels[k] = v
-        for route in tree.match(labels):
-            matchers = ", ".join(str(m) for m in route.matchers) or "(root: matches everything)"
-            print(f"{route.path} (line {route.line}) -> {route.receiver}   [{matchers}]")
+    print(f"ok: {args.file}: {len(tree.receivers)} receivers, queues: {', '.join(tree.queues()) or '-'}, "
+          f"{len(tree.time_intervals)} time intervals, {len(tree.silences)} silences, "
+          f"{len(tree.inhibit_rules)} inhibit rules")
+    if not args.labels:
+        return 0
+    labels = {}
+    for item in args.labels:
+        if "=" not in item:
+            print(f"bad label {item!r}: expected name=value", file=sys.stderr)
+            return 2
+        k, v = item.split("=", 1)
+        labels[k] = v
+    try:
+        now = parse_instant(args.at) if args.at else time.time()
+    except ValueError as exc:
+        print(f"bad --at: {exc}", file=sys.stderr)
+        return 2
+    prio = labels.get("priority", "")
+    for route in tree.match(labels, now):
+        matchers = ", ".join(str(m) for m in route.matchers) or "(root: matches everything)"
+        kind = tree.receivers[route.receiver].kind
+        print(f"{route.path} (line {route.line}) -> {route.receiver} ({kind})   [{matchers}]")
+        if kind != "kafka_queue" and tree.is_paging(route):
+            by = "incident id, else " + (",".join(route.group_by) or "brand")
+            print(f"    paged as an incident: grouped by {by}; group_wait {_dur(route.group_wait)}, "
+                  f"group_interval {_dur(route.group_interval)}, repeat_interval {_dur(route.repeat_interval)}")
+            silence = tree.silenced_by(labels, now)
+            if silence is not None:
+                until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(silence.ends_at))
+                print(f"    muted by a silence until {until}: {silence.comment}")
+        else:
+            print("    delivered per mention")
+        if prio in route.sla:
+            bt = f" of {route.sla_time_interval.name}" if route.sla_time_interval else ""
+            esc = f", escalates to {route.escalate_to}" if route.escalate_to else ""
+            print(f"    first response due in {_dur(route.sla[prio])}{bt}{esc}")
+    skipped = [r for r in _timed_routes(tree.root) if r.matches(labels) and not r.in_time(now)]
+    for r in skipped:
+        print(f"    (skipped {r.path} (line {r.line}) -> {r.receiver}: outside its time intervals at that time)")
     return 0
+
+
+def _timed_routes(route: routing.Route) -> list[routing.Route]:
+    out = [route] if route.active_time_intervals or route.mute_time_intervals else []
+    for child in route.routes:
+        out += _timed_routes(child)
+    return out

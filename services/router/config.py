@@ -22,6 +22,12 @@ class RouterSettings(ServiceSettings):
     delivery_attempts: int = Field(5, ge=1, description="attempts per delivery before it goes to the DLQ")
     delivery_backoff_seconds: float = Field(0.5, gt=0, description="first retry delay (doubles, with jitter)")
     delivery_backoff_max_seconds: float = Field(30.0, gt=0)
+    delivery_breaker_failures: int = Field(5, ge=1, description="failures in a row that open a receiver's breaker")
+    delivery_breaker_reset_seconds: float = Field(30.0, gt=0, description="how long an open breaker waits to probe")
+    sla_retention_seconds: float = Field(7 * 86400.0, gt=0, description="how long an escalated, unanswered "
+                                         "item is kept open after its deadline")
+    tick_seconds: float = Field(1.0, gt=0, description="how often due pages and SLA breaches are checked")
+    router_session_timeout_seconds: float = Field(30.0, gt=0, description="Kafka consumer session timeout")
     store: str = Field("memory://", description="Faust table store (rocksdict:// in production)")
     data_dir: str = Field("run/router-data")
     instance_id: str = Field(default_factory=lambda: os.environ.get("POD_NAME", ""))

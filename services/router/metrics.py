@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.metrics import LATENCY_BUCKETS
 
@@ -18,3 +18,20 @@ DELIVERY_SECONDS = Histogram("triage_router_delivery_seconds", "Time to deliver 
 END_TO_END = Histogram("triage_end_to_end_latency_seconds",
                        "From the mention's created_at (origin=created) or ingest's received_at (origin=received) "
                        "to routed", ["origin"], buckets=LATENCY_BUCKETS)
+RATE_LIMITED = Counter("triage_router_rate_limited_total", "Deliveries that waited for the receiver's rate limit",
+                       ["receiver"])
+PAGES = Counter("triage_router_pages_total", "Incident notifications per receiver, action and outcome",
+                ["receiver", "action", "outcome"])
+PAGES_SUPPRESSED = Counter("triage_router_pages_suppressed_total",
+                           "Mentions kept from paging receivers, by reason (silence, inhibition)",
+                           ["receiver", "reason"])
+OPEN_INCIDENTS = Gauge("triage_router_open_incidents", "Incident groups open (paged or waiting for group_wait)")
+SLA_BREACHES = Counter("triage_router_sla_breaches_total", "Items escalated after their first-response deadline",
+                       ["queue", "priority"])
+FIRST_RESPONSE = Histogram("triage_router_first_response_seconds", "Routed -> first response, per priority",
+                           ["priority"], buckets=(60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400))
+SLA_ITEMS = Counter("triage_router_sla_items_total", "Items whose first-response clock started", ["priority"])
+RESPONSES = Counter("triage_router_responses_total",
+                    "First responses per priority and outcome (in_time / late); response rate = this / sla_items",
+                    ["priority", "outcome"])
+OPEN_ITEMS = Gauge("triage_router_open_items", "Items waiting for a first response", ["queue", "priority"])

@@ -1,5 +1,8 @@
 """Receivers: where routed mentions are delivered (Kafka queue topics, signed webhooks, ...).
 
+Paging receivers (PagerDuty, Opsgenie, Slack, Alertmanager) get grouped incidents
+instead of single mentions; they live in paging.py and are built here too.
+
 A receiver's `deliver` either succeeds or raises `DeliveryError`; whether the
 error is worth retrying (timeouts, 5xx, 429) or not (4xx: the request itself is
 wrong) is its `retryable` flag. Retries and the DLQ live in `delivery.py`.
@@ -126,6 +129,11 @@ class WebhookReceiver:
             raise DeliveryError(f"webhook {self.name}: {type(exc).__name__}: {exc}") from exc
         _classify_http(resp, f"webhook {self.name}")
 
+    async def notify(self, page: Any) -> str:
+        from services.router.paging import webhook_notify
+
+        return await webhook_notify(self, page)
+
 
 def secret_from(opts: dict[str, Any], key: str = "secret_env") -> bytes | None:
     """Secrets are never in the routing file: it names the env var that holds them."""
@@ -139,14 +147,33 @@ def secret_from(opts: dict[str, Any], key: str = "secret_env") -> bytes | None:
 
 
 def build_receivers(configs: dict[str, ReceiverConfig], producer: AIOKafkaProducer,
-                    client: httpx.AsyncClient) -> dict[str, Receiver]:
-    out: dict[str, Receiver] = {}
+                    client: httpx.AsyncClient) -> dict[str, Any]:
+    """One receiver object per configured receiver; secrets are read from the env vars the file names."""
+    from services.router import paging
+
+    out: dict[str, Any] = {}
     for name, cfg in configs.items():
         if cfg.kind == "kafka_queue":
             out[name] = KafkaQueueReceiver(name, str(cfg.options["queue"]), producer)
         elif cfg.kind == "webhook":
             out[name] = WebhookReceiver(name, str(cfg.options["url"]), client, secret_from(cfg.options),
                                         {str(k): str(v) for k, v in (cfg.options.get("headers") or {}).items()})
+        elif cfg.kind == "pagerduty":
+            o = cfg.options
+            out[name] = paging.PagerDutyReceiver(
+                name, client, paging.required_secret(o, "routing_key_env", f"receiver {name}"),
+                str(o.get("url", "https://events.pagerduty.com/v2/enqueue")))
+        elif cfg.kind == "opsgenie":
+            o = cfg.options
+            out[name] = paging.OpsgenieReceiver(name, client, paging.required_secret(o, "api_key_env",
+                                                                                     f"receiver {name}"),
+                                                str(o.get("url", "https://api.opsgenie.com")))
+        elif cfg.kind == "slack":
+            o = cfg.options
+            out[name] = paging.SlackReceiver(name, client, paging.required_secret(o, "token_env", f"receiver {name}"),
+                                             str(o.get("channel", "")), str(o["url"]))
+        elif cfg.kind == "alertmanager":
+            out[name] = paging.AlertmanagerReceiver(name, client, str(cfg.options["url"]))
         else:
-            raise ValueError(f"receiver {name!r}: type {cfg.kind!r} is not available in this build yet")
+            raise ValueError(f"receiver {name!r}: unknown type {cfg.kind!r}")
     return out

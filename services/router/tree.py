@@ -21,22 +21,42 @@ Matching follows Alertmanager: a mention enters the root, descends into the
 first child whose matchers all hold, recursively; the deepest matching routes
 are the result. `continue: true` on a matching route lets the siblings after
 it be tried as well. A route with no matching child is itself the match.
+
+Time: a route with `active_time_intervals` matches only inside one of them, and
+one with `mute_time_intervals` matches only outside all of them (names from the
+top-level `time_intervals`, see timeintervals.py); otherwise the mention falls
+through to the next sibling or stays with the parent, so it is never dropped.
+These two keys are not inherited and the root may not have them.
+
+Paging: receivers of the kinds pagerduty, opsgenie, slack and alertmanager (and
+any receiver of a route with `group_by`) get incidents, not single mentions:
+see grouping.py (`group_wait`, `group_interval`, `repeat_interval`,
+`quiet_period`). `silences` (silences.py) and `inhibit_rules` (inhibition.py)
+suppress those pages; queue and webhook deliveries are never suppressed.
+
+SLA: `sla` gives the first-response time per priority, `sla_time_interval`
+makes it business time, `escalate_to` names the receiver of breaches (sla.py).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from services.router.inhibition import InhibitRule
 from services.router.matchers import Matcher
+from services.router.silences import Silence, active_silence, parse_instant
+from services.router.timeintervals import IntervalEntry, IntervalError, TimeInterval
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 RECEIVER_KINDS = ("kafka_queue", "webhook", "pagerduty", "opsgenie", "slack", "alertmanager")
+PAGING_KINDS = ("pagerduty", "opsgenie", "slack", "alertmanager")
 DEFAULT_SLA = {"P1": 15 * 60.0, "P2": 3600.0, "P3": 86400.0}
 
 
@@ -113,9 +133,20 @@ class Route:
     sla: dict[str, float] = field(default_factory=dict)
     path: str = "root"
     line: int = 0
+    active_time_intervals: list[TimeInterval] = field(default_factory=list)
+    mute_time_intervals: list[TimeInterval] = field(default_factory=list)
+    quiet_period: float = 900.0
+    escalate_to: str = ""
+    sla_time_interval: TimeInterval | None = None
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
+
+    def in_time(self, now: float) -> bool:
+        """Outside its active intervals, or inside a mute interval, a route does not match."""
+        if self.active_time_intervals and not any(t.contains(now) for t in self.active_time_intervals):
+            return False
+        return not any(t.contains(now) for t in self.mute_time_intervals)
 
 
 @dataclass
@@ -123,21 +154,32 @@ class RoutingTree:
     root: Route
     receivers: dict[str, Receiver]
     source: str = "<routing>"
+    time_intervals: dict[str, TimeInterval] = field(default_factory=dict)
+    silences: list[Silence] = field(default_factory=list)
+    inhibit_rules: list[InhibitRule] = field(default_factory=list)
 
-    def match(self, labels: dict[str, str]) -> list[Route]:
-        """The routes a mention with these labels is delivered by (deepest matches, Alertmanager order)."""
-        return _match(self.root, labels)
+    def match(self, labels: dict[str, str], now: float | None = None) -> list[Route]:
+        """The routes a mention with these labels is delivered by (deepest matches, Alertmanager order),
+        at `now` (time intervals; default: the current time)."""
+        return _match(self.root, labels, time.time() if now is None else now)
+
+    def silenced_by(self, labels: dict[str, str], now: float) -> Silence | None:
+        return active_silence(self.silences, labels, now)
+
+    def is_paging(self, route: Route) -> bool:
+        """Whether this route's receiver gets grouped incidents rather than single mentions."""
+        return self.receivers[route.receiver].kind in PAGING_KINDS or bool(route.group_by)
 
     def queues(self) -> list[str]:
         return sorted({r.options["queue"] for r in self.receivers.values() if r.kind == "kafka_queue"})
 
 
-def _match(route: Route, labels: dict[str, str]) -> list[Route]:
-    if not route.matches(labels):
+def _match(route: Route, labels: dict[str, str], now: float) -> list[Route]:
+    if not route.matches(labels) or not route.in_time(now):
         return []
     found: list[Route] = []
     for child in route.routes:
-        hits = _match(child, labels)
+        hits = _match(child, labels, now)
         if hits:
             found += hits
             if not child.continue_:
@@ -146,7 +188,8 @@ def _match(route: Route, labels: dict[str, str]) -> list[Route]:
 
 
 _ROUTE_KEYS = {"receiver", "matchers", "continue", "routes", "group_by", "group_wait", "group_interval",
-               "repeat_interval", "sla", "active_time_intervals", "mute_time_intervals"}
+               "repeat_interval", "sla", "active_time_intervals", "mute_time_intervals", "quiet_period",
+               "escalate_to", "sla_time_interval"}
 
 
 def load(path: str | Path) -> RoutingTree:
@@ -172,6 +215,7 @@ def loads(text: str, source: str = "<routing>") -> RoutingTree:
         if key not in {"route", "receivers", "sla", "time_intervals", "inhibit_rules", "silences"}:
             raise RoutingConfigError(source, doc.lines[key], str(key), "unknown top-level key")
     receivers = _parse_receivers(doc, source)
+    intervals = _parse_time_intervals(doc, source)
     if "route" not in doc:
         raise RoutingConfigError(source, doc.line, "route", "missing (the root route is required)")
     default_sla = dict(DEFAULT_SLA)
@@ -179,13 +223,112 @@ def loads(text: str, source: str = "<routing>") -> RoutingTree:
         default_sla.update(_parse_sla(doc["sla"], doc, "sla", source))
     root = _parse_route(doc["route"], doc, "route", source, "root", receivers,
                         inherited={"group_by": [], "group_wait": 30.0, "group_interval": 300.0,
-                                   "repeat_interval": 4 * 3600.0, "sla": default_sla})
+                                   "repeat_interval": 4 * 3600.0, "sla": default_sla, "quiet_period": 900.0,
+                                   "escalate_to": "", "sla_time_interval": None},
+                        intervals=intervals)
     if root.matchers:
         raise RoutingConfigError(source, root.line, "route.matchers", "the root route must match everything")
-    return RoutingTree(root, receivers, source)
+    for k in ("active_time_intervals", "mute_time_intervals"):
+        if k in doc["route"]:
+            raise RoutingConfigError(source, _line(doc["route"], k), f"route.{k}",
+                                     "the root route must always match (put time intervals on child routes)")
+    return RoutingTree(root, receivers, source, intervals, _parse_silences(doc, source),
+                       _parse_inhibit_rules(doc, source))
 
 
-def _line(parent: _LineDict, key: str) -> int:
+def _parse_time_intervals(doc: _LineDict, source: str) -> dict[str, TimeInterval]:
+    items = doc.get("time_intervals", [])
+    if not isinstance(items, list):
+        raise RoutingConfigError(source, _line(doc, "time_intervals"), "time_intervals", "expected a list")
+    out: dict[str, TimeInterval] = {}
+    for i, item in enumerate(items):
+        key = f"time_intervals[{i}]"
+        if not isinstance(item, _LineDict) or not isinstance(item.get("name"), str):
+            raise RoutingConfigError(source, _line(doc, "time_intervals"), key, "expected {name, time_intervals}")
+        for k in item:
+            if k not in ("name", "time_intervals"):
+                raise RoutingConfigError(source, item.lines[k], f"{key}.{k}", "unknown key")
+        name = item["name"]
+        if name in out:
+            raise RoutingConfigError(source, _line(item, "name"), f"{key}.name", f"duplicate time interval {name!r}")
+        entries = item.get("time_intervals")
+        if not isinstance(entries, list) or not entries:
+            raise RoutingConfigError(source, _line(item, "time_intervals"), f"{key}.time_intervals",
+                                     "expected a non-empty list")
+        parsed = []
+        for j, e in enumerate(entries):
+            try:
+                parsed.append(IntervalEntry.parse(e))
+            except IntervalError as exc:
+                line = _line(e, exc.key.split(".")[0]) if isinstance(e, _LineDict) else _line(item, "time_intervals")
+                sub = f".{exc.key}" if exc.key else ""
+                raise RoutingConfigError(source, line, f"{key}.time_intervals[{j}]{sub}", str(exc)) from None
+        out[name] = TimeInterval(name, tuple(parsed))
+    return out
+
+
+def _matcher_list(node: _LineDict, k: str, key: str, source: str, required: bool = True) -> tuple[Matcher, ...]:
+    raw = node.get(k, [])
+    if not isinstance(raw, list) or (required and not raw):
+        raise RoutingConfigError(source, _line(node, k), f"{key}.{k}", "expected a non-empty list of matchers")
+    out = []
+    for i, m in enumerate(raw):
+        try:
+            out.append(Matcher.parse(str(m)))
+        except ValueError as exc:
+            raise RoutingConfigError(source, _line(node, k), f"{key}.{k}[{i}]", str(exc)) from None
+    return tuple(out)
+
+
+def _parse_silences(doc: _LineDict, source: str) -> list[Silence]:
+    items = doc.get("silences", [])
+    if not isinstance(items, list):
+        raise RoutingConfigError(source, _line(doc, "silences"), "silences", "expected a list")
+    out = []
+    for i, item in enumerate(items):
+        key = f"silences[{i}]"
+        if not isinstance(item, _LineDict):
+            raise RoutingConfigError(source, _line(doc, "silences"), key, "expected a mapping")
+        for k in item:
+            if k not in ("matchers", "starts_at", "ends_at", "comment", "created_by"):
+                raise RoutingConfigError(source, item.lines[k], f"{key}.{k}", "unknown key")
+        matchers = _matcher_list(item, "matchers", key, source)
+        times = []
+        for k in ("starts_at", "ends_at"):
+            if k not in item:
+                raise RoutingConfigError(source, item.line, f"{key}.{k}", "required")
+            try:
+                times.append(parse_instant(item[k]))
+            except ValueError as exc:
+                raise RoutingConfigError(source, _line(item, k), f"{key}.{k}", str(exc)) from None
+        if times[1] <= times[0]:
+            raise RoutingConfigError(source, _line(item, "ends_at"), f"{key}.ends_at", "must be after starts_at")
+        out.append(Silence(matchers, times[0], times[1], str(item.get("comment", "")),
+                           str(item.get("created_by", ""))))
+    return out
+
+
+def _parse_inhibit_rules(doc: _LineDict, source: str) -> list[InhibitRule]:
+    items = doc.get("inhibit_rules", [])
+    if not isinstance(items, list):
+        raise RoutingConfigError(source, _line(doc, "inhibit_rules"), "inhibit_rules", "expected a list")
+    out = []
+    for i, item in enumerate(items):
+        key = f"inhibit_rules[{i}]"
+        if not isinstance(item, _LineDict):
+            raise RoutingConfigError(source, _line(doc, "inhibit_rules"), key, "expected a mapping")
+        for k in item:
+            if k not in ("source_matchers", "target_matchers", "equal"):
+                raise RoutingConfigError(source, item.lines[k], f"{key}.{k}", "unknown key")
+        equal = item.get("equal", [])
+        if not isinstance(equal, list) or not all(isinstance(x, str) for x in equal):
+            raise RoutingConfigError(source, _line(item, "equal"), f"{key}.equal", "expected a list of labels")
+        out.append(InhibitRule(_matcher_list(item, "source_matchers", key, source),
+                               _matcher_list(item, "target_matchers", key, source), tuple(equal), item.line))
+    return out
+
+
+def _line(parent: Any, key: str) -> int:
     return parent.lines.get(key, getattr(parent, "line", 0))
 
 
@@ -253,7 +396,8 @@ def _check_receiver_options(kind: str, opts: dict[str, Any], item: _LineDict, ke
 
 
 def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
-                 receivers: dict[str, Receiver], inherited: dict[str, Any]) -> Route:
+                 receivers: dict[str, Receiver], inherited: dict[str, Any],
+                 intervals: dict[str, TimeInterval]) -> Route:
     if not isinstance(node, _LineDict):
         raise RoutingConfigError(source, _line(parent, key) if isinstance(parent, _LineDict) else None, key,
                                  "expected a mapping")
@@ -277,7 +421,7 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
             raise RoutingConfigError(source, _line(node, "matchers"), f"{key}.matchers[{i}]", str(exc)) from None
     values = dict(inherited)
     values["receiver"] = receiver
-    for dk in ("group_wait", "group_interval", "repeat_interval"):
+    for dk in ("group_wait", "group_interval", "repeat_interval", "quiet_period"):
         if dk in node:
             try:
                 values[dk] = parse_duration(node[dk])
@@ -289,16 +433,45 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
         values["group_by"] = list(node["group_by"])
     if "sla" in node:
         values["sla"] = {**inherited["sla"], **_parse_sla(node["sla"], node, f"{key}.sla", source)}
+    if "escalate_to" in node:
+        if node["escalate_to"] not in receivers:
+            raise RoutingConfigError(source, _line(node, "escalate_to"), f"{key}.escalate_to",
+                                     f"unknown receiver {node['escalate_to']!r}; "
+                                     f"defined: {', '.join(sorted(receivers))}")
+        values["escalate_to"] = node["escalate_to"]
+    if "sla_time_interval" in node:
+        values["sla_time_interval"] = _interval_refs([node["sla_time_interval"]], node, "sla_time_interval", key,
+                                                     source, intervals)[0]
+    timed = {}
+    for tk in ("active_time_intervals", "mute_time_intervals"):
+        raw = node.get(tk, [])
+        if not isinstance(raw, list):
+            raise RoutingConfigError(source, _line(node, tk), f"{key}.{tk}", "expected a list of time interval names")
+        timed[tk] = _interval_refs(raw, node, tk, key, source, intervals)
     cont = node.get("continue", False)
     if not isinstance(cont, bool):
         raise RoutingConfigError(source, _line(node, "continue"), f"{key}.continue", "expected true or false")
     route = Route(receiver=receiver, matchers=matchers, continue_=cont, group_by=values["group_by"],
                   group_wait=values["group_wait"], group_interval=values["group_interval"],
-                  repeat_interval=values["repeat_interval"], sla=values["sla"], path=path, line=node.line)
+                  repeat_interval=values["repeat_interval"], sla=values["sla"], path=path, line=node.line,
+                  active_time_intervals=timed["active_time_intervals"],
+                  mute_time_intervals=timed["mute_time_intervals"], quiet_period=values["quiet_period"],
+                  escalate_to=values["escalate_to"], sla_time_interval=values["sla_time_interval"])
     children = node.get("routes", [])
     if not isinstance(children, list):
         raise RoutingConfigError(source, _line(node, "routes"), f"{key}.routes", "expected a list of routes")
     for i, child in enumerate(children):
         route.routes.append(_parse_route(child, node, f"{key}.routes[{i}]", source, f"{path}/{i}", receivers,
-                                         values))
+                                         values, intervals))
     return route
+
+
+def _interval_refs(names: list[Any], node: _LineDict, k: str, key: str, source: str,
+                   intervals: dict[str, TimeInterval]) -> list[TimeInterval]:
+    out = []
+    for n in names:
+        if n not in intervals:
+            raise RoutingConfigError(source, _line(node, k), f"{key}.{k}",
+                                     f"unknown time interval {n!r}; defined: {', '.join(sorted(intervals)) or 'none'}")
+        out.append(intervals[n])
+    return out

@@ -1,0 +1,173 @@
+"""Grouping P1 mentions into incidents and deciding when to page (pure, clock injected).
+
+One `Group` per (receiver, incident): the classifier's incident id when the
+mention carries one, else the route's `group_by` labels. The grouper decides,
+from the mentions added and the time, which notification is due:
+
+- trigger: once, `group_wait` after the group's first mention;
+- update:  at most every `group_interval` while new mentions arrive (count, top
+  reasons, sample posts, languages), or after `repeat_interval` of silence while
+  the incident is still open;
+- resolve: once, when the classifier resolves the incident (RESOLVED on
+  `incidents`), or for a group without a classifier incident after
+  `quiet_period` without new mentions.
+
+500 outage posts therefore make 1 trigger, a few updates and 1 resolve. The
+state is plain JSON so the worker can persist it and a restart neither
+re-pages nor forgets an open incident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MAX_SAMPLES = 5
+RESOLVED_RETENTION = 24 * 3600.0  # keep resolved incident groups so late mentions do not re-page
+
+
+@dataclass
+class Sample:
+    mention_id: str
+    text: str
+    url: str
+    language: str
+
+
+@dataclass
+class Group:
+    key: str
+    id: str                       # dedup key / alias / thread id at the receiver
+    receiver: str
+    route: str
+    incident_id: str
+    labels: dict[str, str]
+    priority: str
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    quiet_period: float
+    first_at: float
+    last_at: float
+    count: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    languages: dict[str, int] = field(default_factory=dict)
+    samples: list[dict[str, str]] = field(default_factory=list)
+    triggered_at: float = 0.0
+    last_sent_at: float = 0.0
+    sent_count: int = 0
+    updates_sent: int = 0
+    closing: bool = False
+    resolved_at: float = 0.0
+    thread_ref: str = ""          # receiver-side handle, e.g. the Slack thread's ts
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Group:
+        return cls(**d)
+
+    def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
+        return Counter(self.reasons).most_common(n)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One notification about a group: what a receiver renders."""
+
+    action: str                   # trigger / update / resolve
+    group: Group
+    at: float
+
+
+def group_key(receiver: str, route: str, incident_id: str, group_by: list[str], labels: dict[str, str]) -> str:
+    if incident_id:
+        return f"{receiver}|incident:{incident_id}"
+    parts = ",".join(f"{k}={labels.get(k, '')}" for k in sorted(group_by))
+    return f"{receiver}|{route}|{parts}"
+
+
+class IncidentGrouper:
+    """The grouping state machine; `add`, `close_incident`, `due` and `mark_sent` take the time explicitly."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, Group] = {}
+
+    def add(self, *, receiver: str, route: str, incident_id: str, group_by: list[str], labels: dict[str, str],
+            priority: str, reasons: list[str], sample: Sample, now: float, group_wait: float, group_interval: float,
+            repeat_interval: float, quiet_period: float) -> Group | None:
+        """Count a mention into its group (creating it); None when its incident was already resolved."""
+        key = group_key(receiver, route, incident_id, group_by, labels)
+        g = self.groups.get(key)
+        if g is not None and g.resolved_at:
+            if incident_id:
+                return None  # a straggler of a resolved incident: its queue delivery is enough
+            del self.groups[key]
+            g = None
+        if g is None:
+            gid = incident_id or "grp-" + hashlib.sha256(f"{key}|{now:.3f}".encode()).hexdigest()[:16]
+            g = Group(key=key, id=gid, receiver=receiver, route=route, incident_id=incident_id,
+                      labels={k: labels.get(k, "") for k in (group_by or ["brand"])}, priority=priority,
+                      group_wait=group_wait, group_interval=group_interval, repeat_interval=repeat_interval,
+                      quiet_period=quiet_period, first_at=now, last_at=now)
+            self.groups[key] = g
+        g.count += 1
+        g.last_at = max(g.last_at, now)
+        if priority < g.priority:  # "P1" < "P2": keep the most urgent
+            g.priority = priority
+        for r in reasons:
+            g.reasons[r] = g.reasons.get(r, 0) + 1
+        g.languages[sample.language] = g.languages.get(sample.language, 0) + 1
+        if len(g.samples) < MAX_SAMPLES:
+            g.samples.append(asdict(sample))
+        return g
+
+    def close_incident(self, incident_id: str, now: float) -> list[Group]:
+        closed = []
+        for g in self.groups.values():
+            if g.incident_id == incident_id and not g.closing and not g.resolved_at:
+                g.closing = True
+                closed.append(g)
+        return closed
+
+    def due(self, now: float) -> list[Page]:
+        pages: list[Page] = []
+        for key, g in list(self.groups.items()):
+            if g.resolved_at:
+                if now - g.resolved_at > RESOLVED_RETENTION:
+                    del self.groups[key]
+                continue
+            if not g.triggered_at:
+                if g.closing:
+                    # Resolved before anyone was paged: nothing to trigger or resolve.
+                    g.resolved_at = now
+                elif now >= g.first_at + g.group_wait:
+                    pages.append(Page("trigger", g, now))
+                continue
+            quiet = not g.incident_id and now - g.last_at >= g.quiet_period
+            if g.closing or quiet:
+                pages.append(Page("resolve", g, now))
+            elif g.count > g.sent_count and now >= g.last_sent_at + g.group_interval:
+                pages.append(Page("update", g, now))
+            elif now >= g.last_sent_at + g.repeat_interval:
+                pages.append(Page("update", g, now))
+        return pages
+
+    def mark_sent(self, page: Page, count_at_send: int, thread_ref: str = "") -> None:
+        g = page.group
+        if page.action == "trigger":
+            g.triggered_at = page.at
+        elif page.action == "update":
+            g.updates_sent += 1
+        elif page.action == "resolve":
+            g.resolved_at = page.at
+        g.last_sent_at = page.at
+        g.sent_count = count_at_send
+        if thread_ref and not g.thread_ref:
+            g.thread_ref = thread_ref
+
+    def open_groups(self) -> list[Group]:
+        return [g for g in self.groups.values() if not g.resolved_at]

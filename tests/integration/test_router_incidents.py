@@ -1,0 +1,206 @@
+"""An outage burst through the real router worker (Faust, subprocess) on a private broker.
+
+500 outage mentions of one brand in one classifier incident become 1 PagerDuty trigger, a few updates and
+1 resolve, and one Slack thread; killing the router mid-incident neither pages twice nor loses a mention.
+PagerDuty and Slack are local aiohttp servers that check requests the way the real APIs do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from services.common import codec, topics
+from services.common.codec import pb
+from services.common.kafka import ensure_topics, make_producer
+from services.common.timeutil import ts_from_epoch
+from services.common.topics import all_topic_specs, queue_topic
+from tests.support import ServiceProcess, consume, free_port, running_app, wait_for
+
+PD_KEY = "R0UTINGKEY0000000000000000000000"
+SLACK_TOKEN = "xoxb-test-token"
+INCIDENT = "inc-acme-outage-1"
+
+ROUTES = """\
+route:
+  receiver: normal
+  routes:
+    - matchers: ['priority="P1"']
+      receiver: pagerduty
+      group_wait: 2s
+      group_interval: 4s
+      continue: true
+    - matchers: ['priority="P1"']
+      receiver: slack
+      group_wait: 2s
+      group_interval: 4s
+      continue: true
+    - matchers: ['priority="P1"']
+      receiver: urgent
+receivers:
+  - name: pagerduty
+    pagerduty: {url: "%(base)s/v2/enqueue", routing_key_env: TEST_PD_KEY}
+  - name: slack
+    slack: {url: "%(base)s/api/chat.postMessage", token_env: TEST_SLACK_TOKEN, channel: C0INCIDENTS}
+  - name: urgent
+    kafka_queue: {queue: urgent}
+  - name: normal
+    kafka_queue: {queue: normal}
+"""
+
+
+class FakeApis:
+    """PagerDuty Events v2 (/v2/enqueue) and Slack Web API (chat.postMessage), recording accepted requests."""
+
+    def __init__(self) -> None:
+        self.pagerduty: list[dict] = []
+        self.slack: list[dict] = []
+        self.slack_ts: set[str] = set()
+
+    async def enqueue(self, request: web.Request) -> web.Response:
+        ev = await request.json()
+        errors = []
+        if ev.get("routing_key") != PD_KEY:
+            errors.append("routing_key is invalid")
+        if ev.get("event_action") not in ("trigger", "acknowledge", "resolve"):
+            errors.append("event_action is invalid")
+        if not ev.get("dedup_key"):
+            errors.append("dedup_key is missing")
+        if ev.get("event_action") == "trigger":
+            p = ev.get("payload") or {}
+            if not (p.get("summary") and p.get("source")) or p.get("severity") not in ("critical", "error",
+                                                                                       "warning", "info"):
+                errors.append("payload is invalid")
+        if errors:
+            return web.json_response({"status": "invalid event", "message": "Event object is invalid",
+                                      "errors": errors}, status=400)
+        self.pagerduty.append(ev)
+        return web.json_response({"status": "success", "message": "Event processed", "dedup_key": ev["dedup_key"]},
+                                 status=202)
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {SLACK_TOKEN}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        msg = await request.json()
+        if not msg.get("channel"):
+            return web.json_response({"ok": False, "error": "channel_not_found"})
+        if "thread_ts" in msg and msg["thread_ts"] not in self.slack_ts:
+            return web.json_response({"ok": False, "error": "thread_not_found"})
+        ts = f"{time.time():.6f}"
+        self.slack_ts.add(ts)
+        self.slack.append({**msg, "ts": ts})
+        return web.json_response({"ok": True, "channel": msg["channel"], "ts": ts, "message": {"text": msg["text"]}})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v2/enqueue", self.enqueue)
+        app.router.add_post("/api/chat.postMessage", self.post_message)
+        return app
+
+    def pd(self, notification: str) -> list[dict]:
+        return [e for e in self.pagerduty if e["event_action"] == "trigger"
+                and e["payload"]["custom_details"]["notification"] == notification]
+
+
+def outage_mention(i: int) -> pb.ScoredMention:
+    sm = pb.ScoredMention(priority=pb.P1, language=["en", "es", "de"][i % 3], incident_id=INCIDENT,
+                          reasons=["outage report 0.94", "40x normal volume in 5 min"],
+                          intents={"outage_report": 0.94})
+    m = sm.mention
+    m.source, m.external_id, m.mention_id = pb.SOURCE_X, str(10_000 + i), f"x:{10_000 + i}"
+    m.text, m.url = f"@acme app down again, cannot log in ({i})", f"https://x.com/u{i}/status/{10_000 + i}"
+    m.brands.append("acme")
+    return sm
+
+
+def incident(state: int) -> pb.Incident:
+    inc = pb.Incident(id=INCIDENT, brand="acme", kind=pb.OUTAGE_CLUSTER, state=state, mention_count=500,
+                      reasons=["outage cluster"])
+    inc.opened_at.CopyFrom(ts_from_epoch(time.time()))
+    return inc
+
+
+async def produce(bootstrap: str, topic: str, items: list[tuple[str, bytes]]) -> None:
+    producer = make_producer(bootstrap, "test-producer")
+    await producer.start()
+    try:
+        futs = [await producer.send(topic, value, key=key.encode()) for key, value in items]
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+
+
+async def page_records(bootstrap: str) -> list[pb.PageRecord]:
+    return [codec.decode(v, pb.PageRecord) for _, _, v in await consume(bootstrap, [topics.PAGES], idle=0.5,
+                                                                        timeout=5)]
+
+
+async def test_outage_burst_pages_once_survives_a_restart_and_resolves(kafka_broker_factory, tmp_path: Path):
+    bootstrap = kafka_broker_factory().bootstrap_servers
+    await ensure_topics(bootstrap, all_topic_specs())
+    apis = FakeApis()
+    async with running_app(apis.app()) as base:
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(ROUTES % {"base": base})
+        env = {"TRIAGE_KAFKA_BOOTSTRAP": bootstrap, "TRIAGE_ROUTES_FILE": str(routes),
+               "TRIAGE_ROUTER_APP_ID": "it-router", "TRIAGE_ROUTER_METRICS_PORT": str(free_port()),
+               "TRIAGE_TICK_SECONDS": "0.5", "TRIAGE_ROUTER_SESSION_TIMEOUT_SECONDS": "6",
+               "TRIAGE_DATA_DIR": str(tmp_path / "router-data"), "TEST_PD_KEY": PD_KEY,
+               "TEST_SLACK_TOKEN": SLACK_TOKEN}
+        mentions = [outage_mention(i) for i in range(500)]
+        await produce(bootstrap, topics.INCIDENTS, [(INCIDENT, codec.encode(incident(pb.OPEN)))])
+        await produce(bootstrap, topics.MENTIONS_SCORED,
+                      [(m.mention.mention_id, codec.encode(m)) for m in mentions[:250]])
+        router = ServiceProcess("router", env, tmp_path)
+        try:
+            async def both_triggers_recorded() -> bool:
+                recs = await page_records(bootstrap)
+                return {(r.receiver, r.action) for r in recs if r.delivered} >= {("pagerduty", "trigger"),
+                                                                                  ("slack", "trigger")}
+            await wait_for(both_triggers_recorded, 120, "the first pages", interval=1)
+            router.kill()  # mid-incident, without a chance to clean up
+
+            await produce(bootstrap, topics.MENTIONS_SCORED,
+                          [(m.mention.mention_id, codec.encode(m)) for m in mentions[250:]])
+            router = ServiceProcess("router", env, tmp_path)
+
+            async def all_queued() -> bool:
+                got = await consume(bootstrap, [queue_topic("urgent")], idle=0.5, timeout=10)
+                return len({codec.decode(v, pb.RoutedMention).scored.mention.mention_id for _, _, v in got}) >= 500
+            await wait_for(all_queued, 180, "all 500 mentions on triage.queue.urgent", interval=2)
+            await wait_for(lambda: any(e["payload"]["custom_details"]["mentions"] >= 500
+                                       for e in apis.pd("update")), 60, "an update counting all 500 mentions")
+
+            await produce(bootstrap, topics.INCIDENTS, [(INCIDENT, codec.encode(incident(pb.RESOLVED)))])
+            await wait_for(lambda: any(e["event_action"] == "resolve" for e in apis.pagerduty)
+                           and any(m["text"].startswith(":white_check_mark:") for m in apis.slack),
+                           60, "the resolve at PagerDuty and Slack")
+            await asyncio.sleep(2)  # a wrong second resolve or trigger would show up by now
+        finally:
+            router.stop()
+            log = router.log_tail()
+
+        queued = await consume(bootstrap, [queue_topic("urgent")], idle=1, timeout=20)
+        ids = {codec.decode(v, pb.RoutedMention).scored.mention.mention_id for _, _, v in queued}
+        assert ids == {m.mention.mention_id for m in mentions}, log
+
+        assert {e["dedup_key"] for e in apis.pagerduty} == {INCIDENT}
+        assert len(apis.pd("trigger")) == 1, log
+        assert 1 <= len(apis.pd("update")) <= 15
+        assert [e["event_action"] for e in apis.pagerduty].count("resolve") == 1
+        assert apis.pagerduty[-1]["event_action"] == "resolve"
+        details = apis.pd("trigger")[0]["payload"]["custom_details"]
+        assert "outage report 0.94 (" in details["top_reasons"][0] and details["samples"]
+        assert apis.pd("trigger")[0]["links"][0]["href"].startswith("https://x.com/")
+
+        parents = [m for m in apis.slack if "thread_ts" not in m]
+        assert len(parents) == 1, [m["text"] for m in apis.slack]
+        assert all(m["thread_ts"] == parents[0]["ts"] for m in apis.slack if m is not parents[0])
+        assert len(apis.slack) >= 3  # trigger, at least one update, the resolve
+
+        recs = await page_records(bootstrap)
+        assert [r.action for r in recs if r.receiver == "pagerduty"].count("trigger") == 1
+        assert all(r.incident_id == INCIDENT for r in recs)

@@ -1,0 +1,71 @@
+"""`triage route-check`: rejects a broken file with its line and key, explains where a sample goes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.router.check import main
+
+ROUTES = """\
+time_intervals:
+  - name: office
+    time_intervals:
+      - weekdays: ['monday:friday']
+        times: [{start_time: '09:00', end_time: '18:00'}]
+route:
+  receiver: normal
+  escalate_to: pager
+  routes:
+    - matchers: ['priority="P1"']
+      receiver: pager
+      continue: true
+    - matchers: ['priority=~"P1|P2"']
+      receiver: desk
+      active_time_intervals: [office]
+    - matchers: ['priority=~"P1|P2"']
+      receiver: urgent
+receivers:
+  - name: pager
+    pagerduty: {routing_key_env: PD_KEY}
+  - name: desk
+    kafka_queue: {queue: desk}
+  - name: urgent
+    kafka_queue: {queue: urgent}
+  - name: normal
+    kafka_queue: {queue: normal}
+"""
+
+
+def run(tmp_path: Path, capsys, text: str, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    f = tmp_path / "routes.yaml"
+    f.write_text(text)
+    rc = main([str(f), *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_broken_file_is_rejected_with_line_and_key(tmp_path, capsys):
+    rc, _, err = run(tmp_path, capsys, ROUTES.replace("receiver: desk", "receiver: dsek"))
+    assert rc == 1
+    assert "routes.yaml:14: route.routes[1].receiver: unknown receiver 'dsek'" in err
+
+
+def test_sample_route_is_explained_at_a_given_time(tmp_path, capsys):
+    rc, out, _ = run(tmp_path, capsys, ROUTES, "priority=P1", "brand=acme", "--at", "2026-11-23T10:00:00Z")
+    assert rc == 0
+    assert "root/0 (line 10) -> pager (pagerduty)" in out and "paged as an incident" in out
+    assert "root/1 (line 13) -> desk (kafka_queue)" in out and "first response due in 15m, escalates to pager" in out
+
+    rc, out, _ = run(tmp_path, capsys, ROUTES, "priority=P2", "--at", "2026-11-28T10:00:00Z")  # Saturday
+    assert "root/2 (line 16) -> urgent" in out and "skipped root/1 (line 13) -> desk" in out
+
+
+def test_the_documented_example_and_the_default_file_are_valid(tmp_path, capsys):
+    import re
+
+    root = Path(__file__).resolve().parents[2] / "services" / "router"
+    example = re.search(r"```yaml\n(.*?)```", (root / "ROUTING.md").read_text(), re.S)
+    assert example is not None
+    rc, out, _ = run(tmp_path, capsys, example.group(1), "priority=P2", "--at", "2026-11-23T10:00:00Z")
+    assert rc == 0 and "-> day-desk (kafka_queue)" in out and "of business_hours" in out
+    assert main([str(root / "routes.default.yaml")]) == 0
