@@ -6,7 +6,7 @@ DURATION ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: help venv proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
-        kafka-up kafka-down train eval bench clean
+        kafka-up kafka-down train eval eval-crisis bench clean
 
 help:
 	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
@@ -14,6 +14,7 @@ help:
 	@echo "make up / make down      start / stop broker + services in the background (logs in run/)"
 	@echo "make kafka-up / kafka-down   the broker alone (127.0.0.1:9092)"
 	@echo "make train / eval / bench    fit the heads / print evaluation tables / print benchmarks"
+	@echo "make eval-crisis         replay crisis scenarios, print the detection table"
 	@echo "make lint                ruff + mypy + stale-protobuf check"
 
 $(STAMP): pyproject.toml
@@ -73,6 +74,9 @@ train: $(STAMP) proto model
 
 eval: $(STAMP) proto model
 	$(PY) -m services.cli eval
+
+eval-crisis: $(STAMP) proto
+	$(PY) -m bench.eval_crisis
 
 bench: $(STAMP) proto model
 	$(PY) -m bench.classify

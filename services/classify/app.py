@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.classify import metrics as cm
 from services.classify.config import ClassifySettings
+from services.classify.crisis_agent import CrisisMonitor, CrisisSettings, attach_crisis, produce_incidents
 from services.classify.scorer import Scorer
 from services.common import codec, topics
 from services.common.deadletter import dead_letter
@@ -40,6 +41,7 @@ class ClassifyWorker:
         self.scorer = scorer
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.producer: AIOKafkaProducer | None = None
+        self.crisis: CrisisMonitor | None = None  # set by create_app when crisis detection is on
         cm.MODEL_INFO.info({"version": scorer.model_version})
 
     async def start_producer(self) -> AIOKafkaProducer:
@@ -85,12 +87,17 @@ class ClassifyWorker:
             cm.INFERENCE_SECONDS.observe(time.perf_counter() - started)
             cm.BATCH_SIZE.observe(len(mentions))
             now = time.time()
+            # Tags mentions of open incidents (and re-decides them as P1) before they are produced.
+            updates = self.crisis.annotate(scored) if self.crisis is not None else []
             for sm in scored:
                 futures.append(await producer.send(
                     topics.MENTIONS_SCORED, codec.encode(sm), key=sm.mention.mention_id.encode()))
                 cm.SCORED.labels(f"P{sm.priority}").inc()
                 if sm.mention.received_at.seconds:
                     cm.PIPELINE_LATENCY.observe(max(0.0, now - epoch(sm.mention.received_at)))
+            futures += await produce_incidents(producer, updates)
+            if updates:
+                MESSAGES_OUT.labels("classify", topics.INCIDENTS).inc(len(updates))
         await asyncio.gather(*futures)
         MESSAGES_OUT.labels("classify", topics.MENTIONS_SCORED).inc(len(mentions))
 
@@ -99,13 +106,16 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
     app = faust_app(settings.classify_app_id, settings,
                     stream_buffer_maxsize=max(4 * settings.max_batch, 64))
     raw_topic = app.topic(topics.MENTIONS_RAW)
+    crisis_settings = CrisisSettings()
+    if crisis_settings.crisis_enabled:
+        worker.crisis = attach_crisis(app, worker, crisis_settings)
 
     @app.agent(raw_topic, concurrency=1)
     async def classify(stream: Any) -> None:
         async for values in stream.take(settings.max_batch, within=settings.max_wait_seconds):
             await retry_until_done(worker.process, list(values), what="classify batch")
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _shutdown(app: faust.App, **_: Any) -> None:
         await worker.stop()
 

@@ -1,0 +1,104 @@
+"""Every parameter of crisis detection, with its default and why (one place, plain dataclasses).
+
+Times are seconds of event time (see `engine.event_time`), rates are mentions per minute unless a name
+says otherwise. Defaults were chosen on `make eval-crisis` (bench/eval_crisis.py): every crisis there
+is detected within 60 s and the calm week and the campaign open no incident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SpikeConfig:
+    """Volume spike: mention count in short windows vs. a seasonal, slowly adapting baseline."""
+
+    bucket_seconds: int = 10                 # resolution of the sliding counts (evaluation step)
+    short_window_seconds: int = 60           # fast window: catches a sudden burst
+    long_window_seconds: int = 300           # slow window: catches a sustained, moderate rise
+    level_half_life_minutes: float = 60.0    # baseline level EWMA (per-minute counts, deseasonalised)
+    season_half_life_days: float = 3.0       # hour-of-day / weekday factors forget old weeks this fast
+    season_min_observations: int = 45        # minutes a slot needs before its factor is trusted (else 1.0)
+    dispersion: float = 0.05                 # negative-binomial overdispersion (var = mu + d*mu^2)
+    open_p_value: float = 1e-7               # tail probability at or below which a window is anomalous
+    open_ratio: float = 3.0                  # ... and observed/expected at or above this
+    min_count_short: int = 15                # ... and at least this many mentions in the short window
+    min_count_long: int = 40                 # ... or this many in the long window
+    close_ratio: float = 1.6                 # still "active" (hysteresis) while observed/expected >= this
+    persistence: int = 2                     # consecutive anomalous buckets before it fires
+    no_baseline_minutes: int = 15            # cold start: no volume verdicts before this much history
+    warm_minutes: int = 360                  # cold start: stricter thresholds until this much history
+    cold_open_p_value: float = 1e-12
+    cold_open_ratio: float = 6.0
+    update_clip_ratio: float = 2.0           # baseline learns at most this x expected per minute (bursts
+    #                                          must not teach the baseline that a crisis is normal)
+    max_gap_minutes: int = 1440              # a silent brand's baseline decays minute by minute up to this
+
+
+@dataclass(frozen=True)
+class OutageConfig:
+    """Outage cluster: outage_report mentions per brand (any language) in sliding windows."""
+
+    intent: str = "outage_report"
+    intent_threshold: float = 0.5            # a mention is an outage report at or above this probability
+    bucket_seconds: int = 10
+    short_window_seconds: int = 60
+    long_window_seconds: int = 300
+    baseline_half_life_minutes: float = 720.0  # outage reports are rare: a long memory of their usual rate
+    prior_rate_per_minute: float = 0.05      # cold start: assumed usual rate before any history
+    warm_minutes: int = 120                  # until then the baseline is max(prior, learned)
+    dispersion: float = 0.1
+    open_p_value: float = 1e-6
+    open_ratio: float = 5.0
+    min_count_short: int = 6                 # a handful of reports is not an outage
+    min_count_long: int = 10
+    close_ratio: float = 2.0
+    close_min_count: int = 2                 # still active while >= this many reports in the long window
+    persistence: int = 2
+    update_clip_ratio: float = 2.0
+
+
+@dataclass(frozen=True)
+class ViralConfig:
+    """Viral complaint: engagement velocity of one negative/safety post from successive snapshots."""
+
+    negative_threshold: float = 0.5          # sentiment.negative at/above this makes a post eligible
+    safety_intent: str = "safety_or_legal_threat"
+    safety_threshold: float = 0.5            # ... or this safety/legal threat probability
+    velocity_window_seconds: int = 300       # velocity = growth over (at most) this span of snapshots
+    min_span_seconds: float = 10.0           # snapshots closer than this are not differenced
+    reach_scale: float = 3.0                 # weight = 1 + log10(1 + followers) / reach_scale (1M -> 3x)
+    baseline_half_life_updates: float = 500.0  # brand's usual (log) velocity, per engagement update
+    baseline_z: float = 4.0                  # threshold = usual log-velocity + z * its std ...
+    baseline_multiplier: float = 20.0        # ... and at least this x the usual velocity
+    min_velocity: float = 30.0               # weighted engagement per minute that can ever be viral
+    cold_min_velocity: float = 60.0          # before `warm_updates` updates of the brand were seen
+    warm_updates: int = 50
+    close_fraction: float = 0.3              # still active while velocity >= this x the open threshold
+    persistence: int = 2                     # consecutive fast snapshots of the same post
+    max_posts: int = 500                     # snapshot memory per brand (oldest posts forgotten first)
+    post_ttl_seconds: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class IncidentConfig:
+    """Incident life cycle: hysteresis, minimum duration, quiet-period resolve, evidence size."""
+
+    quiet_seconds: float = 600.0             # resolve after this long below the close threshold
+    min_duration_seconds: float = 900.0      # an incident stays open at least this long (no flapping)
+    cooldown_seconds: float = 900.0          # after a resolve, the same brand+kind may not reopen for this
+    update_interval_seconds: float = 60.0    # at most one UPDATED per incident per this interval
+    top_terms: int = 10
+    max_samples: int = 10
+    recent_mentions: int = 40                # per brand, seeds the evidence of a newly opened incident
+    seen_ttl_seconds: float = 1800.0         # engagement updates of a post seen this recently are not volume
+    max_seen: int = 5000                     # per brand bound of that memory
+
+
+@dataclass(frozen=True)
+class CrisisConfig:
+    spike: SpikeConfig = field(default_factory=SpikeConfig)
+    outage: OutageConfig = field(default_factory=OutageConfig)
+    viral: ViralConfig = field(default_factory=ViralConfig)
+    incident: IncidentConfig = field(default_factory=IncidentConfig)

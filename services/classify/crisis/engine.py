@@ -1,0 +1,221 @@
+"""CrisisEngine: feeds scored mentions to the per-brand detectors and the incident tracker.
+
+Event time is the mention's `received_at` (when ingest accepted it), falling back to `created_at`:
+- engagement updates of a post carry the post's original `created_at`; the time of the *observation*
+  is when it was received, and velocity must be measured between observations;
+- `created_at` can be hours old for backfills and slow platforms, which would put a mention into windows
+  that were already judged; `received_at` is monotone with arrival (ingest's clock) and is seconds
+  behind the classify worker, so "within a minute" is measured on the clock responders live by.
+The engine's clock is max(event times seen, `now` passed in); `tick(now)` advances it on a quiet stream
+so windows empty and incidents resolve. Pass scenario time as `now` to replay a day in seconds.
+
+Volume counts a post once: an engagement update of a mention id seen within `seen_ttl_seconds` (or of a
+post created before that) only feeds the viral detector.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from services.classify.crisis.config import CrisisConfig
+from services.classify.crisis.incidents import IncidentTracker, MentionSummary, terms_of
+from services.classify.crisis.outage import OutageDetector
+from services.classify.crisis.spike import SpikeDetector
+from services.classify.crisis.viral import ViralDetector, weighted_engagement
+from services.common.codec import pb
+from services.common.timeutil import epoch
+
+# Which open incident a mention joins when several are open for its brand: the most specific first.
+_MATCH_ORDER = (pb.OUTAGE_CLUSTER, pb.VIRAL_COMPLAINT, pb.VOLUME_SPIKE)
+
+
+def event_time(scored: pb.ScoredMention) -> float:
+    """received_at, else created_at, else 0 (see the module docstring for why)."""
+    m = scored.mention
+    return epoch(m.received_at) or epoch(m.created_at)
+
+
+def _source_name(source: int) -> str:
+    try:
+        return str(pb.Source.Name(source)).removeprefix("SOURCE_").lower()
+    except ValueError:
+        return "unknown"
+
+
+class BrandState:
+    """Everything crisis detection knows about one brand; serialisable to a plain dict (JSON)."""
+
+    def __init__(self, brand: str, cfg: CrisisConfig):
+        self.brand = brand
+        self.cfg = cfg
+        self.spike = SpikeDetector(cfg.spike)
+        self.outage = OutageDetector(cfg.outage)
+        self.viral = ViralDetector(cfg.viral)
+        self.tracker = IncidentTracker(brand, cfg.incident)
+        self.recent: deque[MentionSummary] = deque(maxlen=cfg.incident.recent_mentions)
+        self.seen: dict[str, float] = {}
+
+    def is_new_post(self, mention_id: str, t: float, created_at: float) -> bool:
+        ttl = self.cfg.incident.seen_ttl_seconds
+        if mention_id in self.seen:
+            self.seen[mention_id] = t
+            return False
+        if len(self.seen) >= self.cfg.incident.max_seen:
+            cutoff = t - ttl
+            self.seen = {k: v for k, v in self.seen.items() if v >= cutoff}
+            while len(self.seen) >= self.cfg.incident.max_seen:   # still full: forget the oldest
+                self.seen.pop(next(iter(self.seen)))
+        self.seen[mention_id] = t
+        # A post we have not seen but that is older than our memory is an update of an old post.
+        return not (created_at and t - created_at > ttl)
+
+    def evaluate(self, now: float) -> list[pb.Incident]:
+        out = []
+        tr = self.tracker
+
+        def opening(kind: int, firing: bool) -> bool:   # seeds (recent evidence) are only needed to open
+            return firing and kind not in tr.open
+
+        v = self.outage.evaluate(now)
+        seed = [s for s in self.recent if s.outage] if opening(pb.OUTAGE_CLUSTER, v.firing) else []
+        if (inc := tr.consider(pb.OUTAGE_CLUSTER, v, now, seed)) is not None:
+            out.append(inc)
+        v = self.viral.evaluate(now)
+        hot = self.viral.hot_posts(now) if v.active else []
+        seed = []
+        if opening(pb.VIRAL_COMPLAINT, v.firing):
+            ext = {h.split(":", 1)[-1] for h in hot}
+            seed = [s for s in self.recent if s.mention_id in hot or set(s.thread_ids) & ext]
+        if (inc := tr.consider(pb.VIRAL_COMPLAINT, v, now, seed, posts=hot)) is not None:
+            out.append(inc)
+        v = self.spike.evaluate(now)
+        cause = tr.open.get(pb.OUTAGE_CLUSTER) or tr.open.get(pb.VIRAL_COMPLAINT)
+        if cause is not None and pb.VOLUME_SPIKE not in tr.open:
+            # The extra volume is the open outage/viral incident's own: one page, with the spike as a reason.
+            if v.active and v.reasons:
+                cause.reasons = [*[r for r in cause.reasons if "normal volume" not in r], *v.reasons][:6]
+                cause.last_active = now
+            return out
+        seed = list(self.recent) if opening(pb.VOLUME_SPIKE, v.firing) else []
+        if (inc := tr.consider(pb.VOLUME_SPIKE, v, now, seed)) is not None:
+            out.append(inc)
+        return out
+
+    def match(self, s: MentionSummary) -> str:
+        """The open incident this mention belongs to ("" if none); adds it to that incident's evidence."""
+        for kind in _MATCH_ORDER:
+            inc = self.tracker.open.get(kind)
+            if inc is None:
+                continue
+            if kind == pb.OUTAGE_CLUSTER and not s.outage:
+                continue
+            if kind == pb.VIRAL_COMPLAINT:
+                ext = {p.split(":", 1)[-1] for p in inc.posts}
+                if s.mention_id not in inc.posts and not (set(s.thread_ids) & ext):
+                    continue
+            inc.add(s, self.cfg.incident)
+            return inc.id
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"brand": self.brand, "spike": self.spike.to_dict(), "outage": self.outage.to_dict(),
+                "viral": self.viral.to_dict(), "tracker": self.tracker.to_dict(),
+                "recent": [s.to_list() for s in self.recent], "seen": self.seen}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], cfg: CrisisConfig) -> BrandState:
+        st = cls(d["brand"], cfg)
+        st.spike = SpikeDetector.from_dict(d["spike"], cfg.spike)
+        st.outage = OutageDetector.from_dict(d["outage"], cfg.outage)
+        st.viral = ViralDetector.from_dict(d["viral"], cfg.viral)
+        st.tracker = IncidentTracker.from_dict(st.brand, d["tracker"], cfg.incident)
+        st.recent.extend(MentionSummary.from_list(v) for v in d["recent"])
+        st.seen = {str(k): float(v) for k, v in d["seen"].items()}
+        return st
+
+
+class CrisisEngine:
+    def __init__(self, config: CrisisConfig | None = None):
+        self.cfg = config or CrisisConfig()
+        self.brands: dict[str, BrandState] = {}
+        self.clock = 0.0
+        self.dirty: set[str] = set()   # brands whose state changed since the last `take_dirty()`
+
+    def brand(self, name: str) -> BrandState:
+        st = self.brands.get(name)
+        if st is None:
+            st = self.brands[name] = BrandState(name, self.cfg)
+        return st
+
+    def observe(self, scored: pb.ScoredMention, now: float | None = None) -> tuple[str, list[pb.Incident]]:
+        """Feed one scored mention; returns (id of the open incident it belongs to or "", incident updates)."""
+        t = event_time(scored) or (now if now is not None else self.clock)
+        self.clock = max(self.clock, t, now if now is not None else 0.0)
+        m = scored.mention
+        if not m.brands:
+            return "", []
+        intents = dict(scored.intents)
+        created = epoch(m.created_at)
+        eng = weighted_engagement(m.engagement.likes, m.engagement.reposts, m.engagement.replies,
+                                  m.engagement.quotes)
+        updates: list[pb.Incident] = []
+        found = ""
+        for brand in dict.fromkeys(m.brands):
+            st = self.brand(brand)
+            self.dirty.add(brand)
+            summary = MentionSummary(
+                mention_id=m.mention_id, t=t, url=m.url, language=scored.language or m.language_hint,
+                source=_source_name(m.source), terms=terms_of(m.text, frozenset(b.lower() for b in m.brands))[:30],
+                outage=st.outage.is_outage_report(intents),
+                thread_ids=[x for x in (m.reply_to_id, m.conversation_id) if x])
+            if st.is_new_post(m.mention_id, t, created):
+                st.spike.add(t)
+                if summary.outage:
+                    st.outage.add(t)
+                else:
+                    st.outage.add_other(t)
+                st.recent.append(summary)
+            st.viral.observe(m.mention_id, t, eng, m.author.follower_count,
+                             st.viral.eligible(scored.sentiment.negative, intents), created, m.url)
+            updates += st.evaluate(self.clock)
+            iid = st.match(summary)
+            found = found or iid
+        return found, updates
+
+    def tick(self, now: float) -> list[pb.Incident]:
+        """Advance the clock: evaluate every brand (windows empty on a quiet stream) and resolve quiet incidents."""
+        self.clock = max(self.clock, now)
+        out: list[pb.Incident] = []
+        for name, st in self.brands.items():
+            before = len(out)
+            out += st.evaluate(self.clock)
+            out += st.tracker.expire(self.clock)
+            if len(out) > before:
+                self.dirty.add(name)
+        return out
+
+    def open_incidents(self) -> list[str]:
+        return [inc.id for st in self.brands.values() for inc in st.tracker.open.values()]
+
+    def take_dirty(self) -> set[str]:
+        dirty, self.dirty = self.dirty, set()
+        return dirty
+
+    def brand_state(self, brand: str) -> dict[str, Any]:
+        return self.brand(brand).to_dict()
+
+    def load_brand_state(self, d: dict[str, Any]) -> None:
+        st = BrandState.from_dict(d, self.cfg)
+        self.brands[st.brand] = st
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"clock": self.clock, "brands": [st.to_dict() for st in self.brands.values()]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], config: CrisisConfig | None = None) -> CrisisEngine:
+        eng = cls(config)
+        eng.clock = float(d.get("clock", 0.0))
+        for b in d.get("brands", []):
+            eng.load_brand_state(b)
+        return eng

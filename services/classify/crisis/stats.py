@@ -1,0 +1,52 @@
+"""Tail probabilities for counts (Poisson, negative binomial) without scipy, and small EWMA helpers."""
+
+from __future__ import annotations
+
+import math
+
+
+def half_life_alpha(half_life: float) -> float:
+    """EWMA weight per step such that an old observation's weight halves every `half_life` steps."""
+    return 1.0 - 0.5 ** (1.0 / max(half_life, 1e-9))
+
+
+def nbinom_sf(k: int, mean: float, dispersion: float = 0.0) -> float:
+    """P(X >= k) for a count with the given mean.
+
+    dispersion = 0 is Poisson; dispersion > 0 is a negative binomial with variance mean + dispersion*mean^2
+    (social volume is burstier than Poisson: a little dispersion stops ordinary noise from looking rare).
+    Computed by summing the pmf upwards from k in log space, which converges fast in the upper tail, the
+    only place we need precision. For k <= mean the answer is not significant and 1.0 is returned.
+    """
+    if k <= 0:
+        return 1.0
+    mean = max(mean, 1e-9)
+    if k <= mean:
+        return 1.0
+    if dispersion <= 0:
+        log_pmf = k * math.log(mean) - mean - math.lgamma(k + 1)
+
+        def ratio(i: int) -> float:  # pmf(i+1)/pmf(i)
+            return mean / (i + 1)
+    else:
+        r = 1.0 / dispersion
+        p = r / (r + mean)
+        log_pmf = (math.lgamma(k + r) - math.lgamma(r) - math.lgamma(k + 1)
+                   + r * math.log(p) + k * math.log1p(-p))
+
+        def ratio(i: int) -> float:
+            return (i + r) / (i + 1) * (1 - p)
+    total, term, i = 0.0, 1.0, k
+    # Sum pmf(k) * (1 + ratio + ratio*ratio' + ...) relative to pmf(k), to stay in range.
+    for _ in range(100_000):
+        total += term
+        term *= ratio(i)
+        i += 1
+        if term < 1e-12 * total:
+            break
+    return min(1.0, math.exp(log_pmf) * total)
+
+
+def surprise(p_value: float) -> float:
+    """-log10(p), capped so p = 0 (underflow) stays finite."""
+    return -math.log10(max(p_value, 1e-300))

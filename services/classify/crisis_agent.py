@@ -1,0 +1,181 @@
+"""The thin Faust layer of crisis detection: per classify batch, tag mentions with open incidents and
+publish incident updates; a timer resolves incidents that went quiet; state lives in a Faust table.
+
+`CrisisMonitor.annotate(scored)` runs the pure `CrisisEngine` over a scored batch (after scoring, before
+producing): it sets `incident_id` on each mention that belongs to an open incident, recomputes its
+priority with `priority.decide(..., Signals(incident_id=...))` (P1, reason "part of open incident <id>")
+and returns the `Incident` messages to produce on `incidents`, keyed by incident id.
+
+State and partitioning (the documented choice): `mentions.raw` is keyed by mention id, so one brand's
+mentions arrive on every partition. Crisis state is therefore per worker process, held in memory by the
+engine and checkpointed per brand (JSON) into a changelog-backed `GlobalTable` written with
+`use_partitioner=True` (key = brand; the changelog partition follows the key, not the source event, and
+every worker recovers all partitions on start). A restarted worker reloads every brand, keeps its open
+incidents and cooldowns, and never re-opens a resolved one. This is correct for ONE classify replica.
+With several replicas each would see a share of a brand's mentions and they would overwrite each other's
+checkpoints: scaling out needs brand co-partitioning first (repartition scored mentions by brand through
+an intermediate topic and run the engine there, tagging mentions asynchronously).
+Checkpoints are taken at most every `crisis_checkpoint_seconds` per brand, and at once whenever an
+incident changes; after a crash the un-checkpointed mentions are re-delivered (at-least-once) and counted
+again into the restored windows, so at most `crisis_checkpoint_seconds` of data is seen twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+from pydantic import Field
+
+from services.classify.crisis import CrisisConfig, CrisisEngine
+from services.classify.priority import PriorityPolicy, Signals, decide
+from services.common import codec, topics
+from services.common.codec import pb
+from services.common.logging import get_logger
+from services.common.settings import ServiceSettings
+
+log = get_logger("classify.crisis")
+
+INCIDENT_UPDATES = Counter("triage_classify_incident_updates_total", "Incident updates produced",
+                           ["kind", "state"])
+INCIDENTS_OPEN = Gauge("triage_classify_incidents_open", "Crisis incidents currently open in this worker")
+
+STATE_TABLE = "crisis-state"
+
+
+class CrisisSettings(ServiceSettings):
+    crisis_enabled: bool = Field(True, description="run crisis detection in the classify worker")
+    crisis_tick_seconds: float = Field(10.0, gt=0, description="how often quiet incidents are checked")
+    crisis_checkpoint_seconds: float = Field(5.0, ge=0, description="per-brand state checkpoint interval")
+    crisis_state_partitions: int = Field(6, ge=1, description="partitions of the crisis-state changelog")
+
+
+class CrisisMonitor:
+    """The engine plus its checkpoints and the priority re-decision; no Kafka inside (the store is a mapping:
+    a Faust table in the worker, a dict in tests)."""
+
+    def __init__(self, engine: CrisisEngine | None = None, store: MutableMapping[Any, Any] | None = None,
+                 policy: PriorityPolicy | None = None, checkpoint_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.time, key: Callable[[str], Any] = str):
+        self.engine = engine or CrisisEngine(CrisisConfig())
+        self.store = store if store is not None else {}
+        self.policy = policy or PriorityPolicy()
+        self.checkpoint_seconds = checkpoint_seconds
+        self.clock = clock
+        self.key = key
+        self.loaded = False
+        self.lag = 0.0   # wall clock - event time at the last batch
+        self.saved_at: dict[str, float] = {}
+
+    def load(self) -> int:
+        """Restore every brand from the store (once, after table recovery); returns how many."""
+        if self.loaded:
+            return 0
+        n = 0
+        for value in list(self.store.values()):
+            if value:
+                self.engine.load_brand_state(value)
+                n += 1
+        self.engine.clock = max([self.engine.clock, *(_brand_clock(v) for v in self.store.values() if v)])
+        self.loaded = True
+        log.info("crisis_state_loaded", brands=n, open_incidents=len(self.engine.open_incidents()))
+        return n
+
+    def annotate(self, scored: Iterable[pb.ScoredMention], now: float | None = None) -> list[pb.Incident]:
+        """Tag the batch's mentions in place; returns the incident updates to produce."""
+        self.load()
+        wall = self.clock() if now is None else now
+        updates: list[pb.Incident] = []
+        seen = False
+        for sm in scored:
+            # Event time drives the engine: a worker catching up on a backlog judges the windows as they
+            # were, not all at "now" (which would also defeat the persistence condition).
+            iid, ups = self.engine.observe(sm)
+            seen = True
+            updates += ups
+            if iid and sm.incident_id != iid:
+                self.retag(sm, iid)
+        if seen:
+            self.lag = max(0.0, wall - self.engine.clock)
+        self.checkpoint(wall, force=bool(updates))
+        self._count(updates)
+        return updates
+
+    def tick(self, now: float | None = None) -> list[pb.Incident]:
+        self.load()
+        wall = self.clock() if now is None else now
+        # On a quiet stream the engine's clock follows the wall clock, minus the event-time lag last seen
+        # (so a lagging stream's windows are not emptied ahead of its events).
+        updates = self.engine.tick(wall - self.lag)
+        self.checkpoint(wall, force=bool(updates))
+        self._count(updates)
+        return updates
+
+    def retag(self, sm: pb.ScoredMention, incident_id: str) -> None:
+        """Join an open incident: set the id and re-decide priority/urgency/reasons with it (P1)."""
+        m = sm.mention
+        verdict = decide(sm.sentiment.negative, sm.sentiment.positive, dict(sm.intents), Signals(
+            followers=m.author.follower_count, verified=m.author.verified, likes=m.engagement.likes,
+            reposts=m.engagement.reposts, replies=m.engagement.replies, quotes=m.engagement.quotes,
+            incident_id=incident_id), self.policy)
+        sm.incident_id = incident_id
+        sm.priority = verdict.priority  # type: ignore[assignment]
+        sm.urgency = verdict.urgency
+        del sm.reasons[:]
+        sm.reasons.extend(verdict.reasons)
+
+    def checkpoint(self, now: float, force: bool = False) -> None:
+        dirty = self.engine.take_dirty()
+        for brand in dirty:
+            if force or now - self.saved_at.get(brand, 0.0) >= self.checkpoint_seconds:
+                self.store[self.key(brand)] = self.engine.brand_state(brand)
+                self.saved_at[brand] = now
+            else:
+                self.engine.dirty.add(brand)   # not yet: keep it for the next checkpoint
+
+    def _count(self, updates: list[pb.Incident]) -> None:
+        for inc in updates:
+            INCIDENT_UPDATES.labels(pb.IncidentKind.Name(inc.kind), pb.IncidentState.Name(inc.state)).inc()
+            log.info("incident", id=inc.id, state=pb.IncidentState.Name(inc.state), brand=inc.brand,
+                     severity=round(inc.severity, 3), mentions=inc.mention_count)
+        INCIDENTS_OPEN.set(len(self.engine.open_incidents()))
+
+
+def _brand_clock(state: dict[str, Any]) -> float:
+    recent = state.get("recent") or []
+    return max([0.0, *(float(r[1]) for r in recent)])
+
+
+async def produce_incidents(producer: Any, updates: list[pb.Incident]) -> list[Any]:
+    """send() every update keyed by incident id (compacted topic: the latest state per incident wins)."""
+    return [await producer.send(topics.INCIDENTS, codec.encode(inc), key=inc.id.encode()) for inc in updates]
+
+
+def attach_crisis(app: Any, worker: Any, settings: CrisisSettings | None = None,
+                  config: CrisisConfig | None = None) -> CrisisMonitor:
+    """Create the state table, the monitor and the resolve timer on a Faust app; returns the monitor.
+
+    The worker calls `monitor.annotate(scored)` per batch and produces the result with
+    `produce_incidents(producer, updates)` before awaiting the batch's futures (see the module docstring).
+    """
+    settings = settings or CrisisSettings()
+    table = app.GlobalTable(STATE_TABLE, default=None, partitions=settings.crisis_state_partitions,
+                            use_partitioner=True,   # keys and values are JSON (Faust's default for tables)
+                            help="per-brand crisis detection state (JSON), see services/classify/crisis_agent.py")
+    policy = getattr(getattr(worker, "scorer", None), "policy", None)
+    monitor = CrisisMonitor(CrisisEngine(config), table, policy, settings.crisis_checkpoint_seconds, key=str)
+
+    @app.timer(interval=settings.crisis_tick_seconds)
+    async def crisis_tick() -> None:
+        recovery = getattr(app.tables, "recovery", None)
+        if recovery is not None and not recovery.completed.is_set():
+            return   # the table is still being restored: judging now would forget open incidents
+        updates = monitor.tick()
+        if updates:
+            import asyncio
+            producer = await worker.start_producer()
+            await asyncio.gather(*await produce_incidents(producer, updates))
+
+    return monitor
