@@ -104,8 +104,11 @@ def decide(
     if eng >= policy.viral_engagement / 10:
         reasons.append(f"engagement {int(eng)}")
 
-    spam = p["spam"] >= policy.intent_threshold and not present & {"complaint", "outage_report",
-                                                                      "safety_or_legal_threat"}
+    # Spam only wins when it is the model's strongest reading: a post that is more likely a
+    # question or praise than spam still deserves an answer.
+    spam = (p["spam"] >= policy.intent_threshold
+            and p["spam"] >= max(p[k] for k in ("complaint", "question", "praise"))
+            and not present & {"complaint", "outage_report", "safety_or_legal_threat"})
     if spam:
         urgency *= 0.2
         reasons.insert(0, f"spam {p['spam']:.2f}")
