@@ -12,6 +12,8 @@ RESPONSES = "responses"
 PAGES = "pages"
 MENTIONS_DLQ = "mentions.dlq"
 QUEUE_PREFIX = "triage.queue."
+# Ingest connectors' cursors (latest per connector name; compacted).
+INGEST_CHECKPOINTS = "ingest.checkpoints"
 
 _QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -41,6 +43,7 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(RESPONSES, 3, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     TopicSpec(PAGES, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
     TopicSpec(MENTIONS_DLQ, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    TopicSpec(INGEST_CHECKPOINTS, 1, {"cleanup.policy": "compact"}),
 )
 
 # Queues the default routing file (services/router/routes.default.yaml) uses.

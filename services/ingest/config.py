@@ -1,10 +1,23 @@
-"""Ingest settings (env prefix `TRIAGE_`, e.g. `TRIAGE_INGEST_PORT=8080`)."""
+"""Ingest settings (env prefix `TRIAGE_`, e.g. `TRIAGE_INGEST_PORT=8080`).
+
+Secrets (webhook secrets, bearer tokens) are `SecretStr` so they never show in
+logs or reprs; every secret-protected feature is off while its secret is empty.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
 
 from services.common.settings import ServiceSettings
+
+
+class PollSource(BaseModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    kind: str = Field(pattern=r"^(feed|reddit)$")
+    url: str = Field(min_length=8)
+    interval_seconds: float = Field(300.0, ge=1.0)
 
 
 class IngestSettings(ServiceSettings):
@@ -19,3 +32,36 @@ class IngestSettings(ServiceSettings):
     produce_timeout_seconds: float = Field(15.0, description="wait this long for Kafka acks before answering 503")
     retry_after_seconds: int = Field(5, description="Retry-After sent with 503 when Kafka is unavailable")
     future_skew_seconds: float = Field(300.0, description="created_at further in the future than this is 422")
+    request_timeout_seconds: float = Field(30.0, description="a request body not read within this gets 408")
+    kafka_probe_interval_seconds: float = Field(1.0, description="how often a down Kafka is probed to recover")
+
+    # Brand tracking.
+    brands_file: Path | None = Field(None, description="tracked brands YAML (default: services/ingest/"
+                                                       "brands.default.yaml)")
+
+    # Access control of POST /v1/mentions: off unless tokens are configured.
+    api_tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens accepted by /v1/mentions "
+                                        "(JSON list); empty = no authentication")
+    rate_limit_per_second: float = Field(0.0, description="requests/s per client on POST endpoints; 0 = unlimited")
+    rate_limit_burst: int = Field(20, description="requests a client may send at once before being limited")
+
+    # Webhooks: an endpoint answers 401 to everything until its secret is configured.
+    x_consumer_secret: SecretStr = Field(SecretStr(""), description="X app consumer secret (CRC + signatures)")
+    meta_app_secret: SecretStr = Field(SecretStr(""), description="Meta app secret (X-Hub-Signature-256)")
+    meta_verify_token: SecretStr = Field(SecretStr(""), description="hub.verify_token set in the Meta app")
+    webhook_secret: SecretStr = Field(SecretStr(""), description="secret of the generic signed webhook")
+    webhook_tolerance_seconds: float = Field(300.0, description="generic webhook timestamps older/newer are 401")
+
+    # Pull connectors (each off while its URL is empty).
+    stream_filter_brands: bool = Field(True, description="stream/poll events must mention a tracked brand")
+    connector_rewind_seconds: float = Field(5.0, description="a resumed stream re-reads this much (deduped)")
+    jetstream_url: str = Field("", description="e.g. wss://jetstream2.us-east.bsky.network/subscribe")
+    jetstream_collections: list[str] = Field(default_factory=lambda: ["app.bsky.feed.post"],
+                                             description="wantedCollections")
+    mastodon_url: str = Field("", description="instance base URL, e.g. https://mastodon.social")
+    mastodon_stream: str = Field("public", description="public, hashtag or list")
+    mastodon_tag: str = Field("", description="hashtag for mastodon_stream=hashtag")
+    mastodon_list: str = Field("", description="list id for mastodon_stream=list")
+    mastodon_token: SecretStr = Field(SecretStr(""), description="access token (read:statuses)")
+    polls: list[PollSource] = Field(default_factory=list, description='JSON list of {"name", "kind": "feed"|'
+                                    '"reddit", "url", "interval_seconds"}')

@@ -24,3 +24,30 @@ PRODUCE_SECONDS = Histogram(
 )
 KAFKA_UP = Gauge("triage_ingest_kafka_up", "1 when the last produce or readiness check reached Kafka")
 DEDUPE_ENTRIES = Gauge("triage_ingest_dedupe_entries", "Keys held by the dedupe window")
+
+AUTH_REJECTED = Counter(
+    "triage_ingest_auth_rejected_total",
+    "Requests answered 401 (bad/missing bearer token or webhook signature), never produced",
+    ["endpoint", "reason"],
+)
+RATE_LIMITED = Counter("triage_ingest_rate_limited_total", "Requests answered 429", ["endpoint"])
+WEBHOOK_EVENTS = Counter(
+    "triage_ingest_webhook_events_total", "Items in signed webhook deliveries, by outcome", ["source", "outcome"]
+)
+BRAND_MATCHES = Counter("triage_ingest_brand_matches_total", "Mentions tagged with a tracked brand", ["brand"])
+
+CONNECTOR_CONNECTED = Gauge(
+    "triage_ingest_connector_connected", "1 while a stream/poll connector is connected", ["connector"]
+)
+CONNECTOR_LAG = Gauge(
+    "triage_ingest_connector_lag_seconds", "How far the connector's cursor is behind the source's clock", ["connector"]
+)
+CONNECTOR_LAST_EVENT = Gauge(
+    "triage_ingest_connector_last_event_timestamp_seconds", "Unix time of the last event received", ["connector"]
+)
+CONNECTOR_EVENTS = Counter(
+    "triage_ingest_connector_events_total", "Events a connector received, by outcome", ["connector", "outcome"]
+)
+CONNECTOR_RECONNECTS = Counter(
+    "triage_ingest_connector_reconnects_total", "Connection attempts after a failure", ["connector"]
+)
