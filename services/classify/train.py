@@ -27,6 +27,7 @@ from services.classify.priority import INTENTS
 from services.classify.scorer import EMBED_PREFIX
 
 CACHE = REPO_ROOT / ".cache" / "embeddings"
+MIN_GAIN = 0.005  # macro-F1 a larger head must add on held-out data to be preferred
 
 
 def embed_cached(encoder, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
@@ -121,7 +122,8 @@ def train_sentiment(encoder, max_length: int, quick: bool) -> tuple[Head, dict]:
     ytr, yva = np.array(train.labels), np.array(val.labels)
     counts = np.bincount(ytr, minlength=3)
     balanced = (len(ytr) / (3 * counts)).astype(np.float32)
-    grid = [HeadConfig(0, 1e-4, epochs=40), HeadConfig(256, 1e-2, epochs=30), HeadConfig(512, 5e-2, epochs=40)]
+    grid = [HeadConfig(0, 1e-4, epochs=40), HeadConfig(256, 1e-2, epochs=30), HeadConfig(512, 5e-2, epochs=40),
+            HeadConfig(1024, 5e-2, epochs=30, dropout=0.2)]
     if quick:
         grid = grid[:1]
     best: tuple[float, list, HeadConfig, bool] | None = None
@@ -131,7 +133,8 @@ def train_sentiment(encoder, max_length: int, quick: bool) -> tuple[Head, dict]:
             head = Head(SENTIMENT_LABELS, w, multilabel=False)
             score = macro_f1_by_lang(yva, head.logits(xva).argmax(1), val.langs)["avg"]
             print(f"  sentiment {cfg} balanced={weighted}: val macro-F1 {score:.4f}", file=sys.stderr)
-            if best is None or score > best[0]:
+            # A bigger head must earn its size: half a point of val macro-F1 or it is not taken.
+            if best is None or score > best[0] + (MIN_GAIN if cfg.hidden > best[2].hidden else 0.0):
                 best = (score, w, cfg, weighted)
     assert best is not None
     score, weights, cfg, weighted = best
@@ -165,7 +168,7 @@ def train_intents(encoder, max_length: int, quick: bool) -> tuple[Head, dict]:
         pred = (head.predict_proba(xdv) >= 0.5).astype(int)
         score = float(f1_score(ydv, pred, average="macro", zero_division=0))
         print(f"  intents {cfg}: dev macro-F1 {score:.4f}", file=sys.stderr)
-        if best is None or score > best[0]:
+        if best is None or score > best[0] + (MIN_GAIN if cfg.hidden > best[2].hidden else 0.0):
             best = (score, w, cfg)
     assert best is not None
     score, weights, cfg = best
