@@ -6,7 +6,7 @@ DURATION ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: help venv proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
-        kafka-up kafka-down train eval eval-crisis bench clean
+        kafka-up kafka-down train eval eval-crisis bench manifests deploy-check clean
 
 help:
 	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
@@ -81,6 +81,15 @@ eval-crisis: $(STAMP) proto
 bench: $(STAMP) proto model kafka-jars
 	$(PY) -m bench.classify
 	$(PY) -m bench.ingest
+
+manifests: $(STAMP) proto
+	$(PY) deploy/k8s/generate.py
+
+deploy-check: $(STAMP) proto
+	$(PY) deploy/k8s/generate.py --check
+	promtool check rules deploy/prometheus/rules.yml
+	promtool test rules deploy/prometheus/tests/rules_test.yml
+	$(PY) -m pytest tests/unit/test_deploy.py tests/unit/test_prometheus_rules.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf run .pytest_cache .mypy_cache .ruff_cache

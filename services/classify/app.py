@@ -26,6 +26,7 @@ from services.common import codec, topics
 from services.common.deadletter import dead_letter
 from services.common.faust_app import faust_app, retry_until_done
 from services.common.kafka import make_producer
+from services.common.lag import ConsumerLagMonitor, attach_to_faust
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
 from services.common.timeutil import epoch
@@ -106,6 +107,8 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
     app = faust_app(settings.classify_app_id, settings,
                     stream_buffer_maxsize=max(4 * settings.max_batch, 64))
     raw_topic = app.topic(topics.MENTIONS_RAW)
+    attach_to_faust(app, ConsumerLagMonitor("classify", settings.classify_app_id, [topics.MENTIONS_RAW],
+                                            bootstrap=settings.kafka_bootstrap))
     crisis_settings = CrisisSettings()
     if crisis_settings.crisis_enabled:
         worker.crisis = attach_crisis(app, worker, crisis_settings)

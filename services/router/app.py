@@ -29,6 +29,7 @@ from services.common.codec import pb
 from services.common.deadletter import dead_letter
 from services.common.faust_app import faust_app, retry_until_done
 from services.common.kafka import make_producer
+from services.common.lag import ConsumerLagMonitor, attach_to_faust
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
 from services.common.timeutil import epoch, ts_from_epoch
@@ -363,6 +364,9 @@ def create_app(settings: RouterSettings, worker: RouterWorker) -> faust.App:
     scored_topic = app.topic(topics.MENTIONS_SCORED)
     incidents_topic = app.topic(topics.INCIDENTS)
     responses_topic = app.topic(topics.RESPONSES)
+    attach_to_faust(app, ConsumerLagMonitor(
+        "router", settings.router_app_id, [topics.MENTIONS_SCORED, topics.INCIDENTS, topics.RESPONSES],
+        bootstrap=settings.kafka_bootstrap))
 
     @app.agent(scored_topic, concurrency=1)
     async def route(stream: Any) -> None:
