@@ -57,15 +57,16 @@ def _in_ci() -> bool:
 
 
 def _kustomize() -> list[str]:
+    """The command that renders an overlay directory given as its last argument."""
     if os.environ.get("KUSTOMIZE"):
-        return [os.environ["KUSTOMIZE"]]
+        return [os.environ["KUSTOMIZE"], "build"]
     pinned = REPO / ".cache" / "bin" / "kustomize"
     if pinned.exists():
-        return [str(pinned)]
+        return [str(pinned), "build"]
     if shutil.which("kustomize"):
-        return ["kustomize"]
+        return ["kustomize", "build"]
     if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
+        return ["kubectl", "kustomize"]  # kubectl's embedded kustomize takes the path directly
     reason = ("no kustomize: GOBIN=$PWD/.cache/bin go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0 "
               "(or put kustomize/kubectl on PATH)")
     if _in_ci():
@@ -75,7 +76,7 @@ def _kustomize() -> list[str]:
 
 @functools.cache
 def _build(overlay: str) -> tuple[dict[str, Any], ...]:
-    out = subprocess.run([*_kustomize(), "build", str(K8S / "overlays" / overlay)],
+    out = subprocess.run([*_kustomize(), str(K8S / "overlays" / overlay)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, f"kustomize build {overlay} failed:\n{out.stderr}"
     return tuple(d for d in yaml.safe_load_all(out.stdout) if d)

@@ -1,0 +1,87 @@
+"""An outage burst through the real classifier opens one incident and tags its mentions.
+
+ingest -> mentions.raw -> classify (converted e5-small + trained heads + crisis detection) ->
+`incidents` (OPEN, then UPDATED) and `mentions.scored` (P1, tagged with the incident id). The
+resolve after the quiet period is covered with an injected clock in
+tests/integration/test_crisis_incidents.py; here the clock is real, so only opening and tagging are
+observed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from support import ServiceProcess, consume, free_port, running_app, wait_for
+
+from services.common import codec, topics
+from services.common.codec import pb
+from services.common.kafka import ensure_topics
+from services.common.topics import all_topic_specs
+from services.ingest.app import build_app
+from services.ingest.config import IngestSettings
+
+OUTAGE = [
+    "@FjordTel app is down, can't log in at all",
+    "is @FjordTel down? error 503 every time I try to pay",
+    "@FjordTel la app no funciona, no puedo entrar",
+    "@FjordTel приложение не работает, не могу войти",
+    "@FjordTel η εφαρμογή δεν λειτουργεί",
+    "@FjordTel اپلیکیشن از کار افتاده، نمی‌تونم وارد بشم",
+    "@FjordTel ऐप काम नहीं कर रहा, लॉगिन नहीं हो रहा",
+    "@FjordTel App geht nicht, Login schlägt fehl",
+]
+
+
+async def test_outage_burst_opens_one_incident_and_tags_mentions(kafka_bootstrap, tmp_path: Path):
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    rng = random.Random(3)
+    env = {"TRIAGE_KAFKA_BOOTSTRAP": kafka_bootstrap, "TRIAGE_CLASSIFY_METRICS_PORT": str(free_port()),
+           "TRIAGE_DATA_DIR": str(tmp_path / "faust"), "TRIAGE_CLASSIFY_APP_ID": "e2e-crisis-classify"}
+    classify = ServiceProcess("classify", env, tmp_path)
+    try:
+        settings = IngestSettings(kafka_bootstrap=kafka_bootstrap)
+        async with running_app(build_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            for start in range(0, 120, 20):
+                body = "\n".join(json.dumps({
+                    "source": "x", "external_id": f"fjord-{i}", "text": f"{rng.choice(OUTAGE)} #{i}",
+                    "author": {"handle": f"u{i}", "followers": rng.randint(5, 3000)}, "brands": ["fjordtel"],
+                }, ensure_ascii=False) for i in range(start, start + 20))
+                r = await client.post("/v1/mentions", content=body.encode(),
+                                      headers={"Content-Type": "application/x-ndjson"})
+                assert r.status_code == 202, r.text
+                await asyncio.sleep(8)  # an outage is a stream over minutes, not one instant
+
+        async def incident_opened():
+            assert classify.alive(), classify.log_tail()
+            recs = await consume(kafka_bootstrap, [topics.INCIDENTS], idle=0.5, timeout=5)
+            incs = [codec.decode(v, pb.Incident) for _, _, v in recs]
+            return [i for i in incs if i.brand == "fjordtel"]
+
+        incidents = await wait_for(incident_opened, timeout=300, what="an incident for fjordtel", interval=3)
+
+        async def all_scored():
+            recs = await consume(kafka_bootstrap, [topics.MENTIONS_SCORED], idle=0.5, timeout=5)
+            scored = [codec.decode(v, pb.ScoredMention) for _, _, v in recs]
+            mine = [s for s in scored if s.mention.external_id.startswith("fjord-")]
+            return mine if len(mine) >= 120 else None
+
+        scored = await wait_for(all_scored, timeout=300, what="120 scored mentions", interval=3)
+    finally:
+        classify.stop()
+
+    ids = {i.id for i in incidents}
+    assert len(ids) == 1, f"one outage, one incident: {ids}"
+    incident_id = ids.pop()
+    first = incidents[0]
+    assert first.state == pb.OPEN and first.kind == pb.OUTAGE_CLUSTER
+    assert first.reasons and len(first.evidence.languages) >= 3
+    tagged = [s for s in scored if s.incident_id == incident_id]
+    # mentions scored before the incident opened are not tagged (the detector wants the rate to persist
+    # over two 10 s buckets); the ones that keep coming afterwards must be
+    assert len(tagged) >= 20, Counter(s.incident_id for s in scored)
+    assert all(s.priority == pb.P1 and any(incident_id in r for r in s.reasons) for s in tagged)
