@@ -20,6 +20,7 @@ async def tail(topic: str, bootstrap: str, from_beginning: bool, max_messages: i
     try:
         await consumer.start()
     except KafkaConnectionError as exc:
+        await consumer.stop()
         print(f"tail: cannot reach Kafka at {bootstrap}: {exc}", file=sys.stderr)
         return 2
     count = 0
