@@ -21,18 +21,16 @@ retryable for timeouts/5xx/429, see receivers.py).
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from services.router.grouping import Group, Page
-from services.router.receivers import DeliveryError, _classify_http, secret_from, sign
+from services.router.receivers import USER_AGENT, DeliveryError, _classify_http, secret_from
 
 SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": "info"}
 OPSGENIE_PRIORITY = {"P1": "P1", "P2": "P2", "P3": "P3", "P4": "P5"}
-USER_AGENT = "social-triage-router/0.1"
 
 
 def _iso(t: float) -> str:
@@ -248,18 +246,7 @@ def webhook_page(page: Page) -> dict[str, Any]:
 
 async def webhook_notify(receiver: Any, page: Page) -> str:
     """A generic webhook on a grouping route gets signed incident documents instead of single mentions."""
-    body = json.dumps(webhook_page(page), ensure_ascii=False, sort_keys=True).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-               "Idempotency-Key": f"{page.group.id}:{page.action}:{int(page.at)}", **receiver.headers}
-    if receiver.secret:
-        ts = str(int(time.time()))
-        headers["X-Triage-Timestamp"] = ts
-        headers["X-Triage-Signature"] = "sha256=" + sign(receiver.secret, ts, body)
-    try:
-        resp = await receiver.client.post(receiver.url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        raise DeliveryError(f"webhook {receiver.name}: {type(exc).__name__}: {exc}") from exc
-    _classify_http(resp, f"webhook {receiver.name}")
+    await receiver.post_signed(webhook_page(page), f"{page.group.id}:{page.action}:{int(page.at)}")
     return ""
 
 

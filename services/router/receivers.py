@@ -25,6 +25,8 @@ from services.common.codec import pb
 from services.common.topics import queue_topic
 from services.router.tree import Receiver as ReceiverConfig
 
+USER_AGENT = "social-triage-router/0.1"
+
 
 class DeliveryError(Exception):
     def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None):
@@ -116,9 +118,13 @@ class WebhookReceiver:
         }
 
     async def deliver(self, routed: pb.RoutedMention) -> None:
-        body = json.dumps(self.payload(routed), ensure_ascii=False, sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": "social-triage-router/0.1",
-                   "Idempotency-Key": f"{routed.scored.mention.mention_id}:{self.name}", **self.headers}
+        await self.post_signed(self.payload(routed), f"{routed.scored.mention.mention_id}:{self.name}")
+
+    async def post_signed(self, document: dict[str, Any], idempotency_key: str) -> None:
+        """POST `document` as JSON, HMAC-signed when a secret is set; raises DeliveryError on failure."""
+        body = json.dumps(document, ensure_ascii=False, sort_keys=True).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   "Idempotency-Key": idempotency_key, **self.headers}
         if self.secret:
             ts = str(int(time.time()))
             headers["X-Triage-Timestamp"] = ts
