@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,18 +237,27 @@ def loads(text: str, source: str = "<routing>") -> RoutingTree:
                        _parse_inhibit_rules(doc, source))
 
 
-def _parse_time_intervals(doc: _LineDict, source: str) -> dict[str, TimeInterval]:
-    items = doc.get("time_intervals", [])
+def _mapping_items(doc: _LineDict, name: str, allowed: tuple[str, ...], source: str,
+                   shape: str = "expected a mapping", named: bool = False) -> Iterator[tuple[str, _LineDict]]:
+    """(key, item) for each entry of the top-level list `name`, each a mapping with only `allowed` keys
+    (and, if `named`, a string `name`)."""
+    items = doc.get(name, [])
     if not isinstance(items, list):
-        raise RoutingConfigError(source, _line(doc, "time_intervals"), "time_intervals", "expected a list")
-    out: dict[str, TimeInterval] = {}
+        raise RoutingConfigError(source, _line(doc, name), name, "expected a list")
     for i, item in enumerate(items):
-        key = f"time_intervals[{i}]"
-        if not isinstance(item, _LineDict) or not isinstance(item.get("name"), str):
-            raise RoutingConfigError(source, _line(doc, "time_intervals"), key, "expected {name, time_intervals}")
+        key = f"{name}[{i}]"
+        if not isinstance(item, _LineDict) or (named and not isinstance(item.get("name"), str)):
+            raise RoutingConfigError(source, _line(doc, name), key, shape)
         for k in item:
-            if k not in ("name", "time_intervals"):
+            if k not in allowed:
                 raise RoutingConfigError(source, item.lines[k], f"{key}.{k}", "unknown key")
+        yield key, item
+
+
+def _parse_time_intervals(doc: _LineDict, source: str) -> dict[str, TimeInterval]:
+    out: dict[str, TimeInterval] = {}
+    for key, item in _mapping_items(doc, "time_intervals", ("name", "time_intervals"), source,
+                                    "expected {name, time_intervals}", named=True):
         name = item["name"]
         if name in out:
             raise RoutingConfigError(source, _line(item, "name"), f"{key}.name", f"duplicate time interval {name!r}")
@@ -281,17 +291,9 @@ def _matcher_list(node: _LineDict, k: str, key: str, source: str, required: bool
 
 
 def _parse_silences(doc: _LineDict, source: str) -> list[Silence]:
-    items = doc.get("silences", [])
-    if not isinstance(items, list):
-        raise RoutingConfigError(source, _line(doc, "silences"), "silences", "expected a list")
     out = []
-    for i, item in enumerate(items):
-        key = f"silences[{i}]"
-        if not isinstance(item, _LineDict):
-            raise RoutingConfigError(source, _line(doc, "silences"), key, "expected a mapping")
-        for k in item:
-            if k not in ("matchers", "starts_at", "ends_at", "comment", "created_by"):
-                raise RoutingConfigError(source, item.lines[k], f"{key}.{k}", "unknown key")
+    allowed = ("matchers", "starts_at", "ends_at", "comment", "created_by")
+    for key, item in _mapping_items(doc, "silences", allowed, source):
         matchers = _matcher_list(item, "matchers", key, source)
         times = []
         for k in ("starts_at", "ends_at"):
@@ -309,17 +311,8 @@ def _parse_silences(doc: _LineDict, source: str) -> list[Silence]:
 
 
 def _parse_inhibit_rules(doc: _LineDict, source: str) -> list[InhibitRule]:
-    items = doc.get("inhibit_rules", [])
-    if not isinstance(items, list):
-        raise RoutingConfigError(source, _line(doc, "inhibit_rules"), "inhibit_rules", "expected a list")
     out = []
-    for i, item in enumerate(items):
-        key = f"inhibit_rules[{i}]"
-        if not isinstance(item, _LineDict):
-            raise RoutingConfigError(source, _line(doc, "inhibit_rules"), key, "expected a mapping")
-        for k in item:
-            if k not in ("source_matchers", "target_matchers", "equal"):
-                raise RoutingConfigError(source, item.lines[k], f"{key}.{k}", "unknown key")
+    for key, item in _mapping_items(doc, "inhibit_rules", ("source_matchers", "target_matchers", "equal"), source):
         equal = item.get("equal", [])
         if not isinstance(equal, list) or not all(isinstance(x, str) for x in equal):
             raise RoutingConfigError(source, _line(item, "equal"), f"{key}.equal", "expected a list of labels")
