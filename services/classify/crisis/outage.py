@@ -18,7 +18,7 @@ from typing import Any
 
 from services.classify.crisis.config import OutageConfig
 from services.classify.crisis.stats import half_life_alpha, nbinom_sf
-from services.classify.crisis.windows import Streak, Verdict, WindowCounter, severity_from_ratio
+from services.classify.crisis.windows import Streak, Verdict, WindowCounter
 
 
 class OutageDetector:
@@ -99,11 +99,7 @@ class OutageDetector:
                 best_ratio = ratio
                 why = f"{observed} outage reports in {seconds // 60} min ({expected:.1f} expected)"
         streak = self.streak.update(anomalous, int(now // c.bucket_seconds))
-        verdict = Verdict(firing=streak >= c.persistence, active=active or anomalous,
-                          severity=severity_from_ratio(best_ratio))
-        if why and (anomalous or active):
-            verdict.reasons.append(why)
-        return verdict
+        return Verdict.from_window_checks(streak, c.persistence, anomalous, active, best_ratio, why)
 
     def to_dict(self) -> dict[str, Any]:
         return {"counter": self.counter.to_dict(), "other": self.other.to_dict(), "rate": self.rate,

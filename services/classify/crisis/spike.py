@@ -23,7 +23,7 @@ from typing import Any
 
 from services.classify.crisis.config import SpikeConfig
 from services.classify.crisis.stats import half_life_alpha, nbinom_sf
-from services.classify.crisis.windows import Streak, Verdict, WindowCounter, severity_from_ratio
+from services.classify.crisis.windows import Streak, Verdict, WindowCounter
 
 _FACTOR_MIN, _FACTOR_MAX = 0.05, 20.0
 
@@ -139,11 +139,7 @@ class SpikeDetector:
                 best_ratio = ratio
                 why = f"{ratio:.0f}x normal volume in {seconds // 60} min ({observed} vs {expected:.1f} expected)"
         streak = self.streak.update(anomalous, bucket)
-        verdict = Verdict(firing=streak >= c.persistence, active=active or anomalous,
-                          severity=severity_from_ratio(best_ratio))
-        if why and (anomalous or active):
-            verdict.reasons.append(why)
-        return verdict
+        return Verdict.from_window_checks(streak, c.persistence, anomalous, active, best_ratio, why)
 
     # -- state ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -21,6 +21,17 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
 
 
+    @classmethod
+    def from_window_checks(cls, streak: int, persistence: int, anomalous: bool, active: bool,
+                           best_ratio: float, why: str) -> Verdict:
+        """The verdict of a rate detector after its windows were checked (spike and outage share this)."""
+        verdict = cls(firing=streak >= persistence, active=active or anomalous,
+                      severity=severity_from_ratio(best_ratio))
+        if why and (anomalous or active):
+            verdict.reasons.append(why)
+        return verdict
+
+
 def severity_from_ratio(ratio: float) -> float:
     """0..1 on one scale for every kind: log10(observed/expected) / 2, so 10x = 0.5 and 100x = 1.0."""
     if ratio <= 1.0:
