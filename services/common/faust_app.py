@@ -46,3 +46,14 @@ async def retry_until_done(fn: Any, arg: Any, what: str, max_backoff: float = 30
             log.warning("retrying", what=what, error=type(exc).__name__, detail=str(exc)[:200], in_s=delay)
             await asyncio.sleep(delay)
             delay = min(max_backoff, delay * 2)
+
+
+def run_worker(app: faust.App, settings: Any, metrics_port: int, banner: str) -> None:
+    """Serve /metrics, say where, and run the Faust worker until it is stopped (blocks)."""
+    import sys
+
+    from services.common.metrics import serve_metrics
+
+    serve_metrics(metrics_port, settings.metrics_host)
+    print(f"{banner}, metrics on http://{settings.metrics_host}:{metrics_port}/metrics", file=sys.stderr, flush=True)
+    faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()

@@ -8,9 +8,7 @@ from services.common.logging import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
-    import faust
-
-    from services.common.metrics import serve_metrics
+    from services.common.faust_app import run_worker
     from services.router import tree as routing
     from services.router.app import RouterWorker, create_app
     from services.router.config import RouterSettings
@@ -24,10 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     worker = RouterWorker(settings, tree)
     app = create_app(settings, worker)
-    serve_metrics(settings.router_metrics_port, settings.metrics_host)
-    print(f"router: routes {settings.routes_file}, metrics on "
-          f"http://{settings.metrics_host}:{settings.router_metrics_port}/metrics", file=sys.stderr, flush=True)
-    faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+    run_worker(app, settings, settings.router_metrics_port, f"router: routes {settings.routes_file}")
     return 0
 
 
