@@ -1,8 +1,9 @@
-"""Protobuf codecs for the pipeline's topics (plain functions and Faust codecs).
+"""Protobuf encoding and decoding for the pipeline's topics.
 
-Faust has no protobuf codec of its own; `register_faust_codecs()` registers one
-per message type (`pb.Mention`, `pb.ScoredMention`, ...) so agents receive
-decoded messages and a decode failure surfaces as an exception we can DLQ.
+Faust has no protobuf codec of its own. Rather than register one, the workers
+consume raw bytes (`value_serializer="raw"`) and call `decode` here, so a bad
+record raises in our code, where it is dead-lettered with its reason, instead
+of being logged and skipped inside Faust.
 """
 
 from __future__ import annotations
@@ -71,35 +72,3 @@ def mention_id(source: int, external_id: str) -> str:
     """Stable id of a mention across the pipeline: `<source>:<external id>`."""
     name = pb.Source.Name(source).removeprefix("SOURCE_").lower()
     return f"{name}:{external_id}"
-
-
-_registered = False
-
-
-def register_faust_codecs() -> None:
-    """Register `pb.<MessageName>` Faust codecs for every message in the contract."""
-    global _registered
-    if _registered:
-        return
-    from faust.serializers import codecs
-
-    for name in pb.DESCRIPTOR.message_types_by_name:
-        cls = getattr(pb, name)
-        codecs.register(f"pb.{name}", _faust_codec(cls)())
-    _registered = True
-
-
-def _faust_codec(cls: type[Message]) -> type:
-    from faust.serializers.codecs import Codec
-
-    class ProtobufCodec(Codec):  # type: ignore[misc]
-        def _dumps(self, obj: Any) -> bytes:
-            if isinstance(obj, (bytes, bytearray)):
-                return bytes(obj)
-            return encode(obj)
-
-        def _loads(self, s: bytes) -> Any:
-            return decode(s, cls)
-
-    ProtobufCodec.__name__ = f"{cls.__name__}Codec"
-    return ProtobufCodec

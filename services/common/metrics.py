@@ -6,7 +6,7 @@ topic, stage, outcome, reason class), never mention ids or handles.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import Counter, Info, start_http_server
 
 MESSAGES_IN = Counter(
     "triage_messages_in_total", "Messages consumed or received, per service and topic", ["service", "topic"]
@@ -26,11 +26,3 @@ BUILD_INFO = Info("triage_build", "Version of the running service")
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Expose the default registry on http://host:port/metrics (a daemon thread)."""
     start_http_server(port, addr=host)
-
-
-def stage_latency_histogram(name: str, doc: str, labels: list[str]) -> Histogram:
-    return Histogram(name, doc, labels, buckets=LATENCY_BUCKETS)
-
-
-def gauge(name: str, doc: str, labels: list[str] | None = None) -> Gauge:
-    return Gauge(name, doc, labels or [])

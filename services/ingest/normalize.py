@@ -253,7 +253,3 @@ def parse_body(body: bytes, content_type: str) -> list[tuple[Any, bytes, int]]:
         except json.JSONDecodeError as exc:
             raise MentionError("$", f"malformed JSON: {exc.msg} at column {exc.colno}", line=lineno) from None
     return items
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
