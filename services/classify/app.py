@@ -43,7 +43,7 @@ class ClassifyWorker:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.producer: AIOKafkaProducer | None = None
         self.crisis: CrisisMonitor | None = None  # set by create_app when crisis detection is on
-        cm.MODEL_INFO.info({"version": scorer.model_version})
+        cm.MODEL_INFO.info({"version": scorer.model_version, "precision": scorer.encoder.precision.label})
 
     async def start_producer(self) -> AIOKafkaProducer:
         if self.producer is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.classify.config import ClassifySettings
+from services.classify.encoder.adapter import resolve_adapter
 from services.classify.heads import ARTIFACTS_DIR, HeadSet
 from services.classify.langid import DEFAULT_LANGUAGES, LanguageDetector
 from services.classify.scorer import Scorer
@@ -14,7 +15,8 @@ def build_scorer(settings: ClassifySettings) -> Scorer:
     from services.classify.encoder.loader import ensure_default_model, load_encoder
 
     model = settings.model or str(ensure_default_model())
-    encoder = load_encoder(model, torch_threads=settings.torch_threads or None)
+    encoder = load_encoder(model, torch_threads=settings.torch_threads or None, precision=settings.precision,
+                           adapter=resolve_adapter(settings.adapter_dir))
     heads = HeadSet.load(Path(settings.heads_dir) if settings.heads_dir else ARTIFACTS_DIR)
     languages = tuple(c.strip() for c in settings.languages.split(",") if c.strip()) or DEFAULT_LANGUAGES
     return Scorer(encoder, heads, LanguageDetector(languages), max_length=settings.max_tokens,

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from services.classify.encoder.precision import Precision, choose_precision
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "multilingual-e5-small"
@@ -163,8 +165,9 @@ class Encoder:
 
     def __init__(self, tokenizer: Any, model: Any, name: str, device: str = "cpu",
                  model_dir: Path | None = None, max_length: int = DEFAULT_MAX_LENGTH,
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+                 batch_size: int = DEFAULT_BATCH_SIZE, precision: Precision | None = None):
         self.tokenizer = tokenizer
+        self.precision = precision or Precision("fp32", "default")
         self.model = model.eval()  # inference_mode does not switch dropout off
         self.name = name
         self.device = device
@@ -229,7 +232,9 @@ class Encoder:
                     input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
                     mask[row, : len(seq)] = 1
                 input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                with self.precision.autocast():
+                    hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                hidden = hidden.float()  # pool in fp32 whatever the forward pass ran in
                 m = mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
                 pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
@@ -260,7 +265,7 @@ class Encoder:
         return h.hexdigest()[:12]
 
     def __repr__(self) -> str:
-        return f"Encoder({self.name!r}, dim={self.dim}, device={self.device!r})"
+        return f"Encoder({self.name!r}, dim={self.dim}, device={self.device!r}, precision={self.precision.mode!r})"
 
 
 def _resolve_local_dir(name_or_path: str) -> Path | None:
@@ -280,8 +285,13 @@ def _resolve_local_dir(name_or_path: str) -> Path | None:
 
 
 def load_encoder(name_or_path: str, device: str = "cpu", torch_threads: int | None = None,
-                 max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = DEFAULT_BATCH_SIZE) -> Encoder:
-    """Load a Hugging Face encoder (model directory or hub id) for sentence embeddings."""
+                 max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = DEFAULT_BATCH_SIZE,
+                 precision: str = "fp32", adapter: Path | None = None) -> Encoder:
+    """Load a Hugging Face encoder (model directory or hub id) for sentence embeddings.
+
+    ``precision`` is resolved by ``precision.choose_precision`` (``auto`` measures on this CPU);
+    ``adapter`` is a fine-tuned delta (see ``adapter.py``) merged into the weights before that.
+    """
     configure_torch_threads(torch_threads)
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -294,10 +304,22 @@ def load_encoder(name_or_path: str, device: str = "cpu", torch_threads: int | No
     tokenizer = AutoTokenizer.from_pretrained(src, fix_mistral_regex=False)
     model = AutoModel.from_pretrained(src, dtype=torch.float32)
     model.to(device)
+    adapter_version = ""
+    if adapter is not None:
+        from services.classify.encoder.adapter import apply_adapter
+
+        model, adapter_version = apply_adapter(model, adapter)
+    base = Encoder(tokenizer, model, name=name_or_path, device=device, model_dir=local)
+    base_version = base.version  # hash the fp32 weights now (~1 s for 470 MB), not in the first scored batch
+    model.eval()
+    chosen = choose_precision(precision, model)
+    model = chosen.prepare(model)
     enc = Encoder(tokenizer, model, name=name_or_path, device=device, model_dir=local,
-                  max_length=max_length, batch_size=batch_size)
-    enc.version  # noqa: B018 - hash the weights now (~1 s for 470 MB), not in the first scored batch
-    log.info("loaded encoder %s (dim %d) in %.1fs", name_or_path, enc.dim, time.perf_counter() - started)
+                  max_length=max_length, batch_size=batch_size, precision=chosen)
+    enc.__dict__["version"] = base_version if not adapter_version else f"{base_version[:6]}{adapter_version[:6]}"
+    log.info("loaded encoder %s (dim %d, precision %s: %s%s) in %.1fs", name_or_path, enc.dim, chosen.mode,
+             chosen.reason, f", adapter {adapter_version[:12]}" if adapter_version else "",
+             time.perf_counter() - started)
     return enc
 
 
