@@ -1,11 +1,14 @@
-"""`make bench`: classify throughput and batch latency on this machine.
+"""`make bench`: classify throughput against this machine's own matmul peak, per precision and batch size.
 
-Scores real UMSAB val tweets (all 8 languages) with the worker's code path
-(`Scorer.score_texts`: length-sorted dynamic padding, inference_mode, heads,
-language ID, priority) at batch sizes 1, 8, 32, 64, and, for comparison, a
-naive baseline that embeds one mention at a time with
-`transformers.pipeline("feature-extraction")` on the same model. Prints figures;
-asserts nothing (benchmarks are not tests).
+In one run, on the same real UMSAB val tweets (all 8 languages):
+1. the matmul peak of this CPU in fp32 and bf16 (square 2048 matmuls, torch threads as configured);
+2. the worker's code path (`Scorer.score_texts`: tokenise, length-sorted dynamic padding, encoder,
+   heads, language ID, priority) per precision (fp32, bf16 autocast, bf16 weights, int8) and batch
+   size: mentions/s, tokens/s, achieved GFLOP/s (2 x non-embedding parameters per token, plus the
+   attention matmuls) and % of the best peak measured in step 1;
+3. the naive baseline: one tweet at a time through `transformers.pipeline`, fp32;
+4. the ratio of the best worker row to the baseline.
+Prints figures; asserts nothing (benchmarks are not tests).
 """
 
 from __future__ import annotations
@@ -25,48 +28,106 @@ def _percentile(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
+def matmul_peak(dtype_name: str, n: int = 2048, seconds: float = 2.0) -> float:
+    """Best GFLOP/s of an n x n x n matmul in ``dtype_name`` over about ``seconds``."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def flops_per_batch(model, lengths: list[int], batch_size: int) -> float:  # type: ignore[no-untyped-def]
+    """Forward FLOPs for texts of ``lengths`` tokens batched as the Encoder does (sorted, padded)."""
+    cfg = model.config
+    emb_params = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
+    dense = sum(p.numel() for p in model.parameters()) - emb_params
+    total = 0.0
+    order = sorted(lengths, reverse=True)
+    for i in range(0, len(order), batch_size):
+        chunk = order[i:i + batch_size]
+        width = chunk[0]
+        tokens = width * len(chunk)
+        attn = 4 * cfg.num_hidden_layers * width * width * cfg.hidden_size * len(chunk)  # QK^T and AV
+        total += 2 * dense * tokens + attn
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.classify", description=__doc__)
     parser.add_argument("--mentions", type=int, default=int(os.environ.get("BENCH_MENTIONS", "512")))
     parser.add_argument("--baseline-mentions", type=int, default=int(os.environ.get("BENCH_BASELINE", "128")))
-    parser.add_argument("--batch-sizes", default="1,8,32,64")
+    parser.add_argument("--batch-sizes", default="8,32,64,128")
+    parser.add_argument("--precisions", default="fp32,bf16-autocast,bf16-weights,int8")
     args = parser.parse_args(argv)
 
     import torch
 
     from services.classify.config import ClassifySettings
     from services.classify.datasets import load_umsab
+    from services.classify.encoder.precision import native_bf16
     from services.classify.factory import build_scorer
     from services.classify.scorer import EMBED_PREFIX
 
-    settings = ClassifySettings()
-    scorer = build_scorer(settings)
     texts = load_umsab("val").texts
     random.Random(0).shuffle(texts)
     texts = texts[: args.mentions]
+    settings = ClassifySettings(precision="fp32")
+    scorer = build_scorer(settings)
     print(f"# Classify benchmark: {len(texts)} UMSAB val tweets, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, max_tokens {scorer.max_length}, model {scorer.model_version}\n")
-    scorer.score_texts(texts[:16])  # warm-up
+          f"{torch.get_num_threads()} threads, native bf16: {'+'.join(native_bf16()) or 'none'}, "
+          f"max_tokens {scorer.max_length}, model {scorer.model_version}\n")
+    peaks = {d: matmul_peak(d) for d in ("fp32", "bf16")}
+    best_peak = max(peaks.values())
+    print("| matmul 2048^3 | GFLOP/s |\n|---|---:|")
+    for d, v in peaks.items():
+        print(f"| {d} | {v:.0f} |")
+    print()
+    lengths = [min(n, scorer.max_length) for n in scorer.encoder.token_counts(texts)]
+    n_tokens = sum(lengths)
+    print(f"{n_tokens} tokens in all ({n_tokens / len(texts):.1f} per tweet incl. prefix and specials)\n")
 
-    rows = ["| path | batch | mentions/s | p50 batch ms | p99 batch ms |", "|---|---:|---:|---:|---:|"]
-    for bs in [int(x) for x in args.batch_sizes.split(",")]:
-        scorer.batch_size = bs
-        lat: list[float] = []
-        started = time.perf_counter()
-        for i in range(0, len(texts), bs):
-            t0 = time.perf_counter()
-            scorer.score_texts(texts[i:i + bs])
-            lat.append(time.perf_counter() - t0)
-        total = time.perf_counter() - started
-        rows.append(f"| worker (Scorer) | {bs} | {len(texts) / total:.1f} | {statistics.median(lat) * 1000:.1f} | "
-                    f"{_percentile(lat, 99) * 1000:.1f} |")
-        print(rows[-1], flush=True)
+    rows = ["| path | precision | batch | mentions/s | tokens/s | GFLOP/s | % of best peak | p50 batch ms "
+            "| p99 batch ms |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    print("\n".join(rows), flush=True)
+    best_rate = 0.0
+    for prec in args.precisions.split(","):
+        scorer = build_scorer(ClassifySettings(precision=prec))  # type: ignore[arg-type]
+        scorer.score_texts(texts[:32])  # warm-up (oneDNN kernel cache)
+        for bs in [int(x) for x in args.batch_sizes.split(",")]:
+            scorer.batch_size = bs
+            lat: list[float] = []
+            started = time.perf_counter()
+            for i in range(0, len(texts), bs):
+                t0 = time.perf_counter()
+                scorer.score_texts(texts[i:i + bs])
+                lat.append(time.perf_counter() - t0)
+            total = time.perf_counter() - started
+            flops = sum(flops_per_batch(scorer.encoder.model if prec != "int8" else build_ref(settings),
+                                        lengths[i:i + bs], bs) for i in range(0, len(texts), bs))
+            gflops = flops / total / 1e9
+            rate = len(texts) / total
+            best_rate = max(best_rate, rate)
+            row = (f"| worker (Scorer) | {scorer.encoder.precision.mode} | {bs} | {rate:.1f} | {n_tokens / total:.0f} "
+                   f"| {gflops:.0f} | {gflops / best_peak * 100:.1f} | {statistics.median(lat) * 1000:.1f} "
+                   f"| {_percentile(lat, 99) * 1000:.1f} |")
+            rows.append(row)
+            print(row, flush=True)
 
-    # Naive baseline: transformers.pipeline, one mention at a time, same weights, same heads.
+    # Naive baseline: transformers.pipeline, one mention at a time, fp32, same weights, same heads.
     from transformers import pipeline
 
-    model_dir = settings.model or str(__import__("services.classify.encoder.loader", fromlist=["x"])
-                                      .ensure_default_model())
+    from services.classify.encoder.loader import ensure_default_model
+
+    model_dir = settings.model or str(ensure_default_model())
     pipe = pipeline("feature-extraction", model=model_dir, tokenizer=model_dir, device="cpu")
     base = texts[: args.baseline_mentions]
     lat = []
@@ -80,10 +141,25 @@ def main(argv: list[str] | None = None) -> int:
         scorer.heads.intents.predict_proba(emb[None, :].astype(np.float32))
         lat.append(time.perf_counter() - t0)
     total = time.perf_counter() - started
-    rows.append(f"| naive transformers.pipeline | 1 | {len(base) / total:.1f} | {statistics.median(lat) * 1000:.1f} | "
-                f"{_percentile(lat, 99) * 1000:.1f} |")
+    naive = len(base) / total
+    rows.append(f"| naive transformers.pipeline | fp32 | 1 | {naive:.1f} | | | | {statistics.median(lat) * 1000:.1f} "
+                f"| {_percentile(lat, 99) * 1000:.1f} |")
     print("\n" + "\n".join(rows))
+    print(f"\nbest worker row {best_rate:.1f} mentions/s = {best_rate / naive:.1f}x the naive baseline "
+          f"({naive:.1f}/s); peaks fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s")
     return 0
+
+
+_REF = {}
+
+
+def build_ref(settings):  # type: ignore[no-untyped-def]
+    """An fp32 model for counting FLOPs of the int8 rows (quantised modules hide their weights)."""
+    if "model" not in _REF:
+        from services.classify.factory import build_scorer
+
+        _REF["model"] = build_scorer(settings).encoder.model
+    return _REF["model"]
 
 
 if __name__ == "__main__":

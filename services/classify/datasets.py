@@ -64,3 +64,27 @@ def load_intents(split: str, root: Path = INTENTS_DIR) -> IntentSet:
         out.labels.append(list(rec["intents"]))
         out.langs.append(rec["lang"])
     return out
+
+
+REALDEV_DIR = REPO_ROOT / "data" / "realdev"
+
+
+def load_realdev(root: Path = REALDEV_DIR, labels_glob: str = "pass1.*.jsonl") -> IntentSet:
+    """The real-text dev set: pool posts with the team's first-pass labels (never trained on).
+
+    Empty when no labels exist yet. ``langs`` is the pool's language (UMSAB folder, else "en").
+    """
+    pool_path = root / "pool.jsonl"
+    out = IntentSet([], [], [])
+    if not pool_path.exists():
+        return out
+    pool = {r["id"]: r for r in (json.loads(x) for x in pool_path.read_text(encoding="utf-8").splitlines() if x)}
+    for path in sorted((root / "labels").glob(labels_glob)):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                item = pool[rec["id"]]
+                out.texts.append(item["text"])
+                out.labels.append(list(rec["intents"]))
+                out.langs.append(item["lang"])
+    return out

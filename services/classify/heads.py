@@ -29,6 +29,8 @@ class Head:
     multilabel: bool
     temperature: np.ndarray = field(default_factory=lambda: np.ones(1, dtype=np.float32))
     input_dim: int = 0
+    # Platt offset added after the temperature (per output; fitted on the real-text dev set for intents)
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.float32))
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         h = x.astype(np.float32, copy=False)
@@ -39,7 +41,7 @@ class Head:
         return h
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        z = self.logits(x) / self.temperature
+        z = self.logits(x) / self.temperature + self.offset
         if self.multilabel:
             return 1.0 / (1.0 + np.exp(-z))
         z = z - z.max(axis=1, keepdims=True)
@@ -47,7 +49,8 @@ class Head:
         return e / e.sum(axis=1, keepdims=True)
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        out = {f"{prefix}.temperature": self.temperature.astype(np.float32)}
+        out = {f"{prefix}.temperature": self.temperature.astype(np.float32),
+               f"{prefix}.offset": self.offset.astype(np.float32)}
         for i, (w, b) in enumerate(self.weights):
             out[f"{prefix}.{i}.weight"] = w.astype(np.float32)
             out[f"{prefix}.{i}.bias"] = b.astype(np.float32)
@@ -65,7 +68,8 @@ class Head:
             raise ValueError(f"no weights for head {prefix!r}")
         if weights[-1][0].shape[0] != len(labels):
             raise ValueError(f"head {prefix!r} has {weights[-1][0].shape[0]} outputs, expected {len(labels)}")
-        return cls(labels, weights, multilabel, arrays[f"{prefix}.temperature"], weights[0][0].shape[1])
+        offset = arrays.get(f"{prefix}.offset", np.zeros(1, dtype=np.float32))
+        return cls(labels, weights, multilabel, arrays[f"{prefix}.temperature"], weights[0][0].shape[1], offset)
 
 
 @dataclass
