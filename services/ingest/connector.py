@@ -27,8 +27,8 @@ from services.common import topics
 from services.common.logging import get_logger
 from services.ingest import metrics as m
 from services.ingest.adapters import Candidate
-from services.ingest.app import KafkaUnavailable, MentionIngestor
 from services.ingest.checkpoints import encode_checkpoint, load_checkpoint
+from services.ingest.ingestor import KafkaUnavailable, MentionIngestor
 from services.ingest.normalize import dedupe_key
 
 log = get_logger("ingest.connector")

@@ -18,8 +18,8 @@ import aiohttp
 
 from services.ingest import metrics as m
 from services.ingest.adapters import BSKY_POST, jetstream_event
-from services.ingest.app import MentionIngestor
 from services.ingest.connector import StreamConnector, StreamEvent
+from services.ingest.ingestor import MentionIngestor
 
 
 class JetstreamConnector(StreamConnector):

@@ -23,8 +23,8 @@ import aiohttp
 
 from services.ingest import metrics as m
 from services.ingest.adapters import mastodon_status
-from services.ingest.app import MentionIngestor
 from services.ingest.connector import StreamConnector, StreamEvent
+from services.ingest.ingestor import MentionIngestor
 
 
 def _id(status: Any) -> int | None:

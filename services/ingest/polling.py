@@ -23,8 +23,8 @@ import aiohttp
 
 from services.ingest import metrics as m
 from services.ingest.adapters import Candidate, PayloadError, html_to_text, reddit_listing
-from services.ingest.app import MentionIngestor
 from services.ingest.connector import StreamConnector, StreamEvent
+from services.ingest.ingestor import MentionIngestor
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 

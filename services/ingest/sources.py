@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.ingest.app import MentionIngestor
 from services.ingest.config import IngestSettings
 from services.ingest.connector import StreamConnector
+from services.ingest.ingestor import MentionIngestor
 from services.ingest.jetstream import JetstreamConnector
 from services.ingest.mastodon import MastodonConnector
 from services.ingest.polling import Poller

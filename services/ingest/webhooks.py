@@ -29,17 +29,17 @@ from services.common.logging import get_logger
 from services.ingest import metrics as m
 from services.ingest import signatures as sig
 from services.ingest.adapters import Candidate, PayloadError, meta_webhook, x_account_activity
-from services.ingest.app import (
+from services.ingest.http import (
     INGESTOR_KEY,
     JSON_TYPES,
     NDJSON_TYPES,
     SETTINGS_KEY,
-    KafkaUnavailable,
-    _error,
+    error_response,
     ingest_body,
     read_body,
     unavailable,
 )
+from services.ingest.ingestor import KafkaUnavailable
 
 log = get_logger("ingest.webhooks")
 
@@ -49,7 +49,7 @@ REPLAY_GUARD_KEY = web.AppKey("replay_guard", sig.ReplayGuard)
 def _reject(endpoint: str, reason: str) -> web.Response:
     m.AUTH_REJECTED.labels(endpoint, reason).inc()
     log.debug("webhook_rejected", endpoint=endpoint, reason=reason)  # counted; a flood must not flood logs
-    return _error(401, f"signature {reason}")
+    return error_response(401, f"signature {reason}")
 
 
 async def x_crc(request: web.Request) -> web.Response:
@@ -58,7 +58,7 @@ async def x_crc(request: web.Request) -> web.Response:
     if not secret:
         return _reject("/webhooks/x", "not_configured")
     if not token or len(token) > 1024:
-        return _error(400, "crc_token query parameter required")
+        return error_response(400, "crc_token query parameter required")
     return web.json_response({"response_token": sig.x_crc_response_token(secret, token)})
 
 
@@ -75,7 +75,7 @@ async def meta_verify(request: web.Request) -> web.Response:
     expected = request.app[SETTINGS_KEY].meta_verify_token.get_secret_value()
     q = request.query
     if q.get("hub.mode") != "subscribe" or not q.get("hub.challenge"):
-        return _error(400, "expected hub.mode=subscribe with hub.challenge")
+        return error_response(400, "expected hub.mode=subscribe with hub.challenge")
     given = q.get("hub.verify_token", "")
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         return _reject("/webhooks/meta", "invalid_verify_token")
@@ -105,12 +105,12 @@ async def _platform_delivery(request: web.Request, endpoint: str, label: str, ve
         candidates = list(adapt(payload))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         m.WEBHOOK_EVENTS.labels(label, "malformed").inc()
-        return _error(400, "body is not valid UTF-8 JSON")
+        return error_response(400, "body is not valid UTF-8 JSON")
     except PayloadError as exc:
         m.WEBHOOK_EVENTS.labels(label, "unknown_shape").inc()
-        return _error(422, str(exc))
+        return error_response(422, str(exc))
     if len(candidates) > settings.max_batch:
-        return _error(413, f"{len(candidates)} items exceed the batch limit of {settings.max_batch}")
+        return error_response(413, f"{len(candidates)} items exceed the batch limit of {settings.max_batch}")
     mentions, failures = ingestor.build(candidates)
     dead = [(c.raw, f"{label} webhook item invalid: {e.field}: {e.reason}") for c, e in failures]
     try:

@@ -15,9 +15,9 @@ from services.common import codec, topics
 from services.common.codec import pb
 from services.common.kafka import ensure_topics
 from services.common.topics import all_topic_specs
-from services.ingest.app import MentionIngestor, load_matcher
 from services.ingest.config import IngestSettings
 from services.ingest.dedupe import DedupeWindow
+from services.ingest.ingestor import MentionIngestor, load_matcher
 from services.ingest.polling import Poller
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"

@@ -16,9 +16,9 @@ from services.common import codec, topics
 from services.common.codec import pb
 from services.common.kafka import ensure_topics
 from services.common.topics import all_topic_specs
-from services.ingest.app import MentionIngestor, load_matcher
 from services.ingest.config import IngestSettings
 from services.ingest.dedupe import DedupeWindow
+from services.ingest.ingestor import MentionIngestor, load_matcher
 from services.ingest.jetstream import JetstreamConnector
 from services.ingest.mastodon import MastodonConnector
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.ingest.app import MentionIngestor
 from services.ingest.config import IngestSettings
 from services.ingest.dedupe import DedupeWindow
+from services.ingest.ingestor import MentionIngestor
 from services.ingest.sources import build_connectors
 
 

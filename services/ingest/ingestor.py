@@ -1,0 +1,266 @@
+"""The ingest core: validated mentions into acknowledged Kafka records, independent of any request.
+
+Every source (the HTTP API in `app.py`, the signed webhooks in `webhooks.py`, the stream and
+poll connectors) goes through `MentionIngestor`: one path into Kafka, one dedupe window, one
+brand matcher. Start-up does not need Kafka: the producer is (re)connected in the background
+and `kafka_up` is clear until it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from services.common import codec, topics
+from services.common.deadletter import dead_letter
+from services.common.kafka import make_producer
+from services.common.logging import get_logger
+from services.common.metrics import MESSAGES_OUT
+from services.ingest import metrics as m
+from services.ingest.adapters import Candidate
+from services.ingest.brands import DEFAULT_BRANDS_FILE, BrandMatcher, load_brands
+from services.ingest.config import IngestSettings
+from services.ingest.dedupe import DedupeWindow
+from services.ingest.normalize import Limits, MentionError, dedupe_key, normalize
+
+log = get_logger("ingest")
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka is down or did not acknowledge in time: nothing was accepted."""
+
+    def __init__(self, reason: str, futures: list[asyncio.Future[Any]] | None = None):
+        super().__init__(reason)
+        self.futures = futures or []  # the send futures of the failed attempt (see send_records)
+
+
+class MentionIngestor:
+    """The request-independent core: turns validated mentions into acknowledged Kafka records."""
+
+    def __init__(self, producer: AIOKafkaProducer | None, settings: IngestSettings, dedupe: DedupeWindow,
+                 matcher: BrandMatcher | None = None):
+        # Created by `connect()` (aiokafka needs a running loop) unless a started one is injected.
+        self.producer: AIOKafkaProducer = producer  # type: ignore[assignment]
+        self._owns_producer = producer is None
+        self.settings = settings
+        self.dedupe = dedupe
+        self.matcher = matcher or BrandMatcher([])
+        self.limits = Limits(settings.max_text_chars, settings.max_raw_payload_bytes, settings.future_skew_seconds)
+        self.kafka_up = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._unsettled: set[str] = set()  # dedupe keys whose failed attempt may still be delivered
+        self._settling: set[asyncio.Task[None]] = set()
+        self._started = producer is not None
+
+    # -- Kafka link ---------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Start the background task that (re)connects to Kafka; returns at once."""
+        if self._started:
+            self._mark(True)
+        else:
+            # One attempt now so a healthy start is ready at once; a failure is retried in the background.
+            try:
+                await asyncio.wait_for(self._start_producer(), timeout=self.settings.produce_timeout_seconds)
+            except Exception as exc:
+                self._mark(False)
+                log.warning("kafka_unreachable_at_start", error=type(exc).__name__)
+        self._supervisor = asyncio.create_task(self._supervise(), name="ingest-kafka-supervisor")
+
+    async def close(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            try:
+                await self._supervisor
+            except asyncio.CancelledError:
+                pass
+        if self._started and self._owns_producer:
+            try:
+                await asyncio.wait_for(self.producer.stop(), timeout=10)
+                await asyncio.gather(*self._settling, return_exceptions=True)
+            except Exception as exc:
+                log.warning("producer_stop_failed", error=type(exc).__name__)
+
+    def mark_down(self) -> None:
+        """Kafka is known to be unreachable (a failed readiness probe): pushes answer 503 until it is back."""
+        self._mark(False)
+
+    def _mark(self, up: bool) -> None:
+        if up and not self.kafka_up.is_set():
+            log.info("kafka_up", kafka=self.settings.kafka_bootstrap)
+        elif not up and self.kafka_up.is_set():
+            log.warning("kafka_down", kafka=self.settings.kafka_bootstrap)
+        (self.kafka_up.set if up else self.kafka_up.clear)()
+        m.KAFKA_UP.set(1 if up else 0)
+
+    async def _supervise(self) -> None:
+        interval = self.settings.kafka_probe_interval_seconds
+        backoff = interval
+        while True:
+            try:
+                if not self._started:
+                    await self._start_producer()
+                elif not self.kafka_up.is_set():
+                    await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=3)
+                    self._mark(True)
+                backoff = interval
+                await asyncio.sleep(interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._mark(False)
+                log.info("kafka_unreachable", error=type(exc).__name__, retry_in=round(backoff, 1))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 15.0)
+
+    async def _start_producer(self) -> None:
+        producer = make_producer(self.settings.kafka_bootstrap, f"{self.settings.kafka_client_id_prefix}-ingest")
+        try:
+            await producer.start()
+        except BaseException:
+            await asyncio.wait_for(producer.stop(), timeout=5)
+            raise
+        self.producer, self._started = producer, True
+        log.info("ingest_kafka_connected", kafka=self.settings.kafka_bootstrap)
+        self._mark(True)
+
+    async def send_records(self, records: list[tuple[str, bytes, bytes | None]]) -> None:
+        """Send and wait for every ack; raises KafkaUnavailable (fast when Kafka is known to be down).
+
+        On failure the exception carries the send futures: records already handed to the producer
+        may still be delivered after the timeout (aiokafka keeps retrying them), so the caller must
+        not treat them as lost, nor as delivered, until those futures settle.
+        """
+        if not records:
+            return
+        if not self.kafka_up.is_set():
+            raise KafkaUnavailable("Kafka is unreachable")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.produce_timeout_seconds
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for topic, value, key in records:
+                # A send that is cancelled here (waiting for metadata or buffer space) was never enqueued.
+                futures.append(await asyncio.wait_for(self.producer.send(topic, value=value, key=key),
+                                                      timeout=max(0.01, deadline - loop.time())))
+            # asyncio.wait, not wait_for(gather): a timeout must not cancel the futures, whose outcome we need.
+            _done, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+            if pending:
+                raise TimeoutError(f"{len(pending)} of {len(records)} records not acknowledged in time")
+            for fut in futures:
+                if fut.exception() is not None:
+                    raise fut.exception()  # type: ignore[misc]
+        except Exception as exc:
+            self._mark(False)
+            raise KafkaUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}", futures) from exc
+
+    def _settle_later(self, keys: list[str], futures: list[asyncio.Future[Any]]) -> None:
+        """After a failed attempt: a key is committed if its record was delivered after all, else released."""
+        unsettled: dict[str, asyncio.Future[Any]] = {}
+        for i, key in enumerate(keys):
+            fut = futures[i] if i < len(futures) else None
+            if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
+                self.dedupe.release(key)  # never enqueued, or failed: a retry must produce it
+            elif fut.done():
+                self.dedupe.commit(key)  # it is on Kafka: a retry is a duplicate
+            else:
+                unsettled[key] = fut
+        if not unsettled:
+            return
+        self._unsettled.update(unsettled)
+
+        async def settle() -> None:
+            try:
+                await asyncio.wait(list(unsettled.values()))
+            finally:
+                for key, fut in unsettled.items():
+                    ok = fut.done() and not fut.cancelled() and fut.exception() is None
+                    (self.dedupe.commit if ok else self.dedupe.release)(key)
+                    self._unsettled.discard(key)
+
+        task = asyncio.create_task(settle(), name="ingest-settle")
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    # -- the path every source takes ----------------------------------------------------------------
+
+    def build(self, candidates: Iterable[Candidate], now: float | None = None,
+              ) -> tuple[list[Any], list[tuple[Candidate, MentionError]]]:
+        """Normalise and brand-tag candidates: (mentions, [(candidate, error)])."""
+        now = time.time() if now is None else now
+        mentions, errors = [], []
+        for cand in candidates:
+            try:
+                mentions.append(self.tag(normalize(cand.obj, cand.raw, self.limits, now=now)))
+            except MentionError as exc:
+                errors.append((cand, exc))
+        return mentions, errors
+
+    def tag(self, mention: Any) -> Any:
+        """Adds the tracked brands found in the text to `mention.brands` (keeps the ones the sender gave)."""
+        if self.matcher:
+            found = self.matcher.match(mention.text).brands
+            known = set(mention.brands)
+            for brand in found:
+                m.BRAND_MATCHES.labels(brand).inc()
+                if brand not in known:
+                    mention.brands.append(brand)
+        return mention
+
+    async def produce(self, mentions: list[Any],
+                      dead_letters: list[tuple[bytes, str]] | None = None) -> tuple[list[str], list[str]]:
+        """Produce new mentions (and DLQ records); returns (accepted ids, duplicate ids).
+
+        Raises KafkaUnavailable when Kafka did not acknowledge; then nothing counts as seen.
+        """
+        fresh: list[Any] = []
+        dups: list[str] = []
+        keys: list[str] = []
+        for mention in mentions:
+            key = dedupe_key(mention)
+            if key in self._unsettled:
+                # An earlier attempt may still land: answering "duplicate" could lose it, producing again
+                # could duplicate it. Ask for a retry until that attempt settles.
+                for k in keys:
+                    self.dedupe.release(k)
+                raise KafkaUnavailable("an earlier attempt with this mention is still in flight")
+            if self.dedupe.reserve(key):
+                fresh.append(mention)
+                keys.append(key)
+            else:
+                dups.append(mention.mention_id)
+                m.MENTIONS_DUPLICATE.labels(codec.pb.Source.Name(mention.source)).inc()
+        records: list[tuple[str, bytes, bytes | None]] = [
+            (topics.MENTIONS_RAW, codec.encode(mn), mn.mention_id.encode()) for mn in fresh
+        ]
+        dlq = [dead_letter(raw, "ingest", reason, service="ingest") for raw, reason in dead_letters or []]
+        records += [(topics.MENTIONS_DLQ, codec.encode(d), None) for d in dlq]
+        try:
+            started = time.perf_counter()
+            await self.send_records(records)
+            m.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+        except KafkaUnavailable as exc:
+            self._settle_later(keys, exc.futures[: len(keys)])
+            raise
+        except BaseException:
+            for key in keys:
+                self.dedupe.release(key)
+            raise
+        for key in keys:
+            self.dedupe.commit(key)
+        m.DEDUPE_ENTRIES.set(len(self.dedupe))
+        for mn in fresh:
+            m.MENTIONS_ACCEPTED.labels(codec.pb.Source.Name(mn.source)).inc()
+        if fresh:
+            MESSAGES_OUT.labels("ingest", topics.MENTIONS_RAW).inc(len(fresh))
+        if dlq:
+            MESSAGES_OUT.labels("ingest", topics.MENTIONS_DLQ).inc(len(dlq))
+        return [mn.mention_id for mn in fresh], dups
+
+
+def load_matcher(settings: IngestSettings) -> BrandMatcher:
+    return BrandMatcher(load_brands(settings.brands_file or DEFAULT_BRANDS_FILE))
