@@ -44,6 +44,8 @@ WHY = {
                  "3 partitions is plenty for a low-volume topic.",
     "responses": "replies reported by the inbox apps; 30 d covers the longest SLA plus late reports.",
     "pages": "audit trail of every page; 1 partition keeps it in order; 90 d for post-incident reviews.",
+    "feedback": "responders' priority/intent corrections from the console (LabelFeedback); 1 partition (people "
+                "write them); 365 d so they stay usable as a labelled dev set.",
     "mentions.dlq": "dead letters with their reason; 1 partition (low volume, read by people and replay); "
                     "30 d to notice and replay them.",
     "ingest.checkpoints": "connector cursors, latest per connector name: compacted; 1 partition (a few keys).",

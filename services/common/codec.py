@@ -32,6 +32,7 @@ TOPIC_TYPES: dict[str, type[Message]] = {
     topics.INCIDENTS: pb.Incident,
     topics.RESPONSES: pb.ResponseEvent,
     topics.PAGES: pb.PageRecord,
+    topics.FEEDBACK: pb.LabelFeedback,
     topics.MENTIONS_DLQ: pb.DeadLetter,
 }
 

@@ -10,6 +10,8 @@ MENTIONS_SCORED = "mentions.scored"
 INCIDENTS = "incidents"
 RESPONSES = "responses"
 PAGES = "pages"
+# Responders' corrections of priority/intent (LabelFeedback), from the console.
+FEEDBACK = "feedback"
 MENTIONS_DLQ = "mentions.dlq"
 QUEUE_PREFIX = "triage.queue."
 # Ingest connectors' cursors (latest per connector name; compacted).
@@ -42,6 +44,7 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(INCIDENTS, 3, {"cleanup.policy": "compact"}),
     TopicSpec(RESPONSES, 3, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     TopicSpec(PAGES, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
+    TopicSpec(FEEDBACK, 1, {"retention.ms": str(365 * 24 * 3600 * 1000)}),
     TopicSpec(MENTIONS_DLQ, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     TopicSpec(INGEST_CHECKPOINTS, 1, {"cleanup.policy": "compact"}),
 )
