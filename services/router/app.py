@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,19 +35,18 @@ from services.common.timeutil import epoch, ts_from_epoch
 from services.router import metrics as rm
 from services.router.config import RouterSettings
 from services.router.delivery import ReceiverGuard, RetryPolicy, call_with_retry, deliver_with_retry
-from services.router.grouping import Group, IncidentGrouper, Page, Sample
+from services.router.grouping import PAGE_TYPE, Group, IncidentGrouper, Page, Sample, page_doc
 from services.router.inhibition import incident_labels, inhibiting_rule
 from services.router.labels import labels_of
 from services.router.ratelimit import CircuitBreaker, TokenBucket
-from services.router.receivers import build_receivers
+from services.router.registry import PAGING_KINDS, build_receivers
 from services.router.sla import SlaItem, SlaTracker
 from services.router.state import StateLog, state_topic
 from services.router.timeintervals import add_business_time
-from services.router.tree import PAGING_KINDS, Route, RoutingTree
+from services.router.tree import Route, RoutingTree
 
 log = get_logger("router")
 
-PAGE_TYPE = "triage.router.Page+json"  # DeadLetter.original_type of a failed page (JSON, see page_doc)
 DEFAULT_RATE_PER_MINUTE = {"pagerduty": 120.0, "opsgenie": 600.0, "slack": 60.0}
 
 
@@ -62,16 +60,6 @@ def routed_for(sm: pb.ScoredMention, route_path: str, receiver: str, queue: str,
         interval = route.sla_time_interval if route is not None else None
         routed.respond_by.CopyFrom(ts_from_epoch(add_business_time(now, due, interval)))
     return routed
-
-
-def page_doc(page: Page, receiver: str) -> bytes:
-    return json.dumps({"receiver": receiver, "action": page.action, "at": page.at, "group": page.group.to_json()},
-                      ensure_ascii=False, sort_keys=True).encode()
-
-
-def page_from_doc(data: bytes) -> tuple[str, Page]:
-    d = json.loads(data)
-    return d["receiver"], Page(d["action"], Group.from_json(d["group"]), float(d["at"]))
 
 
 class RouterWorker:

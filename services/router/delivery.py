@@ -14,7 +14,8 @@ from services.common.codec import pb
 from services.common.logging import get_logger
 from services.router import metrics as rm
 from services.router.ratelimit import CircuitBreaker, TokenBucket
-from services.router.receivers import DeliveryError, Receiver
+from services.router.receivers import Receiver
+from services.router.transport import DeliveryError
 
 T = TypeVar("T")
 

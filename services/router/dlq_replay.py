@@ -24,11 +24,11 @@ from services.common.codec import pb
 from services.common.deadletter import dead_letter
 from services.common.kafka import make_producer
 from services.router import tree as routing
-from services.router.app import PAGE_TYPE, page_from_doc
 from services.router.config import RouterSettings
 from services.router.delivery import ReceiverGuard, RetryPolicy, call_with_retry
+from services.router.grouping import PAGE_TYPE, page_from_doc
 from services.router.ratelimit import CircuitBreaker
-from services.router.receivers import build_receivers
+from services.router.registry import build_receivers
 
 
 async def replay(settings: RouterSettings, tree: routing.RoutingTree, group: str, receiver_filter: str | None,

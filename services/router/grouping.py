@@ -20,12 +20,14 @@ re-pages nor forgets an open incident.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MAX_SAMPLES = 5
 RESOLVED_RETENTION = 24 * 3600.0  # keep resolved incident groups so late mentions do not re-page
+PAGE_TYPE = "triage.router.Page+json"  # DeadLetter.original_type of a failed page (JSON, see page_doc)
 
 
 @dataclass
@@ -171,3 +173,16 @@ class IncidentGrouper:
 
     def open_groups(self) -> list[Group]:
         return [g for g in self.groups.values() if not g.resolved_at]
+
+
+# -- page persistence (a failed page is dead-lettered as this JSON and replayed by `triage dlq replay`) ----------
+
+
+def page_doc(page: Page, receiver: str) -> bytes:
+    return json.dumps({"receiver": receiver, "action": page.action, "at": page.at, "group": page.group.to_json()},
+                      ensure_ascii=False, sort_keys=True).encode()
+
+
+def page_from_doc(data: bytes) -> tuple[str, Page]:
+    d = json.loads(data)
+    return d["receiver"], Page(d["action"], Group.from_json(d["group"]), float(d["at"]))

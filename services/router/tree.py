@@ -51,13 +51,12 @@ import yaml
 
 from services.router.inhibition import InhibitRule
 from services.router.matchers import Matcher
+from services.router.registry import PAGING_KINDS, RECEIVER_KINDS
 from services.router.silences import Silence, active_silence, parse_instant
 from services.router.timeintervals import IntervalEntry, IntervalError, TimeInterval
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-RECEIVER_KINDS = ("kafka_queue", "webhook", "pagerduty", "opsgenie", "slack", "alertmanager")
-PAGING_KINDS = ("pagerduty", "opsgenie", "slack", "alertmanager")
 DEFAULT_SLA = {"P1": 15 * 60.0, "P2": 3600.0, "P3": 86400.0}
 
 

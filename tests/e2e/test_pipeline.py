@@ -24,7 +24,7 @@ from services.common.kafka import ensure_topics
 from services.common.topics import all_topic_specs
 from services.ingest.app import build_app
 from services.ingest.config import IngestSettings
-from services.router.receivers import verify
+from services.router.transport import verify
 
 SECRET = "e2e-webhook-secret"
 

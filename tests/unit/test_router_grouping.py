@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router import paging
+from services.router import render
 from services.router.grouping import Group, IncidentGrouper, Page, Sample
 from services.router.ratelimit import CircuitBreaker, TokenBucket
 from services.router.sla import SlaItem, SlaTracker
@@ -138,26 +138,26 @@ def _page(action: str) -> Page:
 
 
 def test_pagerduty_events_v2_shapes():
-    trig = paging.pagerduty_event(_page("trigger"), "R0UTINGKEY")
+    trig = render.pagerduty_event(_page("trigger"), "R0UTINGKEY")
     assert trig["event_action"] == "trigger" and trig["dedup_key"] == "inc-1"
     assert trig["payload"]["severity"] == "critical" and trig["payload"]["source"]
     assert trig["payload"]["custom_details"]["top_reasons"] == ["outage report 0.94 (1)"]
     assert trig["links"][0]["href"] == "https://x.com/0"
-    assert paging.pagerduty_event(_page("resolve"), "K") == {"routing_key": "K", "event_action": "resolve",
+    assert render.pagerduty_event(_page("resolve"), "K") == {"routing_key": "K", "event_action": "resolve",
                                                             "dedup_key": "inc-1"}
-    assert paging.pagerduty_event(_page("acknowledge"), "K")["event_action"] == "acknowledge"
+    assert render.pagerduty_event(_page("acknowledge"), "K")["event_action"] == "acknowledge"
 
 
 def test_opsgenie_slack_alertmanager_shapes():
-    og = paging.opsgenie_alert(_page("trigger"))
+    og = render.opsgenie_alert(_page("trigger"))
     assert og["alias"] == "inc-1" and og["priority"] == "P1" and len(og["message"]) <= 130
     assert all(isinstance(v, str) for v in og["details"].values())
-    assert "thread_ts" not in paging.slack_message(_page("trigger"), "C1")
-    upd = paging.slack_message(_page("update"), "C1", "1700000000.000100")
+    assert "thread_ts" not in render.slack_message(_page("trigger"), "C1")
+    upd = render.slack_message(_page("update"), "C1", "1700000000.000100")
     assert upd["thread_ts"] == "1700000000.000100" and upd["blocks"][0]["type"] == "section"
-    firing = paging.alertmanager_alerts(_page("trigger"))[0]
+    firing = render.alertmanager_alerts(_page("trigger"))[0]
     assert firing["labels"]["incident"] == "inc-1" and "endsAt" not in firing
-    assert paging.alertmanager_alerts(_page("resolve"))[0]["endsAt"].endswith("Z")
+    assert render.alertmanager_alerts(_page("resolve"))[0]["endsAt"].endswith("Z")
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,0 +1,103 @@
+"""The receiver registry: each receiver kind a routing file may name, and the factory that builds it.
+
+The routing file's allowed kinds (`routing_file`/`tree`) and the paging kinds derive from here, so a
+new receiver is added in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from services.router.paging import AlertmanagerReceiver, OpsgenieReceiver, PagerDutyReceiver, SlackReceiver
+from services.router.receivers import KafkaQueueReceiver, WebhookReceiver
+from services.router.transport import required_secret, secret_from
+
+
+class ReceiverKind(StrEnum):
+    KAFKA_QUEUE = "kafka_queue"
+    WEBHOOK = "webhook"
+    PAGERDUTY = "pagerduty"
+    OPSGENIE = "opsgenie"
+    SLACK = "slack"
+    ALERTMANAGER = "alertmanager"
+
+
+class ReceiverSpec(Protocol):
+    """What a factory reads from a configured receiver (tree.Receiver)."""
+
+    name: str
+    kind: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Transports:
+    producer: AIOKafkaProducer
+    client: httpx.AsyncClient
+
+
+Factory = Callable[[str, dict[str, Any], Transports], Any]
+
+
+def _kafka_queue(name: str, o: dict[str, Any], t: Transports) -> Any:
+    return KafkaQueueReceiver(name, str(o["queue"]), t.producer)
+
+
+def _webhook(name: str, o: dict[str, Any], t: Transports) -> Any:
+    return WebhookReceiver(name, str(o["url"]), t.client, secret_from(o),
+                           {str(k): str(v) for k, v in (o.get("headers") or {}).items()})
+
+
+def _pagerduty(name: str, o: dict[str, Any], t: Transports) -> Any:
+    return PagerDutyReceiver(name, t.client, required_secret(o, "routing_key_env", f"receiver {name}"),
+                             str(o.get("url", "https://events.pagerduty.com/v2/enqueue")))
+
+
+def _opsgenie(name: str, o: dict[str, Any], t: Transports) -> Any:
+    return OpsgenieReceiver(name, t.client, required_secret(o, "api_key_env", f"receiver {name}"),
+                            str(o.get("url", "https://api.opsgenie.com")))
+
+
+def _slack(name: str, o: dict[str, Any], t: Transports) -> Any:
+    return SlackReceiver(name, t.client, required_secret(o, "token_env", f"receiver {name}"),
+                         str(o.get("channel", "")), str(o["url"]))
+
+
+def _alertmanager(name: str, o: dict[str, Any], t: Transports) -> Any:
+    return AlertmanagerReceiver(name, t.client, str(o["url"]))
+
+
+@dataclass(frozen=True)
+class KindEntry:
+    factory: Factory
+    pages: bool  # a paging receiver: gets grouped incidents (Page) instead of single mentions
+
+
+REGISTRY: dict[ReceiverKind, KindEntry] = {
+    ReceiverKind.KAFKA_QUEUE: KindEntry(_kafka_queue, pages=False),
+    ReceiverKind.WEBHOOK: KindEntry(_webhook, pages=False),
+    ReceiverKind.PAGERDUTY: KindEntry(_pagerduty, pages=True),
+    ReceiverKind.OPSGENIE: KindEntry(_opsgenie, pages=True),
+    ReceiverKind.SLACK: KindEntry(_slack, pages=True),
+    ReceiverKind.ALERTMANAGER: KindEntry(_alertmanager, pages=True),
+}
+RECEIVER_KINDS: tuple[str, ...] = tuple(REGISTRY)
+PAGING_KINDS: tuple[str, ...] = tuple(k for k, e in REGISTRY.items() if e.pages)
+
+
+def build_receivers(configs: Mapping[str, ReceiverSpec], producer: AIOKafkaProducer,
+                    client: httpx.AsyncClient) -> dict[str, Any]:
+    """One receiver object per configured receiver; secrets are read from the env vars the file names."""
+    transports = Transports(producer, client)
+    out: dict[str, Any] = {}
+    for name, cfg in configs.items():
+        if cfg.kind not in RECEIVER_KINDS:
+            raise ValueError(f"receiver {name!r}: unknown type {cfg.kind!r}")
+        out[name] = REGISTRY[ReceiverKind(cfg.kind)].factory(name, cfg.options, transports)
+    return out
