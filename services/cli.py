@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("services.ingest.replay", "send a JSONL/CSV file of mentions to ingest"),
     "tail": ("services.common.tail", "print a topic's messages as JSON lines"),
     "score": ("services.classify.score_file", "score a file offline"),
-    "model": ("services.classify.encoder.convert", "model build: convert the bundled encoder"),
+    "model": ("services.classify.encoder.cli", "model build: convert the bundled encoder"),
     "train": ("services.classify.train", "fit the sentiment and intent heads"),
     "eval": ("services.classify.evaluate", "print the classifier's evaluation tables"),
     "route-check": ("services.router.check", "validate a routing file and explain routes"),

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.classify.encoder import cli as model_cli
 from services.classify.encoder import convert as cv
 from services.classify.encoder import loader
 
@@ -452,13 +453,13 @@ def test_torch_threads_are_set_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_main_build_cli(tiny_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli-model"
-    assert loader.main_build(["--out", str(out), "--source", str(tiny_file)]) == 0
+    assert model_cli.main_build(["--out", str(out), "--source", str(tiny_file)]) == 0
     assert f"wrote {out} in " in capsys.readouterr().out
-    assert cv.main_build(["--out", str(out), "--source", str(tiny_file)]) == 0  # what `triage model` calls
+    assert model_cli.main_build(["--out", str(out), "--source", str(tiny_file)]) == 0  # what `triage model` calls
     assert "already built" in capsys.readouterr().out
-    assert loader.main_build(["--out", str(out), "--source", str(tiny_file), "--force"]) == 0
+    assert model_cli.main_build(["--out", str(out), "--source", str(tiny_file), "--force"]) == 0
     assert "wrote" in capsys.readouterr().out
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"nope")
-    assert loader.main_build(["--out", str(tmp_path / "x"), "--source", str(bad)]) == 1
+    assert model_cli.main_build(["--out", str(tmp_path / "x"), "--source", str(bad)]) == 1
     assert "bad magic" in capsys.readouterr().err

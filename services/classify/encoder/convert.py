@@ -740,10 +740,3 @@ def _swap_into_place(tmp: Path, out_dir: Path, force: bool) -> None:
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def main_build(argv: list[str] | None = None) -> int:
-    """``triage model build [--out DIR] [--force]``; see ``loader.main_build`` (it knows the default dir)."""
-    from services.classify.encoder.loader import main_build as _main_build
-
-    return _main_build(argv)

