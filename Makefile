@@ -15,7 +15,7 @@ help:
 	@echo "make kafka-up / kafka-down   the broker alone (127.0.0.1:9092)"
 	@echo "make train / eval / bench    fit the heads / print evaluation tables / print benchmarks"
 	@echo "make eval-crisis         replay crisis scenarios, print the detection table"
-	@echo "make lint                ruff + mypy + stale-protobuf check"
+	@echo "make lint                ruff + mypy + stale-protobuf check + import cycles (tools/check_imports.py)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
@@ -54,8 +54,9 @@ test-integration: $(STAMP) proto kafka-jars model
 	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP) proto-check
-	$(PY) -m ruff check services tests demo bench
+	$(PY) -m ruff check services tests demo bench tools/check_imports.py
 	$(PY) -m mypy services
+	$(PY) tools/check_imports.py
 
 up: $(STAMP) proto kafka-jars model
 	$(PY) -m services.localrun up

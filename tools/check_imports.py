@@ -1,0 +1,199 @@
+"""Import hygiene for services/: no import cycles, no private names imported across modules.
+
+Every import counts, also those inside functions and under `if TYPE_CHECKING:` (a cycle that is
+only dodged by importing late is still a cycle). Reported:
+
+- cycles: strongly connected components of the module graph (a module importing `a.b` depends on
+  `a.b` when that is a module, else on `a`);
+- private imports: `from services.x import _name`, `import services.x._mod`, and `mod._name`
+  where `mod` is a module imported from services/ (dunder names are fine);
+- private members used from outside: `obj._name` (obj not self/cls) where no class of the same
+  module defines `_name` (e.g. calling another module's `ingestor._mark()`).
+
+Generated protobuf code (services/common/pb/) is skipped.
+
+    python tools/check_imports.py [ROOT]      exit status 1 when anything is found
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "services"
+GENERATED = ("services/common/pb/",)
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def module_names(root: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for path in sorted((root / PACKAGE).rglob("*.py")):
+        if path.relative_to(root).as_posix().startswith(GENERATED):
+            continue
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _resolve_relative(module: str, is_package: bool, level: int, target: str | None) -> str:
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    if level > 1:
+        base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([target] if target else []))
+
+
+def imports_of(module: str, path: Path, modules: dict[str, Path],
+               ) -> Iterator[tuple[str, int, str | None]]:
+    """(imported module, line, imported name or None) for every import in the file, at any depth."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno, None
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = _resolve_relative(module, is_package, node.level, node.module)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                if sub in modules:
+                    yield sub, node.lineno, None
+                else:
+                    yield base, node.lineno, alias.name
+
+
+def check(root: Path = REPO) -> list[str]:
+    modules = module_names(root)
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    problems: list[str] = []
+    for module, path in modules.items():
+        rel = path.relative_to(root)
+        module_aliases: dict[str, str] = {}
+        for target, line, name in imports_of(module, path, modules):
+            if not (target == PACKAGE or target.startswith(PACKAGE + ".")):
+                continue
+            if any(_private(part) for part in target.split(".")):
+                problems.append(f"{rel}:{line}: imports private module {target}")
+            if name is not None and name != "*" and _private(name):
+                problems.append(f"{rel}:{line}: imports private name {target}.{name}")
+            if target in modules and target != module:
+                graph[module].add(target)
+        # `mod._name` where `mod` is a services module bound in this file.
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    if sub in modules:
+                        module_aliases[alias.asname or alias.name] = sub
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname and alias.name in modules:
+                        module_aliases[alias.asname] = alias.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and _private(node.attr) and isinstance(node.value, ast.Name)
+                    and node.value.id in module_aliases and module_aliases[node.value.id] != module):
+                problems.append(f"{rel}:{node.lineno}: uses private name "
+                                f"{module_aliases[node.value.id]}.{node.attr}")
+        own = _private_members(tree)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and _private(node.attr) and isinstance(node.value, ast.Name)
+                    and node.value.id not in ("self", "cls") and node.value.id not in module_aliases
+                    and node.attr not in own):
+                problems.append(f"{rel}:{node.lineno}: uses private member {ast.unparse(node)} "
+                                "defined in another module")
+    for scc in strongly_connected(graph):
+        if len(scc) > 1:
+            problems.append("import cycle: " + " <-> ".join(sorted(scc)))
+    return problems
+
+
+def _private_members(tree: ast.Module) -> set[str]:
+    """Private names this module's classes define: methods, class attributes, `self._x = ...`."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in ast.walk(node):
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(item.name)
+                elif isinstance(item, ast.Name) and isinstance(item.ctx, ast.Store):
+                    names.add(item.id)
+                elif isinstance(item, ast.Attribute) and isinstance(item.ctx, ast.Store):
+                    names.add(item.attr)
+                elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    names.add(item.target.id)
+    return {n for n in names if _private(n)}
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative (module graphs can be deep)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    counter = 0
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work: list[tuple[str, Iterator[str]]] = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                scc = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    scc.append(member)
+                    if member == node:
+                        break
+                out.append(scc)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    root = Path(args[0]).resolve() if args else REPO
+    problems = check(root)
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"check_imports: {len(problems)} problem(s) in {PACKAGE}/", file=sys.stderr)
+        return 1
+    print(f"check_imports: {len(module_names(root))} modules, no import cycles, no private cross-module imports")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
