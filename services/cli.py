@@ -1,6 +1,7 @@
 """The `triage` command: one entry point for every service and tool.
 
     triage ingest | classify | router         run a service (configured by TRIAGE_* env vars)
+    triage console                            run the responder console (http://127.0.0.1:8090)
     triage replay FILE [--rate N]             send a JSONL/CSV file of mentions to ingest
     triage tail TOPIC                         print a topic's messages as JSON lines
     triage score FILE                         score a file offline (same code path as the worker)
@@ -21,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("services.ingest.__main__", "run the ingest HTTP API"),
     "classify": ("services.classify.__main__", "run the classify worker"),
     "router": ("services.router.__main__", "run the router worker"),
+    "console": ("services.console.__main__", "run the responder console (web pages + JSON API)"),
     "replay": ("services.ingest.replay", "send a JSONL/CSV file of mentions to ingest"),
     "tail": ("services.common.tail", "print a topic's messages as JSON lines"),
     "score": ("services.classify.score_file", "score a file offline"),
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             print("usage: triage model build [--out DIR] [--force]", file=sys.stderr)
             return 2
         rest = rest[1:]
-    if name in ("ingest", "classify", "router"):
+    if name in ("ingest", "classify", "router", "console"):
         sys.argv = [f"triage-{name}", *rest]
     return int(entry(rest) or 0)
 

@@ -1,0 +1,367 @@
+"""The console's aiohttp app: HTML pages and a JSON API over the view model, and the actions.
+
+One consumer (its own group) reads `incidents`, the queue topics, `pages`, `responses` and
+`feedback` from the beginning on every start and folds them into a ConsoleView; there is no other
+store. Actions are published with the idempotent producer and folded in at once, so the page that
+follows already shows them (the consumed copy later changes nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from google.protobuf.message import Message
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.common import codec, topics
+from services.common.kafka import make_producer
+from services.common.logging import get_logger
+from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
+from services.console import actions, render
+from services.console import metrics as cm
+from services.console.config import ConsoleSettings
+from services.console.csrf import COOKIE, CsrfGuard
+from services.console.replies import ReplyBook
+from services.console.views import ConsoleView
+
+log = get_logger("console")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+TOPIC_PATTERN = (r"^(" + "|".join(t.replace(".", r"\.") for t in (topics.INCIDENTS, topics.PAGES, topics.RESPONSES,
+                                                                     topics.FEEDBACK))
+                 + "|" + topics.QUEUE_PREFIX.replace(".", r"\.") + r".+)$")
+
+class _ReadFromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The views are rebuilt on every start: a partition is read from offset 0 the first time it is assigned."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+        self.seen: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        new = [tp for tp in assigned if tp not in self.seen]
+        self.seen.update(new)
+        if new:
+            await self.consumer.seek_to_beginning(*new)
+
+
+class ConsoleService:
+    def __init__(self, settings: ConsoleSettings, view: ConsoleView | None = None, consume: bool = True) -> None:
+        self.settings = settings
+        self.consume = consume  # False: serve a given view only (tests of the pages)
+        self.view = view or ConsoleView()
+        self.replies = ReplyBook.load(settings.console_replies_file)
+        self.csrf = CsrfGuard(settings.console_csrf_secret.get_secret_value())
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: Any = None
+        self.loaded = False  # True once the first read reached the end of what was there
+        self._task: asyncio.Task[None] | None = None
+        self._producer_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self.consume:
+            self._task = asyncio.create_task(self._consume_forever())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def _consume_forever(self) -> None:
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.settings.console_group_id,
+                client_id=f"{self.settings.kafka_client_id_prefix}-console", auto_offset_reset="earliest",
+                enable_auto_commit=True, metadata_max_age_ms=5000)
+            try:
+                await consumer.start()
+                consumer.subscribe(pattern=TOPIC_PATTERN, listener=_ReadFromBeginning(consumer))
+                self.consumer = consumer
+                log.info("console_consuming", group=self.settings.console_group_id)
+                while True:
+                    batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+                    for tp, records in batch.items():
+                        for rec in records:
+                            self._fold(tp.topic, rec.key, rec.value)
+                    if not batch and consumer.assignment():
+                        self.loaded = True
+                    self._update_gauges()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("console_consumer_error", error=type(exc).__name__, detail=str(exc)[:200])
+                await asyncio.sleep(2)
+            finally:
+                self.consumer = None
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+
+    def _fold(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        try:
+            self.view.apply_record(topic, key, value)
+            MESSAGES_IN.labels("console", topic).inc()
+        except Exception as exc:  # a bad record is counted and skipped; the view stays usable
+            MESSAGES_FAILED.labels("console", "decode", type(exc).__name__).inc()
+
+    def _update_gauges(self) -> None:
+        for queue, n in self.view.open_counts().items():
+            cm.OPEN_ITEMS.labels(queue).set(n)
+        states: dict[str, int] = {"open": 0, "resolved": 0}
+        for inc in self.view.incidents.values():
+            states["open" if inc.is_open else "resolved"] += 1
+        for state, n in states.items():
+            cm.INCIDENTS.labels(state).set(n)
+        for brand, (wrong, seen) in self.view.marked_wrong().items():
+            if seen:
+                cm.MARKED_WRONG_RATIO.labels(brand or "none").set(wrong / seen)
+
+    async def publish(self, topic: str, key: str, msg: Message) -> None:
+        async with self._producer_lock:
+            if self.producer is None:
+                producer = make_producer(self.settings.kafka_bootstrap,
+                                         f"{self.settings.kafka_client_id_prefix}-console")
+                await producer.start()
+                self.producer = producer
+        await asyncio.wait_for(self.producer.send_and_wait(topic, codec.encode(msg), key=key.encode()), 15)
+        MESSAGES_OUT.labels("console", topic).inc()
+
+
+SERVICE = web.AppKey("console_service", ConsoleService)
+NEW_SESSION = web.RequestKey("new_session", str)
+
+
+# ---- request plumbing ------------------------------------------------------------------------------------------
+def _service(request: web.Request) -> ConsoleService:
+    return request.app[SERVICE]
+
+
+def _session(request: web.Request) -> str:
+    existing = request.cookies.get(COOKIE)
+    if existing and 8 <= len(existing) <= 64:
+        return existing
+    session: str = request.get(NEW_SESSION) or CsrfGuard.new_session()
+    request[NEW_SESSION] = session
+    return session
+
+
+def _ctx(request: web.Request) -> render.PageContext:
+    svc = _service(request)
+    queues = sorted(set(topics.DEFAULT_QUEUES) | set(svc.view.queues))
+    return render.PageContext(csrf_token=svc.csrf.token(_session(request)),
+                              poll_seconds=svc.settings.console_poll_seconds, now=time.time(), queues=queues)
+
+
+def _html(request: web.Request, body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+@web.middleware
+async def pages_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    try:
+        response = await handler(request)
+    except actions.FormError as err:
+        response = _html(request, render.error_page(err.status, err.message, _ctx(request)), err.status)
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith("/api/"):
+            raise
+        response = _html(request, render.error_page(exc.status, exc.text or exc.reason, _ctx(request)), exc.status)
+    cm.HTTP_REQUESTS.labels(route, str(response.status)).inc()
+    if NEW_SESSION in request:
+        response.set_cookie(COOKIE, request[NEW_SESSION], httponly=True, samesite="Strict", path="/")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
+    return response
+
+
+# ---- pages -----------------------------------------------------------------------------------------------------
+async def incidents_html(request: web.Request) -> web.Response:
+    svc = _service(request)
+    ctx = _ctx(request)
+    incs = svc.view.incident_list(ctx.now, svc.settings.console_recent_hours * 3600)
+    return _html(request, render.incidents_page(svc.view, incs, ctx))
+
+
+def _incident(request: web.Request) -> Any:
+    svc = _service(request)
+    incident_id = request.match_info["incident_id"]
+    inc = svc.view.incidents.get(incident_id)
+    if inc is None:
+        raise actions.FormError(404, f"there is no incident {incident_id!r}")
+    return inc
+
+
+async def incident_html(request: web.Request) -> web.Response:
+    svc = _service(request)
+    return _html(request, render.incident_page(svc.view, _incident(request), _ctx(request), svc.replies))
+
+
+def _queue_name(request: web.Request) -> str:
+    svc = _service(request)
+    name = request.match_info["name"]
+    if name not in svc.view.queues and name not in topics.DEFAULT_QUEUES:
+        raise actions.FormError(404, f"there is no queue {name!r}")
+    return name
+
+
+async def queue_html(request: web.Request) -> web.Response:
+    svc = _service(request)
+    name = _queue_name(request)
+    items = svc.view.queue_items(name, limit=svc.settings.console_max_items)
+    return _html(request, render.queue_page(name, items, _ctx(request), svc.replies))
+
+
+# ---- JSON API --------------------------------------------------------------------------------------------------
+def _incident_json(svc: ConsoleService, inc: Any) -> dict[str, Any]:
+    out = {k: v for k, v in vars(inc).items() if k != "history"}
+    out["url"] = f"{svc.settings.base_url()}/incidents/{inc.id}"
+    out["pages"] = [vars(p) for p in svc.view.pages.get(inc.id, [])]
+    return out
+
+
+async def incidents_api(request: web.Request) -> web.Response:
+    svc = _service(request)
+    incs = svc.view.incident_list(time.time(), svc.settings.console_recent_hours * 3600)
+    return web.json_response({"loaded": svc.loaded, "incidents": [_incident_json(svc, i) for i in incs]})
+
+
+async def incident_api(request: web.Request) -> web.Response:
+    svc = _service(request)
+    try:
+        inc = _incident(request)
+    except actions.FormError as err:
+        return web.json_response({"error": err.message}, status=err.status)
+    out = _incident_json(svc, inc)
+    out["mentions_per_minute"] = [{"minute": m, **c} for m, c in svc.view.mentions_per_minute(inc.id)]
+    return web.json_response(out)
+
+
+async def queue_api(request: web.Request) -> web.Response:
+    svc = _service(request)
+    try:
+        name = _queue_name(request)
+    except actions.FormError as err:
+        return web.json_response({"error": err.message}, status=err.status)
+    now = time.time()
+    items = svc.view.queue_items(name, include_done=request.query.get("all") == "1",
+                                 limit=svc.settings.console_max_items)
+    out = []
+    for item in items:
+        d = item.to_json(now)
+        d["suggested_reply"] = svc.replies.suggest(item.intent, item.language, item.author, item.brand)
+        out.append(d)
+    return web.json_response({"queue": name, "loaded": svc.loaded, "items": out})
+
+
+# ---- actions ---------------------------------------------------------------------------------------------------
+async def _checked_form(request: web.Request) -> dict[str, str]:
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise actions.FormError(415, "actions take an HTML form (application/x-www-form-urlencoded)")
+    try:
+        raw = await request.post()
+    except ValueError as exc:
+        raise actions.FormError(400, f"malformed form: {exc}") from exc
+    form = {k: v for k, v in raw.items() if isinstance(v, str)}
+    svc = _service(request)
+    if not svc.csrf.check(request.cookies.get(COOKIE), form.get("csrf")):
+        raise actions.FormError(403, "the form's CSRF token is missing or stale: reload the page and try again")
+    return form
+
+
+async def _publish_or_503(svc: ConsoleService, action: str, topic: str, key: str, msg: Message) -> None:
+    try:
+        await svc.publish(topic, key, msg)
+    except Exception as exc:
+        cm.ACTIONS.labels(action, "failed").inc()
+        log.warning("console_publish_failed", action=action, error=type(exc).__name__)
+        raise actions.FormError(503, "Kafka did not acknowledge the action; nothing was recorded, try again") \
+            from exc
+    cm.ACTIONS.labels(action, "published").inc()
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+async def post_response(request: web.Request) -> web.Response:
+    svc = _service(request)
+    form = await _checked_form(request)
+    event = actions.response_event(svc.view, form, svc.settings.console_responder)
+    await _publish_or_503(svc, "response", topics.RESPONSES, event.mention_id, event)
+    svc.view.apply_response(event)
+    log.info("console_response", queue=event.queue, kind=codec.pb.ResponseKind.Name(event.kind))
+    return _see_other(actions.safe_next(form, f"/queues/{event.queue}"))
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    svc = _service(request)
+    form = await _checked_form(request)
+    fb = actions.label_feedback(svc.view, form, svc.settings.console_responder)
+    await _publish_or_503(svc, "feedback", topics.FEEDBACK, fb.mention_id, fb)
+    svc.view.apply_feedback(fb)
+    log.info("console_feedback", queue=fb.queue, brand=fb.brand)
+    return _see_other(actions.safe_next(form, f"/queues/{fb.queue}"))
+
+
+# ---- diagnostics -----------------------------------------------------------------------------------------------
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    svc = _service(request)
+    ready = svc.consumer is not None
+    return web.json_response({"status": "ready" if ready else "waiting for Kafka", "loaded": svc.loaded},
+                             status=200 if ready else 503)
+
+
+async def metrics_page(_: web.Request) -> web.Response:
+    resp = web.Response(body=generate_latest())
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return resp
+
+
+async def script(_: web.Request) -> web.Response:
+    return web.Response(body=(STATIC_DIR / "console.js").read_bytes(), content_type="application/javascript",
+                        headers={"Cache-Control": "max-age=300"})
+
+
+def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) -> web.Application:
+    svc = service or ConsoleService(settings)
+    app = web.Application(middlewares=[pages_middleware], client_max_size=64 * 1024)
+    app[SERVICE] = svc
+
+    async def on_startup(_: web.Application) -> None:
+        await svc.start()
+
+    async def on_cleanup(_: web.Application) -> None:
+        await svc.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_get("/", incidents_html)
+    app.router.add_get("/incidents/{incident_id}", incident_html)
+    app.router.add_get("/queues/{name}", queue_html)
+    app.router.add_get("/api/incidents", incidents_api)
+    app.router.add_get("/api/incidents/{incident_id}", incident_api)
+    app.router.add_get("/api/queues/{name}", queue_api)
+    app.router.add_post("/actions/response", post_response)
+    app.router.add_post("/actions/feedback", post_feedback)
+    app.router.add_get("/static/console.js", script)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    return app

@@ -1,0 +1,289 @@
+"""The console's view model: incidents, queues, pages and feedback folded from Kafka records.
+
+Everything here is plain data and functions over decoded protobuf messages, so it is tested without
+a broker. Folding is idempotent: the console re-reads every topic from the beginning on start, and a
+record seen twice (a rebalance, a local apply followed by the consumed copy) changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from google.protobuf.message import Message
+
+from services.common import codec, topics
+from services.common.codec import pb
+from services.common.timeutil import epoch
+
+PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
+RESPONSE_STATES = {pb.RESPONDED: "responded", pb.RESOLVED_NO_REPLY: "resolved_no_reply"}
+SENTIMENTS = ("negative", "neutral", "positive")
+
+
+@dataclass
+class QueueItem:
+    """One mention in an inbox queue, as an agent sees it."""
+
+    mention_id: str
+    queue: str
+    priority: str
+    intent: str
+    intents: dict[str, float]
+    language: str
+    sentiment: str
+    reach: int
+    author: str
+    text: str
+    url: str
+    reasons: list[str]
+    brand: str
+    incident_id: str
+    model_version: str
+    created_at: float
+    routed_at: float
+    respond_by: float  # 0 = no deadline (P4)
+    state: str = "open"  # open | responded | resolved_no_reply
+    responder: str = ""
+    responded_at: float = 0.0
+
+    def breached(self, now: float) -> bool:
+        return self.state == "open" and self.respond_by > 0 and now > self.respond_by
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        out = asdict(self)
+        out["breached"] = self.breached(now)
+        out["seconds_left"] = round(self.respond_by - now, 1) if self.respond_by else None
+        return out
+
+
+@dataclass
+class PageView:
+    incident_id: str
+    receiver: str
+    action: str
+    delivered: bool
+    detail: str
+    at: float
+
+
+@dataclass
+class IncidentView:
+    id: str
+    brand: str
+    kind: str
+    state: str
+    severity: float
+    opened_at: float
+    updated_at: float
+    resolved_at: float
+    mention_count: int
+    top_terms: list[str]
+    languages: dict[str, int]
+    sources: dict[str, int]
+    sample_mention_ids: list[str]
+    sample_urls: list[str]
+    reasons: list[str]
+    # (updated_at, mention_count) of every version of the incident the console saw.
+    history: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != "RESOLVED"
+
+    def age(self, now: float) -> float:
+        return max(0.0, (self.resolved_at or now) - self.opened_at) if self.opened_at else 0.0
+
+
+def _top_intent(intents: dict[str, float]) -> str:
+    return max(intents.items(), key=lambda kv: (kv[1], kv[0]))[0] if intents else ""
+
+
+def _sentiment(score: Any) -> str:
+    if score.label == pb.SENTIMENT_UNSPECIFIED:
+        return "neutral"
+    return str(pb.Sentiment.Name(score.label)).lower()
+
+
+def queue_item(routed: Any, queue: str) -> QueueItem:
+    scored = routed.scored
+    m = scored.mention
+    intents = {k: round(float(v), 3) for k, v in scored.intents.items()}
+    return QueueItem(
+        mention_id=m.mention_id or codec.mention_id(m.source, m.external_id),
+        queue=queue,
+        priority=pb.Priority.Name(scored.priority) if scored.priority else "P4",
+        intent=_top_intent(intents),
+        intents=intents,
+        language=scored.language or m.language_hint,
+        sentiment=_sentiment(scored.sentiment),
+        reach=int(m.author.follower_count),
+        author=m.author.handle,
+        text=m.text,
+        url=m.url,
+        reasons=list(scored.reasons),
+        brand=m.brands[0] if m.brands else "",
+        incident_id=scored.incident_id,
+        model_version=scored.model_version,
+        created_at=epoch(m.created_at) or epoch(m.received_at) or epoch(routed.routed_at),
+        routed_at=epoch(routed.routed_at),
+        respond_by=epoch(routed.respond_by),
+    )
+
+
+def incident_view(inc: Any) -> IncidentView:
+    ev = inc.evidence
+    return IncidentView(
+        id=inc.id, brand=inc.brand, kind=pb.IncidentKind.Name(inc.kind), state=pb.IncidentState.Name(inc.state),
+        severity=round(float(inc.severity), 3), opened_at=epoch(inc.opened_at), updated_at=epoch(inc.updated_at),
+        resolved_at=epoch(inc.resolved_at), mention_count=int(inc.mention_count), top_terms=list(ev.top_terms),
+        languages=dict(ev.languages), sources=dict(ev.sources), sample_mention_ids=list(ev.sample_mention_ids),
+        sample_urls=list(ev.sample_urls), reasons=list(inc.reasons),
+    )
+
+
+class ConsoleView:
+    """The console's whole state, rebuilt from the topics on every start."""
+
+    def __init__(self) -> None:
+        self.incidents: dict[str, IncidentView] = {}
+        self.queues: dict[str, dict[str, QueueItem]] = {}
+        self.pages: dict[str, list[PageView]] = defaultdict(list)
+        self._page_keys: set[tuple[str, str, str, float]] = set()
+        # Responses may be read before the item they answer (different topics): keep them all.
+        self.responses: dict[tuple[str, str], tuple[str, str, float]] = {}
+        self.feedback: dict[str, dict[str, Any]] = {}  # mention id -> latest correction
+        self.records = 0
+
+    # ---- folding -----------------------------------------------------------------------------------------
+    def apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Fold one consumed record; a tombstone on `incidents` removes that incident."""
+        self.records += 1
+        if value is None:
+            if topic == topics.INCIDENTS and key:
+                self.incidents.pop(key.decode(errors="replace"), None)
+            return
+        msg: Message = codec.decode(value, codec.type_for_topic(topic))
+        if topic == topics.INCIDENTS:
+            self.apply_incident(msg)
+        elif topic.startswith(topics.QUEUE_PREFIX):
+            self.apply_routed(msg, topic.removeprefix(topics.QUEUE_PREFIX))
+        elif topic == topics.PAGES:
+            self.apply_page(msg)
+        elif topic == topics.RESPONSES:
+            self.apply_response(msg)
+        elif topic == topics.FEEDBACK:
+            self.apply_feedback(msg)
+
+    def apply_incident(self, inc: Any) -> None:
+        view = incident_view(inc)
+        old = self.incidents.get(inc.id)
+        history = old.history if old else []
+        point = (view.updated_at or view.opened_at, view.mention_count)
+        if point not in history:
+            history.append(point)
+            history.sort()
+        view.history = history
+        if old and (old.resolved_at, old.updated_at) > (view.resolved_at, view.updated_at):
+            old.history = history  # an older version read late (another partition order): keep the newer state
+            return
+        self.incidents[inc.id] = view
+
+    def apply_routed(self, routed: Any, queue: str | None = None) -> None:
+        name = queue or routed.queue
+        item = queue_item(routed, name)
+        items = self.queues.setdefault(name, {})
+        old = items.get(item.mention_id)
+        if old is not None and old.state != "open":
+            item.state, item.responder, item.responded_at = old.state, old.responder, old.responded_at
+        done = self.responses.get((name, item.mention_id)) or self.responses.get(("", item.mention_id))
+        if done:
+            item.state, item.responder, item.responded_at = done
+        items[item.mention_id] = item
+
+    def apply_page(self, page: Any) -> None:
+        at = epoch(page.at)
+        key = (page.incident_id, page.receiver, page.action, at)
+        if key in self._page_keys:
+            return
+        self._page_keys.add(key)
+        self.pages[page.incident_id].append(PageView(page.incident_id, page.receiver, page.action,
+                                                     bool(page.delivered), page.detail, at))
+        self.pages[page.incident_id].sort(key=lambda p: p.at)
+
+    def apply_response(self, ev: Any) -> None:
+        state = RESPONSE_STATES.get(ev.kind)
+        if state is None:
+            return
+        done = (state, ev.responder, epoch(ev.at))
+        self.responses[(ev.queue, ev.mention_id)] = done
+        queues = [ev.queue] if ev.queue else list(self.queues)
+        for name in queues:
+            item = self.queues.get(name, {}).get(ev.mention_id)
+            if item is not None:
+                item.state, item.responder, item.responded_at = done
+
+    def apply_feedback(self, fb: Any) -> None:
+        self.feedback[fb.mention_id] = {
+            "mention_id": fb.mention_id, "queue": fb.queue, "brand": fb.brand,
+            "original_priority": pb.Priority.Name(fb.original_priority) if fb.original_priority else "",
+            "corrected_priority": pb.Priority.Name(fb.corrected_priority) if fb.corrected_priority else "",
+            "original_intent": fb.original_intent, "corrected_intent": fb.corrected_intent,
+            "responder": fb.responder, "comment": fb.comment, "at": epoch(fb.at),
+        }
+
+    # ---- reading -----------------------------------------------------------------------------------------
+    def find_item(self, queue: str, mention_id: str) -> QueueItem | None:
+        return self.queues.get(queue, {}).get(mention_id)
+
+    def incident_list(self, now: float, recent_seconds: float) -> list[IncidentView]:
+        """Open incidents (most severe first), then those resolved within `recent_seconds` (newest first)."""
+        open_ = sorted((i for i in self.incidents.values() if i.is_open), key=lambda i: (-i.severity, -i.opened_at))
+        done = sorted((i for i in self.incidents.values() if not i.is_open and now - i.resolved_at <= recent_seconds),
+                      key=lambda i: -i.resolved_at)
+        return open_ + done
+
+    def queue_items(self, queue: str, include_done: bool = False, limit: int | None = None) -> list[QueueItem]:
+        """Open items by priority, then the nearest deadline first (no deadline last), then oldest first."""
+        items = [i for i in self.queues.get(queue, {}).values() if include_done or i.state == "open"]
+        items.sort(key=lambda i: (i.state != "open", PRIORITY_RANK.get(i.priority, 9),
+                                  i.respond_by or math.inf, i.routed_at))
+        return items[:limit] if limit else items
+
+    def incident_items(self, incident_id: str) -> list[QueueItem]:
+        seen: dict[str, QueueItem] = {}
+        for items in self.queues.values():
+            for item in items.values():
+                if item.incident_id == incident_id:
+                    seen.setdefault(item.mention_id, item)
+        return sorted(seen.values(), key=lambda i: i.created_at)
+
+    def mentions_per_minute(self, incident_id: str) -> list[tuple[float, dict[str, int]]]:
+        """Mentions of an incident per minute of posting, by sentiment, with empty minutes filled in."""
+        counts: dict[float, Counter[str]] = defaultdict(Counter)
+        for item in self.incident_items(incident_id):
+            counts[math.floor(item.created_at / 60) * 60][item.sentiment] += 1
+        if not counts:
+            return []
+        first, last = min(counts), max(counts)
+        minutes = [first + 60 * k for k in range(int((last - first) // 60) + 1)][-240:]
+        return [(m, {s: counts[m][s] for s in SENTIMENTS}) if m in counts else (m, dict.fromkeys(SENTIMENTS, 0))
+                for m in minutes]
+
+    def open_counts(self) -> dict[str, int]:
+        return {q: sum(1 for i in items.values() if i.state == "open") for q, items in self.queues.items()}
+
+    def marked_wrong(self) -> dict[str, tuple[int, int]]:
+        """Per brand: (P1/P2 items marked wrong, P1/P2 items seen), the console's live precision."""
+        seen: dict[str, set[str]] = defaultdict(set)
+        for items in self.queues.values():
+            for item in items.values():
+                if item.priority in ("P1", "P2"):
+                    seen[item.brand].add(item.mention_id)
+        out: dict[str, tuple[int, int]] = {}
+        for brand, ids in seen.items():
+            wrong = sum(1 for mid in ids if mid in self.feedback)
+            out[brand] = (wrong, len(ids))
+        return out
