@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 def bearer_ok(header: str | None, tokens: Sequence[str]) -> bool:
     """True when `Authorization: Bearer <t>` carries one of `tokens` (constant-time per token)."""
-    if not header:
-        return False
+    if not header or not header.isascii():
+        return False  # a non-ASCII byte arrives as a lone surrogate, which .encode() refuses
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return False
@@ -28,7 +28,7 @@ def bearer_ok(header: str | None, tokens: Sequence[str]) -> bool:
 def client_key(authorization: str | None, remote: str | None) -> str:
     """Rate-limit identity: a digest of the bearer token if any (never the token itself), else the address."""
     if authorization:
-        return "t:" + hashlib.sha256(authorization.encode()).hexdigest()[:16]
+        return "t:" + hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return "a:" + (remote or "unknown")
 
 

@@ -19,7 +19,7 @@ Shapes, from the platforms' public API documentation:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
@@ -32,12 +32,38 @@ class PayloadError(ValueError):
 
 @dataclass(frozen=True)
 class Candidate:
+    """`error`, when set, is why the adapter could not map this item (it is dead-lettered, not normalised)."""
+
     obj: dict[str, Any]
     raw: bytes
+    error: str | None = None
 
 
 def _raw(item: Any) -> bytes:
-    return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    except (ValueError, TypeError, RecursionError):
+        return repr(item)[:65536].encode("utf-8", "replace")
+
+
+def _item(build: Callable[[dict[str, Any]], dict[str, Any]], item: dict[str, Any]) -> Candidate:
+    """One platform item as a Candidate; an item the adapter cannot map becomes an error candidate, so
+    one bad item is dead-lettered instead of failing the platform's whole delivery."""
+    try:
+        return Candidate(build(item), _raw(item))
+    except (ValueError, TypeError, OverflowError, KeyError, AttributeError, RecursionError) as exc:
+        return Candidate({}, _raw(item), error=f"unmappable item ({type(exc).__name__})")
+
+
+def _epoch(value: Any, divisor: float = 1.0) -> Any:
+    """A platform's epoch number scaled to seconds; anything else (or out of float range) passed on as is,
+    for normalize() to reject with the field and the reason."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    try:
+        return float(value) / divisor
+    except OverflowError:
+        return value
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -57,8 +83,11 @@ def _str(value: Any) -> str:
 # --- X (Twitter) Account Activity API -----------------------------------------------------------
 
 def _x_created_at(tweet: dict[str, Any]) -> Any:
-    if isinstance(tweet.get("timestamp_ms"), str) and tweet["timestamp_ms"].isdigit():
-        return int(tweet["timestamp_ms"]) / 1000.0
+    ms = tweet.get("timestamp_ms")
+    if isinstance(ms, str) and ms.isascii() and ms.isdigit() and len(ms) <= 16:
+        return int(ms) / 1000.0
+    if isinstance(ms, str | int | float) and not isinstance(ms, bool) and ms != "":
+        return _epoch(ms, 1000.0) if not isinstance(ms, str) else ms  # normalize() names the problem
     value = tweet.get("created_at")
     if isinstance(value, str):
         try:
@@ -94,7 +123,7 @@ def x_account_activity(payload: Any) -> Iterator[Candidate]:
         raise PayloadError("expected an Account Activity event with for_user_id")
     for tweet in _list(payload.get("tweet_create_events")):
         if isinstance(tweet, dict):
-            yield Candidate(x_tweet(tweet), _raw(tweet))
+            yield _item(x_tweet, tweet)
     # favorite_events, follow_events, direct_message_events...: not mentions to triage.
 
 
@@ -110,7 +139,11 @@ def meta_webhook(payload: Any) -> Iterator[Candidate]:
         entry_time = entry.get("time")
         for change in _list(entry.get("changes")):
             change = _dict(change)
-            obj = _meta_change(source, _str(change.get("field")), _dict(change.get("value")), entry_time)
+            try:
+                obj = _meta_change(source, _str(change.get("field")), _dict(change.get("value")), entry_time)
+            except (ValueError, TypeError, OverflowError, KeyError, AttributeError) as exc:
+                yield Candidate({}, _raw(change), error=f"unmappable item ({type(exc).__name__})")
+                continue
             if obj is not None:
                 yield Candidate(obj, _raw(change))
         for event in _list(entry.get("messaging")):
@@ -118,16 +151,22 @@ def meta_webhook(payload: Any) -> Iterator[Candidate]:
             message = _dict(event.get("message"))
             if not message.get("text") or message.get("is_echo"):
                 continue  # attachments-only, reads, deliveries, our own echoes
-            sender = _dict(event.get("sender"))
-            ts = event.get("timestamp")
-            yield Candidate({
-                "source": source,
-                "external_id": _str(message.get("mid")),
-                "text": message["text"],
-                "created_at": ts / 1000.0 if isinstance(ts, int | float) and not isinstance(ts, bool) else None,
-                "author": {"id": _str(sender.get("id"))},
-                "conversation_id": _str(sender.get("id")) or None,
-            }, _raw(event))
+            yield _item(_meta_message_for(source), event)
+
+
+def _meta_message_for(source: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def build(event: dict[str, Any]) -> dict[str, Any]:
+        message, sender = _dict(event.get("message")), _dict(event.get("sender"))
+        ts = event.get("timestamp")
+        return {
+            "source": source,
+            "external_id": _str(message.get("mid")),
+            "text": message["text"],
+            "created_at": _epoch(ts, 1000.0) if isinstance(ts, int | float) and not isinstance(ts, bool) else None,
+            "author": {"id": _str(sender.get("id"))},
+            "conversation_id": _str(sender.get("id")) or None,
+        }
+    return build
 
 
 def _meta_change(source: str, field: str, value: dict[str, Any], entry_time: Any) -> dict[str, Any] | None:

@@ -7,9 +7,13 @@ the same post cannot both pass, then *committed* once Kafka acknowledged, or
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+# Per entry beyond the key string: the OrderedDict's hash slot and linked-list node, and the float.
+ENTRY_OVERHEAD_BYTES = 104 + sys.getsizeof(0.0)
 
 
 class DedupeWindow:
@@ -21,16 +25,27 @@ class DedupeWindow:
         self._clock = clock
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._pending: set[str] = set()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._seen)
 
+    def size_bytes(self) -> int:
+        """Approximate memory held by the committed keys (key strings plus per-entry overhead)."""
+        return self._bytes
+
+    def prune(self) -> int:
+        """Drops the expired entries now (also done on every reserve/commit); returns the entries left."""
+        self._expire(self._clock())
+        return len(self._seen)
+
     def _expire(self, now: float) -> None:
         while self._seen:
-            _key, at = next(iter(self._seen.items()))
+            key, at = next(iter(self._seen.items()))
             if now - at < self.window and len(self._seen) <= self.max_entries:
                 break
             self._seen.popitem(last=False)
+            self._bytes -= sys.getsizeof(key) + ENTRY_OVERHEAD_BYTES
 
     def reserve(self, key: str) -> bool:
         """True if `key` is new (and now reserved); False if seen or in flight."""
@@ -46,6 +61,8 @@ class DedupeWindow:
 
     def commit(self, key: str) -> None:
         self._pending.discard(key)
+        if key not in self._seen:
+            self._bytes += sys.getsizeof(key) + ENTRY_OVERHEAD_BYTES
         self._seen[key] = self._clock()
         self._seen.move_to_end(key)
         self._expire(self._clock())

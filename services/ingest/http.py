@@ -80,7 +80,8 @@ async def ingest_body(request: web.Request, body: bytes, ctype: str, default_sou
     settings = request.app[SETTINGS_KEY]
     ingestor = request.app[INGESTOR_KEY]
     try:
-        items = parse_body(body, "application/json" if ctype in JSON_TYPES else "application/x-ndjson")
+        items = parse_body(body, ctype if ctype in JSON_TYPES or ctype == "application/json-seq"
+                           else "application/x-ndjson")
     except MentionError as exc:
         m.MENTIONS_REJECTED.labels("malformed").inc()
         return error_response(400, str(exc), [exc.as_dict()])

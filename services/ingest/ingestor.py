@@ -25,6 +25,7 @@ from services.ingest.adapters import Candidate
 from services.ingest.brands import DEFAULT_BRANDS_FILE, BrandMatcher, load_brands
 from services.ingest.config import IngestSettings
 from services.ingest.dedupe import DedupeWindow
+from services.ingest.faults import FAULTS
 from services.ingest.normalize import Limits, MentionError, dedupe_key, normalize
 
 log = get_logger("ingest")
@@ -194,10 +195,17 @@ class MentionIngestor:
         now = time.time() if now is None else now
         mentions, errors = [], []
         for cand in candidates:
+            if cand.error is not None:
+                errors.append((cand, MentionError("$", cand.error)))
+                continue
             try:
                 mentions.append(self.tag(normalize(cand.obj, cand.raw, self.limits, now=now)))
             except MentionError as exc:
                 errors.append((cand, exc))
+            except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+                # A fault of ours on one item: that item is refused with a reason, the rest go on.
+                FAULTS.report("normalize", exc)
+                errors.append((cand, MentionError("$", f"could not be normalised ({type(exc).__name__})")))
         return mentions, errors
 
     def tag(self, mention: Any) -> Any:
@@ -253,6 +261,7 @@ class MentionIngestor:
         for key in keys:
             self.dedupe.commit(key)
         m.DEDUPE_ENTRIES.set(len(self.dedupe))
+        m.DEDUPE_BYTES.set(self.dedupe.size_bytes())
         for mn in fresh:
             m.MENTIONS_ACCEPTED.labels(codec.pb.Source.Name(mn.source)).inc()
         if fresh:

@@ -24,6 +24,11 @@ PRODUCE_SECONDS = Histogram(
 )
 KAFKA_UP = Gauge("triage_ingest_kafka_up", "1 when the last produce or readiness check reached Kafka")
 DEDUPE_ENTRIES = Gauge("triage_ingest_dedupe_entries", "Keys held by the dedupe window")
+DEDUPE_BYTES = Gauge("triage_ingest_dedupe_bytes", "Approximate memory held by the dedupe window's keys")
+SERVER_FAULTS = Counter(
+    "triage_ingest_server_faults_total", "Unexpected exceptions (answered 500 or dead-lettered), by where and type",
+    ["where", "error"],
+)
 
 AUTH_REJECTED = Counter(
     "triage_ingest_auth_rejected_total",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from services.common.codec import mention_id, pb
 from services.common.timeutil import ts_from_epoch
+from services.ingest import jsonparse
 
 SOURCES: dict[str, int] = {
     "x": pb.SOURCE_X,
@@ -42,6 +44,9 @@ SOURCES: dict[str, int] = {
 MAX_COUNTER = 10**15
 # 2006-03-21: the first tweet. Anything older is a broken clock or a unit mistake.
 EARLIEST_CREATED_AT = 1142899200.0
+# A created_at number beyond this (epoch milliseconds of year ~5000) is not a time at all.
+MAX_CREATED_AT_NUMBER = 10**17
+_DECIMAL = re.compile(r"\s*\+?\d+\s*")
 
 
 class MentionError(ValueError):
@@ -107,7 +112,29 @@ class _MentionIn(BaseModel):
     def _id_as_str(cls, v: Any) -> Any:
         # Numeric ids (X, Reddit) arrive as numbers from some clients.
         if isinstance(v, int) and not isinstance(v, bool):
+            if v < 0 or v > 10**40:
+                raise ValueError("a numeric id must be a non-negative integer of at most 40 digits")
             return str(v)
+        return v
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _finite_time(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("must be an ISO 8601 string or epoch seconds/milliseconds, not a boolean")
+        if isinstance(v, int):
+            if abs(v) > MAX_CREATED_AT_NUMBER:
+                raise ValueError("epoch number is out of range")
+            return float(v)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        if isinstance(v, str):
+            try:
+                number = float(v)
+            except (ValueError, OverflowError):
+                return v  # a date string: pydantic parses it or names the problem
+            if not math.isfinite(number) or abs(number) > MAX_CREATED_AT_NUMBER:
+                raise ValueError("must be a finite epoch number within range")
         return v
 
     @field_validator("source")
@@ -122,6 +149,10 @@ class _MentionIn(BaseModel):
 def _clamp_counter(v: Any) -> Any:
     if isinstance(v, bool) or v is None:
         return 0 if v is None else v
+    if isinstance(v, str) and _DECIMAL.fullmatch(v):
+        # A counter sent as a decimal string: clamp it like a number (pydantic would parse it unclamped).
+        digits = v.strip().lstrip("+").lstrip("0")
+        v = MAX_COUNTER if len(digits) > 16 else int(digits or "0")
     if isinstance(v, float):
         if not math.isfinite(v):
             raise ValueError("must be a finite number")
@@ -144,6 +175,15 @@ def clean_text(text: str) -> str:
     return "".join(out).strip()
 
 
+def clean_id(value: str) -> str:
+    """Ids, handles, brands, urls, language tags: every control (Cc), surrogate (Cs), format (Cf) and
+    unassigned (Cn) character removed, and the ends trimmed. These values end up in Kafka keys, dedupe
+    keys, URLs and log lines, where an invisible character only does harm."""
+    if value.isascii() and value.isprintable():
+        return value.strip()
+    return "".join(ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cs", "Cf", "Cn")).strip()
+
+
 @dataclass(frozen=True)
 class Limits:
     max_text_chars: int = 10_000
@@ -159,7 +199,10 @@ def normalize(obj: Any, raw: bytes, limits: Limits, now: float | None = None) ->
         m = _MentionIn.model_validate(obj)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "$"
+        parts = [str(p) for p in err["loc"]]
+        if parts[:1] == ["created_at"]:
+            parts = parts[:1]  # not "created_at.datetime": which union member failed says nothing
+        loc = ".".join(parts) or "$"
         msg = err["msg"].removeprefix("Value error, ")
         raise MentionError(loc, msg) from None
 
@@ -171,23 +214,27 @@ def normalize(obj: Any, raw: bytes, limits: Limits, now: float | None = None) ->
     if truncated:
         text = text[: limits.max_text_chars]
 
+    external_id = clean_id(m.external_id)
+    if not external_id:
+        raise MentionError("external_id", "empty after removing control characters and whitespace")
+    brands = [clean_id(b).lower() for b in m.brands]
     created = _created_epoch(m.created_at, now, limits)
     msg = pb.Mention(
         source=SOURCES[m.source],  # type: ignore[arg-type]
-        external_id=m.external_id,
-        url=m.url,
+        external_id=external_id,
+        url=clean_id(m.url),
         text=text,
-        language_hint=m.lang,
-        reply_to_id=m.reply_to_id or "",
-        conversation_id=m.conversation_id or "",
-        brands=[b.strip().lower() for b in m.brands if b.strip()],
+        language_hint=clean_id(m.lang),
+        reply_to_id=clean_id(m.reply_to_id or ""),
+        conversation_id=clean_id(m.conversation_id or ""),
+        brands=[b for b in brands if b],
         text_truncated=truncated,
         raw_payload=raw[: limits.max_raw_payload_bytes],
         raw_content_type="application/json",
     )
-    msg.author.handle = m.author.handle
-    msg.author.display_name = m.author.display_name
-    msg.author.id = m.author.id
+    msg.author.handle = clean_id(m.author.handle)
+    msg.author.display_name = clean_text(m.author.display_name).replace("\n", " ").replace("\t", " ")
+    msg.author.id = clean_id(m.author.id)
     msg.author.follower_count = m.author.followers
     msg.author.verified = m.author.verified
     msg.engagement.likes = m.engagement.likes
@@ -206,9 +253,14 @@ def _created_epoch(value: datetime | float | None, now: float, limits: Limits) -
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        ts = value.timestamp()
+        try:
+            ts = value.timestamp()
+        except (OverflowError, ValueError, OSError):
+            raise MentionError("created_at", "date is out of range") from None
     else:
         ts = float(value)
+        if not math.isfinite(ts):
+            raise MentionError("created_at", "must be a finite number")
         if ts > 1e11:  # epoch milliseconds
             ts /= 1000.0
     if ts > now + limits.future_skew_seconds:
@@ -225,31 +277,44 @@ def dedupe_key(m: pb.Mention) -> str:
     return f"{m.mention_id}|{e.likes}|{e.reposts}|{e.replies}|{e.quotes}"
 
 
+def _loads(text: str, line: int | None) -> Any:
+    try:
+        return jsonparse.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}" if line is None else f"column {exc.colno}"
+        raise MentionError("$", f"malformed JSON: {exc.msg} at {where}", line=line) from None
+    except jsonparse.JSONLimitError as exc:
+        raise MentionError(exc.field, exc.reason, line=line) from None
+
+
 def parse_body(body: bytes, content_type: str) -> list[tuple[Any, bytes, int]]:
     """Split a request body into (json value, raw bytes, line number) items.
 
     `application/json`: one object or an array of objects; `application/x-ndjson`
-    (or `application/jsonl`): one object per line, blank lines ignored. Raises
-    MentionError(field="$") for malformed JSON, naming the line.
+    (or `application/jsonl`): one object per line, blank lines ignored; `application/json-seq`
+    (RFC 7464): records each introduced by RS (0x1E), numbered from 1. Raises MentionError for
+    malformed JSON or JSON outside the decoder's limits (`jsonparse`: nesting, integer size,
+    non-finite numbers, invalid Unicode), naming the line and, where known, the field.
     """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MentionError("$", f"body is not valid UTF-8 (byte {exc.start})") from None
     if content_type == "application/json":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MentionError("$", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        value = _loads(text, None)
         if isinstance(value, list):
             return [(v, json.dumps(v, ensure_ascii=False).encode(), i + 1) for i, v in enumerate(value)]
         return [(value, body, 1)]
+    if content_type == "application/json-seq":
+        records = text.split("\x1e")
+        if records[0].strip():
+            raise MentionError("$", "a JSON text sequence must start with the RS (0x1E) character", line=1)
+        numbered = enumerate(records[1:], start=1)
+    else:
+        numbered = enumerate(text.split("\n"), start=1)
     items = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
+    for lineno, line in numbered:
         if not line.strip():
             continue
-        try:
-            items.append((json.loads(line), line.encode(), lineno))
-        except json.JSONDecodeError as exc:
-            raise MentionError("$", f"malformed JSON: {exc.msg} at column {exc.colno}", line=lineno) from None
+        items.append((_loads(line, lineno), line.strip().encode(), lineno))
     return items

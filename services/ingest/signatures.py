@@ -22,6 +22,20 @@ import time
 from collections import OrderedDict
 
 
+def _ascii(header: str | None, max_len: int = 1024) -> str | None:
+    """The header trimmed if it is printable ASCII within `max_len`, else None.
+
+    aiohttp decodes header bytes as UTF-8 with surrogateescape, so a non-ASCII byte arrives as a lone
+    surrogate that `.encode()` refuses: headers are validated here, before any crypto touches them.
+    """
+    if not header:
+        return None
+    header = header.strip()
+    if not header or len(header) > max_len or not header.isascii() or not header.isprintable():
+        return None
+    return header
+
+
 def _mac(secret: str, message: bytes) -> bytes:
     return hmac.new(secret.encode(), message, hashlib.sha256).digest()
 
@@ -35,9 +49,10 @@ def x_signature(consumer_secret: str, body: bytes) -> str:
 
 
 def verify_x_signature(consumer_secret: str, body: bytes, header: str | None) -> bool:
+    header = _ascii(header)
     if not header or not consumer_secret:
         return False
-    return hmac.compare_digest(header.strip().encode(), x_signature(consumer_secret, body).encode())
+    return hmac.compare_digest(header.encode(), x_signature(consumer_secret, body).encode())
 
 
 def meta_signature(app_secret: str, body: bytes) -> str:
@@ -45,10 +60,11 @@ def meta_signature(app_secret: str, body: bytes) -> str:
 
 
 def verify_meta_signature(app_secret: str, body: bytes, header: str | None) -> bool:
+    header = _ascii(header)
     if not header or not app_secret:
         return False
     # Meta sends lowercase hex; accept either case.
-    return hmac.compare_digest(header.strip().lower().encode(), meta_signature(app_secret, body).encode())
+    return hmac.compare_digest(header.lower().encode(), meta_signature(app_secret, body).encode())
 
 
 def generic_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -86,10 +102,10 @@ def check_generic_signature(secret: str, body: bytes, timestamp: str | None, sig
     """None when the request is authentic and fresh, else the reason class (missing/invalid/stale/replayed)."""
     if not timestamp or not signature or not secret:
         return "missing"
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        return "invalid"
+    timestamp, signature = _ascii(timestamp, 32), _ascii(signature, 4096)
+    if timestamp is None or signature is None or not timestamp.isdigit():
+        return "invalid"  # non-ASCII, non-printable, overlong, or not plain decimal digits
+    ts = int(timestamp)
     now = time.time() if now is None else now
     # Check the MAC before the clock so a forged request learns nothing about our time.
     expected = generic_signature(secret, timestamp, body)

@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from services.common.logging import get_logger
+from services.ingest import jsonparse
 from services.ingest import metrics as m
 from services.ingest import signatures as sig
 from services.ingest.adapters import Candidate, PayloadError, meta_webhook, x_account_activity
@@ -101,11 +102,14 @@ async def _platform_delivery(request: web.Request, endpoint: str, label: str, ve
     if not verify(body):
         return _reject(endpoint, "invalid" if has_header else "missing")
     try:
-        payload = json.loads(body.decode("utf-8"))
+        payload = jsonparse.loads(body.decode("utf-8"), per_item=True)
         candidates = list(adapt(payload))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (UnicodeDecodeError, json.JSONDecodeError):
         m.WEBHOOK_EVENTS.labels(label, "malformed").inc()
-        return error_response(400, "body is not valid UTF-8 JSON")
+        return error_response(400, "body is not valid UTF-8 JSON", [{"field": "$", "reason": "malformed"}])
+    except jsonparse.JSONLimitError as exc:
+        m.WEBHOOK_EVENTS.labels(label, "malformed").inc()
+        return error_response(400, f"{exc.field}: {exc.reason}", [{"field": exc.field, "reason": exc.reason}])
     except PayloadError as exc:
         m.WEBHOOK_EVENTS.labels(label, "unknown_shape").inc()
         return error_response(422, str(exc))
