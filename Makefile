@@ -27,15 +27,15 @@ venv: $(STAMP)
 
 # Generated protobuf code is rebuilt whenever a .proto is newer than it.
 services/common/pb/triage/v1/triage_pb2.py: $(STAMP) $(wildcard protos/triage/v1/*.proto)
-	$(PY) -m services.common.protobuild
+	$(PY) -m services.devtools.protobuild
 
 proto: services/common/pb/triage/v1/triage_pb2.py
 
 proto-check: proto
-	$(PY) -m services.common.protobuild --check
+	$(PY) -m services.devtools.protobuild --check
 
 kafka-jars: $(STAMP)
-	$(PY) -c "from services.common.kafka_broker import ensure_jars; print(ensure_jars())"
+	$(PY) -c "from services.devtools.kafka_broker import ensure_jars; print(ensure_jars())"
 
 model: $(STAMP) proto
 	$(PY) -m services.cli model build
@@ -44,7 +44,7 @@ demo: $(STAMP) proto kafka-jars model
 	$(PY) -m services.cli demo --duration $(DURATION)
 
 test: $(STAMP) proto kafka-jars model
-	$(PY) -m services.common.protobuild --check
+	$(PY) -m services.devtools.protobuild --check
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: $(STAMP) proto
@@ -65,10 +65,10 @@ down: $(STAMP)
 	$(PY) -m services.localrun down
 
 kafka-up: $(STAMP) kafka-jars
-	$(PY) -m services.common.kafka_broker up --port 9092
+	$(PY) -m services.devtools.kafka_broker up --port 9092
 
 kafka-down: $(STAMP)
-	$(PY) -m services.common.kafka_broker down
+	$(PY) -m services.devtools.kafka_broker down
 
 train: $(STAMP) proto model
 	$(PY) -m services.cli train

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bootstrap:
         _run(args.bootstrap, args)
         return 0
-    from services.common.kafka_broker import KafkaBroker, ensure_jars
+    from services.devtools.kafka_broker import KafkaBroker, ensure_jars
 
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
         broker = KafkaBroker(Path(tmp), libs_dir=ensure_jars())

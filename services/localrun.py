@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from services.common import kafka_broker
+from services.devtools import kafka_broker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUN_DIR = REPO_ROOT / "run"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from services.common.kafka_broker import KafkaBroker, KafkaBrokerError, ensure_jars
+from services.devtools.kafka_broker import KafkaBroker, KafkaBrokerError, ensure_jars
 
 _HERE = Path(__file__).resolve().parent
 # Generous: a cold JVM on a busy 2-core CI box; it usually starts in ~2 s.

@@ -18,7 +18,7 @@ try:
     from services.common.pb.triage.v1 import triage_pb2 as pb
 except ImportError as exc:  # pragma: no cover - only when the build step was skipped
     raise ImportError(
-        "generated protobuf code is missing: run `make proto` (python -m services.common.protobuild)"
+        "generated protobuf code is missing: run `make proto` (python -m services.devtools.protobuild)"
     ) from exc
 
 from services.common import topics

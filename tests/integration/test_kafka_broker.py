@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from services.common.kafka_broker import KafkaBroker, KafkaBrokerError, create_topics, wait_until_ready
+from services.devtools.kafka_broker import KafkaBroker, KafkaBrokerError, create_topics, wait_until_ready
 
 
 def _name(prefix: str) -> str:

@@ -17,8 +17,8 @@ from aiokafka.admin.records_to_delete import RecordsToDelete
 from prometheus_client import REGISTRY
 from support import free_port
 
-from services.common.kafka_broker import create_topics
 from services.common.lag import ConsumerLagMonitor, partition_lag
+from services.devtools.kafka_broker import create_topics
 
 
 def _name(prefix: str) -> str:

@@ -7,8 +7,9 @@ import pytest
 
 from services.classify.heads import SENTIMENT_LABELS, Head, HeadSet
 from services.classify.priority import INTENTS
-from services.common import codec, protobuild, topics
+from services.common import codec, topics
 from services.common.codec import pb
+from services.devtools import protobuild
 
 
 def _heads(rng: np.random.Generator) -> HeadSet:

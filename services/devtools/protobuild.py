@@ -1,6 +1,6 @@
 """Builds the Python protobuf modules from `protos/` (never hand-edited).
 
-`python -m services.common.protobuild` writes them under `services/common/pb/`
+`python -m services.devtools.protobuild` writes them under `services/common/pb/`
 (git-ignored); `--check` exits non-zero when what is there is stale, so a
 changed `.proto` can never ship with old generated code.
 """
