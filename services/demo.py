@@ -124,7 +124,7 @@ async def run_demo(duration: float, rate: float, run_dir: Path) -> int:
     os.environ.update({"TRIAGE_ROUTES_FILE": str(routes), "TRIAGE_DEMO_PD_KEY": "demo-integration-key"})
 
     ports = localrun.Ports(kafka=_free_or(9092), ingest=_free_or(8080), classify_metrics=_free_or(9101),
-                           router_metrics=_free_or(9102))
+                           router_metrics=_free_or(9102), console=_free_or(8090))
     print("starting Kafka and the services (logs in run/demo/*.log)...", flush=True)
     try:
         url = await asyncio.to_thread(localrun.up, run_dir, ports)
@@ -135,6 +135,7 @@ async def run_demo(duration: float, rate: float, run_dir: Path) -> int:
     print(f"ingest:   {url}/v1/mentions   metrics {url}/metrics")
     print(f"classify: metrics http://127.0.0.1:{ports.classify_metrics}/metrics")
     print(f"router:   metrics http://127.0.0.1:{ports.router_metrics}/metrics")
+    print(f"console:  http://127.0.0.1:{ports.console}/   (incidents, queues; API /api/incidents)")
     print(f"kafka:    {bootstrap}   (try: triage tail urgent --bootstrap {bootstrap} --from-beginning)", flush=True)
 
     sample = localrun.REPO_ROOT / "demo" / "mentions.jsonl"

@@ -23,7 +23,7 @@ from services.devtools import kafka_broker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUN_DIR = REPO_ROOT / "run"
-SERVICES = ("ingest", "classify", "router")
+SERVICES = ("ingest", "classify", "router", "console")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Ports:
     ingest: int = 8080
     classify_metrics: int = 9101
     router_metrics: int = 9102
+    console: int = 8090
 
 
 def service_env(bootstrap: str, ports: Ports, run_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -41,6 +42,8 @@ def service_env(bootstrap: str, ports: Ports, run_dir: Path, extra: dict[str, st
         "TRIAGE_INGEST_PORT": str(ports.ingest),
         "TRIAGE_CLASSIFY_METRICS_PORT": str(ports.classify_metrics),
         "TRIAGE_ROUTER_METRICS_PORT": str(ports.router_metrics),
+        "TRIAGE_CONSOLE_PORT": str(ports.console),
+        "TRIAGE_CONSOLE_URL": f"http://127.0.0.1:{ports.console}",
         "TRIAGE_DATA_DIR": str(run_dir / "faust-data"),
         "PYTHONUNBUFFERED": "1",
     })
@@ -128,6 +131,8 @@ def up(run_dir: Path = DEFAULT_RUN_DIR, ports: Ports | None = None) -> str:
     pids = {name: start_service(name, run_dir, env) for name in SERVICES}
     url = f"http://127.0.0.1:{ports.ingest}"
     wait_http_ok(f"{url}/readyz", 60, "ingest", pids["ingest"], run_dir / "ingest.log")
+    wait_http_ok(f"http://127.0.0.1:{ports.console}/healthz", 60, "console", pids["console"],
+                 run_dir / "console.log")
     return url
 
 
@@ -146,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "up":
         url = up(args.run_dir)
         print(f"pipeline up: ingest {url}/v1/mentions (metrics {url}/metrics), classify metrics "
-              f"http://127.0.0.1:9101/metrics, router metrics http://127.0.0.1:9102/metrics; logs in {args.run_dir}")
+              f"http://127.0.0.1:9101/metrics, router metrics http://127.0.0.1:9102/metrics; "
+              f"console http://127.0.0.1:8090; logs in {args.run_dir}")
     else:
         down(args.run_dir)
     return 0
