@@ -13,6 +13,7 @@ import contextlib
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,6 +27,7 @@ from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
 from services.console import actions, render
 from services.console import metrics as cm
+from services.console.access import ANONYMOUS, Access, Identity
 from services.console.config import ConsoleSettings
 from services.console.csrf import COOKIE, CsrfGuard
 from services.console.replies import ReplyBook
@@ -61,6 +63,7 @@ class ConsoleService:
         self.view = view or ConsoleView()
         self.replies = ReplyBook.load(settings.console_replies_file)
         self.csrf = CsrfGuard(settings.console_csrf_secret.get_secret_value())
+        self.access = Access(settings.console_tokens, settings.console_proxy_user_header)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: Any = None
         self.loaded = False  # True once the first read reached the end of what was there
@@ -140,6 +143,9 @@ class ConsoleService:
 
 SERVICE = web.AppKey("console_service", ConsoleService)
 NEW_SESSION = web.RequestKey("new_session", str)
+IDENTITY = web.RequestKey("identity", Identity)
+# Reachable without signing in: the sign-in page itself, probes, metrics and the script.
+OPEN_PATHS = frozenset({"/login", "/healthz", "/readyz", "/metrics", "/static/console.js"})
 
 
 # ---- request plumbing ------------------------------------------------------------------------------------------
@@ -159,19 +165,37 @@ def _session(request: web.Request) -> str:
 def _ctx(request: web.Request) -> render.PageContext:
     svc = _service(request)
     queues = sorted(set(topics.DEFAULT_QUEUES) | set(svc.view.queues))
+    who = request.get(IDENTITY, ANONYMOUS)
     return render.PageContext(csrf_token=svc.csrf.token(_session(request)),
-                              poll_seconds=svc.settings.console_poll_seconds, now=time.time(), queues=queues)
+                              poll_seconds=svc.settings.console_poll_seconds, now=time.time(), queues=queues,
+                              user=who.name, can_act=who.can_act)
 
 
 def _html(request: web.Request, body: str, status: int = 200) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
+async def _signed_in(request: web.Request) -> web.StreamResponse | None:
+    """None when the request may go on; else the answer for someone who has not signed in."""
+    svc = _service(request)
+    who = svc.access.identify(request.cookies.get(COOKIE), request.headers)
+    if who is not None:
+        request[IDENTITY] = who
+        return None
+    if request.path in OPEN_PATHS:
+        return None
+    if request.path.startswith("/api/"):
+        return web.json_response({"error": "sign in first (POST /login with a token)"}, status=401)
+    if request.method == "GET":
+        return _see_other(f"/login?next={quote(request.path_qs, safe='')}")
+    raise actions.FormError(401, "sign in first")
+
+
 @web.middleware
 async def pages_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     try:
-        response = await handler(request)
+        response = await _signed_in(request) or await handler(request)
     except actions.FormError as err:
         response = _html(request, render.error_page(err.status, err.message, _ctx(request)), err.status)
     except web.HTTPException as exc:
@@ -281,6 +305,17 @@ async def _checked_form(request: web.Request) -> dict[str, str]:
     return form
 
 
+async def _action_form(request: web.Request) -> tuple[dict[str, str], str]:
+    """The checked form of an action and the responder to record; read-only users get 403."""
+    form = await _checked_form(request)
+    who = request.get(IDENTITY, ANONYMOUS)
+    if not who.can_act:
+        raise actions.FormError(403, f"{who.name} is read-only: actions need a responder token")
+    if who.name:
+        form["responder"] = who.name  # a signed-in person cannot record someone else
+    return form, _service(request).settings.console_responder
+
+
 async def _publish_or_503(svc: ConsoleService, action: str, topic: str, key: str, msg: Message) -> None:
     try:
         await svc.publish(topic, key, msg)
@@ -298,8 +333,8 @@ def _see_other(location: str) -> web.Response:
 
 async def post_response(request: web.Request) -> web.Response:
     svc = _service(request)
-    form = await _checked_form(request)
-    event = actions.response_event(svc.view, form, svc.settings.console_responder)
+    form, responder = await _action_form(request)
+    event = actions.response_event(svc.view, form, responder)
     await _publish_or_503(svc, "response", topics.RESPONSES, event.mention_id, event)
     svc.view.apply_response(event)
     log.info("console_response", queue=event.queue, kind=codec.pb.ResponseKind.Name(event.kind))
@@ -308,12 +343,41 @@ async def post_response(request: web.Request) -> web.Response:
 
 async def post_feedback(request: web.Request) -> web.Response:
     svc = _service(request)
-    form = await _checked_form(request)
-    fb = actions.label_feedback(svc.view, form, svc.settings.console_responder)
+    form, responder = await _action_form(request)
+    fb = actions.label_feedback(svc.view, form, responder)
     await _publish_or_503(svc, "feedback", topics.FEEDBACK, fb.mention_id, fb)
     svc.view.apply_feedback(fb)
     log.info("console_feedback", queue=fb.queue, brand=fb.brand)
     return _see_other(actions.safe_next(form, f"/queues/{fb.queue}"))
+
+
+# ---- signing in ------------------------------------------------------------------------------------------------
+async def login_html(request: web.Request) -> web.Response:
+    next_url = actions.safe_next(dict(request.query), "/")
+    return _html(request, render.login_page(_ctx(request), next_url, failed=False))
+
+
+async def post_login(request: web.Request) -> web.Response:
+    svc = _service(request)
+    form = await _checked_form(request)
+    next_url = actions.safe_next(form, "/")
+    # A fresh session id on sign-in, so a session fixed before it is worth nothing after.
+    session = CsrfGuard.new_session()
+    who = svc.access.login(session, form.get("token", ""))
+    if who is None:
+        log.info("console_login_refused")
+        return _html(request, render.login_page(_ctx(request), next_url, failed=True), 401)
+    request[NEW_SESSION] = session
+    log.info("console_login", user=who.name, role=who.role)
+    return _see_other(next_url)
+
+
+async def post_logout(request: web.Request) -> web.Response:
+    svc = _service(request)
+    await _checked_form(request)
+    svc.access.logout(request.cookies.get(COOKIE))
+    request[NEW_SESSION] = CsrfGuard.new_session()
+    return _see_other("/login" if svc.access.enabled else "/")
 
 
 # ---- diagnostics -----------------------------------------------------------------------------------------------
@@ -361,6 +425,9 @@ def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) 
     app.router.add_post("/actions/response", post_response)
     app.router.add_post("/actions/feedback", post_feedback)
     app.router.add_get("/static/console.js", script)
+    app.router.add_get("/login", login_html)
+    app.router.add_post("/login", post_login)
+    app.router.add_post("/logout", post_logout)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)

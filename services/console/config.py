@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from services.common.settings import ServiceSettings
 
 DEFAULT_REPLIES_FILE = Path(__file__).resolve().parent / "replies.default.yaml"
+
+
+class ConsoleToken(BaseModel):
+    """One sign-in token: `name` is recorded as the responder; `read-only` may look but not act."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    token: SecretStr = Field(min_length=16)
+    role: Literal["responder", "read-only"] = "responder"
 
 
 class ConsoleSettings(ServiceSettings):
@@ -25,6 +34,11 @@ class ConsoleSettings(ServiceSettings):
     console_max_items: int = Field(500, ge=1, description="items shown per queue page")
     console_csrf_secret: SecretStr = Field(SecretStr(""), description="key of the CSRF tokens; random per "
                                            "process when empty (forms then expire on restart)")
+
+    console_tokens: list[ConsoleToken] = Field(default_factory=list, description='JSON list of {"name", "token", '
+                                               '"role": "responder"|"read-only"}; empty = no sign-in')
+    console_proxy_user_header: str = Field("", description="header an authenticating proxy sets to the user's "
+                                                           "name (e.g. X-Forwarded-User); empty = not trusted")
 
     def base_url(self) -> str:
         return (self.console_url or f"http://{self.console_host}:{self.console_port}").rstrip("/")

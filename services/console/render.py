@@ -36,6 +36,8 @@ class PageContext:
     poll_seconds: float
     now: float
     queues: list[str]
+    user: str = ""          # signed-in name; empty while access control is off
+    can_act: bool = True    # False for read-only users: no action forms
 
 
 def _ago(seconds: float) -> str:
@@ -69,8 +71,27 @@ def layout(title: str, body: str, ctx: PageContext) -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)} · triage console'
             f'</title><meta name="viewport" content="width=device-width,initial-scale=1"><style>{STYLE}</style>'
             f'</head><body data-poll="{ctx.poll_seconds:g}"><header><a href="/"><b>triage console</b></a>'
-            f'<a href="/">incidents</a>{nav}</header><main id="live">{body}</main>'
+            f'<a href="/">incidents</a>{nav}{_who(ctx)}</header><main id="live">{body}</main>'
             f'<script src="/static/console.js"></script></body></html>')
+
+
+def _who(ctx: PageContext) -> str:
+    if not ctx.user:
+        return ""
+    role = "" if ctx.can_act else " (read-only)"
+    return (f'<span style="float:right">{escape(ctx.user)}{role} <form class="inline" method="post" '
+            f'action="/logout"><input type="hidden" name="csrf" value="{ctx.csrf_token}"><button>sign out</button>'
+            '</form></span>')
+
+
+def login_page(ctx: PageContext, next_url: str, failed: bool) -> str:
+    note = '<p class="breached" id="error">That token was not accepted.</p>' if failed else ""
+    body = (f'<h1>Sign in</h1>{note}<form method="post" action="/login">'
+            f'<input type="hidden" name="csrf" value="{ctx.csrf_token}">'
+            f'<input type="hidden" name="next" value="{escape(next_url)}">'
+            '<label>token <input type="password" name="token" autocomplete="current-password" required></label> '
+            '<button>sign in</button></form>')
+    return layout("sign in", body, ctx)
 
 
 def error_page(status: int, message: str, ctx: PageContext) -> str:
@@ -120,6 +141,8 @@ def _item_forms(item: QueueItem, ctx: PageContext, next_url: str) -> str:
               f'<input type="hidden" name="queue" value="{escape(item.queue)}">'
               f'<input type="hidden" name="mention_id" value="{escape(item.mention_id)}">'
               f'<input type="hidden" name="next" value="{escape(next_url)}">')
+    if not ctx.can_act:
+        return '<p class="muted">read-only: no actions</p>'
     if item.state != "open":
         done = f'<p class="muted">{escape(item.state.replace("_", " "))} by {escape(item.responder)}</p>'
     else:

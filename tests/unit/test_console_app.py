@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from test_console_views import T0, incident, q, routed
@@ -15,8 +16,8 @@ from services.console.views import ConsoleView
 
 
 class RecordingService(ConsoleService):
-    def __init__(self, view: ConsoleView) -> None:
-        super().__init__(ConsoleSettings(kafka_bootstrap="127.0.0.1:1"), view, consume=False)
+    def __init__(self, view: ConsoleView, **settings: Any) -> None:
+        super().__init__(ConsoleSettings(kafka_bootstrap="127.0.0.1:1", **settings), view, consume=False)
         self.published: list[tuple[str, str, object]] = []
 
     async def publish(self, topic: str, key: str, msg: object) -> None:  # type: ignore[override]
@@ -78,3 +79,45 @@ async def test_pages_api_and_actions() -> None:
         assert (await client.get("/queues/normal")).status == 200  # a default queue with nothing yet
         r = await client.get("/static/console.js")
         assert r.status == 200 and "setInterval" in await r.text()
+
+
+async def test_tokens_sign_in_and_read_only_cannot_act() -> None:
+    from services.console.config import ConsoleToken
+
+    tokens = [ConsoleToken(name="li", token="responder-token-0123456789"),  # type: ignore[arg-type]
+              ConsoleToken(name="viewer", token="viewer-token-0123456789", role="read-only")]  # type: ignore[arg-type]
+    svc = RecordingService(_view(), console_tokens=tokens)
+    async with TestClient(TestServer(build_app(svc.settings, svc))) as client:
+        r = await client.get("/queues/urgent", allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"].startswith("/login?next=")
+        assert (await client.get("/api/incidents")).status == 401
+        assert (await client.get("/healthz")).status == 200
+        page = await (await client.get("/login?next=/queues/urgent")).text()
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+        r = await client.post("/login", data={"csrf": token, "token": "wrong", "next": "/queues/urgent"})
+        assert r.status == 401 and "not accepted" in await r.text()
+
+        async def sign_in(secret: str) -> str:
+            page = await (await client.get("/login")).text()
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+            r = await client.post("/login", data={"csrf": csrf, "token": secret, "next": "/queues/urgent"},
+                                  allow_redirects=False)
+            assert r.status == 303 and r.headers["Location"] == "/queues/urgent"
+            html = await (await client.get("/queues/urgent")).text()
+            assert secret not in html
+            return html
+
+        html = await sign_in("viewer-token-0123456789")
+        assert "viewer (read-only)" in html and 'class="responded"' not in html
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)  # type: ignore[union-attr]
+        r = await client.post("/actions/response", data={"csrf": csrf, "queue": "urgent", "mention_id": "x:1",
+                                                         "kind": "responded"})
+        assert r.status == 403 and not svc.published
+
+        html = await sign_in("responder-token-0123456789")
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)  # type: ignore[union-attr]
+        r = await client.post("/actions/response", data={"csrf": csrf, "queue": "urgent", "mention_id": "x:1",
+                                                         "kind": "responded", "responder": "someone-else"},
+                              allow_redirects=False)
+        assert r.status == 303
+        assert svc.published[-1][2].responder == "li"  # type: ignore[attr-defined]
