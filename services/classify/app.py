@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.classify import metrics as cm
 from services.classify.config import ClassifySettings
-from services.classify.crisis_agent import CrisisMonitor, CrisisSettings, attach_crisis, produce_incidents
+from services.classify.crisis_agent import CrisisMonitor, attach_crisis, produce_incidents
 from services.classify.scorer import Scorer
 from services.common import codec, topics
 from services.common.deadletter import dead_letter
@@ -109,9 +109,8 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
     raw_topic = app.topic(topics.MENTIONS_RAW)
     attach_to_faust(app, ConsumerLagMonitor("classify", settings.classify_app_id, [topics.MENTIONS_RAW],
                                             bootstrap=settings.kafka_bootstrap))
-    crisis_settings = CrisisSettings()
-    if crisis_settings.crisis_enabled:
-        worker.crisis = attach_crisis(app, worker, crisis_settings)
+    if settings.crisis_enabled:
+        worker.crisis = attach_crisis(app, worker, settings)
 
     @app.agent(raw_topic, concurrency=1)
     async def classify(stream: Any) -> None:

@@ -1,23 +1,29 @@
-"""Classify worker settings (env prefix `TRIAGE_`)."""
+"""Classify worker settings (env prefix `TRIAGE_`), crisis detection's included.
+
+The crisis detectors' tuning parameters (thresholds, windows) are code, in `crisis/config.py`.
+"""
 
 from __future__ import annotations
 
-import os
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from services.common.settings import ServiceSettings
+from services.common.settings import WorkerSettings, service_env
 
 
-class ClassifySettings(ServiceSettings):
+class ClassifySettings(WorkerSettings):
+    DEFAULT_DATA_DIR: ClassVar[str] = "run/classify-data"
+
     classify_app_id: str = Field("triage-classify", description="Faust app id (= consumer group)")
     model: str = Field(
         "", description="Hugging Face model directory or hub id; empty = the converted multilingual-e5-small"
     )
     heads_dir: str = Field("", description="directory with heads.npz/heads.json; empty = the bundled trained heads")
-    max_batch: int = Field(32, ge=1, le=1024, description="mentions per inference micro-batch")
-    max_wait_seconds: float = Field(0.2, gt=0, description="flush a partial batch after this long")
+    max_batch: int = Field(32, ge=1, le=1024, validation_alias=service_env("classify", "max_batch"),
+                           description="mentions per inference micro-batch")
+    max_wait_seconds: float = Field(0.2, gt=0, validation_alias=service_env("classify", "max_wait_seconds"),
+                                    description="flush a partial batch after this long")
     max_tokens: int = Field(128, ge=8, le=512, description="tokens per mention fed to the encoder")
     precision: Literal["auto", "fp32", "bf16", "bf16-autocast", "bf16-weights", "int8"] = Field(
         "auto", description="encoder precision: auto = bf16 where the CPU has native bf16 and it measures faster"
@@ -27,10 +33,10 @@ class ClassifySettings(ServiceSettings):
     )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = the CPUs this process may use")
     classify_metrics_port: int = Field(9101, description="port of the worker's /metrics")
-    store: str = Field("memory://", description="Faust table store (rocksdict:// in production)")
-    data_dir: str = Field("run/classify-data", description="Faust data directory (tables, rocksdict)")
-    instance_id: str = Field(
-        default_factory=lambda: os.environ.get("POD_NAME", ""),
-        description="static group membership id (pod name); avoids rebalance storms on rolling restarts",
-    )
     languages: str = Field("", description="comma-separated ISO codes for language ID; empty = defaults")
+
+    # Crisis detection (services/classify/crisis/, the Faust glue in crisis_agent.py).
+    crisis_enabled: bool = Field(True, description="run crisis detection in the classify worker")
+    crisis_tick_seconds: float = Field(10.0, gt=0, description="how often quiet incidents are checked")
+    crisis_checkpoint_seconds: float = Field(5.0, ge=0, description="per-brand state checkpoint interval")
+    crisis_state_partitions: int = Field(6, ge=1, description="partitions of the crisis-state changelog")

@@ -27,14 +27,13 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from pydantic import Field
 
+from services.classify.config import ClassifySettings
 from services.classify.crisis import CrisisConfig, CrisisEngine
 from services.classify.priority import PriorityPolicy, Signals, decide
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.logging import get_logger
-from services.common.settings import ServiceSettings
 
 log = get_logger("classify.crisis")
 
@@ -43,13 +42,6 @@ INCIDENT_UPDATES = Counter("triage_classify_incident_updates_total", "Incident u
 INCIDENTS_OPEN = Gauge("triage_classify_incidents_open", "Crisis incidents currently open in this worker")
 
 STATE_TABLE = "crisis-state"
-
-
-class CrisisSettings(ServiceSettings):
-    crisis_enabled: bool = Field(True, description="run crisis detection in the classify worker")
-    crisis_tick_seconds: float = Field(10.0, gt=0, description="how often quiet incidents are checked")
-    crisis_checkpoint_seconds: float = Field(5.0, ge=0, description="per-brand state checkpoint interval")
-    crisis_state_partitions: int = Field(6, ge=1, description="partitions of the crisis-state changelog")
 
 
 class CrisisMonitor:
@@ -153,14 +145,14 @@ async def produce_incidents(producer: Any, updates: list[pb.Incident]) -> list[A
     return [await producer.send(topics.INCIDENTS, codec.encode(inc), key=inc.id.encode()) for inc in updates]
 
 
-def attach_crisis(app: Any, worker: Any, settings: CrisisSettings | None = None,
+def attach_crisis(app: Any, worker: Any, settings: ClassifySettings | None = None,
                   config: CrisisConfig | None = None) -> CrisisMonitor:
     """Create the state table, the monitor and the resolve timer on a Faust app; returns the monitor.
 
     The worker calls `monitor.annotate(scored)` per batch and produces the result with
     `produce_incidents(producer, updates)` before awaiting the batch's futures (see the module docstring).
     """
-    settings = settings or CrisisSettings()
+    settings = settings or ClassifySettings()
     table = app.GlobalTable(STATE_TABLE, default=None, partitions=settings.crisis_state_partitions,
                             use_partitioner=True,   # keys and values are JSON (Faust's default for tables)
                             help="per-brand crisis detection state (JSON), see services/classify/crisis_agent.py")

@@ -8,26 +8,23 @@ from typing import Any
 import faust
 
 from services.common.logging import get_logger
+from services.common.settings import ServiceSettings, WorkerSettings
 
 log = get_logger("faust")
 
 
-def faust_app(app_id: str, settings: Any, **extra: Any) -> faust.App:
+def faust_app(app_id: str, settings: WorkerSettings, **extra: Any) -> faust.App:
     """A Faust app with the pipeline's defaults (raw bytes in, our own protobuf decoding)."""
     options: dict[str, Any] = {
-        "broker": "kafka://" + settings.kafka_bootstrap.replace(",", ";kafka://"),
+        **settings.faust_options(),
         "value_serializer": "raw",
         "key_serializer": "raw",
-        "store": settings.store,
-        "datadir": settings.data_dir,
         "web_enabled": False,
         "topic_replication_factor": 1,
         "producer_acks": -1,
         "broker_commit_interval": 1.0,
         "consumer_auto_offset_reset": "earliest",
     }
-    if settings.instance_id:
-        options["consumer_group_instance_id"] = settings.instance_id
     options.update(extra)
     return faust.App(app_id, **options)
 
@@ -48,7 +45,7 @@ async def retry_until_done(fn: Any, arg: Any, what: str, max_backoff: float = 30
             delay = min(max_backoff, delay * 2)
 
 
-def run_worker(app: faust.App, settings: Any, metrics_port: int, banner: str) -> None:
+def run_worker(app: faust.App, settings: ServiceSettings, metrics_port: int, banner: str) -> None:
     """Serve /metrics, say where, and run the Faust worker until it is stopped (blocks)."""
     import sys
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, service_env
 
 
 class PollSource(BaseModel):
@@ -24,7 +24,8 @@ class IngestSettings(ServiceSettings):
     ingest_host: str = Field("127.0.0.1", description="address the HTTP API binds")
     ingest_port: int = Field(8080, description="port of the HTTP API (and its /metrics)")
     max_body_bytes: int = Field(4 * 1024 * 1024, description="larger request bodies get 413")
-    max_batch: int = Field(2000, description="max mentions in one NDJSON/array request (413 above)")
+    max_batch: int = Field(2000, validation_alias=service_env("ingest", "max_batch"),
+                           description="max mentions in one NDJSON/array request (413 above)")
     max_text_chars: int = Field(10_000, description="longer texts are truncated and flagged")
     max_raw_payload_bytes: int = Field(64 * 1024, description="raw payload kept for audit, cut above this")
     dedupe_window_seconds: float = Field(3600.0, description="a (source, id, engagement) seen within this is a dup")

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 
-from services.common.settings import ServiceSettings
+from services.common.settings import WorkerSettings, service_env
 
 DEFAULT_ROUTES = Path(__file__).resolve().parent / "routes.default.yaml"
 
 
-class RouterSettings(ServiceSettings):
+class RouterSettings(WorkerSettings):
+    DEFAULT_DATA_DIR: ClassVar[str] = "run/router-data"
+
     router_app_id: str = Field("triage-router", description="Faust app id (= consumer group)")
     routes_file: str = Field(str(DEFAULT_ROUTES), description="routing tree YAML (see services/router/tree.py)")
     router_metrics_port: int = Field(9102, description="port of the worker's /metrics")
-    max_batch: int = Field(64, ge=1, description="scored mentions handled per batch")
-    max_wait_seconds: float = Field(0.1, gt=0)
+    max_batch: int = Field(64, ge=1, validation_alias=service_env("router", "max_batch"),
+                           description="scored mentions handled per batch")
+    max_wait_seconds: float = Field(0.1, gt=0, validation_alias=service_env("router", "max_wait_seconds"),
+                                    description="flush a partial batch after this long")
     delivery_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of one delivery attempt")
     delivery_attempts: int = Field(5, ge=1, description="attempts per delivery before it goes to the DLQ")
     delivery_backoff_seconds: float = Field(0.5, gt=0, description="first retry delay (doubles, with jitter)")
@@ -28,6 +32,3 @@ class RouterSettings(ServiceSettings):
                                          "item is kept open after its deadline")
     tick_seconds: float = Field(1.0, gt=0, description="how often due pages and SLA breaches are checked")
     router_session_timeout_seconds: float = Field(30.0, gt=0, description="Kafka consumer session timeout")
-    store: str = Field("memory://", description="Faust table store (rocksdict:// in production)")
-    data_dir: str = Field("run/router-data")
-    instance_id: str = Field(default_factory=lambda: os.environ.get("POD_NAME", ""))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from services.classify.config import ClassifySettings
-from services.classify.crisis_agent import CrisisSettings, attach_crisis, produce_incidents
+from services.classify.crisis_agent import attach_crisis, produce_incidents
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.faust_app import faust_app
@@ -64,8 +64,8 @@ def make_app(bootstrap: str, app_id: str, data_dir: Path, input_topic: str, cloc
                                 data_dir=str(data_dir))
     app = faust_app(app_id, settings, stream_buffer_maxsize=128)
     worker = Worker(bootstrap)
-    monitor = attach_crisis(app, worker, CrisisSettings(kafka_bootstrap=bootstrap,  # type: ignore[call-arg]
-                                                        crisis_tick_seconds=0.5, crisis_checkpoint_seconds=0))
+    monitor = attach_crisis(app, worker, ClassifySettings(kafka_bootstrap=bootstrap,  # type: ignore[call-arg]
+                                                          crisis_tick_seconds=0.5, crisis_checkpoint_seconds=0))
     monitor.clock = lambda: clock[0]
 
     @app.agent(app.topic(input_topic), concurrency=1)
