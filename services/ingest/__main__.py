@@ -7,7 +7,7 @@ import sys
 from aiohttp import web
 
 from services.common.logging import configure_logging
-from services.ingest.app import build_app
+from services.ingest.app import build_app, server_options
 from services.ingest.config import IngestSettings
 
 
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ingest listening on http://{settings.ingest_host}:{settings.ingest_port} "
           f"(metrics at /metrics), Kafka {settings.kafka_bootstrap}", file=sys.stderr, flush=True)
     web.run_app(build_app(settings), host=settings.ingest_host, port=settings.ingest_port,
-                print=None, access_log=None)
+                print=None, access_log=None, **server_options(settings))
     return 0
 
 

@@ -24,6 +24,7 @@ from services.ingest import metrics as m
 from services.ingest.brands import BrandMatcher
 from services.ingest.config import IngestSettings
 from services.ingest.dedupe import DedupeWindow
+from services.ingest.faults import FAULTS
 from services.ingest.http import (
     DEDUPE_KEY,
     INGESTOR_KEY,
@@ -77,7 +78,10 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def metrics_page(_: web.Request) -> web.Response:
+async def metrics_page(request: web.Request) -> web.Response:
+    dedupe = request.app[DEDUPE_KEY]
+    m.DEDUPE_ENTRIES.set(dedupe.prune())  # expiry shows without traffic
+    m.DEDUPE_BYTES.set(dedupe.size_bytes())
     resp = web.Response(body=generate_latest())
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return resp
@@ -96,10 +100,11 @@ async def count_requests(request: web.Request, handler: Any) -> web.StreamRespon
         m.HTTP_REQUESTS.labels(_endpoint(request) if exc.status != 404 else "other", str(exc.status)).inc()
         raise
     except Exception as exc:
-        # Whatever slipped through is still one log line and a counted 500, never a dropped connection.
-        log.error("request_failed", endpoint=_endpoint(request), error=type(exc).__name__)
+        # Whatever slipped through is a counted 500 with a JSON body, logged once per cause (rate-limited,
+        # one traceback per cause), never a traceback per request nor a dropped connection.
+        FAULTS.report(_endpoint(request), exc)
         m.HTTP_REQUESTS.labels(_endpoint(request), "500").inc()
-        raise
+        return error_response(500, "internal error (logged); the request was not accepted")
     m.HTTP_REQUESTS.labels(_endpoint(request), str(response.status)).inc()
     return response
 
@@ -115,6 +120,13 @@ async def rate_limit(request: web.Request, handler: Any) -> web.StreamResponse:
             return error_response(429, "too many requests from this client",
                                   headers={"Retry-After": access.retry_after(wait)})
     return await handler(request)
+
+
+def server_options(settings: IngestSettings) -> dict[str, Any]:
+    """aiohttp server settings (for `web.run_app` / `web.AppRunner`): idle connections and requests whose
+    headers never complete are closed after `idle_timeout_seconds`; header lines and counts are bounded."""
+    return {"keepalive_timeout": settings.idle_timeout_seconds, "max_line_size": 8190, "max_field_size": 8190,
+            "max_headers": 64, "lingering_time": 2.0}
 
 
 def build_app(settings: IngestSettings, producer: AIOKafkaProducer | None = None,

@@ -34,6 +34,8 @@ class IngestSettings(ServiceSettings):
     retry_after_seconds: int = Field(5, description="Retry-After sent with 503 when Kafka is unavailable")
     future_skew_seconds: float = Field(300.0, description="created_at further in the future than this is 422")
     request_timeout_seconds: float = Field(30.0, description="a request body not read within this gets 408")
+    idle_timeout_seconds: float = Field(15.0, gt=0, description="a connection whose request headers are not "
+                                        "complete within this (after connecting or after a response) is closed")
     kafka_probe_interval_seconds: float = Field(1.0, description="how often a down Kafka is probed to recover")
 
     # Brand tracking.
