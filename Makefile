@@ -6,7 +6,7 @@ DURATION ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: help venv proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
-        kafka-up kafka-down train eval eval-crisis bench manifests deploy-check clean
+        kafka-up kafka-down fuzz train eval eval-crisis bench manifests deploy-check clean
 
 help:
 	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
@@ -14,6 +14,7 @@ help:
 	@echo "make up / make down      start / stop broker + services in the background (logs in run/)"
 	@echo "make kafka-up / kafka-down   the broker alone (127.0.0.1:9092)"
 	@echo "make train / eval / bench    fit the heads / print evaluation tables / print benchmarks"
+	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
 	@echo "make eval-crisis         replay crisis scenarios, print the detection table"
 	@echo "make lint                ruff + mypy + stale-protobuf check + import cycles (tools/check_imports.py)"
 
@@ -46,6 +47,15 @@ demo: $(STAMP) proto kafka-jars model
 test: $(STAMP) proto kafka-jars model
 	$(PY) -m services.devtools.protobuild --check
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# Hostile-input fuzz of every ingest endpoint on a real broker: 25,000 requests per property (100,000 in
+# all), each property bounded by FUZZ_SECONDS; prints the status table, fails on any 5xx or on
+# produced != accepted. `make test` runs the same properties with 400 examples each.
+FUZZ_EXAMPLES ?= 25000
+FUZZ_SECONDS ?= 540
+fuzz: $(STAMP) proto kafka-jars
+	INGEST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) INGEST_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+		$(PY) -m pytest tests/integration/test_ingest_fuzz.py -q $(PYTEST_ARGS)
 
 test-unit: $(STAMP) proto
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
