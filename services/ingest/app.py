@@ -24,7 +24,7 @@ from services.ingest import metrics as m
 from services.ingest.brands import BrandMatcher
 from services.ingest.config import IngestSettings
 from services.ingest.dedupe import DedupeWindow
-from services.ingest.faults import FAULTS
+from services.ingest.faults import FAULTS, limit_aiohttp_logs
 from services.ingest.http import (
     DEDUPE_KEY,
     INGESTOR_KEY,
@@ -131,6 +131,7 @@ def server_options(settings: IngestSettings) -> dict[str, Any]:
 
 def build_app(settings: IngestSettings, producer: AIOKafkaProducer | None = None,
               matcher: BrandMatcher | None = None) -> web.Application:
+    limit_aiohttp_logs()
     app = web.Application(client_max_size=settings.max_body_bytes + 1024, middlewares=[count_requests, rate_limit])
     app[SETTINGS_KEY] = settings
     dedupe = DedupeWindow(settings.dedupe_window_seconds, settings.dedupe_max_entries)

@@ -3,6 +3,7 @@ a traceback per request (pure apart from the log; the clock is injectable for te
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -44,3 +45,40 @@ class FaultLog:
 
 
 FAULTS = FaultLog()
+
+
+class RateLimitFilter(logging.Filter):
+    """For aiohttp's own loggers (`aiohttp.server` logs a traceback for every malformed request it
+    answers 400 itself): the first record of each (logger, message, exception type) passes, then at
+    most one per `interval` seconds."""
+
+    def __init__(self, interval: float = 60.0, max_causes: int = 256, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.interval = interval
+        self.max_causes = max_causes
+        self._clock = clock
+        self._last: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
+        cause = (record.name, str(record.msg), exc)
+        now = self._clock()
+        last = self._last.get(cause)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[cause] = now
+        self._last.move_to_end(cause)
+        while len(self._last) > self.max_causes:
+            self._last.popitem(last=False)
+        return True
+
+
+_AIOHTTP_FILTER = RateLimitFilter()
+
+
+def limit_aiohttp_logs() -> None:
+    """Installs the rate limit on aiohttp's server loggers (idempotent)."""
+    for name in ("aiohttp.server", "aiohttp.web"):
+        logger = logging.getLogger(name)
+        if _AIOHTTP_FILTER not in logger.filters:
+            logger.addFilter(_AIOHTTP_FILTER)
