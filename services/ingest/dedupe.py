@@ -12,8 +12,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-# Per entry beyond the key string: the OrderedDict's hash slot and linked-list node, and the float.
-ENTRY_OVERHEAD_BYTES = 104 + sys.getsizeof(0.0)
+# Per entry beyond the key string: the OrderedDict's hash slot and linked-list node, and the float
+# (calibrated: 300,000 keys of ~30 characters take ~150 B each in RSS).
+ENTRY_OVERHEAD_BYTES = 56 + sys.getsizeof(0.0)
 
 
 class DedupeWindow:

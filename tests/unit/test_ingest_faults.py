@@ -113,3 +113,31 @@ def test_aiohttp_error_logs_are_rate_limited_per_cause():
     assert flt.filter(rec("Error handling request", KeyError))
     t[0] = 61
     assert flt.filter(rec("Error handling request", ValueError))
+
+
+def test_dedupe_window_metrics_fall_to_zero_after_the_window_expires():
+    async def main() -> tuple[str, str]:
+        settings = IngestSettings(idle_timeout_seconds=1.0, dedupe_window_seconds=0.5)
+        runner, port = await _serve(build_app(settings, producer=AckingProducer(), matcher=BrandMatcher([])),
+                                    settings)
+        try:
+            body = "\n".join(json.dumps({"source": "x", "external_id": f"win-{i}", "text": "hi"})
+                             for i in range(200)).encode()
+            req = (b"POST /v1/mentions HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+                   b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+            metrics = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            assert b" 202 " in await asyncio.to_thread(_exchange, port, req)
+            during = (await asyncio.to_thread(_exchange, port, metrics)).decode()
+            await asyncio.sleep(0.7)
+            after = (await asyncio.to_thread(_exchange, port, metrics)).decode()
+            return during, after
+        finally:
+            await runner.cleanup()
+
+    def gauge(page: str, name: str) -> float:
+        return next(float(line.split()[1]) for line in page.splitlines() if line.startswith(name + " "))
+
+    during, after = asyncio.run(main())
+    assert gauge(during, "triage_ingest_dedupe_entries") == 200
+    assert gauge(during, "triage_ingest_dedupe_bytes") > 200 * 100
+    assert gauge(after, "triage_ingest_dedupe_entries") == 0 and gauge(after, "triage_ingest_dedupe_bytes") == 0
