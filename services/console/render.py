@@ -190,15 +190,20 @@ def queue_page(name: str, items: list[QueueItem], ctx: PageContext, replies: Rep
 
 def incident_page(view: ConsoleView, inc: IncidentView, ctx: PageContext, replies: ReplyBook) -> str:
     items = view.incident_items(inc.id)
-    samples_by_id = {i.mention_id: i for i in items}
     samples = []
+    # Classify keeps URLs only for samples that have one, so the two lists pair up only when equally long.
+    aligned = len(inc.sample_urls) == len(inc.sample_mention_ids)
+    used: set[str] = set()
     for k, mid in enumerate(inc.sample_mention_ids):
-        url = inc.sample_urls[k] if k < len(inc.sample_urls) else (samples_by_id[mid].url if mid in samples_by_id
-                                                                     else "")
-        text = escape(samples_by_id[mid].text) if mid in samples_by_id else ""
+        known = view.find_mention(mid)
+        url = known.url if known and known.url else (inc.sample_urls[k] if aligned else "")
+        used.add(url)
+        text = escape(known.text) if known else ""
         link = (f'<a href="{escape(url)}" rel="noopener noreferrer">{escape(mid)}</a>'
                 if url.startswith(("https://", "http://")) else escape(mid))
         samples.append(f'<li class="sample">{link} <span dir="auto">{text}</span></li>')
+    samples += [f'<li class="sample"><a href="{escape(u)}" rel="noopener noreferrer">{escape(u)}</a></li>'
+                for u in inc.sample_urls if u not in used and u.startswith(("https://", "http://"))]
     pages = "".join(
         f'<tr><td>{_utc(p.at)}</td><td>{escape(p.receiver)}</td><td>{escape(p.action)}</td>'
         f'<td class="{"ok" if p.delivered else "fail"}">{"delivered" if p.delivered else "failed"}</td>'

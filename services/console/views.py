@@ -238,6 +238,13 @@ class ConsoleView:
     def find_item(self, queue: str, mention_id: str) -> QueueItem | None:
         return self.queues.get(queue, {}).get(mention_id)
 
+    def find_mention(self, mention_id: str) -> QueueItem | None:
+        """The item of a mention in whichever queue holds it (evidence samples name mentions, not queues)."""
+        for items in self.queues.values():
+            if mention_id in items:
+                return items[mention_id]
+        return None
+
     def incident_list(self, now: float, recent_seconds: float) -> list[IncidentView]:
         """Open incidents (most severe first), then those resolved within `recent_seconds` (newest first)."""
         open_ = sorted((i for i in self.incidents.values() if i.is_open), key=lambda i: (-i.severity, -i.opened_at))
