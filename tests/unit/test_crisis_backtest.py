@@ -1,0 +1,79 @@
+"""`triage backtest`: ingest-schema JSONL -> incidents in event time, with given scores (no model)."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from contextlib import redirect_stdout
+from pathlib import Path
+
+from services.classify.crisis.backtest import main, parse_lines, run_backtest, score_rows
+from services.common.timeutil import epoch
+
+T0 = 1_793_577_600.0   # 2026-11-02T00:00:00Z
+
+
+def line(i: int, t: float, brand: str, text: str, outage: float = 0.01, negative: float = 0.2,
+         complaint: float = 0.05) -> str:
+    return json.dumps({
+        "source": "x", "external_id": f"{brand}-{i}", "text": text, "created_at": t, "brands": [brand],
+        "author": {"handle": f"u{i}", "followers": 100}, "engagement": {"likes": 0},
+        "intents": {"outage_report": outage, "complaint": complaint},
+        "sentiment": {"negative": negative, "neutral": 1 - negative, "positive": 0.0}})
+
+
+def calm_lines(brand: str, start: float, minutes: int, per_minute: float, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    out, t, i = [], start, 0
+    while t < start + minutes * 60:
+        t += rng.expovariate(per_minute / 60)
+        out.append(line(i, t, brand, f"ordinary post {rng.randint(0, 10**6)} about cards and fees"))
+        i += 1
+    return out
+
+
+def outage_lines(brand: str, start: float, n: int, spacing: float) -> list[str]:
+    texts = ["app down cannot login", "is the app down? login fails", "site not loading, outage?"]
+    return [line(10**6 + i, start + i * spacing, brand, f"{texts[i % 3]} #{i}", outage=0.9, negative=0.8)
+            for i in range(n)]
+
+
+def test_parse_sets_event_time_and_keeps_given_scores():
+    rows = list(parse_lines([line(1, T0 + 7, "acme", "hello"), "not json", "", json.dumps({"text": "x"})]))
+    assert len(rows) == 1
+    m = rows[0].mention
+    assert epoch(m.received_at) == epoch(m.created_at) == T0 + 7
+    sm = score_rows(rows, None)[0]
+    assert abs(sm.intents["outage_report"] - 0.01) < 1e-6 and abs(sm.sentiment.negative - 0.2) < 1e-6
+
+
+def test_outage_burst_in_history_opens_and_resolves_in_event_time(tmp_path: Path):
+    lines = calm_lines("acme", T0, 180, 6) + outage_lines("acme", T0 + 150 * 60, 40, 2.0)
+    rows = sorted(parse_lines(lines), key=lambda r: epoch(r.mention.created_at))
+    result = run_backtest(score_rows(rows, None), tick_seconds=10)
+    opened = result.opened()
+    assert [e["kind"] for e in opened] == ["OUTAGE_CLUSTER"]
+    assert opened[0]["at"] >= "2026-11-02T02:30:00Z" and opened[0]["at"] <= "2026-11-02T02:31:30Z"
+    states = [e["state"] for e in result.events if e["id"] == opened[0]["id"]]
+    assert states[0] == "OPEN" and states[-1] == "RESOLVED"
+    # The CLI: JSON lines, then the table.
+    f = tmp_path / "mentions.jsonl"
+    f.write_text("\n".join(reversed(lines)) + "\n")   # unsorted on disk: sorted by created_at
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main([str(f)]) == 0
+    out = buf.getvalue().splitlines()
+    events = [json.loads(x) for x in out if x.startswith("{")]
+    assert {"id", "brand", "kind", "state", "at", "mention_count", "reasons"} <= set(events[0])
+    assert [e["state"] for e in events if e["state"] == "OPEN"] == ["OPEN"]
+    assert any(x.startswith("acme") and "2026-11-02" in x for x in out)
+    assert "1 incidents opened" in out[-1]
+
+
+def test_calm_history_opens_nothing():
+    rows = list(parse_lines(calm_lines("quiet", T0, 6 * 60, 0.5, seed=3) + calm_lines("busy", T0, 6 * 60, 20)))
+    rows.sort(key=lambda r: epoch(r.mention.created_at))
+    result = run_backtest(score_rows(rows, None))
+    assert result.opened() == []
+    assert result.mentions[("busy", "2026-11-02")] > 6000
