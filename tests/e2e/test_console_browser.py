@@ -3,8 +3,9 @@
 An incident, its page and queue items are produced to Kafka; `triage console` runs as its own
 process and rebuilds its views from the topics; the browser sees the incident on `/`, opens its page
 (chart, samples, page history), marks an item responded — a ResponseEvent lands on `responses` —
-and sends a wrong-priority correction — a LabelFeedback lands on `feedback`. Screenshots of each
-page are written to the test's tmp_path.
+and sends a wrong-priority correction — a LabelFeedback lands on `feedback`. A second test runs the
+real router: the items it routes show up in the console, and "responded" drops the router's
+open-items gauge. Screenshots of each page are written to the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -178,3 +179,91 @@ async def test_console_in_a_browser(kafka_bootstrap: str, tmp_path: Path) -> Non
         if browser is not None:
             await asyncio.to_thread(browser.quit)
         console.stop()
+
+
+def _router_open_items(metrics_text: str, queue: str) -> float:
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("triage_router_open_items{") and f'queue="{queue}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_responded_in_the_browser_stops_the_routers_sla_clock(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The real router routes scored mentions into `urgent` with a deadline; the console shows them; a click
+    on "responded" publishes the ResponseEvent and the router's open-items gauge drops by one."""
+    from selenium.webdriver.common.by import By
+
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    tag = uuid.uuid4().hex[:8]
+    router_metrics = free_port()
+    router = ServiceProcess("router", {"TRIAGE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+                                       "TRIAGE_ROUTER_APP_ID": f"e2e-cr-{tag}", "TRIAGE_TICK_SECONDS": "0.5",
+                                       "TRIAGE_ROUTER_METRICS_PORT": str(router_metrics),
+                                       "TRIAGE_DATA_DIR": str(tmp_path / "router-data")}, tmp_path)
+    port = free_port()
+    console = ServiceProcess("console", {"TRIAGE_KAFKA_BOOTSTRAP": kafka_bootstrap, "TRIAGE_CONSOLE_PORT": str(port),
+                                         "TRIAGE_CONSOLE_GROUP_ID": f"e2e-console-{tag}"}, tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    mids = [f"x:{tag}-{k}" for k in range(3)]
+    browser = None
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+        await producer.start()
+        try:
+            for k, mid in enumerate(mids):
+                m = pb.Mention(source=pb.SOURCE_X, external_id=mid[2:], mention_id=mid, brands=["fjordtel"],
+                               text=f"@FjordTel my card was charged twice, please help #{k}", created_at=now_ts(),
+                               received_at=now_ts(), author=pb.Author(handle=f"cust{k}", follower_count=50))
+                s = pb.ScoredMention(mention=m, language="en", priority=pb.P2, reasons=["complaint 0.91"],
+                                     sentiment=pb.SentimentScore(label=pb.NEGATIVE), model_version="e2e")
+                s.intents["complaint"] = 0.91
+                await producer.send_and_wait(topics.MENTIONS_SCORED, codec.encode(s), key=mid.encode())
+        finally:
+            await producer.stop()
+
+        async def mine_in_console() -> list[dict] | None:  # type: ignore[type-arg]
+            assert router.alive(), router.log_tail()
+            assert console.alive(), console.log_tail()
+            try:
+                async with httpx.AsyncClient(timeout=3) as client:
+                    items = (await client.get(f"{base}/api/queues/urgent")).json()["items"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return None
+            mine = [i for i in items if i["mention_id"] in mids]
+            return mine if len(mine) == len(mids) else None
+
+        mine = await wait_for(mine_in_console, timeout=120, what="the router to route 3 items the console shows")
+        assert all(i["respond_by"] > 0 for i in mine), "P2 items carry a first-response deadline"
+
+        async def gauge() -> float:
+            async with httpx.AsyncClient(timeout=3) as client:
+                return _router_open_items((await client.get(f"http://127.0.0.1:{router_metrics}/metrics")).text,
+                                          "urgent")
+
+        async def steady() -> float | None:
+            first = await gauge()
+            await asyncio.sleep(1.5)
+            return first if first >= len(mids) and await gauge() == first else None
+
+        before = await wait_for(steady, timeout=60, what="the router's open-items gauge to settle")
+        browser = await asyncio.to_thread(_browser)
+
+        def click_responded() -> None:
+            browser.get(base + "/queues/urgent")
+            card = browser.find_element(By.CSS_SELECTOR, f'div.item[data-mention="{mids[1]}"]')
+            card.find_element(By.CSS_SELECTOR, "button.responded").click()
+            assert not browser.find_elements(By.CSS_SELECTOR, f'div.item[data-mention="{mids[1]}"]')
+            browser.save_screenshot(str(tmp_path / "05-queue-after-response.png"))
+
+        await asyncio.to_thread(click_responded)
+
+        async def dropped() -> bool:
+            return await gauge() == before - 1
+
+        await wait_for(dropped, timeout=30, what=f"the router's open urgent items to drop from {before:g}")
+    finally:
+        if browser is not None:
+            await asyncio.to_thread(browser.quit)
+        console.stop()
+        router.stop()
