@@ -23,7 +23,7 @@ from services.classify.config import ClassifySettings
 from services.classify.crisis_agent import CrisisMonitor, attach_crisis, produce_incidents
 from services.classify.scorer import Scorer
 from services.common import codec, topics
-from services.common.deadletter import dead_letter
+from services.common.deadletter import dead_letter, decode_or_dead_letter
 from services.common.faust_app import faust_app, retry_until_done
 from services.common.kafka import make_producer
 from services.common.lag import ConsumerLagMonitor, attach_to_faust
@@ -64,13 +64,12 @@ class ClassifyWorker:
         MESSAGES_IN.labels("classify", topics.MENTIONS_RAW).inc(len(records))
         mentions, futures = [], []
         for raw in records:
-            try:
-                mentions.append(codec.decode(raw, codec.pb.Mention))
-            except Exception as exc:
-                MESSAGES_FAILED.labels("classify", "decode", type(exc).__name__).inc()
-                dl = dead_letter(raw, "classify", f"undecodable Mention: {exc}", source_topic=topics.MENTIONS_RAW,
-                                 original_type="triage.v1.Mention", service="classify")
-                futures.append(await producer.send(topics.MENTIONS_DLQ, codec.encode(dl)))
+            mention, dlq = await decode_or_dead_letter(raw, codec.pb.Mention, producer, service="classify",
+                                                       source_topic=topics.MENTIONS_RAW)
+            if mention is not None:
+                mentions.append(mention)
+            else:
+                futures.append(dlq)
         if mentions:
             started = time.perf_counter()
             loop = asyncio.get_running_loop()

@@ -107,11 +107,8 @@ class CrisisMonitor:
 
     def retag(self, sm: pb.ScoredMention, incident_id: str) -> None:
         """Join an open incident: set the id and re-decide priority/urgency/reasons with it (P1)."""
-        m = sm.mention
-        verdict = decide(sm.sentiment.negative, sm.sentiment.positive, dict(sm.intents), Signals(
-            followers=m.author.follower_count, verified=m.author.verified, likes=m.engagement.likes,
-            reposts=m.engagement.reposts, replies=m.engagement.replies, quotes=m.engagement.quotes,
-            incident_id=incident_id), self.policy)
+        verdict = decide(sm.sentiment.negative, sm.sentiment.positive, dict(sm.intents),
+                         Signals.from_mention(sm.mention, incident_id), self.policy)
         sm.incident_id = incident_id
         sm.priority = verdict.priority  # type: ignore[assignment]
         sm.urgency = verdict.urgency

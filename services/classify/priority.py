@@ -2,14 +2,18 @@
 
 The model says *what* a post is (sentiment, intents); this policy says *how
 soon* a human must look at it, using who posted it and how far it spreads.
-Every number here is a documented default of `PriorityPolicy`, overridable in
-the classify settings.
+Every number here is a documented default of `PriorityPolicy` (pass another policy to
+`decide`/`Scorer` to change it); the intent threshold and the reach tiers are shared with the
+router's labels (`services/common/vocabulary.py`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.vocabulary import INTENT_THRESHOLD, LARGE_REACH, MEDIUM_REACH
 
 INTENTS: tuple[str, ...] = ("complaint", "question", "outage_report", "safety_or_legal_threat", "praise", "spam")
 
@@ -26,14 +30,21 @@ class Signals:
     quotes: int = 0
     incident_id: str = ""
 
+    @classmethod
+    def from_mention(cls, mention: Any, incident_id: str = "") -> Signals:
+        """The signals of a `pb.Mention`: author reach and engagement counters."""
+        a, e = mention.author, mention.engagement
+        return cls(followers=a.follower_count, verified=a.verified, likes=e.likes, reposts=e.reposts,
+                   replies=e.replies, quotes=e.quotes, incident_id=incident_id)
+
 
 @dataclass(frozen=True)
 class PriorityPolicy:
-    intent_threshold: float = 0.5          # an intent "is present" at or above this probability
+    intent_threshold: float = INTENT_THRESHOLD  # an intent "is present" at or above this probability
     safety_page_threshold: float = 0.6     # safety/legal threat this likely pages (P1)
     negative_threshold: float = 0.5
-    high_reach_followers: int = 100_000    # author reach that turns a negative post into P1
-    notable_reach_followers: int = 10_000  # reach that raises a complaint to P2
+    high_reach_followers: int = LARGE_REACH     # author reach that turns a negative post into P1
+    notable_reach_followers: int = MEDIUM_REACH  # reach that raises a complaint to P2
     viral_engagement: int = 1_000          # reposts+quotes+replies+likes/10 that makes a post viral
     p1_urgency: float = 0.85
     p2_urgency: float = 0.55

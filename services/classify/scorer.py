@@ -89,15 +89,7 @@ class Scorer:
     def score_mentions(self, mentions: Sequence[pb.Mention],
                        incident_ids: Sequence[str] | None = None) -> list[pb.ScoredMention]:
         started = time.perf_counter()
-        signals = [
-            Signals(
-                followers=m.author.follower_count, verified=m.author.verified,
-                likes=m.engagement.likes, reposts=m.engagement.reposts,
-                replies=m.engagement.replies, quotes=m.engagement.quotes,
-                incident_id=(incident_ids[i] if incident_ids else ""),
-            )
-            for i, m in enumerate(mentions)
-        ]
+        signals = [Signals.from_mention(m, incident_ids[i] if incident_ids else "") for i, m in enumerate(mentions)]
         scores = self.score_texts([m.text for m in mentions], signals)
         elapsed = time.perf_counter() - started
         classified_at = now_ts()

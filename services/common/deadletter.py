@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from services.common import codec, topics
 from services.common.codec import pb
-from services.common.metrics import DEAD_LETTERS
+from services.common.metrics import DEAD_LETTERS, MESSAGES_FAILED
 from services.common.timeutil import now_ts
+
+M = TypeVar("M", bound=Message)
 
 
 def dead_letter(
@@ -29,3 +36,19 @@ def dead_letter(
         failed_at=now_ts(),
         original_type=original_type,
     )
+
+
+async def decode_or_dead_letter(raw: bytes, message_type: type[M], producer: Any, *, service: str,
+                                source_topic: str) -> tuple[M | None, Any]:
+    """Decode one consumed record, or dead-letter it: (message, None) or (None, the DLQ send future).
+
+    Every topic a worker consumes goes through this, so an undecodable record is counted and kept
+    (original bytes + reason on mentions.dlq) instead of being dropped; await the future before commit.
+    """
+    try:
+        return codec.decode(raw, message_type), None
+    except Exception as exc:
+        MESSAGES_FAILED.labels(service, "decode", type(exc).__name__).inc()
+        dl = dead_letter(raw, service, f"undecodable {message_type.__name__}: {exc}", source_topic=source_topic,
+                         original_type=message_type.DESCRIPTOR.full_name, service=service)
+        return None, await producer.send(topics.MENTIONS_DLQ, codec.encode(dl))

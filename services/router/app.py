@@ -25,17 +25,17 @@ from aiokafka import AIOKafkaProducer
 
 from services.common import codec, topics
 from services.common.codec import pb
-from services.common.deadletter import dead_letter
+from services.common.deadletter import dead_letter, decode_or_dead_letter
 from services.common.faust_app import faust_app, retry_until_done
 from services.common.kafka import make_producer
 from services.common.lag import ConsumerLagMonitor, attach_to_faust
 from services.common.logging import get_logger
-from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
+from services.common.metrics import MESSAGES_IN, MESSAGES_OUT
 from services.common.timeutil import epoch, ts_from_epoch
 from services.router import metrics as rm
 from services.router.config import RouterSettings
 from services.router.delivery import ReceiverGuard, RetryPolicy, call_with_retry, deliver_with_retry
-from services.router.grouping import PAGE_TYPE, Group, IncidentGrouper, Page, Sample, page_doc
+from services.router.grouping import PAGE_TYPE, Group, IncidentGrouper, Page, PageAction, Sample, page_doc
 from services.router.inhibition import incident_labels, inhibiting_rule
 from services.router.labels import labels_of
 from services.router.ratelimit import CircuitBreaker, TokenBucket
@@ -203,14 +203,10 @@ class RouterWorker:
         pending: list[Any] = []
         jobs = []
         for raw in records:
-            try:
-                sm = codec.decode(raw, pb.ScoredMention)
-            except Exception as exc:
-                MESSAGES_FAILED.labels("router", "decode", type(exc).__name__).inc()
-                dl = dead_letter(raw, "router", f"undecodable ScoredMention: {exc}",
-                                 source_topic=topics.MENTIONS_SCORED, original_type="triage.v1.ScoredMention",
-                                 service="router")
-                pending.append(await self.producer.send(topics.MENTIONS_DLQ, codec.encode(dl)))
+            sm, dlq = await decode_or_dead_letter(raw, pb.ScoredMention, self.producer, service="router",
+                                                  source_topic=topics.MENTIONS_SCORED)
+            if sm is None:
+                pending.append(dlq)
                 continue
             jobs.append(self._deliver(sm, raw))
         for futs in await asyncio.gather(*jobs):
@@ -225,10 +221,10 @@ class RouterWorker:
     async def on_incident(self, raw: bytes) -> None:
         await self.start()
         assert self.state is not None
-        try:
-            inc = codec.decode(raw, pb.Incident)
-        except Exception as exc:
-            MESSAGES_FAILED.labels("router", "decode", type(exc).__name__).inc()
+        inc, dlq = await decode_or_dead_letter(raw, pb.Incident, self.producer, service="router",
+                                               source_topic=topics.INCIDENTS)
+        if inc is None:
+            await dlq
             return
         MESSAGES_IN.labels("router", topics.INCIDENTS).inc()
         futs = []
@@ -245,10 +241,10 @@ class RouterWorker:
     async def on_response(self, raw: bytes) -> None:
         await self.start()
         assert self.state is not None
-        try:
-            ev = codec.decode(raw, pb.ResponseEvent)
-        except Exception as exc:
-            MESSAGES_FAILED.labels("router", "decode", type(exc).__name__).inc()
+        ev, dlq = await decode_or_dead_letter(raw, pb.ResponseEvent, self.producer, service="router",
+                                              source_topic=topics.RESPONSES)
+        if ev is None:
+            await dlq
             return
         MESSAGES_IN.labels("router", topics.RESPONSES).inc()
         at = epoch(ev.at) or self.clock()
@@ -331,7 +327,7 @@ class RouterWorker:
                                    **{r: 1 for r in sm.reasons}},
                           samples=[{"mention_id": m.mention_id, "text": m.text[:500], "url": m.url,
                                     "language": sm.language}])
-                await self.send_page(item.escalate_to, Page("trigger", g, now))
+                await self.send_page(item.escalate_to, Page(PageAction.TRIGGER, g, now))
             else:
                 routed = routed_for(sm, item.route + "/sla-breach", item.escalate_to,
                                     str(cfg.options.get("queue", "")), {}, now)

@@ -23,7 +23,10 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
+
+from services.common.vocabulary import more_urgent
 
 MAX_SAMPLES = 5
 RESOLVED_RETENTION = 24 * 3600.0  # keep resolved incident groups so late mentions do not re-page
@@ -76,11 +79,18 @@ class Group:
         return Counter(self.reasons).most_common(n)
 
 
+class PageAction(StrEnum):
+    TRIGGER = "trigger"
+    UPDATE = "update"
+    RESOLVE = "resolve"
+    ACKNOWLEDGE = "acknowledge"  # PagerDuty only; never produced by the grouper
+
+
 @dataclass(frozen=True)
 class Page:
     """One notification about a group: what a receiver renders."""
 
-    action: str                   # trigger / update / resolve
+    action: str                   # a PageAction: trigger / update / resolve
     group: Group
     at: float
 
@@ -118,8 +128,7 @@ class IncidentGrouper:
             self.groups[key] = g
         g.count += 1
         g.last_at = max(g.last_at, now)
-        if priority < g.priority:  # "P1" < "P2": keep the most urgent
-            g.priority = priority
+        g.priority = more_urgent(priority, g.priority)
         for r in reasons:
             g.reasons[r] = g.reasons.get(r, 0) + 1
         g.languages[sample.language] = g.languages.get(sample.language, 0) + 1
@@ -147,24 +156,24 @@ class IncidentGrouper:
                     # Resolved before anyone was paged: nothing to trigger or resolve.
                     g.resolved_at = now
                 elif now >= g.first_at + g.group_wait:
-                    pages.append(Page("trigger", g, now))
+                    pages.append(Page(PageAction.TRIGGER, g, now))
                 continue
             quiet = not g.incident_id and now - g.last_at >= g.quiet_period
             if g.closing or quiet:
-                pages.append(Page("resolve", g, now))
+                pages.append(Page(PageAction.RESOLVE, g, now))
             elif g.count > g.sent_count and now >= g.last_sent_at + g.group_interval:
-                pages.append(Page("update", g, now))
+                pages.append(Page(PageAction.UPDATE, g, now))
             elif now >= g.last_sent_at + g.repeat_interval:
-                pages.append(Page("update", g, now))
+                pages.append(Page(PageAction.UPDATE, g, now))
         return pages
 
     def mark_sent(self, page: Page, count_at_send: int, thread_ref: str = "") -> None:
         g = page.group
-        if page.action == "trigger":
+        if page.action == PageAction.TRIGGER:
             g.triggered_at = page.at
-        elif page.action == "update":
+        elif page.action == PageAction.UPDATE:
             g.updates_sent += 1
-        elif page.action == "resolve":
+        elif page.action == PageAction.RESOLVE:
             g.resolved_at = page.at
         g.last_sent_at = page.at
         g.sent_count = count_at_send

@@ -3,18 +3,7 @@
 from __future__ import annotations
 
 from services.common.codec import pb
-
-INTENT_THRESHOLD = 0.5
-
-
-def reach_bucket(followers: int) -> str:
-    if followers >= 1_000_000:
-        return "huge"
-    if followers >= 100_000:
-        return "large"
-    if followers >= 10_000:
-        return "medium"
-    return "small"
+from services.common.vocabulary import INTENT_THRESHOLD, Priority, reach_tier
 
 
 def labels_of(sm: pb.ScoredMention, intent_threshold: float = INTENT_THRESHOLD) -> dict[str, str]:
@@ -24,7 +13,7 @@ def labels_of(sm: pb.ScoredMention, intent_threshold: float = INTENT_THRESHOLD) 
     top = max(sm.intents.items(), key=lambda kv: kv[1])[0] if sm.intents else ""
     m = sm.mention
     return {
-        "priority": pb.Priority.Name(sm.priority) if sm.priority else "P4",
+        "priority": str(Priority.of(int(sm.priority))),
         "intents": ",".join(present),
         "intent": top if top in present else "none",
         "sentiment": pb.Sentiment.Name(sm.sentiment.label).lower() if sm.sentiment.label else "neutral",
@@ -34,5 +23,5 @@ def labels_of(sm: pb.ScoredMention, intent_threshold: float = INTENT_THRESHOLD) 
         "source": pb.Source.Name(m.source).removeprefix("SOURCE_").lower(),
         "incident": sm.incident_id,
         "author_verified": "true" if m.author.verified else "false",
-        "reach": reach_bucket(m.author.follower_count),
+        "reach": reach_tier(m.author.follower_count),
     }

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.common.vocabulary import INTENT_THRESHOLD
+
 
 @dataclass(frozen=True)
 class SpikeConfig:
@@ -41,7 +43,7 @@ class OutageConfig:
     """Outage cluster: outage_report mentions per brand (any language) in sliding windows."""
 
     intent: str = "outage_report"
-    intent_threshold: float = 0.5            # a mention is an outage report at or above this probability
+    intent_threshold: float = INTENT_THRESHOLD  # a mention is an outage report at or above this probability
     bucket_seconds: int = 10
     short_window_seconds: int = 60
     long_window_seconds: int = 300
