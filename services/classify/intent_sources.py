@@ -198,6 +198,7 @@ def realdev_train(root: Path = REALDEV_DIR) -> list[IntentExample]:
             rec = json.loads(line)
             item = pool[rec["id"]]
             labels = {name: int(name in rec["intents"]) for name in INTENTS}
+            labels["complaint"] |= labels["outage_report"]  # every outage report is a complaint
             out.append(IntentExample(item["text"], item["lang"], f"realdev-train:{item['source']}", labels))
     return out
 
