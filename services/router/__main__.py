@@ -9,7 +9,7 @@ from services.common.logging import configure_logging
 
 def main(argv: list[str] | None = None) -> int:
     from services.common.faust_app import run_worker
-    from services.router import tree as routing
+    from services.router import routing_file as routing
     from services.router.app import RouterWorker, create_app
     from services.router.config import RouterSettings
 

@@ -8,8 +8,9 @@ import argparse
 import sys
 import time
 
-from services.router import tree as routing
+from services.router import routing_file as routing
 from services.router.silences import parse_instant
+from services.router.tree import Route
 
 
 def _dur(seconds: float) -> str:
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _timed_routes(route: routing.Route) -> list[routing.Route]:
+def _timed_routes(route: Route) -> list[Route]:
     out = [route] if route.active_time_intervals or route.mute_time_intervals else []
     for child in route.routes:
         out += _timed_routes(child)

@@ -16,7 +16,7 @@ class RouterSettings(WorkerSettings):
     DEFAULT_DATA_DIR: ClassVar[str] = "run/router-data"
 
     router_app_id: str = Field("triage-router", description="Faust app id (= consumer group)")
-    routes_file: str = Field(str(DEFAULT_ROUTES), description="routing tree YAML (see services/router/tree.py)")
+    routes_file: str = Field(str(DEFAULT_ROUTES), description="routing file YAML (see services/router/ROUTING.md)")
     router_metrics_port: int = Field(9102, description="port of the worker's /metrics")
     max_batch: int = Field(64, ge=1, validation_alias=service_env("router", "max_batch"),
                            description="scored mentions handled per batch")

@@ -23,15 +23,16 @@ from services.common import codec, topics
 from services.common.codec import pb
 from services.common.deadletter import dead_letter
 from services.common.kafka import make_producer
-from services.router import tree as routing
+from services.router import routing_file as routing
 from services.router.config import RouterSettings
 from services.router.delivery import ReceiverGuard, RetryPolicy, call_with_retry
 from services.router.grouping import PAGE_TYPE, page_from_doc
 from services.router.ratelimit import CircuitBreaker
 from services.router.registry import build_receivers
+from services.router.tree import RoutingTree
 
 
-async def replay(settings: RouterSettings, tree: routing.RoutingTree, group: str, receiver_filter: str | None,
+async def replay(settings: RouterSettings, tree: RoutingTree, group: str, receiver_filter: str | None,
                  dry_run: bool = False, out=sys.stdout) -> Counter[str]:  # type: ignore[no-untyped-def]
     stats: Counter[str] = Counter()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,

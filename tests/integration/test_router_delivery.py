@@ -21,7 +21,7 @@ from services.common.topics import all_topic_specs
 from services.router.app import RouterWorker
 from services.router.config import RouterSettings
 from services.router.dlq_replay import replay
-from services.router.tree import loads
+from services.router.routing_file import loads
 from tests.support import consume, running_app
 
 

@@ -16,7 +16,7 @@ from services.common.kafka import ensure_topics
 from services.common.topics import all_topic_specs
 from services.router.app import RouterWorker
 from services.router.config import RouterSettings
-from services.router.tree import loads
+from services.router.routing_file import loads
 from tests.support import running_app
 
 GENIE_KEY = "eb243592-faa2-4ba2-a551q-1afdf565c889"

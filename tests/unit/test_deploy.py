@@ -134,11 +134,11 @@ def _config_file(objs: tuple[dict[str, Any], ...], key: str) -> str:
 
 
 def _routing_tree(objs: tuple[dict[str, Any], ...], tmp_path: Path) -> Any:
-    from services.router import tree
+    from services.router import routing_file
 
     path = tmp_path / "routes.yaml"
     path.write_text(_config_file(objs, "routes.yaml"))
-    return tree.load(str(path))
+    return routing_file.load(str(path))
 
 
 def _generator() -> Any:

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from services.common.codec import pb
 from services.router.inhibition import incident_labels, inhibiting_rule
+from services.router.routing_file import RoutingConfigError, loads
 from services.router.timeintervals import IntervalEntry, TimeInterval, add_business_time
-from services.router.tree import RoutingConfigError, loads
 
 TREE = """\
 time_intervals:

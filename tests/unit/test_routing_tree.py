@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.router.matchers import Matcher
-from services.router.tree import RoutingConfigError, loads, parse_duration
+from services.router.routing_file import RoutingConfigError, loads, parse_duration
 
 TREE = """\
 route:

@@ -1,0 +1,359 @@
+"""The routing file: YAML loader with line numbers, durations, the `_parse_*` validators and their errors.
+
+`load(path)` / `loads(text)` turn a routing file (format in tree.py and ROUTING.md) into a
+`tree.RoutingTree`; every problem is a `RoutingConfigError` naming the line and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.router.inhibition import InhibitRule
+from services.router.matchers import Matcher
+from services.router.registry import RECEIVER_KINDS
+from services.router.silences import Silence, parse_instant
+from services.router.timeintervals import IntervalEntry, IntervalError, TimeInterval
+from services.router.tree import Receiver, Route, RoutingTree
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DEFAULT_SLA = {"P1": 15 * 60.0, "P2": 3600.0, "P3": 86400.0}
+
+
+class RoutingConfigError(ValueError):
+    """A routing file problem, naming the line and key."""
+
+    def __init__(self, source: str, line: int | None, key: str, reason: str):
+        self.line, self.key, self.reason = line, key, reason
+        where = f"{source}:{line}" if line else source
+        super().__init__(f"{where}: {key}: {reason}")
+
+
+class _LineDict(dict):  # type: ignore[type-arg]
+    """A mapping that remembers the 1-based line of each key."""
+
+    lines: dict[str, int]
+    line: int
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)
+    d = _LineDict()
+    d.lines = {}
+    d.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in d:
+            raise yaml.MarkedYAMLError("while constructing a mapping", node.start_mark,
+                                       f"duplicate key {key!r}", key_node.start_mark)
+        d[key] = loader.construct_object(value_node, deep=True)
+        d.lines[str(key)] = key_node.start_mark.line + 1
+    return d
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+
+
+def parse_duration(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        total, rest = 0.0, value.strip()
+        for part in re.findall(r"\d+(?:\.\d+)?(?:ms|s|m|h|d|w)", rest):
+            m = _DURATION.match(part)
+            assert m
+            total += float(m.group(1)) * _UNITS[m.group(2)]
+        if rest and "".join(re.findall(r"\d+(?:\.\d+)?(?:ms|s|m|h|d|w)", rest)) == rest:
+            return total
+    raise ValueError(f"bad duration {value!r}: use e.g. 30s, 5m, 1h30m, 2d")
+
+
+_ROUTE_KEYS = {"receiver", "matchers", "continue", "routes", "group_by", "group_wait", "group_interval",
+               "repeat_interval", "sla", "active_time_intervals", "mute_time_intervals", "quiet_period",
+               "escalate_to", "sla_time_interval"}
+
+
+def load(path: str | Path) -> RoutingTree:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RoutingConfigError(str(p), None, "file", f"cannot read: {exc.strerror}") from None
+    return loads(text, str(p))
+
+
+def loads(text: str, source: str = "<routing>") -> RoutingTree:
+    try:
+        doc = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise RoutingConfigError(source, line, "yaml", f"{exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise RoutingConfigError(source, None, "yaml", str(exc)) from None
+    if not isinstance(doc, _LineDict):
+        raise RoutingConfigError(source, 1, "$", "expected a mapping with `route` and `receivers`")
+    for key in doc:
+        if key not in {"route", "receivers", "sla", "time_intervals", "inhibit_rules", "silences"}:
+            raise RoutingConfigError(source, doc.lines[key], str(key), "unknown top-level key")
+    receivers = _parse_receivers(doc, source)
+    intervals = _parse_time_intervals(doc, source)
+    if "route" not in doc:
+        raise RoutingConfigError(source, doc.line, "route", "missing (the root route is required)")
+    default_sla = dict(DEFAULT_SLA)
+    if "sla" in doc:
+        default_sla.update(_parse_sla(doc["sla"], doc, "sla", source))
+    root = _parse_route(doc["route"], doc, "route", source, "root", receivers,
+                        inherited={"group_by": [], "group_wait": 30.0, "group_interval": 300.0,
+                                   "repeat_interval": 4 * 3600.0, "sla": default_sla, "quiet_period": 900.0,
+                                   "escalate_to": "", "sla_time_interval": None},
+                        intervals=intervals)
+    if root.matchers:
+        raise RoutingConfigError(source, root.line, "route.matchers", "the root route must match everything")
+    for k in ("active_time_intervals", "mute_time_intervals"):
+        if k in doc["route"]:
+            raise RoutingConfigError(source, _line(doc["route"], k), f"route.{k}",
+                                     "the root route must always match (put time intervals on child routes)")
+    return RoutingTree(root, receivers, source, intervals, _parse_silences(doc, source),
+                       _parse_inhibit_rules(doc, source))
+
+
+def _mapping_items(doc: _LineDict, name: str, allowed: tuple[str, ...], source: str,
+                   shape: str = "expected a mapping", named: bool = False) -> Iterator[tuple[str, _LineDict]]:
+    """(key, item) for each entry of the top-level list `name`, each a mapping with only `allowed` keys
+    (and, if `named`, a string `name`)."""
+    items = doc.get(name, [])
+    if not isinstance(items, list):
+        raise RoutingConfigError(source, _line(doc, name), name, "expected a list")
+    for i, item in enumerate(items):
+        key = f"{name}[{i}]"
+        if not isinstance(item, _LineDict) or (named and not isinstance(item.get("name"), str)):
+            raise RoutingConfigError(source, _line(doc, name), key, shape)
+        for k in item:
+            if k not in allowed:
+                raise RoutingConfigError(source, item.lines[k], f"{key}.{k}", "unknown key")
+        yield key, item
+
+
+def _parse_time_intervals(doc: _LineDict, source: str) -> dict[str, TimeInterval]:
+    out: dict[str, TimeInterval] = {}
+    for key, item in _mapping_items(doc, "time_intervals", ("name", "time_intervals"), source,
+                                    "expected {name, time_intervals}", named=True):
+        name = item["name"]
+        if name in out:
+            raise RoutingConfigError(source, _line(item, "name"), f"{key}.name", f"duplicate time interval {name!r}")
+        entries = item.get("time_intervals")
+        if not isinstance(entries, list) or not entries:
+            raise RoutingConfigError(source, _line(item, "time_intervals"), f"{key}.time_intervals",
+                                     "expected a non-empty list")
+        parsed = []
+        for j, e in enumerate(entries):
+            try:
+                parsed.append(IntervalEntry.parse(e))
+            except IntervalError as exc:
+                line = _line(e, exc.key.split(".")[0]) if isinstance(e, _LineDict) else _line(item, "time_intervals")
+                sub = f".{exc.key}" if exc.key else ""
+                raise RoutingConfigError(source, line, f"{key}.time_intervals[{j}]{sub}", str(exc)) from None
+        out[name] = TimeInterval(name, tuple(parsed))
+    return out
+
+
+def _matcher_list(node: _LineDict, k: str, key: str, source: str, required: bool = True) -> tuple[Matcher, ...]:
+    raw = node.get(k, [])
+    if not isinstance(raw, list) or (required and not raw):
+        raise RoutingConfigError(source, _line(node, k), f"{key}.{k}", "expected a non-empty list of matchers")
+    out = []
+    for i, m in enumerate(raw):
+        try:
+            out.append(Matcher.parse(str(m)))
+        except ValueError as exc:
+            raise RoutingConfigError(source, _line(node, k), f"{key}.{k}[{i}]", str(exc)) from None
+    return tuple(out)
+
+
+def _parse_silences(doc: _LineDict, source: str) -> list[Silence]:
+    out = []
+    allowed = ("matchers", "starts_at", "ends_at", "comment", "created_by")
+    for key, item in _mapping_items(doc, "silences", allowed, source):
+        matchers = _matcher_list(item, "matchers", key, source)
+        times = []
+        for k in ("starts_at", "ends_at"):
+            if k not in item:
+                raise RoutingConfigError(source, item.line, f"{key}.{k}", "required")
+            try:
+                times.append(parse_instant(item[k]))
+            except ValueError as exc:
+                raise RoutingConfigError(source, _line(item, k), f"{key}.{k}", str(exc)) from None
+        if times[1] <= times[0]:
+            raise RoutingConfigError(source, _line(item, "ends_at"), f"{key}.ends_at", "must be after starts_at")
+        out.append(Silence(matchers, times[0], times[1], str(item.get("comment", "")),
+                           str(item.get("created_by", ""))))
+    return out
+
+
+def _parse_inhibit_rules(doc: _LineDict, source: str) -> list[InhibitRule]:
+    out = []
+    for key, item in _mapping_items(doc, "inhibit_rules", ("source_matchers", "target_matchers", "equal"), source):
+        equal = item.get("equal", [])
+        if not isinstance(equal, list) or not all(isinstance(x, str) for x in equal):
+            raise RoutingConfigError(source, _line(item, "equal"), f"{key}.equal", "expected a list of labels")
+        out.append(InhibitRule(_matcher_list(item, "source_matchers", key, source),
+                               _matcher_list(item, "target_matchers", key, source), tuple(equal), item.line))
+    return out
+
+
+def _line(parent: Any, key: str) -> int:
+    return parent.lines.get(key, getattr(parent, "line", 0))
+
+
+def _parse_sla(value: Any, parent: _LineDict, key: str, source: str) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise RoutingConfigError(source, _line(parent, key), key, "expected a mapping like {P1: 15m, P2: 1h}")
+    out = {}
+    for prio, dur in value.items():
+        if prio not in ("P1", "P2", "P3", "P4"):
+            raise RoutingConfigError(source, _line(value, prio), f"{key}.{prio}", "priority must be P1..P4")
+        try:
+            out[prio] = parse_duration(dur)
+        except ValueError as exc:
+            raise RoutingConfigError(source, _line(value, prio), f"{key}.{prio}", str(exc)) from None
+    return out
+
+
+def _parse_receivers(doc: _LineDict, source: str) -> dict[str, Receiver]:
+    items = doc.get("receivers")
+    if not isinstance(items, list) or not items:
+        raise RoutingConfigError(source, _line(doc, "receivers"), "receivers", "expected a non-empty list")
+    out: dict[str, Receiver] = {}
+    for i, item in enumerate(items):
+        key = f"receivers[{i}]"
+        if not isinstance(item, _LineDict):
+            raise RoutingConfigError(source, _line(doc, "receivers"), key, "expected a mapping with `name`")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise RoutingConfigError(source, item.line, f"{key}.name", "missing or not a string")
+        if name in out:
+            raise RoutingConfigError(source, _line(item, "name"), f"{key}.name", f"duplicate receiver {name!r}")
+        kinds = [k for k in item if k != "name"]
+        unknown = [k for k in kinds if k not in RECEIVER_KINDS]
+        if unknown:
+            raise RoutingConfigError(source, _line(item, unknown[0]), f"{key}.{unknown[0]}",
+                                     f"unknown receiver type; expected one of {', '.join(RECEIVER_KINDS)}")
+        if len(kinds) != 1:
+            raise RoutingConfigError(source, item.line, key, "a receiver has exactly one type "
+                                     f"({', '.join(RECEIVER_KINDS)})")
+        kind = kinds[0]
+        opts = item[kind] or {}
+        if not isinstance(opts, dict):
+            raise RoutingConfigError(source, _line(item, kind), f"{key}.{kind}", "expected a mapping of options")
+        _check_receiver_options(kind, opts, item, f"{key}.{kind}", source)
+        out[name] = Receiver(name, kind, dict(opts), item.line)
+    return out
+
+
+def _check_receiver_options(kind: str, opts: dict[str, Any], item: _LineDict, key: str, source: str) -> None:
+    required = {"kafka_queue": ["queue"], "webhook": ["url"], "slack": ["url"], "alertmanager": ["url"],
+                "pagerduty": [], "opsgenie": []}[kind]
+    for r in required:
+        if not opts.get(r):
+            raise RoutingConfigError(source, _line(item, kind), f"{key}.{r}", "required")
+    if kind == "kafka_queue":
+        from services.common.topics import queue_topic
+
+        try:
+            queue_topic(str(opts["queue"]))
+        except ValueError as exc:
+            raise RoutingConfigError(source, _line(opts, "queue"), f"{key}.queue", str(exc)) from None
+    for k in ("url",):
+        if k in opts and not re.match(r"^https?://", str(opts[k])):
+            raise RoutingConfigError(source, _line(opts, k), f"{key}.{k}", "must be an http(s) URL")
+
+
+def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
+                 receivers: dict[str, Receiver], inherited: dict[str, Any],
+                 intervals: dict[str, TimeInterval]) -> Route:
+    if not isinstance(node, _LineDict):
+        raise RoutingConfigError(source, _line(parent, key) if isinstance(parent, _LineDict) else None, key,
+                                 "expected a mapping")
+    for k in node:
+        if k not in _ROUTE_KEYS:
+            raise RoutingConfigError(source, node.lines[k], f"{key}.{k}", "unknown route key")
+    receiver = node.get("receiver", inherited.get("receiver"))
+    if not receiver:
+        raise RoutingConfigError(source, node.line, f"{key}.receiver", "missing (and nothing to inherit)")
+    if receiver not in receivers:
+        raise RoutingConfigError(source, _line(node, "receiver"), f"{key}.receiver",
+                                 f"unknown receiver {receiver!r}; defined: {', '.join(sorted(receivers))}")
+    matchers = []
+    raw_matchers = node.get("matchers", [])
+    if not isinstance(raw_matchers, list):
+        raise RoutingConfigError(source, _line(node, "matchers"), f"{key}.matchers", "expected a list of strings")
+    for i, m in enumerate(raw_matchers):
+        try:
+            matchers.append(Matcher.parse(str(m)))
+        except ValueError as exc:
+            raise RoutingConfigError(source, _line(node, "matchers"), f"{key}.matchers[{i}]", str(exc)) from None
+    values = dict(inherited)
+    values["receiver"] = receiver
+    for dk in ("group_wait", "group_interval", "repeat_interval", "quiet_period"):
+        if dk in node:
+            try:
+                values[dk] = parse_duration(node[dk])
+            except ValueError as exc:
+                raise RoutingConfigError(source, _line(node, dk), f"{key}.{dk}", str(exc)) from None
+    if "group_by" in node:
+        if not isinstance(node["group_by"], list) or not all(isinstance(x, str) for x in node["group_by"]):
+            raise RoutingConfigError(source, _line(node, "group_by"), f"{key}.group_by", "expected a list of labels")
+        values["group_by"] = list(node["group_by"])
+    if "sla" in node:
+        values["sla"] = {**inherited["sla"], **_parse_sla(node["sla"], node, f"{key}.sla", source)}
+    if "escalate_to" in node:
+        if node["escalate_to"] not in receivers:
+            raise RoutingConfigError(source, _line(node, "escalate_to"), f"{key}.escalate_to",
+                                     f"unknown receiver {node['escalate_to']!r}; "
+                                     f"defined: {', '.join(sorted(receivers))}")
+        values["escalate_to"] = node["escalate_to"]
+    if "sla_time_interval" in node:
+        values["sla_time_interval"] = _interval_refs([node["sla_time_interval"]], node, "sla_time_interval", key,
+                                                     source, intervals)[0]
+    timed = {}
+    for tk in ("active_time_intervals", "mute_time_intervals"):
+        raw = node.get(tk, [])
+        if not isinstance(raw, list):
+            raise RoutingConfigError(source, _line(node, tk), f"{key}.{tk}", "expected a list of time interval names")
+        timed[tk] = _interval_refs(raw, node, tk, key, source, intervals)
+    cont = node.get("continue", False)
+    if not isinstance(cont, bool):
+        raise RoutingConfigError(source, _line(node, "continue"), f"{key}.continue", "expected true or false")
+    route = Route(receiver=receiver, matchers=matchers, continue_=cont, group_by=values["group_by"],
+                  group_wait=values["group_wait"], group_interval=values["group_interval"],
+                  repeat_interval=values["repeat_interval"], sla=values["sla"], path=path, line=node.line,
+                  active_time_intervals=timed["active_time_intervals"],
+                  mute_time_intervals=timed["mute_time_intervals"], quiet_period=values["quiet_period"],
+                  escalate_to=values["escalate_to"], sla_time_interval=values["sla_time_interval"])
+    children = node.get("routes", [])
+    if not isinstance(children, list):
+        raise RoutingConfigError(source, _line(node, "routes"), f"{key}.routes", "expected a list of routes")
+    for i, child in enumerate(children):
+        route.routes.append(_parse_route(child, node, f"{key}.routes[{i}]", source, f"{path}/{i}", receivers,
+                                         values, intervals))
+    return route
+
+
+def _interval_refs(names: list[Any], node: _LineDict, k: str, key: str, source: str,
+                   intervals: dict[str, TimeInterval]) -> list[TimeInterval]:
+    out = []
+    for n in names:
+        if n not in intervals:
+            raise RoutingConfigError(source, _line(node, k), f"{key}.{k}",
+                                     f"unknown time interval {n!r}; defined: {', '.join(sorted(intervals)) or 'none'}")
+        out.append(intervals[n])
+    return out
