@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
     from services.classify.config import ClassifySettings
+    from services.common.logging import configure_logging
+
+    configure_logging("WARNING")   # stdout is the incident events and the table; logs go to stderr
 
     settings = ClassifySettings()
     fh: IO[str] = sys.stdin if args.file == "-" else Path(args.file).open(encoding="utf-8")

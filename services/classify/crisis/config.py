@@ -25,8 +25,10 @@ class SpikeConfig:
     dispersion: float = 0.05                 # negative-binomial overdispersion (var = mu + d*mu^2)
     open_p_value: float = 1e-7               # tail probability at or below which a window is anomalous
     open_ratio: float = 3.0                  # ... and observed/expected at or above this
-    min_count_short: int = 15                # ... and at least this many mentions in the short window
-    min_count_long: int = 40                 # ... or this many in the long window
+    min_count_short: int = 6                 # ... and at least this many mentions in the short window
+    min_count_long: int = 12                 # ... or this many in the long window. Floors only: the real
+    #   minimum is relative to the brand's own rate (open_ratio x expected and the exact tail), so a brand
+    #   with a few mentions an hour can trip it (issue 16: fixed 15/40 never fired below ~10/min)
     close_ratio: float = 1.6                 # still "active" (hysteresis) while observed/expected >= this
     persistence: int = 2                     # consecutive anomalous buckets before it fires
     no_baseline_minutes: int = 15            # cold start: no volume verdicts before this much history
@@ -57,6 +59,10 @@ class OutageConfig:
     min_count_long: int = 10
     close_ratio: float = 2.0
     close_min_count: int = 2                 # still active while >= this many reports in the long window
+    volume_prior_count: float = 20.0         # the volume scaling of the expectation is shrunk by this many
+    #   pseudo-mentions: (other + prior) / (usual other + prior), so a sparse brand's handful of companion
+    #   posts cannot multiply the expectation and cancel a real cluster (issue 16)
+    max_volume_scale: float = 10.0           # ... and never scales the usual rate by more than this
     persistence: int = 2
     update_clip_ratio: float = 2.0
 
@@ -96,6 +102,13 @@ class IncidentConfig:
     recent_mentions: int = 40                # per brand, seeds the evidence of a newly opened incident
     seen_ttl_seconds: float = 1800.0         # engagement updates of a post seen this recently are not volume
     max_seen: int = 5000                     # per brand bound of that memory
+    duplicate_min_chars: int = 20            # normalised texts this long that repeat within seen_ttl_seconds
+    #                                          count once for volume (copies, retweets; still reach/viral)
+    pile_up_min: int = 3                     # mentions stamped on one identical instant beyond
+    pile_up_per_expected: float = 2.0        # max(pile_up_min, this x expected per minute) are not volume
+    #                                          (23:59:59 backfills, whole-minute stamps)
+    lateness_seconds: float = 300.0          # events older than clock - this are counted (late) but do not
+    #                                          enter the windows: they cannot open or re-open an incident
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,20 @@ The engine's clock is max(event times seen, `now` passed in); `tick(now)` advanc
 so windows empty and incidents resolve. Pass scenario time as `now` to replay a day in seconds.
 
 Volume counts a post once: an engagement update of a mention id seen within `seen_ttl_seconds` (or of a
-post created before that) only feeds the viral detector.
+post created before that) only feeds the viral detector. Real feeds need more (issue 16), so volume (the
+spike windows and the outage detector's "other" traffic) also skips:
+- exact and near-duplicate texts (same text after dropping urls, handles, "RT", case and punctuation) seen
+  within `seen_ttl_seconds`, if at least `duplicate_min_chars` long (short texts repeat naturally);
+- mentions stamped on one identical `created_at` instant beyond max(`pile_up_min`, `pile_up_per_expected`
+  x the brand's expected mentions per minute): a 23:59:59 backfill or whole-minute stamps do not open an
+  incident by themselves (the pile-up rule applies to outage reports too);
+- late events, older than the engine clock minus `lateness_seconds`: counted in `late`, kept out of the
+  windows, so they never open or re-open an incident (the windows they belong to were judged already).
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import Any
 
@@ -28,6 +37,13 @@ from services.common.timeutil import epoch
 
 # Which open incident a mention joins when several are open for its brand: the most specific first.
 _MATCH_ORDER = (pb.OUTAGE_CLUSTER, pb.VIRAL_COMPLAINT, pb.VOLUME_SPIKE)
+_DUP_NOISE = re.compile(r"https?://\S+|www\.\S+|@\w+|^\s*rt\b", re.UNICODE)
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def text_key(text: str) -> str:
+    """Near-duplicate key: lower case without urls, handles, a leading RT, punctuation and spacing."""
+    return _NON_WORD.sub("", _DUP_NOISE.sub(" ", text.lower()))[:200]
 
 
 def event_time(scored: pb.ScoredMention) -> float:
@@ -55,6 +71,38 @@ class BrandState:
         self.tracker = IncidentTracker(brand, cfg.incident)
         self.recent: deque[MentionSummary] = deque(maxlen=cfg.incident.recent_mentions)
         self.seen: dict[str, float] = {}
+        self.texts: dict[str, float] = {}        # near-duplicate key -> last seen (event time)
+        self.instants: dict[float, int] = {}     # created_at instant -> mentions stamped on it
+        self.late = 0                            # events beyond the lateness bound (counted, not judged)
+        self.skipped = 0                         # duplicates and pile-ups kept out of volume
+
+    def counts_for_volume(self, text: str, t: float, created: float, now: float) -> tuple[bool, bool]:
+        """(counts for volume, counts for the outage windows): duplicates and pile-ups do not."""
+        inc = self.cfg.incident
+        piled = False
+        if created:
+            key = round(created, 3)
+            n = self.instants.get(key, 0) + 1
+            self.instants[key] = n
+            if len(self.instants) > 4 * inc.max_seen:
+                cutoff = now - inc.seen_ttl_seconds
+                self.instants = {k: v for k, v in self.instants.items() if k >= cutoff}
+            cap = max(inc.pile_up_min, inc.pile_up_per_expected * self.spike.expected_per_minute(t))
+            piled = n > cap
+        dup = False
+        k = text_key(text)
+        if len(k) >= inc.duplicate_min_chars:
+            last = self.texts.get(k)
+            dup = last is not None and t - last <= inc.seen_ttl_seconds
+            self.texts[k] = t
+            if len(self.texts) > inc.max_seen:
+                cutoff = t - inc.seen_ttl_seconds
+                self.texts = {x: v for x, v in self.texts.items() if v >= cutoff}
+                while len(self.texts) > inc.max_seen:
+                    self.texts.pop(next(iter(self.texts)))
+        if piled or dup:
+            self.skipped += 1
+        return not (piled or dup), not piled
 
     def is_new_post(self, mention_id: str, t: float, created_at: float) -> bool:
         ttl = self.cfg.incident.seen_ttl_seconds
@@ -121,7 +169,8 @@ class BrandState:
     def to_dict(self) -> dict[str, Any]:
         return {"brand": self.brand, "spike": self.spike.to_dict(), "outage": self.outage.to_dict(),
                 "viral": self.viral.to_dict(), "tracker": self.tracker.to_dict(),
-                "recent": [s.to_list() for s in self.recent], "seen": self.seen}
+                "recent": [s.to_list() for s in self.recent], "seen": self.seen, "texts": self.texts,
+                "late": self.late, "skipped": self.skipped}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], cfg: CrisisConfig) -> BrandState:
@@ -132,6 +181,8 @@ class BrandState:
         st.tracker = IncidentTracker.from_dict(st.brand, d["tracker"], cfg.incident)
         st.recent.extend(MentionSummary.from_list(v) for v in d["recent"])
         st.seen = {str(k): float(v) for k, v in d["seen"].items()}
+        st.texts = {str(k): float(v) for k, v in d.get("texts", {}).items()}
+        st.late, st.skipped = int(d.get("late", 0)), int(d.get("skipped", 0))
         return st
 
 
@@ -170,12 +221,17 @@ class CrisisEngine:
                 outage=st.outage.is_outage_report(intents),
                 thread_ids=[x for x in (m.reply_to_id, m.conversation_id) if x])
             if st.is_new_post(m.mention_id, t, created):
-                st.spike.add(t)
-                if summary.outage:
-                    st.outage.add(t)
+                if t < self.clock - self.cfg.incident.lateness_seconds:
+                    st.late += 1          # too late to judge: counted, not in the windows
                 else:
-                    st.outage.add_other(t)
-                st.recent.append(summary)
+                    volume, outage_ok = st.counts_for_volume(m.text, t, created, self.clock)
+                    if volume:
+                        st.spike.add(t)
+                    if summary.outage and outage_ok:
+                        st.outage.add(t)
+                    elif volume and not summary.outage:
+                        st.outage.add_other(t)
+                    st.recent.append(summary)
             st.viral.observe(m.mention_id, t, eng, m.author.follower_count,
                              st.viral.eligible(scored.sentiment.negative, intents), created, m.url)
             updates += st.evaluate(self.clock)

@@ -4,8 +4,8 @@ A mention counts when its `outage_report` intent probability is >= intent_thresh
 long-memory EWMA of per-minute outage counts (outage reports are rare, so a short memory would forget
 what normal is), floored by `prior_rate_per_minute` until `warm_minutes` of history (cold start is
 conservative: the prior is the floor, and the minimum counts apply from the first minute). Once warm, the
-expectation also scales with the brand's current volume (the usual share of outage reports among its other
-mentions), so a campaign that multiplies volume does not look like an outage. A window is
+expectation also scales with the brand's current volume (shrunk and capped, see `expected_count`), so a
+campaign that multiplies volume does not look like an outage. A window is
 anomalous when its count is >= a minimum, >= open_ratio x expected and has a negative-binomial tail
 probability <= open_p_value; the detector fires after `persistence` consecutive anomalous buckets.
 Evidence (languages, sources, phrases, samples) is aggregated by the incident tracker.
@@ -72,14 +72,18 @@ class OutageDetector:
         self.other.add(t, n)
 
     def expected_count(self, now: float, seconds: int) -> float:
-        """The usual rate over the window, or the usual share of outage reports among the window's other
-        mentions, whichever is larger: a campaign that triples volume triples the model's false outage
-        reports too, and that is not an outage."""
+        """The usual rate over the window, scaled up by how much the brand's other volume is above its usual:
+        a campaign that triples volume triples the model's false outage reports too, and that is not an
+        outage. The scale is shrunk by `volume_prior_count` pseudo-mentions and capped: the old estimate
+        (usual share x the window's other mentions) let a sparse brand's handful of companion posts (the
+        outage's own complaints) raise the expectation above the cluster and cancel it (issue 16)."""
+        c = self.cfg
         by_rate = self.expected_per_minute() * seconds / 60.0
-        if self.history_minutes < self.cfg.warm_minutes or self.other_rate <= 0:
+        if self.history_minutes < c.warm_minutes or self.other_rate <= 0:
             return by_rate
-        share = self.rate / self.other_rate
-        return max(by_rate, share * self.other.count(now, seconds))
+        usual_other = self.other_rate * seconds / 60.0
+        scale = (self.other.count(now, seconds) + c.volume_prior_count) / (usual_other + c.volume_prior_count)
+        return by_rate * min(c.max_volume_scale, max(1.0, scale))
 
     def evaluate(self, now: float) -> Verdict:
         c = self.cfg
