@@ -47,3 +47,18 @@ def test_field_names_still_work_in_code() -> None:
 def test_env_names() -> None:
     assert env_names(RouterSettings)["max_batch"] == ("TRIAGE_ROUTER_MAX_BATCH", "TRIAGE_MAX_BATCH")
     assert env_names(RouterSettings)["tick_seconds"] == ("TRIAGE_TICK_SECONDS",)
+
+
+def test_documented_env_vars_are_settings() -> None:
+    """Every TRIAGE_* variable the README and the operating guide name is read by some service."""
+    import re
+    from pathlib import Path
+
+    from services.console.config import ConsoleSettings
+
+    repo = Path(__file__).resolve().parents[2]
+    known = {v.upper() for cls in (IngestSettings, ClassifySettings, RouterSettings, ConsoleSettings)
+             for names in env_names(cls).values() for v in names}
+    for doc in ("README.md", "docs/operating.md", "services/router/ROUTING.md"):
+        named = set(re.findall(r"\b(TRIAGE_[A-Z0-9_]*[A-Z0-9])\b", (repo / doc).read_text(encoding="utf-8")))
+        assert named <= known, f"{doc} names variables no service reads: {sorted(named - known)}"
