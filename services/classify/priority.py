@@ -55,7 +55,9 @@ class PriorityPolicy:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class PriorityVerdict:
+    """What `decide` concludes for one mention (crisis detection has its own `crisis.windows.Verdict`)."""
+
     urgency: float
     priority: int  # 1..4
     reasons: list[str]
@@ -80,7 +82,7 @@ def decide(
     intents: dict[str, float],
     signals: Signals,
     policy: PriorityPolicy = PriorityPolicy(),
-) -> Verdict:
+) -> PriorityVerdict:
     """Combine model probabilities and signals into urgency (0..1), priority and reasons."""
     p = {name: float(intents.get(name, 0.0)) for name in INTENTS}
     present = {k for k, v in p.items() if v >= policy.intent_threshold}
@@ -147,4 +149,4 @@ def decide(
         priority = 4
     if priority == 4 and not reasons:
         reasons.append("no response needed")
-    return Verdict(urgency=round(urgency, 4), priority=priority, reasons=reasons[:6])
+    return PriorityVerdict(urgency=round(urgency, 4), priority=priority, reasons=reasons[:6])
