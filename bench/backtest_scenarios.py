@@ -32,14 +32,14 @@ def row(rng: random.Random, brand: str, t: float, kind: str, i: int) -> dict[str
         text, intents, neg = rng.choice(["app down, cannot login", "is the site down?? outage again",
                                          "no service, app not loading"]), {"outage_report": 0.9, "complaint": 0.6}, 0.85
     elif kind == "complaint":
-        text = rng.choice(["flight cancelled again, no rebooking", "delayed three hours and no answer",
-                           "cancelled my flight, worst service"])
+        text = rng.choice(["flight {} cancelled again, no rebooking", "delayed three hours at gate {} and no answer",
+                           "cancelled my flight {}, worst service"]).format(rng.randint(10, 9999))
         intents, neg = {"complaint": 0.85, "outage_report": 0.02}, 0.8
     else:
         text = rng.choice(["thanks for the upgrade", "what is the baggage allowance", "booked for march",
                            "nice lounge", "is there wifi on board"]) + f" {rng.randint(0, 10**6)}"
-        c = 0.3 if rng.random() < 0.2 else 0.05
-        intents, neg = {"complaint": c, "outage_report": 0.01}, (0.6 if c > 0.2 else 0.15)
+        c = 0.7 if rng.random() < 0.2 else 0.05     # 20 % of ordinary traffic are complaints
+        intents, neg = {"complaint": c, "outage_report": 0.01}, (0.6 if c > 0.5 else 0.15)
     return {"source": "x", "external_id": f"{brand}-{i}", "text": text, "created_at": round(t, 3),
             "brands": [brand], "author": {"handle": f"u{rng.randint(0, 10**5)}", "followers": 150},
             "engagement": {"likes": 0}, "intents": intents,
@@ -60,7 +60,7 @@ def traffic(rng: random.Random, brand: str, per_day: float, days: int, rows: lis
             i += 1
     if surge:
         start, end, x = surge
-        base = per_day / DAY * 0.3   # 30 % of traffic is complaint-like
+        base = per_day / DAY * 0.2   # the usual complaints: 20 % of traffic
         t = start
         while True:
             t += rng.expovariate(base * (x - 1) * daily(t) + 1e-9)

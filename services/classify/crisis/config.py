@@ -90,6 +90,25 @@ class ViralConfig:
 
 
 @dataclass(frozen=True)
+class SurgeConfig:
+    """Complaint surge: complaints over the last hours vs. the same hours of previous days (see surge.py)."""
+
+    intent: str = "complaint"
+    intent_threshold: float = INTENT_THRESHOLD
+    bucket_seconds: int = 300                # resolution; judged once per bucket
+    window_hours: tuple[float, ...] = (1.0, 3.0)   # an hour (fast) and "an afternoon" (sustained)
+    days: int = 7                            # compared with the same hours of up to this many previous days
+    min_days: int = 2                        # warm-up: no verdict before this many covered previous days
+    ratio: float = 2.0                       # observed/expected at or above this ...
+    min_count: int = 10                      # ... and at least this many complaints in the window ...
+    p_value: float = 1e-4                    # ... and a negative-binomial tail at or below this
+    dispersion: float = 0.05                 # day-to-day variation of the same hours (var = mu + d*mu^2)
+    floor_expected: float = 1.0              # a brand with ~no complaints in those hours expects at least 1
+    close_ratio: float = 1.5                 # still active while observed/expected >= this
+    persistence: int = 2                     # consecutive anomalous buckets (10 min) before it fires
+
+
+@dataclass(frozen=True)
 class IncidentConfig:
     """Incident life cycle: hysteresis, minimum duration, quiet-period resolve, evidence size."""
 
@@ -116,4 +135,5 @@ class CrisisConfig:
     spike: SpikeConfig = field(default_factory=SpikeConfig)
     outage: OutageConfig = field(default_factory=OutageConfig)
     viral: ViralConfig = field(default_factory=ViralConfig)
+    surge: SurgeConfig = field(default_factory=SurgeConfig)
     incident: IncidentConfig = field(default_factory=IncidentConfig)

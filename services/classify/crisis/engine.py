@@ -31,6 +31,7 @@ from services.classify.crisis.config import CrisisConfig
 from services.classify.crisis.incidents import IncidentTracker, MentionSummary, terms_of
 from services.classify.crisis.outage import OutageDetector
 from services.classify.crisis.spike import SpikeDetector
+from services.classify.crisis.surge import SurgeDetector
 from services.classify.crisis.viral import ViralDetector, weighted_engagement
 from services.common.codec import pb
 from services.common.timeutil import epoch
@@ -68,6 +69,7 @@ class BrandState:
         self.spike = SpikeDetector(cfg.spike)
         self.outage = OutageDetector(cfg.outage)
         self.viral = ViralDetector(cfg.viral)
+        self.surge = SurgeDetector(cfg.surge)
         self.tracker = IncidentTracker(brand, cfg.incident)
         self.recent: deque[MentionSummary] = deque(maxlen=cfg.incident.recent_mentions)
         self.seen: dict[str, float] = {}
@@ -137,6 +139,10 @@ class BrandState:
             seed = [s for s in self.recent if s.mention_id in hot or set(s.thread_ids) & ext]
         if (inc := tr.consider(pb.VIRAL_COMPLAINT, v, now, seed, posts=hot)) is not None:
             out.append(inc)
+        v = self.surge.evaluate(now)
+        seed = [s for s in self.recent if s.complaint] if opening(pb.COMPLAINT_SURGE, v.firing) else []
+        if (inc := tr.consider(pb.COMPLAINT_SURGE, v, now, seed)) is not None:
+            out.append(inc)
         v = self.spike.evaluate(now)
         cause = tr.open.get(pb.OUTAGE_CLUSTER) or tr.open.get(pb.VIRAL_COMPLAINT)
         if cause is not None and pb.VOLUME_SPIKE not in tr.open:
@@ -164,11 +170,14 @@ class BrandState:
                     continue
             inc.add(s, self.cfg.incident)
             return inc.id
+        surge = self.tracker.open.get(pb.COMPLAINT_SURGE)
+        if surge is not None and s.complaint:
+            surge.add(s, self.cfg.incident)   # evidence only: a surge's mentions keep their own priority
         return ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"brand": self.brand, "spike": self.spike.to_dict(), "outage": self.outage.to_dict(),
-                "viral": self.viral.to_dict(), "tracker": self.tracker.to_dict(),
+                "viral": self.viral.to_dict(), "surge": self.surge.to_dict(), "tracker": self.tracker.to_dict(),
                 "recent": [s.to_list() for s in self.recent], "seen": self.seen, "texts": self.texts,
                 "late": self.late, "skipped": self.skipped}
 
@@ -178,6 +187,8 @@ class BrandState:
         st.spike = SpikeDetector.from_dict(d["spike"], cfg.spike)
         st.outage = OutageDetector.from_dict(d["outage"], cfg.outage)
         st.viral = ViralDetector.from_dict(d["viral"], cfg.viral)
+        if d.get("surge"):
+            st.surge = SurgeDetector.from_dict(d["surge"], cfg.surge)
         st.tracker = IncidentTracker.from_dict(st.brand, d["tracker"], cfg.incident)
         st.recent.extend(MentionSummary.from_list(v) for v in d["recent"])
         st.seen = {str(k): float(v) for k, v in d["seen"].items()}
@@ -218,7 +229,7 @@ class CrisisEngine:
             summary = MentionSummary(
                 mention_id=m.mention_id, t=t, url=m.url, language=scored.language or m.language_hint,
                 source=_source_name(m.source), terms=terms_of(m.text, frozenset(b.lower() for b in m.brands))[:30],
-                outage=st.outage.is_outage_report(intents),
+                outage=st.outage.is_outage_report(intents), complaint=st.surge.is_complaint(intents),
                 thread_ids=[x for x in (m.reply_to_id, m.conversation_id) if x])
             if st.is_new_post(m.mention_id, t, created):
                 if t < self.clock - self.cfg.incident.lateness_seconds:
@@ -227,6 +238,7 @@ class CrisisEngine:
                     volume, outage_ok = st.counts_for_volume(m.text, t, created, self.clock)
                     if volume:
                         st.spike.add(t)
+                        st.surge.add(t, summary.complaint)
                     if summary.outage and outage_ok:
                         st.outage.add(t)
                     elif volume and not summary.outage:

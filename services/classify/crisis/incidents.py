@@ -23,7 +23,7 @@ from services.common.codec import pb
 from services.common.timeutil import ts_from_epoch
 
 KIND_SLUG: dict[int, str] = {pb.VOLUME_SPIKE: "spike", pb.OUTAGE_CLUSTER: "outage", pb.VIRAL_COMPLAINT: "viral",
-             pb.SAFETY_OR_LEGAL: "safety"}
+             pb.SAFETY_OR_LEGAL: "safety", pb.COMPLAINT_SURGE: "surge"}
 
 _TOKEN = re.compile(r"[^\W\d_][\w'’-]*", re.UNICODE)
 _NOISE = re.compile(r"https?://\S+|www\.\S+|[@#]\w+", re.UNICODE)
@@ -65,14 +65,16 @@ class MentionSummary:
     terms: list[str] = field(default_factory=list)
     outage: bool = False
     thread_ids: list[str] = field(default_factory=list)   # reply_to / conversation ids (viral grouping)
+    complaint: bool = False
 
     def to_list(self) -> list[Any]:
         return [self.mention_id, self.t, self.url, self.language, self.source, self.terms, self.outage,
-                self.thread_ids]
+                self.thread_ids, self.complaint]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> MentionSummary:
-        return cls(str(v[0]), float(v[1]), str(v[2]), str(v[3]), str(v[4]), list(v[5]), bool(v[6]), list(v[7]))
+        return cls(str(v[0]), float(v[1]), str(v[2]), str(v[3]), str(v[4]), list(v[5]), bool(v[6]), list(v[7]),
+                   bool(v[8]) if len(v) > 8 else False)
 
 
 @dataclass
