@@ -35,3 +35,11 @@ def test_a_brand_without_history_is_in_warm_up():
     for k in range(500):   # a first day of coverage full of complaints
         det.add(T0 + k * 60, True)
     assert not any(det.evaluate(T0 + k * 600).firing for k in range(50))
+
+
+def test_surge_reasons_name_its_dominant_terms_and_intents_vs_the_baseline():
+    opened = backtest("surge").opened()[0]
+    about = [r for r in opened["reasons"] if r.startswith("about: ")]
+    assert about, opened["reasons"]
+    assert "complaint" in about[0] and "usual" in about[0]
+    assert any(w in about[0] for w in ("cancelled", "delayed", "flight", "rebooking"))

@@ -23,12 +23,14 @@ spike windows and the outage detector's "other" traffic) also skips:
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from services.classify.crisis.config import CrisisConfig
-from services.classify.crisis.incidents import IncidentTracker, MentionSummary, terms_of
+from services.classify.crisis.incidents import IncidentTracker, MentionSummary, OpenIncident, terms_of
 from services.classify.crisis.outage import OutageDetector
 from services.classify.crisis.spike import SpikeDetector
 from services.classify.crisis.surge import SurgeDetector
@@ -38,6 +40,7 @@ from services.common.timeutil import epoch
 
 # Which open incident a mention joins when several are open for its brand: the most specific first.
 _MATCH_ORDER = (pb.OUTAGE_CLUSTER, pb.VIRAL_COMPLAINT, pb.VOLUME_SPIKE)
+_BASE_DOCS, _BASE_TERMS = 4000, 600   # evidence baseline: decay period (documents) and terms kept
 _DUP_NOISE = re.compile(r"https?://\S+|www\.\S+|@\w+|^\s*rt\b", re.UNICODE)
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -45,6 +48,10 @@ _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 def text_key(text: str) -> str:
     """Near-duplicate key: lower case without urls, handles, a leading RT, punctuation and spacing."""
     return _NON_WORD.sub("", _DUP_NOISE.sub(" ", text.lower()))[:200]
+
+
+def _digest(key: str) -> str:
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()   # checkpoints keep 16 chars per text
 
 
 def event_time(scored: pb.ScoredMention) -> float:
@@ -77,6 +84,35 @@ class BrandState:
         self.instants: dict[float, int] = {}     # created_at instant -> mentions stamped on it
         self.late = 0                            # events beyond the lateness bound (counted, not judged)
         self.skipped = 0                         # duplicates and pile-ups kept out of volume
+        self.base_terms: Counter[str] = Counter()   # documents per term over the brand's traffic (decayed)
+        self.base_flags: Counter[str] = Counter()   # outage_report / complaint flagged documents (same decay)
+        self.base_docs = 0.0
+
+    def learn_baseline(self, s: MentionSummary) -> None:
+        """The brand's usual words and intents, so an incident's evidence says what is unusual about it."""
+        self.base_terms.update(set(s.terms))
+        self.base_flags.update([k for k, on in (("outage_report", s.outage), ("complaint", s.complaint)) if on])
+        self.base_docs += 1
+        if self.base_docs >= _BASE_DOCS:   # decay: halve everything, forget rare terms
+            self.base_docs /= 2
+            self.base_terms = Counter({k: v / 2 for k, v in self.base_terms.most_common(_BASE_TERMS) if v >= 2})
+            self.base_flags = Counter({k: v / 2 for k, v in self.base_flags.items()})
+
+    def about(self, inc: OpenIncident) -> str:
+        """'about: cancelled 60% (usual 2%), ...; complaint 80% (usual 20%)': what sets the incident apart."""
+        n = max(1, inc.mention_count)
+        docs = max(1.0, self.base_docs)
+        lifted = []
+        for term, c in inc.terms.most_common(60):
+            share, usual = c / n, (self.base_terms.get(term, 0.0) + 0.5) / (docs + 1)
+            if c >= 3 and share >= 2 * usual:
+                lifted.append((share * math.log(share / usual), term, share, usual))
+        parts = [f"{t} {sh:.0%} (usual {u:.0%})" for _, t, sh, u in sorted(lifted, reverse=True)[:3]]
+        flags = [f"{k} {inc.flags[k] / n:.0%} (usual {self.base_flags.get(k, 0.0) / docs:.0%})"
+                 for k in ("complaint", "outage_report") if inc.flags.get(k, 0) / n >= 0.3]
+        if not parts and not flags:
+            return ""
+        return "about: " + ", ".join(parts) + ("; " if parts and flags else "") + ", ".join(flags)
 
     def counts_for_volume(self, text: str, t: float, created: float, now: float) -> tuple[bool, bool]:
         """(counts for volume, counts for the outage windows): duplicates and pile-ups do not."""
@@ -94,6 +130,7 @@ class BrandState:
         dup = False
         k = text_key(text)
         if len(k) >= inc.duplicate_min_chars:
+            k = _digest(k)
             last = self.texts.get(k)
             dup = last is not None and t - last <= inc.seen_ttl_seconds
             self.texts[k] = t
@@ -121,6 +158,18 @@ class BrandState:
         return not (created_at and t - created_at > ttl)
 
     def evaluate(self, now: float) -> list[pb.Incident]:
+        """Every detector's verdict through the tracker; each update's reasons end with what it is about."""
+        out = self._evaluate(now)
+        for inc in out:
+            open_inc = self.tracker.open.get(inc.kind)
+            why = self.about(open_inc) if open_inc is not None else ""
+            if why:
+                if len(inc.reasons) >= 6:
+                    del inc.reasons[5:]
+                inc.reasons.append(why)
+        return out
+
+    def _evaluate(self, now: float) -> list[pb.Incident]:
         out = []
         tr = self.tracker
 
@@ -177,7 +226,9 @@ class BrandState:
 
     def to_dict(self) -> dict[str, Any]:
         return {"brand": self.brand, "spike": self.spike.to_dict(), "outage": self.outage.to_dict(),
-                "viral": self.viral.to_dict(), "surge": self.surge.to_dict(), "tracker": self.tracker.to_dict(),
+                "viral": self.viral.to_dict(), "surge": self.surge.to_dict(),
+                "base": [self.base_docs, dict(self.base_terms), dict(self.base_flags)],
+                "tracker": self.tracker.to_dict(),
                 "recent": [s.to_list() for s in self.recent], "seen": self.seen, "texts": self.texts,
                 "late": self.late, "skipped": self.skipped}
 
@@ -187,6 +238,9 @@ class BrandState:
         st.spike = SpikeDetector.from_dict(d["spike"], cfg.spike)
         st.outage = OutageDetector.from_dict(d["outage"], cfg.outage)
         st.viral = ViralDetector.from_dict(d["viral"], cfg.viral)
+        if d.get("base"):
+            st.base_docs = float(d["base"][0])
+            st.base_terms, st.base_flags = Counter(d["base"][1]), Counter(d["base"][2])
         if d.get("surge"):
             st.surge = SurgeDetector.from_dict(d["surge"], cfg.surge)
         st.tracker = IncidentTracker.from_dict(st.brand, d["tracker"], cfg.incident)
@@ -239,6 +293,7 @@ class CrisisEngine:
                     if volume:
                         st.spike.add(t)
                         st.surge.add(t, summary.complaint)
+                        st.learn_baseline(summary)
                     if summary.outage and outage_ok:
                         st.outage.add(t)
                     elif volume and not summary.outage:

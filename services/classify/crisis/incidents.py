@@ -95,6 +95,7 @@ class OpenIncident:
     sample_ids: list[str] = field(default_factory=list)
     sample_urls: list[str] = field(default_factory=list)
     posts: list[str] = field(default_factory=list)   # viral: the fast posts this incident is about
+    flags: Counter[str] = field(default_factory=Counter)   # members flagged outage / complaint (evidence)
     last_emitted: float = 0.0
     emitted_count: int = -1
     emitted_severity: float = -1.0
@@ -105,6 +106,7 @@ class OpenIncident:
         if len(self.members) < 5000:
             self.members.add(s.mention_id)
         self.mention_count += 1
+        self.flags.update([k for k, on in (("outage_report", s.outage), ("complaint", s.complaint)) if on])
         self.terms.update(set(s.terms))
         if len(self.terms) > 2 * MAX_TERMS_KEPT:
             self.terms = Counter(dict(self.terms.most_common(MAX_TERMS_KEPT)))
@@ -141,7 +143,7 @@ class OpenIncident:
                 "terms": dict(self.terms), "languages": dict(self.languages), "sources": dict(self.sources),
                 "sample_ids": self.sample_ids, "sample_urls": self.sample_urls, "posts": self.posts,
                 "last_emitted": self.last_emitted, "emitted_count": self.emitted_count,
-                "emitted_severity": self.emitted_severity}
+                "emitted_severity": self.emitted_severity, "flags": dict(self.flags)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OpenIncident:
@@ -151,7 +153,7 @@ class OpenIncident:
                    terms=Counter(d["terms"]), languages=Counter(d["languages"]), sources=Counter(d["sources"]),
                    sample_ids=list(d["sample_ids"]), sample_urls=list(d["sample_urls"]), posts=list(d["posts"]),
                    last_emitted=d["last_emitted"], emitted_count=int(d["emitted_count"]),
-                   emitted_severity=float(d["emitted_severity"]))
+                   emitted_severity=float(d["emitted_severity"]), flags=Counter(d.get("flags", {})))
 
 
 class IncidentTracker:
