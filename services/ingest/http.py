@@ -10,6 +10,8 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_IN
@@ -66,8 +68,14 @@ async def read_body(request: web.Request, settings: IngestSettings) -> bytes | w
     except TimeoutError:
         m.MENTIONS_REJECTED.labels("timeout").inc()
         return error_response(408, f"request body not received within {settings.request_timeout_seconds:.0f}s")
-    except (ConnectionError, web.HTTPException, ValueError):
-        return error_response(400, "request body could not be read")
+    except (ConnectionError, web.HTTPException, ValueError, RequestPayloadError, HttpProcessingError) as exc:
+        # A body that does not decode as its Content-Encoding says (gzip, deflate, br), a broken chunk...
+        m.MENTIONS_REJECTED.labels("malformed").inc()
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        if lines and lines[0].endswith("message:"):
+            lines = lines[1:]  # aiohttp's "400, message:" prefix; the cause is the next line (no body bytes)
+        detail = (lines[0] if lines else type(exc).__name__)[:120]
+        return error_response(400, "request body could not be read", [{"field": "$", "reason": detail}])
     if len(body) > settings.max_body_bytes:
         m.MENTIONS_REJECTED.labels("too_large").inc()
         return error_response(413, f"body exceeds the limit of {settings.max_body_bytes} bytes")

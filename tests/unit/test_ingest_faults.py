@@ -141,3 +141,21 @@ def test_dedupe_window_metrics_fall_to_zero_after_the_window_expires():
     assert gauge(during, "triage_ingest_dedupe_entries") == 200
     assert gauge(during, "triage_ingest_dedupe_bytes") > 200 * 100
     assert gauge(after, "triage_ingest_dedupe_entries") == 0 and gauge(after, "triage_ingest_dedupe_bytes") == 0
+
+
+def test_a_body_that_does_not_decode_as_its_content_encoding_is_400_not_500():
+    async def main() -> bytes:
+        settings = IngestSettings(idle_timeout_seconds=1.0)
+        runner, port = await _serve(build_app(settings, producer=AckingProducer(), matcher=BrandMatcher([])),
+                                    settings)
+        try:
+            body = b"not gzip at all"
+            req = (b"POST /v1/mentions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Encoding: gzip\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+            return await asyncio.to_thread(_exchange, port, req)
+        finally:
+            await runner.cleanup()
+
+    head, _, body = asyncio.run(main()).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert json.loads(body)["errors"] == [{"field": "$", "reason": "Can not decode content-encoding: gzip"}]
