@@ -92,6 +92,8 @@ def finetune(model_dir: str, items: list[TrainItem], out: Path,
         {"params": [*sent_head.parameters(), *intent_head.parameters(), scale], "lr": cfg.head_lr},
     ]
     opt = torch.optim.AdamW(params, weight_decay=0.01)
+    trainable = [p for p in model.parameters() if p.requires_grad] + [*sent_head.parameters(),
+                                                                      *intent_head.parameters(), scale]
     order = list(range(len(items)))
     random.Random(cfg.seed).shuffle(order)
     if cfg.max_examples:
@@ -125,7 +127,7 @@ def finetune(model_dir: str, items: list[TrainItem], out: Path,
                 loss = loss + (bce * mask).sum() / mask.sum().clamp(min=1.0)
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in params for p in g["params"]], 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             opt.step()
             sched.step()
             step += 1
