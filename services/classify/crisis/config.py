@@ -55,8 +55,9 @@ class OutageConfig:
     dispersion: float = 0.1
     open_p_value: float = 1e-6
     open_ratio: float = 5.0
-    min_count_short: int = 6                 # a handful of reports is not an outage
-    min_count_long: int = 10
+    min_count_short: int = 6                 # a handful of reports is not an outage (floors: the rate-relative
+    min_count_long: int = 8                  #   ratio and tail decide above them; 6-9 reports in a minute on a
+    #                                          sparse brand are an outage, issue 16)
     close_ratio: float = 2.0
     close_min_count: int = 2                 # still active while >= this many reports in the long window
     volume_prior_count: float = 20.0         # the volume scaling of the expectation is shrunk by this many
@@ -100,6 +101,7 @@ class SurgeConfig:
     days: int = 7                            # compared with the same hours of up to this many previous days
     min_days: int = 2                        # warm-up: no verdict before this many covered previous days
     ratio: float = 2.0                       # observed/expected at or above this ...
+    share_ratio: float = 1.4                 # ... the complaints' share of all mentions this x its usual ...
     min_count: int = 10                      # ... and at least this many complaints in the window ...
     p_value: float = 1e-4                    # ... and a negative-binomial tail at or below this
     dispersion: float = 0.05                 # day-to-day variation of the same hours (var = mu + d*mu^2)

@@ -6,7 +6,8 @@ afternoon: no minute is unusual. Here complaint-like mentions (the `complaint` i
 the same clock hours of each of the previous `days` days (a daily seasonality baseline: Meltwater-style
 "last hours vs the same hours before"). Expected = the mean of those days' counts (days without coverage
 are skipped, at least `min_days` are needed: a brand whose coverage just started is in warm-up and never
-fires). A window is anomalous when observed >= ratio x expected, >= min_count, and the negative-binomial
+fires). A window is anomalous when observed >= ratio x expected, >= min_count, the complaints' share of
+all mentions is >= share_ratio x its usual (a campaign is not a surge), and the negative-binomial
 tail probability on the brand's own rate is <= p_value; the detector fires after `persistence`
 consecutive anomalous buckets and stays active while observed >= close_ratio x expected.
 A surge is its own incident kind (COMPLAINT_SURGE); its mentions are not re-tagged P1 (they keep their
@@ -28,6 +29,7 @@ class SurgeDetector:
     def __init__(self, config: SurgeConfig | None = None):
         self.cfg = config or SurgeConfig()
         self.buckets: dict[int, int] = {}     # bucket index -> complaint count
+        self.totals: dict[int, int] = {}      # bucket index -> all mentions (the complaint share's denominator)
         self.seen: dict[int, int] = {}        # day index -> mentions seen (coverage of that day)
         self.first: float | None = None
         self.streak = Streak()
@@ -41,34 +43,38 @@ class SurgeDetector:
             self.first = t
         d = int(t // DAY)
         self.seen[d] = self.seen.get(d, 0) + 1
+        tb = int(t // self.cfg.bucket_seconds)
+        self.totals[tb] = self.totals.get(tb, 0) + 1
         if complaint:
             b = int(t // self.cfg.bucket_seconds)
             self.buckets[b] = self.buckets.get(b, 0) + 1
 
-    def _window(self, end_bucket: int, hours: float) -> int:
+    def _window(self, end_bucket: int, hours: float, counts: dict[int, int] | None = None) -> int:
         n = int(hours * 3600 // self.cfg.bucket_seconds)
-        return sum(self.buckets.get(b, 0) for b in range(end_bucket - n + 1, end_bucket + 1))
+        src = self.buckets if counts is None else counts
+        return sum(src.get(b, 0) for b in range(end_bucket - n + 1, end_bucket + 1))
 
     def prune(self, now: float) -> None:
         c = self.cfg
         oldest = int((now - (c.days + 1) * DAY) // c.bucket_seconds)
         if self.buckets and min(self.buckets) < oldest:
             self.buckets = {b: v for b, v in self.buckets.items() if b >= oldest}
+            self.totals = {b: v for b, v in self.totals.items() if b >= oldest}
             self.seen = {d: v for d, v in self.seen.items() if d >= int(now // DAY) - c.days - 1}
 
-    def expected(self, now: float, hours: float) -> tuple[float, int]:
-        """(mean complaints of the same window on previous covered days, how many such days)."""
+    def expected(self, now: float, hours: float, source: dict[int, int] | None = None) -> tuple[float, int]:
+        """(mean complaints (or `source` counts) of the same window on previous covered days, how many days)."""
         c = self.cfg
         cur = int(now // c.bucket_seconds)
         per_day = DAY // c.bucket_seconds
-        counts = []
+        counts: list[int] = []
         for k in range(1, c.days + 1):
             start = now - k * DAY - hours * 3600
             if self.first is None or start < self.first:
                 break   # not covered (yet): warm-up
             if self.seen.get(int((now - k * DAY) // DAY), 0) == 0 and self.seen.get(int(start // DAY), 0) == 0:
                 continue
-            counts.append(self._window(cur - k * per_day, hours))
+            counts.append(self._window(cur - k * per_day, hours, source))
         if not counts:
             return 0.0, 0
         return sum(counts) / len(counts), len(counts)
@@ -93,7 +99,11 @@ class SurgeDetector:
             observed = self._window(bucket, hours)
             expected = max(exp, c.floor_expected)
             ratio = observed / expected
-            if (observed >= c.min_count and ratio >= c.ratio
+            # The complaints' share of all mentions must rise too: a campaign that doubles volume doubles
+            # its complaints, and that is not a complaint surge.
+            total, total_exp = self._window(bucket, hours, self.totals), self.expected(now, hours, self.totals)[0]
+            share_ratio = (observed / max(total, 1)) / max(exp / max(total_exp, 1.0), 1e-9) if exp > 0 else ratio
+            if (observed >= c.min_count and ratio >= c.ratio and share_ratio >= c.share_ratio
                     and nbinom_sf(observed, expected, c.dispersion) <= c.p_value):
                 anomalous = True
             if observed >= c.min_count and ratio >= c.close_ratio:
@@ -106,7 +116,8 @@ class SurgeDetector:
         return Verdict.from_window_checks(streak, c.persistence, anomalous, active, best, why)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"b": [[k, v] for k, v in self.buckets.items()], "seen": [[k, v] for k, v in self.seen.items()],
+        return {"b": [[k, v] for k, v in self.buckets.items()], "t": [[k, v] for k, v in self.totals.items()],
+                "seen": [[k, v] for k, v in self.seen.items()],
                 "first": self.first, "streak": self.streak.to_dict()}
 
     @classmethod
@@ -114,6 +125,7 @@ class SurgeDetector:
         det = cls(config)
         det.buckets = {int(k): int(v) for k, v in d.get("b", [])}
         det.seen = {int(k): int(v) for k, v in d.get("seen", [])}
+        det.totals = {int(k): int(v) for k, v in d.get("t", [])}
         det.first = None if d.get("first") is None else float(d["first"])
         if d.get("streak"):
             det.streak.load(d["streak"])
