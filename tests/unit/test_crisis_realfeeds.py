@@ -128,3 +128,21 @@ def test_late_events_are_counted_but_do_not_reopen_a_resolved_incident():
     late += run_quiet(engine, now, 900)
     assert late == []
     assert engine.brands["sparse"].late == 20
+
+
+def test_backtest_of_generated_real_feed_artefacts():
+    import json
+
+    from bench.backtest_scenarios import generate
+    from services.classify.crisis.backtest import parse_lines, run_backtest, score_rows
+    from services.common.timeutil import epoch
+
+    def opened(scenario: str) -> list[tuple[str, str, str]]:
+        rows = sorted(parse_lines(json.dumps(r) for r in generate(scenario)), key=lambda r: epoch(r.mention.created_at))
+        return [(e["brand"], e["kind"], e["at"]) for e in run_backtest(score_rows(rows, None)).opened()]
+
+    got = opened("sparse-outage")   # 8 reports in 90 s on a 300-a-day brand, day 4 10:00Z
+    assert [(b, k) for b, k, _ in got] == [("sparse", "OUTAGE_CLUSTER")]
+    assert "2026-11-05T10:00:00Z" <= got[0][2] <= "2026-11-05T10:02:00Z"
+    assert opened("backfill") == []   # 60 posts stamped 23:59:59
+    assert opened("dupes") == []      # 200 copies of one post in 100 s
