@@ -13,6 +13,7 @@ encoder's embeddings.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import sys
 import time
@@ -140,6 +141,11 @@ def finetune(model_dir: str, items: list[TrainItem], out: Path,
     model.save_pretrained(str(out))
     for extra in out.glob("README.md"):
         extra.unlink()  # peft's model card template: nothing in it is ours
+    # The loader merges into whatever base it loaded; do not record this machine's path.
+    cfg_path = out / "adapter_config.json"
+    adapter_cfg = json.loads(cfg_path.read_text())
+    adapter_cfg["base_model_name_or_path"] = Path(model_dir).name
+    cfg_path.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n")
     return {"finetune": {"rank": cfg.rank, "alpha": cfg.alpha, "lr": cfg.lr, "epochs": cfg.epochs,
                          "examples": len(order), "max_length": cfg.max_length,
                          "precision": "bf16-autocast" if use_bf16 else "fp32",
