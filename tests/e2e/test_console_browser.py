@@ -53,7 +53,7 @@ async def _produce(bootstrap: str, tag: str) -> tuple[str, list[str]]:
 
     now = time.time()
     incident_id = f"inc-{tag}"
-    inc = pb.Incident(id=incident_id, brand="fjordtel", kind=pb.OUTAGE_CLUSTER, state=pb.OPEN, severity=0.91,
+    inc = pb.Incident(id=incident_id, brand="nordwave", kind=pb.OUTAGE_CLUSTER, state=pb.OPEN, severity=0.91,
                       opened_at=ts_from_epoch(now - 300), updated_at=ts_from_epoch(now - 30), mention_count=6,
                       reasons=["6 outage reports in 5 min (baseline 0.2)"])
     inc.evidence.top_terms.extend(["down", "login", "503"])
@@ -67,7 +67,7 @@ async def _produce(bootstrap: str, tag: str) -> tuple[str, list[str]]:
         ext = f"{tag}-{k}"
         mid = f"x:{ext}"
         mention_ids.append(mid)
-        m = pb.Mention(source=pb.SOURCE_X, external_id=ext, mention_id=mid, text=text, brands=["fjordtel"],
+        m = pb.Mention(source=pb.SOURCE_X, external_id=ext, mention_id=mid, text=text, brands=["nordwave"],
                        url=f"https://x.com/u{k}/status/{ext}", created_at=ts_from_epoch(now - 290 + 50 * k),
                        author=pb.Author(handle=f"user{k}", follower_count=100 * (k + 1)))
         s = pb.ScoredMention(mention=m, language="es" if "no " in text else "en", priority=pb.P1 if k < 3 else pb.P2,
@@ -122,7 +122,7 @@ async def test_console_in_a_browser(kafka_bootstrap: str, tmp_path: Path) -> Non
         def incidents_page() -> None:
             browser.get(base + "/")
             row = browser.find_element(By.CSS_SELECTOR, f'tr.incident[data-id="{incident_id}"]')
-            assert "fjordtel" in row.text and "outage cluster" in row.text
+            assert "nordwave" in row.text and "outage cluster" in row.text
             assert "pagerduty trigger delivered" in row.text
             browser.save_screenshot(str(tmp_path / "01-incidents.png"))
             row.find_element(By.LINK_TEXT, incident_id).click()
@@ -171,7 +171,7 @@ async def test_console_in_a_browser(kafka_bootstrap: str, tmp_path: Path) -> Non
 
         ev, fb = await wait_for(published, timeout=30, what="the ResponseEvent and the LabelFeedback on Kafka")
         assert ev.kind == pb.RESPONDED and ev.queue == "urgent" and ev.responder == "console"
-        assert fb.original_priority == pb.P2 and fb.corrected_priority == pb.P4 and fb.brand == "fjordtel"
+        assert fb.original_priority == pb.P2 and fb.corrected_priority == pb.P4 and fb.brand == "nordwave"
         assert fb.text == "@FjordTel no puedo entrar"
         for name in ("01-incidents", "02-incident", "03-incident-after-response", "04-queue"):
             assert (tmp_path / f"{name}.png").stat().st_size > 5000, name
@@ -212,7 +212,7 @@ async def test_responded_in_the_browser_stops_the_routers_sla_clock(kafka_bootst
         await producer.start()
         try:
             for k, mid in enumerate(mids):
-                m = pb.Mention(source=pb.SOURCE_X, external_id=mid[2:], mention_id=mid, brands=["fjordtel"],
+                m = pb.Mention(source=pb.SOURCE_X, external_id=mid[2:], mention_id=mid, brands=["nordwave"],
                                text=f"@FjordTel my card was charged twice, please help #{k}", created_at=now_ts(),
                                received_at=now_ts(), author=pb.Author(handle=f"cust{k}", follower_count=50))
                 s = pb.ScoredMention(mention=m, language="en", priority=pb.P2, reasons=["complaint 0.91"],
