@@ -163,8 +163,10 @@ class Encoder:
 
     def __init__(self, tokenizer: Any, model: Any, name: str, device: str = "cpu",
                  model_dir: Path | None = None, max_length: int = DEFAULT_MAX_LENGTH,
-                 batch_size: int = DEFAULT_BATCH_SIZE, precision: Precision | None = None):
+                 batch_size: int = DEFAULT_BATCH_SIZE, precision: Precision | None = None,
+                 adapter_sha256: str = ""):
         self.tokenizer = tokenizer
+        self.adapter_sha256 = adapter_sha256  # a LoRA adapter merged into ``model``, if any
         self.precision = precision or Precision("fp32", "default")
         self.model = model.eval()  # inference_mode does not switch dropout off
         self.name = name
@@ -251,8 +253,8 @@ class Encoder:
         return _hash_state_dict(self.model)
 
     @cached_property
-    def version(self) -> str:
-        """12 hex digits for ``model_version`` strings and embedding caches: the weights' sha256,
+    def base_version(self) -> str:
+        """12 hex digits of the base weights: their sha256,
         combined with ``tokenizer.json``'s where the model directory has one (a tokenizer change
         changes the embeddings as surely as a weight change does)."""
         tok = self.model_dir / "tokenizer.json" if self.model_dir is not None else None
@@ -261,6 +263,14 @@ class Encoder:
         h = hashlib.sha256(self.weights_sha256.encode() + b"\0")
         h.update(hashlib.sha256(tok.read_bytes()).hexdigest().encode())
         return h.hexdigest()[:12]
+
+    @cached_property
+    def version(self) -> str:
+        """12 hex digits for ``model_version`` strings and embedding caches: the base weights' version,
+        or 6 of its digits + 6 of the merged adapter's sha256 (weight files do not change when one is merged)."""
+        if self.adapter_sha256:
+            return f"{self.base_version[:6]}{self.adapter_sha256[:6]}"
+        return self.base_version
 
     def __repr__(self) -> str:
         return f"Encoder({self.name!r}, dim={self.dim}, device={self.device!r}, precision={self.precision.mode!r})"
@@ -307,14 +317,12 @@ def load_encoder(name_or_path: str, device: str = "cpu", torch_threads: int | No
         from services.classify.encoder.adapter import apply_adapter
 
         model, adapter_version = apply_adapter(model, adapter)
-    base = Encoder(tokenizer, model, name=name_or_path, device=device, model_dir=local)
-    base_version = base.version  # hash the fp32 weights now (~1 s for 470 MB), not in the first scored batch
-    model.eval()
-    chosen = choose_precision(precision, model)
-    model = chosen.prepare(model)
     enc = Encoder(tokenizer, model, name=name_or_path, device=device, model_dir=local,
-                  max_length=max_length, batch_size=batch_size, precision=chosen)
-    enc.__dict__["version"] = base_version if not adapter_version else f"{base_version[:6]}{adapter_version[:6]}"
+                  max_length=max_length, batch_size=batch_size, adapter_sha256=adapter_version)
+    # Hash the fp32 weights now (~1 s for 470 MB), before any conversion and not in the first scored batch.
+    enc.version  # noqa: B018
+    chosen = enc.precision = choose_precision(precision, enc.model)
+    enc.model = chosen.prepare(enc.model)
     log.info("loaded encoder %s (dim %d, precision %s: %s%s) in %.1fs", name_or_path, enc.dim, chosen.mode,
              chosen.reason, f", adapter {adapter_version[:12]}" if adapter_version else "",
              time.perf_counter() - started)
