@@ -31,4 +31,18 @@ class RouterSettings(WorkerSettings):
     sla_retention_seconds: float = Field(7 * 86400.0, gt=0, description="how long an escalated, unanswered "
                                          "item is kept open after its deadline")
     tick_seconds: float = Field(1.0, gt=0, description="how often due pages and SLA breaches are checked")
+    page_retry_backoff_seconds: float = Field(1.0, gt=0, description="first delay before a failed page is "
+                                              "attempted again (doubles, with jitter)")
+    page_retry_max_seconds: float = Field(5.0, gt=0, description="longest delay between two attempts of a trigger "
+                                          "or resolve (updates: delivery_backoff_max_seconds); keeps a trigger "
+                                          "within group_wait + 30 s once the receiver answers again")
+    page_retry_budget_seconds: float = Field(3600.0, gt=0, description="how long an undelivered page is retried "
+                                             "before it goes to the DLQ (an incident that resolves first "
+                                             "dead-letters its undelivered trigger at once)")
+    page_update_reserve: float = Field(0.25, ge=0, le=1, description="share of a receiver's rate-limit burst "
+                                       "that updates leave free for triggers and resolves")
+    dedupe_window_seconds: float = Field(3600.0, ge=0, description="how far back the router reads its queue "
+                                         "topics on start to skip mentions it already routed (0: off)")
     router_session_timeout_seconds: float = Field(30.0, gt=0, description="Kafka consumer session timeout")
+    console_url: str = Field("", description="public base URL of the responder console; when set, pages link "
+                             "to <console_url>/incidents/<id>")

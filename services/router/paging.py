@@ -34,9 +34,10 @@ from services.router.transport import USER_AGENT, DeliveryError, classify_http
 class _HttpPager:
     kind = ""
 
-    def __init__(self, name: str, client: httpx.AsyncClient):
+    def __init__(self, name: str, client: httpx.AsyncClient, console_url: str = ""):
         self.name = name
         self.client = client
+        self.console_url = console_url  # base URL of the responder console: pages link back to it
 
     async def _post(self, url: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
         try:
@@ -53,26 +54,27 @@ class PagerDutyReceiver(_HttpPager):
     kind = "pagerduty"
 
     def __init__(self, name: str, client: httpx.AsyncClient, routing_key: str,
-                 url: str = "https://events.pagerduty.com/v2/enqueue"):
-        super().__init__(name, client)
+                 url: str = "https://events.pagerduty.com/v2/enqueue", console_url: str = ""):
+        super().__init__(name, client, console_url)
         self.url, self.routing_key = url, routing_key
 
     async def notify(self, page: Page) -> str:
-        await self._post(self.url, pagerduty_event(page, self.routing_key))
+        await self._post(self.url, pagerduty_event(page, self.routing_key, console_url=self.console_url))
         return ""
 
 
 class OpsgenieReceiver(_HttpPager):
     kind = "opsgenie"
 
-    def __init__(self, name: str, client: httpx.AsyncClient, api_key: str, url: str = "https://api.opsgenie.com"):
-        super().__init__(name, client)
+    def __init__(self, name: str, client: httpx.AsyncClient, api_key: str, url: str = "https://api.opsgenie.com",
+                 console_url: str = ""):
+        super().__init__(name, client, console_url)
         self.base, self.headers = url.rstrip("/"), {"Authorization": f"GenieKey {api_key}"}
 
     async def notify(self, page: Page) -> str:
         g = page.group
         if page.action == "trigger":
-            await self._post(f"{self.base}/v2/alerts", opsgenie_alert(page), self.headers)
+            await self._post(f"{self.base}/v2/alerts", opsgenie_alert(page, self.console_url), self.headers)
         elif page.action == "update":
             note = f"{g.count} mentions; top: " + "; ".join(f"{r} ({n})" for r, n in g.top_reasons(3))
             await self._post(f"{self.base}/v2/alerts/{_quote(g.id)}/notes?identifierType=alias",
@@ -91,13 +93,13 @@ class SlackReceiver(_HttpPager):
     kind = "slack"
 
     def __init__(self, name: str, client: httpx.AsyncClient, token: str, channel: str,
-                 url: str = "https://slack.com/api/chat.postMessage"):
-        super().__init__(name, client)
+                 url: str = "https://slack.com/api/chat.postMessage", console_url: str = ""):
+        super().__init__(name, client, console_url)
         self.url, self.channel, self.headers = url, channel, {"Authorization": f"Bearer {token}"}
 
     async def notify(self, page: Page) -> str:
         thread = page.group.thread_ref if page.action != "trigger" else ""
-        resp = await self._post(self.url, slack_message(page, self.channel, thread), self.headers)
+        resp = await self._post(self.url, slack_message(page, self.channel, thread, self.console_url), self.headers)
         try:
             data = resp.json()
         except ValueError:
@@ -114,11 +116,11 @@ class SlackReceiver(_HttpPager):
 class AlertmanagerReceiver(_HttpPager):
     kind = "alertmanager"
 
-    def __init__(self, name: str, client: httpx.AsyncClient, url: str):
-        super().__init__(name, client)
+    def __init__(self, name: str, client: httpx.AsyncClient, url: str, console_url: str = ""):
+        super().__init__(name, client, console_url)
         base = url.rstrip("/")
         self.url = base if base.endswith("/api/v2/alerts") else base + "/api/v2/alerts"
 
     async def notify(self, page: Page) -> str:
-        await self._post(self.url, alertmanager_alerts(page))
+        await self._post(self.url, alertmanager_alerts(page, console_url=self.console_url))
         return ""

@@ -51,9 +51,10 @@ class WebhookReceiver:
     """POSTs the routed mention as JSON, signed with HMAC-SHA256 when a secret is configured."""
 
     def __init__(self, name: str, url: str, client: httpx.AsyncClient, secret: bytes | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, console_url: str = ""):
         self.name = name
         self.url = url
+        self.console_url = console_url
         self.client = client
         self.secret = secret
         self.headers = headers or {}
@@ -94,5 +95,5 @@ class WebhookReceiver:
 
     async def notify(self, page: Page) -> str:
         """On a grouping route a webhook gets signed incident documents instead of single mentions."""
-        await self.post_signed(webhook_page(page), f"{page.group.id}:{page.action}:{int(page.at)}")
+        await self.post_signed(webhook_page(page, self.console_url), f"{page.group.id}:{page.action}:{int(page.at)}")
         return ""

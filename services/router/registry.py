@@ -40,6 +40,7 @@ class ReceiverSpec(Protocol):
 class Transports:
     producer: AIOKafkaProducer
     client: httpx.AsyncClient
+    console_url: str = ""  # pages link back to the responder console (RouterSettings.console_url)
 
 
 Factory = Callable[[str, dict[str, Any], Transports], Any]
@@ -51,26 +52,26 @@ def _kafka_queue(name: str, o: dict[str, Any], t: Transports) -> Any:
 
 def _webhook(name: str, o: dict[str, Any], t: Transports) -> Any:
     return WebhookReceiver(name, str(o["url"]), t.client, secret_from(o),
-                           {str(k): str(v) for k, v in (o.get("headers") or {}).items()})
+                           {str(k): str(v) for k, v in (o.get("headers") or {}).items()}, t.console_url)
 
 
 def _pagerduty(name: str, o: dict[str, Any], t: Transports) -> Any:
     return PagerDutyReceiver(name, t.client, required_secret(o, "routing_key_env", f"receiver {name}"),
-                             str(o.get("url", "https://events.pagerduty.com/v2/enqueue")))
+                             str(o.get("url", "https://events.pagerduty.com/v2/enqueue")), t.console_url)
 
 
 def _opsgenie(name: str, o: dict[str, Any], t: Transports) -> Any:
     return OpsgenieReceiver(name, t.client, required_secret(o, "api_key_env", f"receiver {name}"),
-                            str(o.get("url", "https://api.opsgenie.com")))
+                            str(o.get("url", "https://api.opsgenie.com")), t.console_url)
 
 
 def _slack(name: str, o: dict[str, Any], t: Transports) -> Any:
     return SlackReceiver(name, t.client, required_secret(o, "token_env", f"receiver {name}"),
-                         str(o.get("channel", "")), str(o["url"]))
+                         str(o.get("channel", "")), str(o["url"]), t.console_url)
 
 
 def _alertmanager(name: str, o: dict[str, Any], t: Transports) -> Any:
-    return AlertmanagerReceiver(name, t.client, str(o["url"]))
+    return AlertmanagerReceiver(name, t.client, str(o["url"]), t.console_url)
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,10 @@ PAGING_KINDS: tuple[str, ...] = tuple(k for k, e in REGISTRY.items() if e.pages)
 
 
 def build_receivers(configs: Mapping[str, ReceiverSpec], producer: AIOKafkaProducer,
-                    client: httpx.AsyncClient) -> dict[str, Any]:
-    """One receiver object per configured receiver; secrets are read from the env vars the file names."""
-    transports = Transports(producer, client)
+                    client: httpx.AsyncClient, console_url: str = "") -> dict[str, Any]:
+    """One receiver object per configured receiver; secrets are read from the env vars the file names.
+    `console_url` (the router's TRIAGE_CONSOLE_URL) makes every page link back to the console."""
+    transports = Transports(producer, client, console_url)
     out: dict[str, Any] = {}
     for name, cfg in configs.items():
         if cfg.kind not in RECEIVER_KINDS:
