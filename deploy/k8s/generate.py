@@ -46,6 +46,8 @@ WHY = {
     "pages": "audit trail of every page; 1 partition keeps it in order; 90 d for post-incident reviews.",
     "feedback": "responders' priority/intent corrections from the console (LabelFeedback); 1 partition (people "
                 "write them); 365 d so they stay usable as a labelled dev set.",
+    "silences": "silences created from the console (Silence, keyed by silence id): compacted, the latest "
+                "version of each (expired ones too, as Alertmanager keeps them); 1 partition (people write them).",
     "mentions.dlq": "dead letters with their reason; 1 partition (low volume, read by people and replay); "
                     "30 d to notice and replay them.",
     "ingest.checkpoints": "connector cursors, latest per connector name: compacted; 1 partition (a few keys).",
