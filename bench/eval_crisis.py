@@ -63,6 +63,7 @@ class Stream:
         self.rng = random.Random(seed)
         self.events: list[Event] = []
         self.seq = 0
+        self.posts: dict[str, pb.ScoredMention] = {}   # first sighting of each post (see `mention`)
 
     def mention(self, t: float, brand: str, *, text: str = "", lang: str = "", negative: float | None = None,
                 outage: float | None = None, complaint: float | None = None, followers: int | None = None,
@@ -70,6 +71,21 @@ class Stream:
                 replies: int = 0, reply_to: str = "") -> str:
         rng = self.rng
         self.seq += 1
+        first = self.posts.get(post_id) if post_id else None
+        if first is not None:
+            # An engagement update of a post seen before: the same text, so the model gives it the same
+            # scores. (Drawing them afresh per update made an ordinary post 'negative' on one random
+            # snapshot; eligibility is sticky, so its tail-end velocity paged: the campaign scenario's false
+            # VIRAL_COMPLAINT, issue 16.)
+            sm = pb.ScoredMention()
+            sm.CopyFrom(first)
+            m = sm.mention
+            m.received_at.CopyFrom(ts_from_epoch(t))
+            m.engagement.reposts, m.engagement.likes, m.engagement.replies = reposts, likes, replies
+            if followers is not None:
+                m.author.follower_count = followers
+            self.events.append(Event(t, self.seq, sm))
+            return post_id
         pid = post_id or f"{brand}-{self.seq}"
         # Distinct posts get distinct texts (the post id appended): engine volume counts near-duplicate texts
         # once (issue 16), and this generator's few templates are not meant as copies of one post.
@@ -93,6 +109,7 @@ class Stream:
         sm.intents["complaint"] = complaint if complaint is not None else rng.betavariate(1.5, 5)
         sm.intents["safety_or_legal_threat"] = rng.betavariate(1, 60)
         self.events.append(Event(t, self.seq, sm))
+        self.posts[pid] = sm
         return pid
 
     def calm(self, brand: str, per_minute: float, start: float, days: float,
