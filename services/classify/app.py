@@ -48,7 +48,8 @@ class ClassifyWorker:
     async def start_producer(self) -> AIOKafkaProducer:
         if self.producer is None:
             self.producer = make_producer(self.settings.kafka_bootstrap,
-                                          f"{self.settings.kafka_client_id_prefix}-classify")
+                                          f"{self.settings.kafka_client_id_prefix}-classify",
+                                          **self.settings.kafka_client_options())
             await self.producer.start()
         return self.producer
 
@@ -107,7 +108,8 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
                     stream_buffer_maxsize=max(4 * settings.max_batch, 64))
     raw_topic = app.topic(topics.MENTIONS_RAW)
     attach_to_faust(app, ConsumerLagMonitor("classify", settings.classify_app_id, [topics.MENTIONS_RAW],
-                                            bootstrap=settings.kafka_bootstrap))
+                                            bootstrap=settings.kafka_bootstrap,
+                                            client_options=settings.kafka_client_options()))
     if settings.crisis_enabled:
         worker.crisis = attach_crisis(app, worker, settings)
 

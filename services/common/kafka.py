@@ -1,9 +1,14 @@
-"""aiokafka plumbing shared by the services: idempotent producers and topic setup."""
+"""aiokafka plumbing shared by the services: idempotent producers and topic setup.
+
+Every client takes the cluster's security options (TLS, SASL) as keyword arguments: pass
+`**settings.kafka_client_options()` (services/common/settings.py), empty on a plaintext listener.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -13,7 +18,9 @@ from services.common.topics import TopicSpec
 
 
 def make_producer(bootstrap: str, client_id: str, **overrides: object) -> AIOKafkaProducer:
-    """An idempotent producer (`acks=all`): a retry never duplicates, an ack means durable."""
+    """An idempotent producer (`acks=all`): a retry never duplicates, an ack means durable.
+
+    `overrides` are aiokafka options, the security ones (`settings.kafka_client_options()`) included."""
     options: dict[str, object] = {
         "bootstrap_servers": bootstrap,
         "client_id": client_id,
@@ -28,9 +35,12 @@ def make_producer(bootstrap: str, client_id: str, **overrides: object) -> AIOKaf
     return AIOKafkaProducer(**options)  # type: ignore[arg-type]
 
 
-async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1) -> None:
-    """Create missing topics with their partition counts and configs (existing ones are left alone)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="triage-admin")
+async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1,
+                        client_options: Mapping[str, Any] | None = None) -> None:
+    """Create missing topics with their partition counts and configs (existing ones are left alone).
+
+    `replication` is the cluster's (`settings.topic_replication_factor`: 1 on a dev broker, 3 in prod)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="triage-admin", **dict(client_options or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -48,12 +58,13 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication:
         await admin.close()
 
 
-async def wait_for_kafka(bootstrap: str, timeout: float = 30.0) -> None:
+async def wait_for_kafka(bootstrap: str, timeout: float = 30.0,
+                         client_options: Mapping[str, Any] | None = None) -> None:
     """Wait until the cluster answers a metadata request; raise TimeoutError naming the address."""
     deadline = asyncio.get_running_loop().time() + timeout
     last: Exception | None = None
     while asyncio.get_running_loop().time() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **dict(client_options or {}))
         try:
             await admin.start()
             await admin.list_topics()

@@ -10,9 +10,11 @@ that one `.env` can serve all of them. The old shared name is still read as an a
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+import ssl
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TRIAGE_"
@@ -48,6 +50,89 @@ class ServiceSettings(BaseSettings):
     log_json: bool = Field(False, description="log JSON lines instead of key=value")
     metrics_host: str = Field("127.0.0.1", description="address the /metrics endpoint binds")
 
+    # Kafka security, as a Strimzi cluster issues it: a TLS listener with the cluster CA, and a
+    # KafkaUser with SCRAM-SHA-512 (password in the user's Secret) or TLS client certificates.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol of every client (SASL_SSL for Strimzi SCRAM users)"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (Strimzi's scram-sha-512 KafkaUsers)"
+    )
+    kafka_sasl_username: str = Field("", description="SASL user (the KafkaUser's name)")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""),
+                                           description="SASL password (the KafkaUser Secret's `password`)")
+    kafka_ssl_cafile: str = Field("", description="CA bundle that signed the brokers' certificates (Strimzi cluster CA "
+                                                  "`ca.crt`); empty = the system CAs")
+    kafka_ssl_certfile: str = Field("", description="client certificate for mutual TLS (a tls KafkaUser's `user.crt`)")
+    kafka_ssl_keyfile: str = Field("", description="client certificate's key (`user.key`)")
+    kafka_ssl_check_hostname: bool = Field(True, description="check that the broker's certificate names its host")
+    topic_replication_factor: int = Field(
+        1, ge=1, description="replication factor of the topics the services create themselves (Faust changelogs and "
+                             "repartition topics, the router's state topic); 3 in prod"
+    )
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> ServiceSettings:
+        """Refuse at start-up what would otherwise fail on the first connection, with a less clear error."""
+        protocol = self.kafka_security_protocol
+        has_login = bool(self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value())
+        if protocol.startswith("SASL_") and not has_login:
+            raise ValueError(f"TRIAGE_KAFKA_SECURITY_PROTOCOL={protocol} needs TRIAGE_KAFKA_SASL_USERNAME "
+                             "and TRIAGE_KAFKA_SASL_PASSWORD")
+        uses_tls = protocol in ("SSL", "SASL_SSL")
+        tls_files = {"TRIAGE_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+                     "TRIAGE_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+                     "TRIAGE_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile}
+        for env, path in tls_files.items():
+            if path and not uses_tls:
+                raise ValueError(f"{env} is set but TRIAGE_KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS")
+            if path and not Path(path).is_file():
+                raise ValueError(f"{env}={path}: no such file")
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("TRIAGE_KAFKA_SSL_CERTFILE and TRIAGE_KAFKA_SSL_KEYFILE go together")
+        return self
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of every Kafka client, or None on a plaintext listener."""
+        if self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+        context.check_hostname = self.kafka_ssl_check_hostname
+        if self.kafka_ssl_certfile:
+            context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        return context
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Keyword arguments every aiokafka client (producer, consumer, admin) needs to reach the cluster,
+        besides `bootstrap_servers`; empty on a plaintext listener, so the defaults stay aiokafka's."""
+        protocol = self.kafka_security_protocol
+        if protocol == "PLAINTEXT":
+            return {}
+        options: dict[str, Any] = {"security_protocol": protocol}
+        context = self.kafka_ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        if protocol.startswith("SASL_"):
+            options.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                           sasl_plain_password=self.kafka_sasl_password.get_secret_value())
+        return options
+
+    def faust_broker_credentials(self) -> Any:
+        """The same security as Faust `broker_credentials` (None on a plaintext listener)."""
+        import faust
+        from faust.types.auth import SASLMechanism
+
+        protocol = self.kafka_security_protocol
+        if protocol == "PLAINTEXT":
+            return None
+        context = self.kafka_ssl_context()
+        if protocol == "SSL":
+            return faust.SSLCredentials(context)
+        return faust.SASLCredentials(
+            username=self.kafka_sasl_username, password=self.kafka_sasl_password.get_secret_value(),
+            mechanism=SASLMechanism(self.kafka_sasl_mechanism), ssl_context=context,
+        )
+
 
 class WorkerSettings(ServiceSettings):
     """What every Faust worker (classify, router) has: its table store, data directory and static membership."""
@@ -60,6 +145,14 @@ class WorkerSettings(ServiceSettings):
         default_factory=lambda: os.environ.get("POD_NAME", ""),
         description="static group membership id (pod name); avoids rebalance storms on rolling restarts",
     )
+    probe_loop_stale_seconds: float = Field(
+        10.0, gt=0, description="/healthz and /readyz answer 503 when the event loop has not run its heartbeat "
+                                "for this long (a wedged loop)"
+    )
+    probe_fetch_stale_seconds: float = Field(
+        60.0, gt=0, description="/readyz answers 503 when the Kafka consumer has not fetched (nor handed a record "
+                                "to an agent) for this long"
+    )
 
     def faust_data_dir(self) -> str:
         return self.data_dir or self.DEFAULT_DATA_DIR
@@ -70,7 +163,11 @@ class WorkerSettings(ServiceSettings):
             "broker": "kafka://" + self.kafka_bootstrap.replace(",", ";kafka://"),
             "store": self.store,
             "datadir": self.faust_data_dir(),
+            "topic_replication_factor": self.topic_replication_factor,
         }
+        credentials = self.faust_broker_credentials()
+        if credentials is not None:
+            options["broker_credentials"] = credentials
         if self.instance_id:
             options["consumer_group_instance_id"] = self.instance_id
         return options

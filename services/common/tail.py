@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
@@ -12,11 +14,12 @@ from aiokafka.errors import KafkaConnectionError
 from services.common import codec
 
 
-async def tail(topic: str, bootstrap: str, from_beginning: bool, max_messages: int, idle_timeout: float) -> int:
+async def tail(topic: str, bootstrap: str, from_beginning: bool, max_messages: int, idle_timeout: float,
+               client_options: Mapping[str, Any] | None = None) -> int:
     cls = codec.type_for_topic(topic)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest" if from_beginning else "latest",
-                                request_timeout_ms=10000)
+                                request_timeout_ms=10000, **dict(client_options or {}))
     try:
         await consumer.start()
     except KafkaConnectionError as exc:
@@ -61,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.common.topics import queue_topic
 
         topic = queue_topic(topic)
-    bootstrap = args.bootstrap or ServiceSettings().kafka_bootstrap
+    settings = ServiceSettings()
+    bootstrap = args.bootstrap or settings.kafka_bootstrap
     try:
-        return asyncio.run(tail(topic, bootstrap, args.from_beginning, args.max, args.idle_timeout))
+        return asyncio.run(tail(topic, bootstrap, args.from_beginning, args.max, args.idle_timeout,
+                                settings.kafka_client_options()))
     except KeyboardInterrupt:
         return 0

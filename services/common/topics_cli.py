@@ -20,11 +20,13 @@ def main(argv: list[str] | None = None) -> int:
         for s in specs:
             print(f"{s.name}\tpartitions={s.partitions}\t{s.configs}")
         return 0
-    bootstrap = args.bootstrap or ServiceSettings().kafka_bootstrap
+    settings = ServiceSettings()
+    bootstrap = args.bootstrap or settings.kafka_bootstrap
+    security = settings.kafka_client_options()
 
     async def run() -> None:
-        await wait_for_kafka(bootstrap, timeout=30)
-        await ensure_topics(bootstrap, specs)
+        await wait_for_kafka(bootstrap, timeout=30, client_options=security)
+        await ensure_topics(bootstrap, specs, settings.topic_replication_factor, client_options=security)
 
     asyncio.run(run())
     print(f"topics ready on {bootstrap}: {', '.join(s.name for s in specs)}")

@@ -87,7 +87,7 @@ class ConsoleService:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.settings.console_group_id,
                 client_id=f"{self.settings.kafka_client_id_prefix}-console", auto_offset_reset="earliest",
-                enable_auto_commit=True, metadata_max_age_ms=5000)
+                enable_auto_commit=True, metadata_max_age_ms=5000, **self.settings.kafka_client_options())
             try:
                 await consumer.start()
                 consumer.subscribe(pattern=TOPIC_PATTERN, listener=_ReadFromBeginning(consumer))
@@ -134,7 +134,8 @@ class ConsoleService:
         async with self._producer_lock:
             if self.producer is None:
                 producer = make_producer(self.settings.kafka_bootstrap,
-                                         f"{self.settings.kafka_client_id_prefix}-console")
+                                         f"{self.settings.kafka_client_id_prefix}-console",
+                                         **self.settings.kafka_client_options())
                 await producer.start()
                 self.producer = producer
         await asyncio.wait_for(self.producer.send_and_wait(topic, codec.encode(msg), key=key.encode()), 15)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,10 +20,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.common import topics
 
 
-async def load_checkpoint(bootstrap: str, name: str, timeout: float = 30.0) -> dict[str, Any] | None:
+async def load_checkpoint(bootstrap: str, name: str, timeout: float = 30.0,
+                          client_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The latest checkpoint of connector `name`, or None; reads the topic to its end."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest", request_timeout_ms=int(timeout * 1000))
+                                auto_offset_reset="earliest", request_timeout_ms=int(timeout * 1000),
+                                **dict(client_options or {}))
     await consumer.start()
     try:
         if topics.INGEST_CHECKPOINTS not in await consumer.topics():

@@ -111,7 +111,8 @@ class StreamConnector:
         while True:
             await self.ingestor.kafka_up.wait()
             try:
-                saved = await load_checkpoint(self.ingestor.settings.kafka_bootstrap, self.name)
+                saved = await load_checkpoint(self.ingestor.settings.kafka_bootstrap, self.name,
+                                              client_options=self.ingestor.settings.kafka_client_options())
                 break
             except Exception as exc:
                 log.info("checkpoint_load_failed", connector=self.name, error=type(exc).__name__)

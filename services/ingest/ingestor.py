@@ -119,7 +119,8 @@ class MentionIngestor:
                 backoff = min(backoff * 2, 15.0)
 
     async def _start_producer(self) -> None:
-        producer = make_producer(self.settings.kafka_bootstrap, f"{self.settings.kafka_client_id_prefix}-ingest")
+        producer = make_producer(self.settings.kafka_bootstrap, f"{self.settings.kafka_client_id_prefix}-ingest",
+                                 **self.settings.kafka_client_options())
         try:
             await producer.start()
         except BaseException:

@@ -35,9 +35,10 @@ from services.router.tree import RoutingTree
 async def replay(settings: RouterSettings, tree: RoutingTree, group: str, receiver_filter: str | None,
                  dry_run: bool = False, out=sys.stdout) -> Counter[str]:  # type: ignore[no-untyped-def]
     stats: Counter[str] = Counter()
+    security = settings.kafka_client_options()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = make_producer(settings.kafka_bootstrap, f"{settings.kafka_client_id_prefix}-dlq-replay")
+                                enable_auto_commit=False, auto_offset_reset="earliest", **security)
+    producer = make_producer(settings.kafka_bootstrap, f"{settings.kafka_client_id_prefix}-dlq-replay", **security)
     await consumer.start()
     await producer.start()
     client = httpx.AsyncClient(timeout=settings.delivery_timeout_seconds)
