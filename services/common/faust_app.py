@@ -8,19 +8,19 @@ from typing import Any
 import faust
 
 from services.common.logging import get_logger
-from services.common.settings import ServiceSettings, WorkerSettings
+from services.common.settings import WorkerSettings
 
 log = get_logger("faust")
 
 
 def faust_app(app_id: str, settings: WorkerSettings, **extra: Any) -> faust.App:
-    """A Faust app with the pipeline's defaults (raw bytes in, our own protobuf decoding)."""
+    """A Faust app with the pipeline's defaults (raw bytes in, our own protobuf decoding); its Kafka
+    security and the replication factor of its internal topics come from `settings`."""
     options: dict[str, Any] = {
         **settings.faust_options(),
         "value_serializer": "raw",
         "key_serializer": "raw",
         "web_enabled": False,
-        "topic_replication_factor": 1,
         "producer_acks": -1,
         "broker_commit_interval": 1.0,
         "consumer_auto_offset_reset": "earliest",
@@ -45,12 +45,23 @@ async def retry_until_done(fn: Any, arg: Any, what: str, max_backoff: float = 30
             delay = min(max_backoff, delay * 2)
 
 
-def run_worker(app: faust.App, settings: ServiceSettings, metrics_port: int, banner: str) -> None:
-    """Serve /metrics, say where, and run the Faust worker until it is stopped (blocks)."""
+def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, banner: str) -> None:
+    """Serve /metrics, /healthz and /readyz, say where, and run the Faust worker until it is stopped (blocks).
+
+    The probes watch this worker's event loop and its Kafka consumer (services/common/probes.py).
+    """
     import sys
 
     from services.common.metrics import serve_metrics
+    from services.common.probes import WorkerProbes, watch_faust_consumer
 
-    serve_metrics(metrics_port, settings.metrics_host)
-    print(f"{banner}, metrics on http://{settings.metrics_host}:{metrics_port}/metrics", file=sys.stderr, flush=True)
-    faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+    probes = WorkerProbes(settings.probe_loop_stale_seconds, settings.probe_fetch_stale_seconds)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    # Before the worker starts: the fetcher binds the consumer's getmany when it starts, and the
+    # heartbeat must beat during table recovery too (app tasks start only after it).
+    watch_faust_consumer(app.consumer, probes.fetch)
+    worker.loop.create_task(probes.heartbeat.run(interval=min(1.0, settings.probe_loop_stale_seconds / 4)))
+    serve_metrics(metrics_port, settings.metrics_host, probes.routes())
+    print(f"{banner}, metrics on http://{settings.metrics_host}:{metrics_port}/metrics (probes /healthz, /readyz)",
+          file=sys.stderr, flush=True)
+    worker.execute_from_commandline()
