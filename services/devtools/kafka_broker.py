@@ -255,6 +255,10 @@ class KafkaBroker:
     ``data_dir/kafka.log``). With ``die_with_parent`` (the default; Linux, main thread) the kernel stops the
     broker if the Python process that started it dies, so a killed test run leaves no JVM behind; the
     detached CLI turns it off. ``extra_config`` overrides/extends the broker properties.
+
+    ``sasl_users`` (name -> password) adds a second listener, ``SASL_PLAINTEXT`` on ``sasl_port``, that
+    accepts those SCRAM-SHA-512 users only (created when the storage is formatted, as KRaft does), for
+    tests of the clients' SASL settings; the ``PLAINTEXT`` listener stays for the broker itself.
     """
 
     def __init__(
@@ -269,6 +273,8 @@ class KafkaBroker:
         extra_config: Mapping[str, str] | None = None,
         die_with_parent: bool = True,
         java: str | None = None,
+        sasl_users: Mapping[str, str] | None = None,
+        sasl_port: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port if port is not None else free_port()
@@ -279,6 +285,8 @@ class KafkaBroker:
         self.log_file = Path(log_file).resolve() if log_file is not None else self.data_dir / "kafka.log"
         self.jvm_opts = tuple(jvm_opts)
         self.extra_config = dict(extra_config or {})
+        self.sasl_users = dict(sasl_users or {})
+        self.sasl_port = (sasl_port if sasl_port is not None else free_port()) if self.sasl_users else None
         self.die_with_parent = die_with_parent
         self._java = java
         self._proc: subprocess.Popen[bytes] | None = None
@@ -292,6 +300,13 @@ class KafkaBroker:
     def bootstrap_servers(self) -> str:
         """``127.0.0.1:PORT``, for aiokafka's and Faust's ``bootstrap_servers``."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """``127.0.0.1:SASL_PORT`` of the SCRAM-SHA-512 listener (only with ``sasl_users``)."""
+        if self.sasl_port is None:
+            raise KafkaBrokerError("this broker has no SASL listener (give it sasl_users)")
+        return f"127.0.0.1:{self.sasl_port}"
 
     @property
     def log_dir(self) -> Path:
@@ -347,6 +362,14 @@ class KafkaBroker:
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
             "log.cleaner.threads": "1",
         }
+        if self.sasl_port is not None:
+            props["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+            props["advertised.listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+            props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+            props["sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
+            props["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
         props.update(self.extra_config)
         return props
 
@@ -380,6 +403,8 @@ class KafkaBroker:
         cmd = self._java_cmd(
             log4j, "kafka.tools.StorageTool", "format",
             "--cluster-id", _random_cluster_id(), "--config", str(self.config_file),
+            *(arg for name, password in self.sasl_users.items()
+              for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")),
             log_level="WARN",
         )  # fmt: skip
         result = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=self.data_dir)
@@ -401,7 +426,7 @@ class KafkaBroker:
             return
         if not any(self.libs_dir.glob("kafka_2.13-*.jar")):
             raise KafkaBrokerError(f"no Kafka jars in {self.libs_dir}; call ensure_jars() first")
-        for port in (self.port, self.controller_port):
+        for port in (self.port, self.controller_port, *([self.sasl_port] if self.sasl_port else [])):
             if not _port_is_free(port):
                 raise KafkaBrokerError(f"port 127.0.0.1:{port} is already in use by another process")
         began = time.monotonic()

@@ -11,6 +11,7 @@ the group_wait/SLA decisions are taken by timers.)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,16 +25,22 @@ def state_topic(app_id: str) -> str:
 
 
 class StateLog:
-    def __init__(self, bootstrap: str, topic: str, producer: AIOKafkaProducer):
+    def __init__(self, bootstrap: str, topic: str, producer: AIOKafkaProducer, *,
+                 client_options: Mapping[str, Any] | None = None, replication: int = 1):
         self.bootstrap, self.topic, self.producer = bootstrap, topic, producer
+        # The cluster's security options (settings.kafka_client_options()) and replication factor
+        # (settings.topic_replication_factor): the state is as precious as Faust's changelogs.
+        self.client_options = dict(client_options or {})
+        self.replication = replication
 
     async def ensure(self) -> None:
-        await ensure_topics(self.bootstrap, [TopicSpec(self.topic, 1, {"cleanup.policy": "compact"})])
+        await ensure_topics(self.bootstrap, [TopicSpec(self.topic, 1, {"cleanup.policy": "compact"})],
+                            self.replication, client_options=self.client_options)
 
     async def load(self) -> dict[str, dict[str, Any]]:
         """Every live key's latest value, read from the beginning to the current end."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
-                                    auto_offset_reset="earliest")
+                                    auto_offset_reset="earliest", **self.client_options)
         await consumer.start()
         out: dict[str, dict[str, Any]] = {}
         try:
