@@ -8,7 +8,11 @@ undeliverable after the retry budget --> mentions.dlq (with receiver and reason)
 
 Offsets of a batch are committed only after every delivery of it either
 succeeded or was dead-lettered, and the grouping/SLA state it changed was
-acknowledged by Kafka (at-least-once; pages are idempotent by dedup key).
+acknowledged by Kafka. Replays after a crash are skipped by the ledger
+(ledger.py: the queue topics' `triage-version` headers), so each mention version
+reaches a queue topic once. Pages are a persisted state machine (grouping.py):
+one attempt per due page per tick, retried with backoff from the group's state
+until delivered; a receiver failing for one incident never holds another's.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from services.common.metrics import MESSAGES_IN, MESSAGES_OUT
 from services.common.timeutil import epoch, ts_from_epoch
 from services.router import metrics as rm
 from services.router.config import RouterSettings
-from services.router.delivery import ReceiverGuard, RetryPolicy, call_with_retry, deliver_with_retry
+from services.router.delivery import ReceiverGuard, RetryPolicy, attempt_once, call_with_retry, deliver_with_retry
 from services.router.grouping import PAGE_TYPE, Group, IncidentGrouper, Page, PageAction, Sample, page_doc
 from services.router.inhibition import incident_labels, inhibiting_rule
 from services.router.labels import labels_of
+from services.router.ledger import RoutedLedger, mention_version
 from services.router.ratelimit import CircuitBreaker, TokenBucket
+from services.router.receivers import KafkaQueueReceiver
 from services.router.registry import PAGING_KINDS, build_receivers
 from services.router.sla import SlaItem, SlaTracker
 from services.router.state import StateLog, state_topic
@@ -69,6 +75,13 @@ class RouterWorker:
         self.clock = clock
         self.policy = RetryPolicy(settings.delivery_attempts, settings.delivery_backoff_seconds,
                                   settings.delivery_backoff_max_seconds)
+        # Pages: attempts are unbounded in count (bounded by page_retry_budget_seconds); triggers and resolves
+        # back off to at most page_retry_max_seconds, updates to the delivery maximum.
+        self.urgent_page_policy = RetryPolicy(1, settings.page_retry_backoff_seconds, settings.page_retry_max_seconds)
+        self.update_page_policy = RetryPolicy(
+            1, settings.page_retry_backoff_seconds,
+            max(settings.page_retry_max_seconds, settings.delivery_backoff_max_seconds))
+        self.ledger = RoutedLedger(settings.dedupe_window_seconds)
         self.producer: AIOKafkaProducer | None = None
         self.client: httpx.AsyncClient | None = None
         self.receivers: dict[str, Any] = {}
@@ -86,20 +99,36 @@ class RouterWorker:
         async with self._start_lock:
             if self.producer is not None:
                 return
-            producer = make_producer(self.settings.kafka_bootstrap, f"{self.settings.kafka_client_id_prefix}-router")
+            security = self.settings.kafka_client_options()
+            producer = make_producer(self.settings.kafka_bootstrap, f"{self.settings.kafka_client_id_prefix}-router",
+                                     **security)
             await producer.start()
-            self.client = httpx.AsyncClient(timeout=self.settings.delivery_timeout_seconds)
-            self.receivers = build_receivers(self.tree.receivers, producer, self.client)
-            for name, cfg in self.tree.receivers.items():
-                breaker = CircuitBreaker(time.monotonic, self.settings.delivery_breaker_failures,
-                                         self.settings.delivery_breaker_reset_seconds)
-                rate = cfg.options.get("rate_per_minute", DEFAULT_RATE_PER_MINUTE.get(cfg.kind))
-                bucket = TokenBucket.per_minute(float(rate), time.monotonic) if rate else None
-                self.guards[name] = ReceiverGuard(breaker, bucket, name)
-            self.state = StateLog(self.settings.kafka_bootstrap, state_topic(self.settings.router_app_id), producer)
-            await self.state.ensure()
-            self._restore(await self.state.load())
+            try:
+                self.client = httpx.AsyncClient(timeout=self.settings.delivery_timeout_seconds)
+                self.receivers = build_receivers(self.tree.receivers, producer, self.client)
+                for name, cfg in self.tree.receivers.items():
+                    breaker = CircuitBreaker(time.monotonic, self.settings.delivery_breaker_failures,
+                                             self.settings.delivery_breaker_reset_seconds)
+                    rate = cfg.options.get("rate_per_minute", DEFAULT_RATE_PER_MINUTE.get(cfg.kind))
+                    bucket = TokenBucket.per_minute(float(rate), time.monotonic) if rate else None
+                    self.guards[name] = ReceiverGuard(breaker, bucket, name)
+                self.state = StateLog(self.settings.kafka_bootstrap, state_topic(self.settings.router_app_id), producer,
+                                      client_options=security, replication=self.settings.topic_replication_factor)
+                await self.state.ensure()
+                self._restore(await self.state.load())
+                await self.ledger.load(self.settings.kafka_bootstrap, self._queue_topics(), time.time(), security)
+            except BaseException:
+                # A failed start (broker not ready, a bad state record) is retried by the caller: leave nothing
+                # half-open behind.
+                if self.client is not None:
+                    await self.client.aclose()
+                    self.client = None
+                await producer.stop()
+                raise
             self.producer = producer
+
+    def _queue_topics(self) -> list[str]:
+        return [r.topic for r in self.receivers.values() if isinstance(r, KafkaQueueReceiver)]
 
     def _restore(self, data: dict[str, dict[str, Any]]) -> None:
         for key, value in data.items():
@@ -111,7 +140,7 @@ class RouterWorker:
             elif kind == "incident":
                 self.incidents[ident] = value
         log.info("state_restored", groups=len(self.grouper.open_groups()), sla_items=len(self.sla.items),
-                 incidents=len(self.incidents))
+                 incidents=len(self.incidents), pages_retrying=sum(self.grouper.retrying().values()))
 
     async def stop(self) -> None:
         if self.client is not None:
@@ -138,11 +167,21 @@ class RouterWorker:
         pending: list[Any] = []
         seen: set[str] = set()
         prio = pb.Priority.Name(sm.priority) if sm.priority else "P4"
+        version = mention_version(sm.mention)
+        queues = {r.receiver: self.receivers[r.receiver].topic for r in routes
+                  if isinstance(self.receivers.get(r.receiver), KafkaQueueReceiver)}
+        # A version already on one of its queue topics is a replay (a batch scored or routed before a crash
+        # but not committed): its queue copies, pages and webhooks were done the first time.
+        replay = any(self.ledger.seen(topic, version) for topic in queues.values())
         for route in routes:
             if route.receiver in seen:  # two routes naming one receiver deliver once
                 continue
             seen.add(route.receiver)
             cfg = self.tree.receivers[route.receiver]
+            topic = queues.get(route.receiver)
+            if (replay and topic is None) or (topic is not None and not self.ledger.claim(topic, version, now)):
+                rm.DUPLICATES_SKIPPED.labels(route.receiver).inc()
+                continue
             if cfg.kind != "kafka_queue" and self.tree.is_paging(route):
                 pending += await self._group(sm, labels, route, prio, now)
                 continue
@@ -154,6 +193,8 @@ class RouterWorker:
                 rm.ROUTED.labels(route.receiver, prio).inc()
                 MESSAGES_OUT.labels("router", route.receiver).inc()
             else:
+                if topic is not None:
+                    self.ledger.release(topic, version)
                 pending.append(await self._dead_letter(codec.encode(routed), f"delivery failed: {outcome.error}",
                                                        route.receiver, outcome.attempts, "triage.v1.RoutedMention",
                                                        sm.mention.mention_id))
@@ -260,53 +301,101 @@ class RouterWorker:
         await self.start()
         async with self._tick_lock:
             now = self.clock() if now is None else now
-            for page in self.grouper.due(now):
-                await self._send_page(page)
-            for item in self.sla.breaches(now):
-                await self._escalate(item, now)
+            for page, reason, attempts in self.grouper.give_up(now, self.settings.page_retry_budget_seconds):
+                await self._page_dead_lettered(page, reason, attempts)
+            # Every due page gets one attempt, concurrently and triggers first: a slow or failing receiver
+            # costs one attempt per tick for its own incident only.
+            await asyncio.gather(*(self._attempt_page(page) for page in self.grouper.due(now)))
+            await asyncio.gather(*(self._escalate(item, now) for item in self.sla.breaches(now)))
             assert self.state is not None
             for mention_id in self.sla.expire(now, self.settings.sla_retention_seconds):
                 await self.state.put(f"sla:{mention_id}", None)
+            self.ledger.expire(time.time())
             rm.OPEN_INCIDENTS.set(len(self.grouper.open_groups()))
+            rm.PAGES_RETRYING.clear()
+            for (receiver, action), n in self.grouper.retrying().items():
+                rm.PAGES_RETRYING.labels(receiver, action).set(n)
             rm.OPEN_ITEMS.clear()
             for (queue, prio), n in self.sla.open_counts().items():
                 rm.OPEN_ITEMS.labels(queue, prio).set(n)
 
-    async def send_page(self, receiver_name: str, page: Page, before_record: Any = None) -> bool:
-        """One notification with rate limit, breaker and retries, recorded on `pages`; a failure also goes
-        to the DLQ (for `triage dlq replay`). `before_record` runs between delivery and the record."""
-        assert self.producer is not None
-        receiver = self.receivers[receiver_name]
+    async def send_page(self, receiver_name: str, page: Page) -> bool:
+        """A one-off page outside the grouper (an SLA escalation): retried in place with the delivery policy,
+        recorded on `pages`, dead-lettered when it still failed (for `triage dlq replay`)."""
         count = page.group.count
-        outcome = await call_with_retry(receiver_name, lambda: receiver.notify(page), self.policy,
-                                        self.guards.get(receiver_name))
-        rm.PAGES.labels(receiver_name, page.action, "sent" if outcome.delivered else "failed").inc()
-        if before_record is not None:
-            await before_record(outcome, count)
-        rec = pb.PageRecord(incident_id=page.group.id, receiver=receiver_name, action=page.action,
-                            delivered=outcome.delivered,
-                            detail=(f"{count} mentions" if outcome.delivered else outcome.error)[:500])
-        rec.at.CopyFrom(ts_from_epoch(page.at))
-        futs = [await self.producer.send(topics.PAGES, codec.encode(rec), key=page.group.id.encode())]
+        outcome = await call_with_retry(receiver_name, lambda: self.receivers[receiver_name].notify(page),
+                                        self.policy, self.guards.get(receiver_name))
+        if outcome.delivered:
+            rm.PAGES.labels(receiver_name, page.action, "sent").inc()
+        state = "delivered" if outcome.delivered else "dead_lettered"
+        detail = f"{count} mentions" if outcome.delivered else outcome.error
+        futs = [await self._record_page(page, receiver_name, state, outcome.attempts, detail)]
         if not outcome.delivered:
-            futs.append(await self._dead_letter(page_doc(page, receiver_name), f"page failed: {outcome.error}",
-                                                receiver_name, outcome.attempts, PAGE_TYPE, page.group.id))
+            futs.append(await self._dead_letter_page(page, receiver_name, outcome.error, outcome.attempts))
         await asyncio.gather(*futs)
         log.info("page", action=page.action, receiver=receiver_name, incident=page.group.id, mentions=count,
                  delivered=outcome.delivered)
         return outcome.delivered
 
-    async def _send_page(self, page: Page) -> None:
-        async def persist(outcome: Any, count: int) -> None:
-            # The state is durable before the page is recorded on `pages`: whoever sees the record (an
-            # operator, a test) knows a restart will not send it again. A failed page is in the DLQ and the
-            # incident moves on, so a dead receiver does not cost a full retry budget on every tick.
-            assert self.state is not None
-            ref = str(outcome.result or "") if outcome.delivered else ""
-            self.grouper.mark_sent(page, count, ref)
-            await (await self.state.put(f"group:{page.group.key}", page.group.to_json()))
+    async def _record_page(self, page: Page, receiver: str, state: str, attempt: int, detail: str) -> Any:
+        """The `pages` audit record of one attempt (after the group's state is durable)."""
+        assert self.producer is not None
+        rec = pb.PageRecord(incident_id=page.group.id, receiver=receiver, action=page.action,
+                            delivered=state == "delivered", detail=detail[:500], state=state, attempt=attempt)
+        rec.at.CopyFrom(ts_from_epoch(page.at))
+        return await self.producer.send(topics.PAGES, codec.encode(rec), key=page.group.id.encode())
 
-        await self.send_page(page.group.receiver, page, persist)
+    async def _attempt_page(self, page: Page) -> None:
+        """One delivery attempt of a due page. Delivered: the group moves on. Failed: the group keeps the page
+        due and backs off (persisted, so a restart resumes it); a rejection (4xx) is dead-lettered at once."""
+        assert self.state is not None
+        g = page.group
+        name = g.receiver
+        guard = self.guards.get(name)
+        if guard is not None and guard.bucket is not None:
+            keep = guard.bucket.burst * self.settings.page_update_reserve if page.action == PageAction.UPDATE else 0
+            if not guard.bucket.take(keep):
+                rm.RATE_LIMITED.labels(name).inc()  # still due: the next tick tries again, triggers first
+                return
+        count = g.count
+        attempt = int(g.outbox.get("attempts", 0)) + 1
+        due_since = float(g.outbox.get("since", page.at))
+        outcome = await attempt_once(name, lambda: self.receivers[name].notify(page))
+        if outcome.delivered:
+            self.grouper.mark_sent(page, count, str(outcome.result or ""))
+            state, detail = "delivered", f"{count} mentions"
+            rm.PAGES.labels(name, page.action, "sent").inc()
+            rm.PAGE_DELAY.labels(page.action).observe(max(0.0, self.clock() - due_since))
+        elif not outcome.retryable:
+            self.grouper.abandon(g, page.action, page.at)
+            state, detail = "dead_lettered", f"rejected by the receiver: {outcome.error}"
+        else:
+            policy = self.update_page_policy if page.action == PageAction.UPDATE else self.urgent_page_policy
+            retry_in = policy.delay(attempt, outcome.retry_after)
+            self.grouper.mark_failed(page, page.at, outcome.error, retry_in)
+            state, detail = "retrying", f"attempt {attempt} failed, next in {retry_in:.1f} s: {outcome.error}"
+        await (await self.state.put(f"group:{g.key}", g.to_json()))
+        futs = [await self._record_page(page, name, state, attempt, detail)]
+        if state == "dead_lettered":
+            futs.append(await self._dead_letter_page(page, name, detail, attempt))
+        await asyncio.gather(*futs)
+        (log.info if state == "delivered" else log.warning)(
+            "page_attempt", action=page.action, receiver=name, incident=g.id, mentions=count, state=state,
+            attempt=attempt, error=outcome.error[:200] if not outcome.delivered else "")
+
+    async def _dead_letter_page(self, page: Page, receiver: str, reason: str, attempts: int) -> Any:
+        rm.PAGES.labels(receiver, page.action, "failed").inc()
+        return await self._dead_letter(page_doc(page, receiver), f"page failed: {reason}", receiver, attempts,
+                                       PAGE_TYPE, page.group.id)
+
+    async def _page_dead_lettered(self, page: Page, reason: str, attempts: int) -> None:
+        """`give_up` ended a pending page: persist the group, record it, and park the page in the DLQ."""
+        assert self.state is not None
+        await (await self.state.put(f"group:{page.group.key}", page.group.to_json()))
+        await asyncio.gather(await self._record_page(page, page.group.receiver, "dead_lettered", attempts, reason),
+                             await self._dead_letter_page(page, page.group.receiver, reason, attempts))
+        log.warning("page_dead_lettered", action=page.action, receiver=page.group.receiver, incident=page.group.id,
+                    reason=reason[:300])
 
     async def _escalate(self, item: SlaItem, now: float) -> None:
         assert self.state is not None

@@ -43,6 +43,8 @@ class Outcome:
     attempts: int
     error: str = ""
     result: Any = None
+    retryable: bool = True            # False: the receiver rejected the request itself (4xx)
+    retry_after: float | None = None  # what the receiver asked for (429 / 503 Retry-After)
 
 
 @dataclass
@@ -64,6 +66,20 @@ class ReceiverGuard:
 
     name: str = ""
     last_error: str = ""
+
+
+async def attempt_once(name: str, call: Callable[[], Awaitable[T]]) -> Outcome:
+    """One attempt, no sleeping: pages retry from the grouper's persisted state on later ticks, so one
+    incident's failing receiver never holds the tick (and another incident's trigger) in a retry loop."""
+    started = time.perf_counter()
+    try:
+        result = await call()
+    except DeliveryError as exc:
+        rm.DELIVERY_ATTEMPTS.labels(name, "retryable" if exc.retryable else "rejected").inc()
+        return Outcome(False, 1, str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
+    rm.DELIVERY_ATTEMPTS.labels(name, "ok").inc()
+    rm.DELIVERY_SECONDS.labels(name).observe(time.perf_counter() - started)
+    return Outcome(True, 1, result=result)
 
 
 async def deliver_with_retry(receiver: Receiver, routed: pb.RoutedMention, policy: RetryPolicy,

@@ -15,6 +15,21 @@ from the mentions added and the time, which notification is due:
 500 outage posts therefore make 1 trigger, a few updates and 1 resolve. The
 state is plain JSON so the worker can persist it and a restart neither
 re-pages nor forgets an open incident.
+
+Delivery is part of the state: a page is only *sent* (`mark_sent`) when the
+receiver accepted it. A failed attempt (`mark_failed`) leaves the page due and
+records it in the group's `outbox` (action, first failure, attempts, next
+attempt time), so the next attempt waits for its backoff and a restart resumes
+it. While a group backs off, updates coalesce (the next attempt carries the
+current count) and a wanted resolve replaces a pending update. `give_up`
+dead-letters a page only when the incident resolved before its trigger was
+ever delivered, or when the page stayed undelivered for the whole budget:
+
+    due --attempt--> delivered (2xx)
+     |
+     +--failed--> retrying --(backoff; still due)--> attempt again ...
+                     |
+                     +--(resolved untriggered | budget spent | 4xx)--> dead-lettered
 """
 
 from __future__ import annotations
@@ -22,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -67,13 +82,27 @@ class Group:
     closing: bool = False
     resolved_at: float = 0.0
     thread_ref: str = ""          # receiver-side handle, e.g. the Slack thread's ts
+    # The page being delivered after a failed attempt: {"action", "since", "attempts", "next_at", "error"};
+    # empty when nothing is pending. `abandoned`: its trigger was dead-lettered, the group pages no more.
+    outbox: dict[str, Any] = field(default_factory=dict)
+    abandoned: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Group:
-        return cls(**d)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def delivery_state(self) -> str:
+        """pending (never attempted) / retrying / delivered / dead_lettered, for the page in flight."""
+        if self.outbox:
+            return "retrying"
+        if self.abandoned:
+            return "dead_lettered"
+        return "delivered" if self.triggered_at else "pending"
 
     def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
         return Counter(self.reasons).most_common(n)
@@ -84,6 +113,9 @@ class PageAction(StrEnum):
     UPDATE = "update"
     RESOLVE = "resolve"
     ACKNOWLEDGE = "acknowledge"  # PagerDuty only; never produced by the grouper
+
+
+ACTION_ORDER = {PageAction.TRIGGER: 0, PageAction.RESOLVE: 1, PageAction.UPDATE: 2}  # triggers go first
 
 
 @dataclass(frozen=True)
@@ -144,30 +176,41 @@ class IncidentGrouper:
                 closed.append(g)
         return closed
 
+    def wanted(self, g: Group, now: float) -> str | None:
+        """The notification the group's state calls for now (ignoring backoff), or None."""
+        if not g.triggered_at:
+            if g.closing:
+                return None  # nothing to trigger; a failed trigger is dead-lettered by give_up
+            return PageAction.TRIGGER if now >= g.first_at + g.group_wait else None
+        quiet = not g.incident_id and now - g.last_at >= g.quiet_period
+        if g.closing or quiet:
+            return PageAction.RESOLVE
+        if g.count > g.sent_count and now >= g.last_sent_at + g.group_interval:
+            return PageAction.UPDATE
+        if now >= g.last_sent_at + g.repeat_interval:
+            return PageAction.UPDATE
+        return None
+
     def due(self, now: float) -> list[Page]:
+        """Pages to attempt now, triggers first; a group backing off after a failure waits for `next_at`."""
         pages: list[Page] = []
         for key, g in list(self.groups.items()):
             if g.resolved_at:
                 if now - g.resolved_at > RESOLVED_RETENTION:
                     del self.groups[key]
                 continue
-            if not g.triggered_at:
-                if g.closing:
-                    # Resolved before anyone was paged: nothing to trigger or resolve.
-                    g.resolved_at = now
-                elif now >= g.first_at + g.group_wait:
-                    pages.append(Page(PageAction.TRIGGER, g, now))
+            if not g.triggered_at and g.closing and not g.outbox:
+                g.resolved_at = now  # resolved before anyone was paged: nothing to trigger or resolve
                 continue
-            quiet = not g.incident_id and now - g.last_at >= g.quiet_period
-            if g.closing or quiet:
-                pages.append(Page(PageAction.RESOLVE, g, now))
-            elif g.count > g.sent_count and now >= g.last_sent_at + g.group_interval:
-                pages.append(Page(PageAction.UPDATE, g, now))
-            elif now >= g.last_sent_at + g.repeat_interval:
-                pages.append(Page(PageAction.UPDATE, g, now))
+            action = self.wanted(g, now)
+            if action is None or (g.outbox and now < float(g.outbox["next_at"])):
+                continue
+            pages.append(Page(action, g, now))
+        pages.sort(key=lambda p: ACTION_ORDER.get(PageAction(p.action), 9))
         return pages
 
     def mark_sent(self, page: Page, count_at_send: int, thread_ref: str = "") -> None:
+        """The receiver accepted the page."""
         g = page.group
         if page.action == PageAction.TRIGGER:
             g.triggered_at = page.at
@@ -177,11 +220,52 @@ class IncidentGrouper:
             g.resolved_at = page.at
         g.last_sent_at = page.at
         g.sent_count = count_at_send
+        g.outbox = {}
         if thread_ref and not g.thread_ref:
             g.thread_ref = thread_ref
 
+    def mark_failed(self, page: Page, now: float, error: str, retry_in: float) -> None:
+        """An attempt failed: the page stays due and is attempted again after `retry_in` seconds."""
+        g = page.group
+        ob = g.outbox
+        g.outbox = {"action": str(page.action), "since": float(ob.get("since", now)),
+                    "attempts": int(ob.get("attempts", 0)) + 1, "next_at": now + max(0.0, retry_in),
+                    "error": error[:300]}
+
+    def give_up(self, now: float, budget: float) -> list[tuple[Page, str, int]]:
+        """Pending pages dead-lettered now, with the reason and attempts; the groups move on (module doc)."""
+        out: list[tuple[Page, str, int]] = []
+        for g in self.groups.values():
+            ob = g.outbox
+            if not ob or g.resolved_at:
+                continue
+            if not g.triggered_at and g.closing:
+                reason = "incident resolved before its trigger was delivered"
+            elif now - float(ob["since"]) >= budget:
+                reason = f"undelivered for the whole {budget:.0f} s retry budget"
+            else:
+                continue
+            out.append((Page(ob["action"], g, now), f"{reason} ({ob['attempts']} attempts; last: {ob['error']})",
+                        int(ob["attempts"])))
+            self.abandon(g, str(ob["action"]), now)
+        return out
+
+    def abandon(self, g: Group, action: str, now: float) -> None:
+        """Stop delivering the group's pending page: a lost update is coalesced into the next one; a lost
+        trigger or resolve ends the group (its incident is in the DLQ for `triage dlq replay`)."""
+        g.outbox = {}
+        if action == PageAction.UPDATE:
+            g.last_sent_at, g.sent_count = now, g.count
+            return
+        g.resolved_at = now
+        g.abandoned = g.abandoned or action == PageAction.TRIGGER
+
     def open_groups(self) -> list[Group]:
         return [g for g in self.groups.values() if not g.resolved_at]
+
+    def retrying(self) -> Counter[tuple[str, str]]:
+        """Pages waiting for another attempt, by (receiver, action)."""
+        return Counter((g.receiver, str(g.outbox["action"])) for g in self.open_groups() if g.outbox)
 
 
 # -- page persistence (a failed page is dead-lettered as this JSON and replayed by `triage dlq replay`) ----------

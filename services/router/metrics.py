@@ -20,7 +20,8 @@ END_TO_END = Histogram("triage_end_to_end_latency_seconds",
                        "to routed", ["origin"], buckets=LATENCY_BUCKETS)
 RATE_LIMITED = Counter("triage_router_rate_limited_total", "Deliveries that waited for the receiver's rate limit",
                        ["receiver"])
-PAGES = Counter("triage_router_pages_total", "Incident notifications per receiver, action and outcome",
+PAGES = Counter("triage_router_pages_total",
+                "Incident notifications per receiver, action and outcome (sent: accepted; failed: dead-lettered)",
                 ["receiver", "action", "outcome"])
 PAGES_SUPPRESSED = Counter("triage_router_pages_suppressed_total",
                            "Mentions kept from paging receivers, by reason (silence, inhibition)",
@@ -35,3 +36,11 @@ RESPONSES = Counter("triage_router_responses_total",
                     "First responses per priority and outcome (in_time / late); response rate = this / sla_items",
                     ["priority", "outcome"])
 OPEN_ITEMS = Gauge("triage_router_open_items", "Items waiting for a first response", ["queue", "priority"])
+PAGES_RETRYING = Gauge("triage_router_pages_retrying", "Pages waiting for another delivery attempt after a failure",
+                       ["receiver", "action"])
+PAGE_DELAY = Histogram("triage_router_page_delay_seconds",
+                       "From the moment a page was due to the receiver accepting it (retries included)",
+                       ["action"], buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 900, 3600))
+DUPLICATES_SKIPPED = Counter("triage_router_duplicates_skipped_total",
+                             "Scored mentions already routed to a queue topic (a replay after a crash), not routed "
+                             "again", ["receiver"])

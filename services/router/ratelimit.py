@@ -32,6 +32,16 @@ class TokenBucket:
     def per_minute(cls, n: float, clock: Clock, burst: float | None = None) -> TokenBucket:
         return cls(rate=n / 60.0, burst=burst if burst is not None else max(1.0, n / 6.0), clock=clock)
 
+    def take(self, keep: float = 0.0) -> bool:
+        """Take a token now if one is free beyond `keep` (tokens held back for more urgent callers)."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1.0 + keep:
+            return False
+        self.tokens -= 1.0
+        return True
+
     def reserve(self) -> float:
         """Take one token; return how long the caller must wait before using it (0 = now)."""
         now = self.clock()

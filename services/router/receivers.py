@@ -19,6 +19,7 @@ from services.common import codec
 from services.common.codec import pb
 from services.common.topics import queue_topic
 from services.router.grouping import Page
+from services.router.ledger import VERSION_HEADER, mention_version
 from services.router.render import webhook_page
 from services.router.transport import USER_AGENT, DeliveryError, classify_http, sign
 
@@ -30,7 +31,8 @@ class Receiver(Protocol):
 
 
 class KafkaQueueReceiver:
-    """Produces the RoutedMention to `triage.queue.<queue>`, keyed by mention id."""
+    """Produces the RoutedMention to `triage.queue.<queue>`, keyed by mention id, with the mention's version in
+    the `triage-version` header (what the router's ledger reads back to skip replays; ledger.py)."""
 
     def __init__(self, name: str, queue: str, producer: AIOKafkaProducer):
         self.name = name
@@ -40,8 +42,9 @@ class KafkaQueueReceiver:
 
     async def deliver(self, routed: pb.RoutedMention) -> None:
         try:
-            fut = await self.producer.send(self.topic, codec.encode(routed),
-                                           key=routed.scored.mention.mention_id.encode())
+            fut = await self.producer.send(
+                self.topic, codec.encode(routed), key=routed.scored.mention.mention_id.encode(),
+                headers=[(VERSION_HEADER, mention_version(routed.scored.mention).encode())])
             await fut
         except Exception as exc:
             raise DeliveryError(f"Kafka produce to {self.topic} failed: {type(exc).__name__}: {exc}") from exc
