@@ -70,3 +70,7 @@ class DedupeWindow:
 
     def release(self, key: str) -> None:
         self._pending.discard(key)
+
+    def in_flight(self, key: str) -> bool:
+        """True while `key` is reserved and neither committed nor released (its produce not settled)."""
+        return key in self._pending

@@ -19,7 +19,7 @@ from services.ingest import metrics as m
 from services.ingest.adapters import Candidate
 from services.ingest.config import IngestSettings
 from services.ingest.dedupe import DedupeWindow
-from services.ingest.ingestor import KafkaUnavailable, MentionIngestor
+from services.ingest.ingestor import NOT_ACCEPTED, UNKNOWN, KafkaUnavailable, MentionIngestor
 from services.ingest.normalize import MentionError, parse_body
 
 log = get_logger("ingest")
@@ -33,17 +33,36 @@ INGESTOR_KEY = web.AppKey("ingestor", MentionIngestor)
 
 
 def error_response(status: int, reason: str, errors: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON error answer: {"error": reason, "errors": [...]}."""
+                   headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    """A JSON error answer: {"error": reason, "errors": [...], **extra}."""
     body: dict[str, Any] = {"error": reason}
     if errors:
         body["errors"] = errors
+    body.update(extra)
     return web.json_response(body, status=status, headers=headers)
 
 
-def unavailable(settings: IngestSettings) -> web.Response:
-    return error_response(503, "Kafka did not acknowledge the mentions; nothing was accepted, retry later",
-                          headers={"Retry-After": str(settings.retry_after_seconds)})
+def unavailable(settings: IngestSettings, exc: KafkaUnavailable | None = None) -> web.Response:
+    """503 + Retry-After that says what is known: nothing accepted, or an outcome that is unknown (a late
+    ack: some or all of the mentions may be stored). A retry of the same request is safe either way."""
+    headers = {"Retry-After": str(settings.retry_after_seconds)}
+    if exc is not None and exc.outcome == UNKNOWN:
+        return error_response(
+            503, "Kafka did not acknowledge in time: the outcome is unknown, some or all of these mentions may "
+                 "have been stored. Retrying the same request is safe (it is deduplicated): mentions stored "
+                 "meanwhile come back under \"duplicates\", which means already stored, not rejected",
+            headers=headers, outcome=UNKNOWN, retry_safe=True)
+    return error_response(503, "Kafka is unavailable; nothing was accepted. Retry the same request later",
+                          headers=headers, outcome=NOT_ACCEPTED, retry_safe=True)
+
+
+def accepted_response(accepted: list[str], duplicates: list[str], status: int = 202,
+                      **extra: Any) -> web.Response:
+    """`accepted`: written now; `duplicates`: already stored by an earlier request (a redelivery, or an
+    attempt answered 503 whose records landed late), not rejected; `stored`: both, i.e. every mention
+    of this request that is on mentions.raw."""
+    return web.json_response({"accepted": accepted, "duplicates": duplicates,
+                              "stored": len(accepted) + len(duplicates), **extra}, status=status)
 
 
 async def read_body(request: web.Request, settings: IngestSettings) -> bytes | web.Response:
@@ -126,6 +145,6 @@ async def ingest_body(request: web.Request, body: bytes, ctype: str, default_sou
     try:
         accepted, duplicates = await ingestor.produce(mentions)
     except KafkaUnavailable as exc:
-        log.warning("produce_failed", detail=str(exc)[:200], mentions=len(mentions))
-        return unavailable(settings)
-    return web.json_response({"accepted": accepted, "duplicates": duplicates}, status=202)
+        log.warning("produce_failed", detail=str(exc)[:200], mentions=len(mentions), outcome=exc.outcome)
+        return unavailable(settings, exc)
+    return accepted_response(accepted, duplicates)

@@ -31,12 +31,24 @@ from services.ingest.normalize import Limits, MentionError, dedupe_key, normaliz
 log = get_logger("ingest")
 
 
-class KafkaUnavailable(RuntimeError):
-    """Kafka is down or did not acknowledge in time: nothing was accepted."""
+NOT_ACCEPTED = "not_accepted"
+UNKNOWN = "unknown"
 
-    def __init__(self, reason: str, futures: list[asyncio.Future[Any]] | None = None):
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka is down or did not acknowledge in time.
+
+    `outcome` is what the caller may tell its client: `NOT_ACCEPTED` when nothing of the attempt reached
+    Kafka (it was known to be down, or every send failed), `UNKNOWN` when records were handed to the
+    producer and may still be written (an ack that came late). Either way a retry is safe: mentions
+    are deduplicated, so whatever did land comes back as a duplicate, never twice on the topic.
+    """
+
+    def __init__(self, reason: str, futures: list[asyncio.Future[Any]] | None = None,
+                 outcome: str = NOT_ACCEPTED):
         super().__init__(reason)
         self.futures = futures or []  # the send futures of the failed attempt (see send_records)
+        self.outcome = outcome
 
 
 class MentionIngestor:
@@ -54,6 +66,7 @@ class MentionIngestor:
         self.kafka_up = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._unsettled: set[str] = set()  # dedupe keys whose failed attempt may still be delivered
+        self._attempt_ended = asyncio.Condition()  # notified whenever a produce attempt settles
         self._settling: set[asyncio.Task[None]] = set()
         self._started = producer is not None
 
@@ -163,6 +176,7 @@ class MentionIngestor:
     def _settle_later(self, keys: list[str], futures: list[asyncio.Future[Any]]) -> None:
         """After a failed attempt: a key is committed if its record was delivered after all, else released."""
         unsettled: dict[str, asyncio.Future[Any]] = {}
+        futures = futures[: len(keys)]
         for i, key in enumerate(keys):
             fut = futures[i] if i < len(futures) else None
             if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
@@ -183,6 +197,7 @@ class MentionIngestor:
                     ok = fut.done() and not fut.cancelled() and fut.exception() is None
                     (self.dedupe.commit if ok else self.dedupe.release)(key)
                     self._unsettled.discard(key)
+                await self._notify_attempt_ended()
 
         task = asyncio.create_task(settle(), name="ingest-settle")
         self._settling.add(task)
@@ -220,12 +235,48 @@ class MentionIngestor:
                     mention.brands.append(brand)
         return mention
 
+    async def _notify_attempt_ended(self) -> None:
+        async with self._attempt_ended:
+            self._attempt_ended.notify_all()
+
+    async def _wait_for_other_attempts(self, keys: Iterable[str]) -> None:
+        """Waits (up to the produce timeout) while another request is writing one of `keys`.
+
+        A key reserved by a concurrent request is not yet on Kafka: calling it a duplicate now could
+        tell this client "already stored" for a record whose write then fails. Nothing is reserved
+        while waiting, so two requests cannot wait on each other.
+        """
+        wanted = set(keys)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.produce_timeout_seconds
+        async with self._attempt_ended:
+            while busy := [k for k in wanted if self.dedupe.in_flight(k) and k not in self._unsettled]:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise KafkaUnavailable(f"{len(busy)} mention(s) still being written by an earlier request",
+                                           outcome=UNKNOWN)
+                try:
+                    await asyncio.wait_for(self._attempt_ended.wait(), remaining)
+                except TimeoutError:
+                    continue
+
     async def produce(self, mentions: list[Any],
                       dead_letters: list[tuple[bytes, str]] | None = None) -> tuple[list[str], list[str]]:
         """Produce new mentions (and DLQ records); returns (accepted ids, duplicate ids).
 
-        Raises KafkaUnavailable when Kafka did not acknowledge; then nothing counts as seen.
+        A duplicate is a mention already acknowledged by Kafka (within the dedupe window), never a
+        rejection. Raises KafkaUnavailable when Kafka did not acknowledge: with outcome NOT_ACCEPTED
+        nothing was written, with UNKNOWN some records may land later (and are then duplicates of
+        the client's retry); keys count as seen only once their records are acknowledged.
         """
+        await self._wait_for_other_attempts(dedupe_key(mn) for mn in mentions)
+        try:
+            return await self._produce_reserved(mentions, dead_letters)
+        finally:
+            await self._notify_attempt_ended()
+
+    async def _produce_reserved(self, mentions: list[Any], dead_letters: list[tuple[bytes, str]] | None,
+                                ) -> tuple[list[str], list[str]]:
         fresh: list[Any] = []
         dups: list[str] = []
         keys: list[str] = []
@@ -236,7 +287,8 @@ class MentionIngestor:
                 # could duplicate it. Ask for a retry until that attempt settles.
                 for k in keys:
                     self.dedupe.release(k)
-                raise KafkaUnavailable("an earlier attempt with this mention is still in flight")
+                raise KafkaUnavailable("an earlier attempt with this mention is still in flight (its ack is "
+                                       "late)", outcome=UNKNOWN)
             if self.dedupe.reserve(key):
                 fresh.append(mention)
                 keys.append(key)
@@ -253,7 +305,9 @@ class MentionIngestor:
             await self.send_records(records)
             m.PRODUCE_SECONDS.observe(time.perf_counter() - started)
         except KafkaUnavailable as exc:
-            self._settle_later(keys, exc.futures[: len(keys)])
+            self._settle_later(keys, exc.futures)
+            if any(not (f.done() and (f.cancelled() or f.exception() is not None)) for f in exc.futures):
+                exc.outcome = UNKNOWN  # a record was handed over and delivered, or may still be
             raise
         except BaseException:
             for key in keys:

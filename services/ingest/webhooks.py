@@ -35,6 +35,7 @@ from services.ingest.http import (
     JSON_TYPES,
     NDJSON_TYPES,
     SETTINGS_KEY,
+    accepted_response,
     error_response,
     ingest_body,
     read_body,
@@ -120,12 +121,12 @@ async def _platform_delivery(request: web.Request, endpoint: str, label: str, ve
     try:
         accepted, duplicates = await ingestor.produce(mentions, dead)
     except KafkaUnavailable as exc:
-        log.warning("produce_failed", endpoint=endpoint, detail=str(exc)[:200])
-        return unavailable(settings)
+        log.warning("produce_failed", endpoint=endpoint, detail=str(exc)[:200], outcome=exc.outcome)
+        return unavailable(settings, exc)
     m.WEBHOOK_EVENTS.labels(label, "accepted").inc(len(accepted))
     m.WEBHOOK_EVENTS.labels(label, "duplicate").inc(len(duplicates))
     m.WEBHOOK_EVENTS.labels(label, "dead_lettered").inc(len(dead))
-    return web.json_response({"accepted": accepted, "duplicates": duplicates, "dead_lettered": len(dead)})
+    return accepted_response(accepted, duplicates, status=200, dead_lettered=len(dead))
 
 
 async def generic_events(request: web.Request) -> web.Response:

@@ -49,8 +49,9 @@ async def test_redelivery_is_dropped_but_engagement_update_passes(ingest):
     r2 = await ingest.post("/v1/mentions", json=m)
     m["engagement"] = {"reposts": 40}
     r3 = await ingest.post("/v1/mentions", json=m)
-    assert r1.json() == {"accepted": ["reddit:dup-1"], "duplicates": []}
-    assert r2.json() == {"accepted": [], "duplicates": ["reddit:dup-1"]}
+    assert r1.json() == {"accepted": ["reddit:dup-1"], "duplicates": [], "stored": 1}
+    # A duplicate is already stored, not rejected: `stored` counts it.
+    assert r2.json() == {"accepted": [], "duplicates": ["reddit:dup-1"], "stored": 1}
     assert r3.json()["accepted"] == ["reddit:dup-1"]
 
 

@@ -1,9 +1,14 @@
 """Kafka outages: ingest starts without Kafka, answers 503 while it is down, loses nothing it acknowledged,
-and recovers by itself when the broker returns (a private broker from `kafka_broker_factory`)."""
+and recovers by itself when the broker returns (a private broker from `kafka_broker_factory`). A late ack
+(the broker paused with SIGSTOP) is an honest 503: outcome unknown, retry safe, and the retry reports
+the records that landed as stored duplicates, never as rejected nor twice on the topic."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 from collections import Counter
 
 import httpx
@@ -34,6 +39,9 @@ async def test_broker_down_at_start_then_stopped_mid_traffic(kafka_broker_factor
         assert (await client.get("/readyz")).status_code == 503
         r = await client.post("/v1/mentions", json=mention(-1))
         assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        # Nothing was handed to Kafka: the answer says so (and that the retry is safe).
+        assert r.json()["outcome"] == "not_accepted" and r.json()["retry_safe"] is True, r.text
+        assert "nothing was accepted" in r.json()["error"]
 
         await asyncio.to_thread(broker.start)
         await wait_for(lambda: _ready(client), 60, "ingest ready after the broker started")
@@ -80,3 +88,44 @@ async def test_broker_down_at_start_then_stopped_mid_traffic(kafka_broker_factor
 
 async def _ready(client: httpx.AsyncClient) -> bool:
     return (await client.get("/readyz")).status_code == 200
+
+
+async def test_a_late_ack_is_an_unknown_outcome_and_the_retry_reports_stored_duplicates(kafka_broker_factory):
+    broker = kafka_broker_factory()
+    await ensure_topics(broker.bootstrap_servers, all_topic_specs())
+    settings = IngestSettings(kafka_bootstrap=broker.bootstrap_servers, produce_timeout_seconds=2,
+                              retry_after_seconds=1, kafka_probe_interval_seconds=0.3)
+    ids = [f"forum:late-{i}" for i in range(57)]
+    batch = "\n".join(json.dumps({**mention(i), "external_id": f"late-{i}"}) for i in range(57)).encode()
+    ndjson = {"Content-Type": "application/x-ndjson"}
+    async with running_app(build_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        await wait_for(lambda: _ready(client), 60, "ingest ready")
+        warm = await client.post("/v1/mentions", json=mention(-2))  # producer connected, metadata known
+        assert warm.status_code == 202, warm.text
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGSTOP)  # the broker takes the records but cannot ack in time
+        try:
+            r = await client.post("/v1/mentions", content=batch, headers=ndjson)
+            assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
+            body = r.json()
+            assert body["outcome"] == "unknown" and body["retry_safe"] is True, r.text
+            assert "outcome is unknown" in body["error"] and "safe" in body["error"]
+            assert "nothing was accepted" not in body["error"]
+            # While that attempt is unsettled a retry is told the same, neither "duplicate" nor sent again.
+            again = await client.post("/v1/mentions", content=batch, headers=ndjson)
+            assert again.status_code == 503 and again.json()["outcome"] == "unknown", again.text
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+
+        async def retried() -> httpx.Response | None:
+            r = await client.post("/v1/mentions", content=batch, headers=ndjson)
+            assert r.status_code in (202, 503), r.text
+            return r if r.status_code == 202 else None
+
+        r = await wait_for(retried, 60, "the retry to be answered 202", interval=1.0)
+        # The late records were written: the retry says they are stored, as duplicates, not rejected.
+        assert r.json()["accepted"] == [] and sorted(r.json()["duplicates"]) == sorted(ids), r.text
+        assert r.json()["stored"] == 57
+    records = await consume(broker.bootstrap_servers, [topics.MENTIONS_RAW], idle=2.0, timeout=60)
+    on_topic = Counter(codec.decode(v, pb.Mention).mention_id for _, _, v in records)
+    assert {i: on_topic[i] for i in ids} == dict.fromkeys(ids, 1)

@@ -62,7 +62,7 @@ async def test_x_signed_delivery_is_produced_with_brands_and_replay_is_a_duplica
     r = await ingest.post("/webhooks/x", content=body, headers=headers)
     assert r.status_code == 200, r.text
     ids = ["x:1050118621198921728", "x:1050118776358895616"]
-    assert r.json() == {"accepted": ids, "duplicates": [], "dead_lettered": 0}
+    assert r.json() == {"accepted": ids, "duplicates": [], "stored": len(ids), "dead_lettered": 0}
     replayed = await ingest.post("/webhooks/x", content=body, headers=headers)  # X redelivers the same bytes
     assert replayed.json()["duplicates"] == ids
     got = await produced(kafka_bootstrap, set(ids))
