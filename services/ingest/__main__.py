@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
-from aiohttp import web
-
 from services.common.logging import configure_logging
-from services.ingest.app import build_app, server_options
+from services.ingest.app import build_app
 from services.ingest.config import IngestSettings
+from services.ingest.connections import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,8 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_json)
     print(f"ingest listening on http://{settings.ingest_host}:{settings.ingest_port} "
           f"(metrics at /metrics), Kafka {settings.kafka_bootstrap}", file=sys.stderr, flush=True)
-    web.run_app(build_app(settings), host=settings.ingest_host, port=settings.ingest_port,
-                print=None, access_log=None, **server_options(settings))
+    asyncio.run(serve(build_app(settings), settings))
     return 0
 
 

@@ -2,10 +2,13 @@
 
 A 202 is only ever sent after Kafka acknowledged every accepted mention
 (idempotent producer, acks=all); if Kafka cannot take them, the answer is 503
-with Retry-After and nothing is marked as seen, so the client's retry is safe.
+with Retry-After and an `outcome` (`not_accepted`, or `unknown` when an ack came
+late and the records may be stored); a key counts as seen only once acknowledged,
+so the client's retry is safe either way (late records come back as duplicates).
 
 Every source goes through `MentionIngestor` (`ingestor.py`); the HTTP helpers
-shared with the webhooks are in `http.py`. Start-up does not need Kafka: the
+shared with the webhooks are in `http.py`; connection handling (timeouts, pipelining,
+per-client connection limit) and the server runner are in `connections.py`. Start-up does not need Kafka: the
 producer is (re)connected in the background and `/readyz` answers 503 until it is.
 """
 
@@ -120,13 +123,6 @@ async def rate_limit(request: web.Request, handler: Any) -> web.StreamResponse:
             return error_response(429, "too many requests from this client",
                                   headers={"Retry-After": access.retry_after(wait)})
     return await handler(request)
-
-
-def server_options(settings: IngestSettings) -> dict[str, Any]:
-    """aiohttp server settings (for `web.run_app` / `web.AppRunner`): idle connections and requests whose
-    headers never complete are closed after `idle_timeout_seconds`; header lines and counts are bounded."""
-    return {"keepalive_timeout": settings.idle_timeout_seconds, "max_line_size": 8190, "max_field_size": 8190,
-            "max_headers": 64, "lingering_time": 2.0}
 
 
 def build_app(settings: IngestSettings, producer: AIOKafkaProducer | None = None,

@@ -36,6 +36,8 @@ class IngestSettings(ServiceSettings):
     request_timeout_seconds: float = Field(30.0, description="a request body not read within this gets 408")
     idle_timeout_seconds: float = Field(15.0, gt=0, description="a connection whose request headers are not "
                                         "complete within this (after connecting or after a response) is closed")
+    max_connections_per_client: int = Field(64, ge=0, description="open connections one client address may "
+                                            "hold; more are answered 429 and closed (0 = unlimited)")
     kafka_probe_interval_seconds: float = Field(1.0, description="how often a down Kafka is probed to recover")
 
     # Brand tracking.

@@ -35,6 +35,10 @@ AUTH_REJECTED = Counter(
     "Requests answered 401 (bad/missing bearer token or webhook signature), never produced",
     ["endpoint", "reason"],
 )
+CONNECTIONS_OPEN = Gauge("triage_ingest_connections_open", "Open HTTP connections (refused ones not counted)")
+CONNECTIONS_REFUSED = Counter(
+    "triage_ingest_connections_refused_total", "Connections answered 429 and closed at once, by reason", ["reason"]
+)
 RATE_LIMITED = Counter("triage_ingest_rate_limited_total", "Requests answered 429", ["endpoint"])
 WEBHOOK_EVENTS = Counter(
     "triage_ingest_webhook_events_total", "Items in signed webhook deliveries, by outcome", ["source", "outcome"]

@@ -29,8 +29,9 @@ from services.common import topics
 from services.common.kafka import ensure_topics
 from services.common.topics import all_topic_specs
 from services.ingest import signatures as sig
-from services.ingest.app import build_app, server_options
+from services.ingest.app import build_app
 from services.ingest.config import IngestSettings
+from services.ingest.connections import IngestRunner
 
 X_SECRET, META_SECRET, GENERIC_SECRET = "fuzz-x", "fuzz-meta", "fuzz-generic"
 EXAMPLES = int(os.environ.get("INGEST_FUZZ_EXAMPLES", "400"))
@@ -53,7 +54,7 @@ class ThreadedIngest:
         from aiohttp import web
 
         self._stop = asyncio.Event()
-        runner = web.AppRunner(build_app(self.settings), **server_options(self.settings))
+        runner = IngestRunner(build_app(self.settings), self.settings)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()
         self._ready.set()

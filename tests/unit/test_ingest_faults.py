@@ -12,9 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from services.ingest import faults
-from services.ingest.app import build_app, server_options
+from services.ingest.app import build_app
 from services.ingest.brands import BrandMatcher
 from services.ingest.config import IngestSettings
+from services.ingest.connections import IngestRunner
 
 
 class AckingProducer:
@@ -43,7 +44,7 @@ def _exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
 
 
 async def _serve(app: web.Application, settings: IngestSettings) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, **server_options(settings))
+    runner = IngestRunner(app, settings)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

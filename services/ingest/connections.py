@@ -1,0 +1,178 @@
+"""Connection handling of the ingest HTTP server: what one client may hold open, and how requests on
+one connection are read.
+
+- **Per-client connections.** `ConnectionLimiter` (pure) counts the open connections of each peer
+  address; past `max_connections_per_client` a new connection is answered 429 at once (JSON body,
+  `Retry-After`, `Connection: close`), counted in `triage_ingest_connections_refused_total` and logged
+  at most once a minute per cause, then closed, so a client opening sockets it never uses (slowloris)
+  holds at most that many. The peer is the TCP peer: behind a proxy every client is the proxy, so set
+  the limit there (or 0 here, unlimited).
+- **Header-read and idle timeout.** aiohttp's keep-alive timer (`idle_timeout_seconds`) closes a
+  connection whose request headers are not complete that long after connecting or after the last
+  response, however slowly the bytes trickle in (see `server_options`).
+- **Pipelining.** aiohttp's parser reads every request buffered on a connection in one go, and a
+  parse error there discards the requests parsed before it: a valid request pipelined before garbage
+  got no answer of its own, only a 400 quoting its body. The parser is told to stop after each
+  request (aiohttp's queue bound, `MAX_MSG_QUEUE_SIZE`, set to 1), so pipelined requests are answered
+  one by one, in order, and garbage after a valid request gets its own 400 after that request's answer.
+
+`IngestRunner` is `web.AppRunner` with these applied; `serve()` runs it until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web, web_protocol
+
+from services.common.logging import get_logger
+from services.ingest import metrics as m
+from services.ingest.config import IngestSettings
+
+log = get_logger("ingest")
+
+# Read one pipelined request at a time (see the module docstring). aiohttp reads this module constant
+# when it builds each connection's parser; 1 is the bound its own flow control is written for.
+PIPELINE_DEPTH = 1
+
+
+def server_options(settings: IngestSettings) -> dict[str, Any]:
+    """aiohttp server settings (for `web.AppRunner`): idle connections and requests whose headers never
+    complete are closed after `idle_timeout_seconds`; header lines and counts are bounded."""
+    return {"keepalive_timeout": settings.idle_timeout_seconds, "max_line_size": 8190, "max_field_size": 8190,
+            "max_headers": 64, "lingering_time": 2.0}
+
+
+def read_one_request_at_a_time() -> None:
+    """Makes aiohttp's request parser stop after each request (idempotent; applies to connections made
+    after the call)."""
+    web_protocol.MAX_MSG_QUEUE_SIZE = PIPELINE_DEPTH
+
+
+class ConnectionLimiter:
+    """Open connections per client (pure); `limit` 0 = unlimited. Refusals are logged at most once per
+    `log_interval` seconds, with how many were refused since the last line."""
+
+    def __init__(self, limit: int, log_interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.log_interval = log_interval
+        self._clock = clock
+        self._open: dict[str, int] = {}
+        self._refused_since_log = 0
+        self._last_log: float | None = None
+
+    def open(self, client: str) -> bool:
+        """Counts a new connection of `client`; False (and not counted) when it is over the limit."""
+        n = self._open.get(client, 0)
+        if self.limit and n >= self.limit:
+            self._refused(client)
+            return False
+        self._open[client] = n + 1
+        return True
+
+    def close(self, client: str) -> None:
+        n = self._open.get(client, 0) - 1
+        if n > 0:
+            self._open[client] = n
+        else:
+            self._open.pop(client, None)
+
+    def count(self, client: str) -> int:
+        return self._open.get(client, 0)
+
+    def total(self) -> int:
+        return sum(self._open.values())
+
+    def _refused(self, client: str) -> None:
+        m.CONNECTIONS_REFUSED.labels("per_client_limit").inc()
+        self._refused_since_log += 1
+        now = self._clock()
+        if self._last_log is None or now - self._last_log >= self.log_interval:
+            # The address is the operator's to see (it is what to block); never a token or a body.
+            log.warning("connections_refused", reason="per_client_limit", client=client, limit=self.limit,
+                        refused=self._refused_since_log)
+            self._last_log = now
+            self._refused_since_log = 0
+
+
+def _client_of(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "local")
+
+
+def _refusal(limit: int, retry_after: int) -> bytes:
+    body = json.dumps({"error": f"too many concurrent connections from this client (limit {limit}); "
+                                "reuse a connection or retry later"}).encode()
+    head = (f"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+            f"\r\nRetry-After: {retry_after}\r\nConnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+class ConnectionLimitedServer(web.Server):
+    """aiohttp's low-level server, refusing a client's connections past `limiter.limit`."""
+
+    def __init__(self, limiter: ConnectionLimiter, *args: Any, retry_after: int = 1, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.limiter = limiter
+        self.retry_after = retry_after
+        self._clients: dict[web_protocol.RequestHandler, str] = {}
+
+    def connection_made(self, handler: web_protocol.RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        client = _client_of(transport)
+        if not self.limiter.open(client):
+            # Answer before reading anything (the request is never parsed), half-close, and drop the socket
+            # a moment later: the client reads a 429 rather than a reset.
+            transport.pause_reading()
+            transport.write(_refusal(self.limiter.limit, self.retry_after))
+            if transport.can_write_eof():
+                transport.write_eof()
+            asyncio.get_running_loop().call_later(1.0, handler.force_close)
+            return
+        self._clients[handler] = client
+        m.CONNECTIONS_OPEN.set(self.limiter.total())
+
+    def connection_lost(self, handler: web_protocol.RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        client = self._clients.pop(handler, None)
+        if client is not None:
+            self.limiter.close(client)
+            m.CONNECTIONS_OPEN.set(self.limiter.total())
+
+
+class IngestRunner(web.AppRunner):
+    """`web.AppRunner` with the ingest server's connection handling (timeouts, pipelining, per-client limit)."""
+
+    def __init__(self, app: web.Application, settings: IngestSettings, **kwargs: Any):
+        read_one_request_at_a_time()
+        super().__init__(app, **{**server_options(settings), **kwargs})
+        self.limiter = ConnectionLimiter(settings.max_connections_per_client)
+        self._retry_after = settings.retry_after_seconds
+
+    async def _make_server(self) -> web.Server:
+        base = await super()._make_server()  # starts the app; the same handler, with the runner's options
+        return ConnectionLimitedServer(self.limiter, base.request_handler, request_factory=base.request_factory,
+                                       handler_cancellation=base.handler_cancellation,
+                                       retry_after=self._retry_after, **self._kwargs)
+
+
+async def serve(app: web.Application, settings: IngestSettings) -> None:
+    """Runs `app` on `ingest_host:ingest_port` until SIGINT or SIGTERM, then shuts down gracefully."""
+    runner = IngestRunner(app, settings, access_log=None)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, settings.ingest_host, settings.ingest_port).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
