@@ -6,7 +6,7 @@ DURATION ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: help venv proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
-        kafka-up kafka-down fuzz train eval eval-crisis bench manifests deploy-check clean
+        kafka-up kafka-down fuzz train eval eval-crisis bench bench-e2e manifests deploy-check clean
 
 help:
 	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
@@ -14,6 +14,7 @@ help:
 	@echo "make up / make down      start / stop broker + services in the background (logs in run/)"
 	@echo "make kafka-up / kafka-down   the broker alone (127.0.0.1:9092)"
 	@echo "make train / eval / bench    fit the heads / print evaluation tables / print benchmarks"
+	@echo "make bench-e2e [E2E_RATES=200 E2E_SECONDS=60]  the whole pipeline at offered rates: latency, outage trigger"
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
 	@echo "make eval-crisis         replay crisis scenarios, print the detection table"
 	@echo "make lint                ruff + mypy + stale-protobuf check + import cycles (tools/check_imports.py)"
@@ -48,13 +49,18 @@ test: $(STAMP) proto kafka-jars model
 	$(PY) -m services.devtools.protobuild --check
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-# Hostile-input fuzz of every ingest endpoint on a real broker: 25,000 requests per property (100,000 in
-# all), each property bounded by FUZZ_SECONDS; prints the status table, fails on any 5xx or on
-# produced != accepted. `make test` runs the same properties with 400 examples each.
+# Hostile-input fuzz of every ingest endpoint on a real broker, against `triage ingest` as its own
+# process: 25,000 requests per property (100,000 in all, FUZZ_MIN_REQUESTS checked), each property
+# bounded by FUZZ_SECONDS; prints the status table and ingest's RSS before/during/after (after = once
+# the FUZZ_DEDUPE_WINDOW-second dedupe window expired); fails on any 5xx, on produced != accepted or
+# on fewer requests than asked. `make test` runs the same properties with 400 examples each.
 FUZZ_EXAMPLES ?= 25000
 FUZZ_SECONDS ?= 540
+FUZZ_MIN_REQUESTS ?= 100000
+FUZZ_DEDUPE_WINDOW ?= 30
 fuzz: $(STAMP) proto kafka-jars
 	INGEST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) INGEST_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+		INGEST_FUZZ_MIN_REQUESTS=$(FUZZ_MIN_REQUESTS) INGEST_FUZZ_DEDUPE_WINDOW=$(FUZZ_DEDUPE_WINDOW) \
 		$(PY) -m pytest tests/integration/test_ingest_fuzz.py -q $(PYTEST_ARGS)
 
 test-unit: $(STAMP) proto
@@ -92,6 +98,13 @@ eval-crisis: $(STAMP) proto
 bench: $(STAMP) proto model kafka-jars
 	$(PY) -m bench.classify
 	$(PY) -m bench.ingest
+
+# The whole pipeline (broker + ingest/classify/router processes) at offered rates, E2E_RATES mentions/s for
+# E2E_SECONDS each: ingest->routed p50/p95/p99, backlog, outage burst -> PagerDuty-shaped trigger delay.
+E2E_RATES ?= 200
+E2E_SECONDS ?= 60
+bench-e2e: $(STAMP) proto model kafka-jars
+	$(PY) -m bench.e2e --rates $(E2E_RATES) --seconds $(E2E_SECONDS)
 
 manifests: $(STAMP) proto
 	$(PY) deploy/k8s/generate.py

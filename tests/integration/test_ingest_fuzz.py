@@ -3,9 +3,13 @@ never crash ingest, and an invalid request never produces a message (counted on 
 
 Also the regression cases of issue 17 over HTTP (each a 4xx naming the field and the reason), a
 platform delivery with one bad item (200, that item dead-lettered, the rest produced) and the
-header-read timeout. Size: INGEST_FUZZ_EXAMPLES per property (default 400, a few thousand requests
-in all), bounded by INGEST_FUZZ_SECONDS per property; `make fuzz` runs 100,000 requests in all. A
-status table (endpoint x code) is printed at the end, and produced == accepted is checked on the topics.
+header-read timeout. Ingest runs as its own process (`triage ingest`, the way it is deployed), so the
+harness and the server do not share a GIL and its RSS is its own. Size: INGEST_FUZZ_EXAMPLES per
+property (default 400, a few thousand requests in all), bounded by INGEST_FUZZ_SECONDS per property;
+`make fuzz` runs 25,000 per property (100,000 requests) and asks for at least INGEST_FUZZ_MIN_REQUESTS.
+A status table (endpoint x code) is printed at the end, with produced == accepted checked on the
+topics, and ingest's RSS before, during (peak) and after the load, "after" once the dedupe window
+(INGEST_FUZZ_DEDUPE_WINDOW seconds) has expired and its entries and bytes gauges read 0.
 """
 
 from __future__ import annotations
@@ -18,95 +22,137 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import consume, free_port
+from support import ServiceProcess, consume, free_port
 
 from services.common import topics
 from services.common.kafka import ensure_topics
 from services.common.topics import all_topic_specs
 from services.ingest import signatures as sig
-from services.ingest.app import build_app
-from services.ingest.config import IngestSettings
-from services.ingest.connections import IngestRunner
 
 X_SECRET, META_SECRET, GENERIC_SECRET = "fuzz-x", "fuzz-meta", "fuzz-generic"
 EXAMPLES = int(os.environ.get("INGEST_FUZZ_EXAMPLES", "400"))
 SECONDS = float(os.environ.get("INGEST_FUZZ_SECONDS", "12"))
+MIN_REQUESTS = int(os.environ.get("INGEST_FUZZ_MIN_REQUESTS", "0"))
+DEDUPE_WINDOW = float(os.environ.get("INGEST_FUZZ_DEDUPE_WINDOW", "3"))
 STATUS: Counter[tuple[str, int]] = Counter()
 
 
-class ThreadedIngest:
-    """Ingest on its own event loop in a thread, so hypothesis can drive it with a plain client."""
+class IngestProcess:
+    """`triage ingest` as a subprocess with the fuzz settings; samples its RSS in the background."""
 
-    def __init__(self, settings: IngestSettings):
-        self.settings = settings
+    def __init__(self, bootstrap: str, log_dir: Path):
         self.port = free_port()
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),), daemon=True)
+        env = {"TRIAGE_KAFKA_BOOTSTRAP": bootstrap, "TRIAGE_INGEST_PORT": str(self.port),
+               "TRIAGE_X_CONSUMER_SECRET": X_SECRET, "TRIAGE_META_APP_SECRET": META_SECRET,
+               "TRIAGE_WEBHOOK_SECRET": GENERIC_SECRET, "TRIAGE_MAX_BODY_BYTES": "32000",
+               "TRIAGE_INGEST_MAX_BATCH": "20", "TRIAGE_IDLE_TIMEOUT_SECONDS": "1.0",
+               "TRIAGE_DEDUPE_WINDOW_SECONDS": str(DEDUPE_WINDOW), "TRIAGE_LOG_LEVEL": "INFO"}
+        self.proc = ServiceProcess("ingest", env, log_dir)
+        self.rss: dict[str, float] = {}
+        self.peak = 0.0
+        self._sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
 
-    async def _main(self) -> None:
-        from aiohttp import web
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
 
-        self._stop = asyncio.Event()
-        runner = IngestRunner(build_app(self.settings), self.settings)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
+    def _sample(self) -> None:
+        while not self._sampling.wait(0.5):
+            if self.proc.alive():
+                self.peak = max(self.peak, self.rss_mib())
 
     def __enter__(self) -> str:
-        self.thread.start()
-        assert self._ready.wait(30), "ingest did not start"
-        return f"http://127.0.0.1:{self.port}"
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.proc.alive(), self.proc.log_tail()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "ingest did not become ready: " + self.proc.log_tail()
+            time.sleep(0.2)
+        self.rss["before"] = self.rss_mib()
+        self._sampler.start()
+        return url
+
+    def stop_sampling(self) -> None:
+        self._sampling.set()
+        self._sampler.join(5)
+        self.rss["during"] = max(self.peak, self.rss.get("before", 0.0))
 
     def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self.loop.call_soon_threadsafe(self._stop.set)
-        self.thread.join(30)
-        self.loop.close()
+        self._sampling.set()
+        self.proc.stop()
 
 
 class Target:
     def __init__(self, client: httpx.Client, port: int):
         self.client = client
         self.port = port
+        self.last_request = time.monotonic()
 
-    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    def post(self, path: str, body: bytes, headers: dict[str, str] | list[tuple[bytes, bytes]] | None = None,
+             ) -> httpx.Response:
         r = self.client.post(path, content=body, headers=headers or {})
         STATUS[(path, r.status_code)] += 1
+        self.last_request = time.monotonic()
         return r
 
 
+def _gauge(page: str, name: str) -> float:
+    return next(float(line.split()[1]) for line in page.splitlines() if line.startswith(name + " "))
+
+
 @pytest.fixture(scope="module")
-def fuzz_target(kafka_bootstrap, request) -> Iterator[tuple[Target, dict[str, int]]]:
+def fuzz_target(kafka_bootstrap, request, tmp_path_factory) -> Iterator[tuple[Target, dict[str, int]]]:
     asyncio.run(ensure_topics(kafka_bootstrap, all_topic_specs()))
-    s = IngestSettings(kafka_bootstrap=kafka_bootstrap, x_consumer_secret=X_SECRET, meta_app_secret=META_SECRET,
-                       webhook_secret=GENERIC_SECRET, max_body_bytes=32_000, max_batch=20,
-                       idle_timeout_seconds=1.0)
     before = _count(kafka_bootstrap)
     tally = {"accepted": 0, "dead_lettered": 0}
-    ingest = ThreadedIngest(s)
+    ingest = IngestProcess(kafka_bootstrap, tmp_path_factory.mktemp("ingest-fuzz"))
+    started = time.monotonic()
+    # One keep-alive connection per client, reused by every request (the server closes it after errors
+    # that leave the body unread; httpx reconnects).
     with ingest as url, httpx.Client(base_url=url, timeout=30) as client:
-        yield Target(client, ingest.port), tally
+        target = Target(client, ingest.port)
+        yield target, tally
+        elapsed = time.monotonic() - started
+        ingest.stop_sampling()
+        during = client.get("/metrics").text
+        # "After": once the dedupe window has expired; /metrics prunes it, the gauges must read 0.
+        time.sleep(max(0.0, target.last_request + DEDUPE_WINDOW + 1 - time.monotonic()))
+        after = client.get("/metrics").text
+        ingest.rss["after"] = ingest.rss_mib()
         assert client.get("/healthz").status_code == 200  # still alive after everything
-    after = _count(kafka_bootstrap)
-    produced = after[topics.MENTIONS_RAW] - before[topics.MENTIONS_RAW]
-    dead = after[topics.MENTIONS_DLQ] - before[topics.MENTIONS_DLQ]
-    _print_table(request.config, produced, dead, tally)
+    log_lines = ingest.proc.log.read_text(errors="replace").splitlines()
+    assert ingest.proc.proc.returncode == 0, ingest.proc.log_tail()  # SIGTERM: a clean shutdown
+    after_counts = _count(kafka_bootstrap)
+    produced = after_counts[topics.MENTIONS_RAW] - before[topics.MENTIONS_RAW]
+    dead = after_counts[topics.MENTIONS_DLQ] - before[topics.MENTIONS_DLQ]
+    window = {"during": (_gauge(during, "triage_ingest_dedupe_entries"), _gauge(during, "triage_ingest_dedupe_bytes")),
+              "after": (_gauge(after, "triage_ingest_dedupe_entries"), _gauge(after, "triage_ingest_dedupe_bytes"))}
+    _print_table(request.config, produced, dead, tally, ingest.rss, window, elapsed, log_lines)
     # Only what ingest answered as accepted (2xx) reached the topics: nothing from a refused request.
     assert produced == tally["accepted"]
     assert dead == tally["dead_lettered"]
     assert not [k for k in STATUS if k[1] >= 500], STATUS
+    assert window["after"] == (0.0, 0.0), window  # the window emptied once expired
+    assert sum(STATUS.values()) >= MIN_REQUESTS, f"{sum(STATUS.values())} requests, wanted {MIN_REQUESTS}"
+    assert not [line for line in log_lines if "Traceback" in line], ingest.proc.log_tail()
 
 
-def _print_table(config: pytest.Config, produced: int, dead: int, tally: dict[str, int]) -> None:
+def _print_table(config: pytest.Config, produced: int, dead: int, tally: dict[str, int], rss: dict[str, float],
+                 window: dict[str, tuple[float, float]], elapsed: float, log_lines: list[str]) -> None:
     codes = sorted({code for _, code in STATUS})
     paths = sorted({path for path, _ in STATUS})
     lines = ["", "ingest fuzz status (requests by endpoint and code)",
@@ -119,6 +165,12 @@ def _print_table(config: pytest.Config, produced: int, dead: int, tally: dict[st
     lines.append(f"5xx: {sum(n for (_, c), n in STATUS.items() if c >= 500)}; accepted {tally['accepted']}, "
                  f"produced {produced} (mentions.raw); dead-lettered {tally['dead_lettered']}, produced {dead} "
                  "(mentions.dlq)")
+    lines.append(f"{sum(total)} requests in {elapsed:.0f} s ({sum(total) / max(elapsed, 1e-9):.0f}/s); ingest RSS "
+                 f"before {rss['before']:.0f} MiB, during (peak) {rss['during']:.0f} MiB, after {rss['after']:.0f} "
+                 f"MiB (dedupe window {DEDUPE_WINDOW:g} s expired)")
+    lines.append(f"dedupe window: during {window['during'][0]:.0f} entries / {window['during'][1] / 1024:.0f} KiB, "
+                 f"after {window['after'][0]:.0f} entries / {window['after'][1] / 1024:.0f} KiB; ingest log "
+                 f"{len(log_lines)} lines, {sum(1 for ln in log_lines if 'Traceback' in ln)} tracebacks")
     capture = config.pluginmanager.get_plugin("capturemanager")
     if capture is not None:
         with capture.global_and_fixture_disabled():
@@ -251,8 +303,7 @@ def test_unsigned_webhooks_are_401_and_never_produced(fuzz_target, body, path, s
     target, _ = fuzz_target
     headers = {"x-twitter-webhooks-signature": signature, "X-Hub-Signature-256": signature,
                "X-Triage-Signature": signature, "X-Triage-Timestamp": timestamp}
-    r = target.client.post(path, content=body, headers=_latin1(headers))
-    STATUS[(path, r.status_code)] += 1
+    r = target.post(path, body, _latin1(headers))
     assert r.status_code == 401, r.text
 
 
@@ -347,8 +398,7 @@ def test_non_ascii_header_bytes_are_401_not_500(fuzz_target, header):
     for path in ("/webhooks/x", "/webhooks/meta", "/webhooks/generic", "/v1/mentions"):
         headers = [(b"X-Triage-Timestamp", str(int(time.time())).encode()), (b"X-Triage-Signature", b"v1=00"),
                    (header.encode(), b"sha256=\xc3\xa9\xff\xfe"), (b"Content-Type", b"application/json")]
-        r = target.client.post(path, content=b"{}", headers=headers)
-        STATUS[(path, r.status_code)] += 1
+        r = target.post(path, b"{}", headers)
         assert r.status_code < 500, (path, r.text)
         if path != "/v1/mentions":
             assert r.status_code == 401, (path, r.text)
