@@ -39,10 +39,18 @@ DEPLOYMENT_CONFIGS = {"min.insync.replicas": "2"}
 WHY = {
     "mentions.raw": "6 partitions = at most 6 classify replicas; 7 d retention is the replay window after a "
                     "model change or an outage.",
-    "mentions.scored": "6 partitions = at most 6 router replicas; 7 d, same replay window as mentions.raw.",
+    "mentions.scored": "6 partitions = at most 6 router replicas; co-partitioned with responses, the page requests "
+                       "and the router's state (docs/scaling.md); 7 d, same replay window as mentions.raw.",
     "incidents": "compacted: the latest state of every incident stays readable forever, keyed by incident id; "
-                 "3 partitions is plenty for a low-volume topic.",
-    "responses": "replies reported by the inbox apps; 30 d covers the longest SLA plus late reports.",
+                 "followed whole by every router replica and the console; 6 partitions like the router's topics.",
+    "responses": "replies reported by the inbox apps, keyed by mention id: co-partitioned with mentions.scored so "
+                 "the replica that owns a mention's SLA clock gets its reply; 30 d covers the longest SLA plus "
+                 "late reports.",
+    "triage.router.page-requests": "a mention's contribution to an incident group, keyed by the group key: the one "
+                                   "router replica owning that partition counts and pages the group; 6 partitions "
+                                   "(co-partitioned); 1 d (consumed within seconds).",
+    "triage-router-state-changelog": "the router's groups (page delivery state included) and SLA clocks, compacted; "
+                                     "co-partitioned (6): a replica assigned partition p reads partition p of it.",
     "pages": "audit trail of every page; 1 partition keeps it in order; 90 d for post-incident reviews.",
     "feedback": "responders' priority/intent corrections from the console (LabelFeedback); 1 partition (people "
                 "write them); 365 d so they stay usable as a labelled dev set.",
@@ -90,7 +98,8 @@ def topics_yaml() -> str:
     docs = []
     for spec in all_topic_specs():
         why = WHY.get(spec.name, QUEUE_WHY)
-        docs.append(f"# {spec.name}: {why}\n" + yaml.safe_dump(kafka_topic(spec), sort_keys=False))
+        key = f" Key: {spec.key}." if spec.key else ""
+        docs.append(f"# {spec.name}: {why}{key}\n" + yaml.safe_dump(kafka_topic(spec), sort_keys=False))
     return HEADER.format(source="services/common/topics.py (all_topic_specs)") + "---\n".join(docs)
 
 

@@ -12,7 +12,12 @@ RESPONSES = "responses"
 PAGES = "pages"
 # Responders' corrections of priority/intent (LabelFeedback), from the console.
 FEEDBACK = "feedback"
+# Silences created from the console (Silence, keyed by silence id; compacted: the latest version of each).
+SILENCES = "silences"
 MENTIONS_DLQ = "mentions.dlq"
+# The router's page requests: a mention's contribution to an incident group, keyed by the group's key, so
+# the one replica that owns a group (its partition) counts every mention of it and pages it once.
+ROUTER_PAGE_REQUESTS = "triage.router.page-requests"
 QUEUE_PREFIX = "triage.queue."
 # Ingest connectors' cursors (latest per connector name; compacted).
 INGEST_CHECKPOINTS = "ingest.checkpoints"
@@ -34,26 +39,45 @@ class TopicSpec:
     name: str
     partitions: int
     configs: dict[str, str] = field(default_factory=dict)
+    key: str = ""  # what records are keyed by (the partitioning key), documented in the manifests
+
+
+# The router's topics that must be co-partitioned (same partition count, keys hashed by Kafka's default
+# murmur2 partitioner): Faust assigns partition p of each to the same replica, so the owner of a mention's
+# partition of `mentions.scored` also gets its `responses` (SLA clocks) and its state partition, and the
+# owner of a group's partition of the page requests holds the group. docs/scaling.md has the diagram.
+ROUTER_PARTITIONS = 6
 
 
 # Partition counts are the unit of scale-out for classify/router replicas.
 CORE_TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(MENTIONS_RAW, 6, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
-    TopicSpec(MENTIONS_SCORED, 6, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    TopicSpec(MENTIONS_RAW, 6, {"retention.ms": str(7 * 24 * 3600 * 1000)}, key="mention id"),
+    TopicSpec(MENTIONS_SCORED, ROUTER_PARTITIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}, key="mention id"),
     # Compacted: the latest state of each incident, keyed by incident id.
-    TopicSpec(INCIDENTS, 3, {"cleanup.policy": "compact"}),
-    TopicSpec(RESPONSES, 3, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
-    TopicSpec(PAGES, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
-    TopicSpec(FEEDBACK, 1, {"retention.ms": str(365 * 24 * 3600 * 1000)}),
-    TopicSpec(MENTIONS_DLQ, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
-    TopicSpec(INGEST_CHECKPOINTS, 1, {"cleanup.policy": "compact"}),
+    TopicSpec(INCIDENTS, 6, {"cleanup.policy": "compact"}, key="incident id"),
+    TopicSpec(RESPONSES, ROUTER_PARTITIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}, key="mention id"),
+    TopicSpec(ROUTER_PAGE_REQUESTS, ROUTER_PARTITIONS, {"retention.ms": str(24 * 3600 * 1000)},
+              key="incident group key"),
+    TopicSpec(PAGES, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}, key="incident id"),
+    TopicSpec(FEEDBACK, 1, {"retention.ms": str(365 * 24 * 3600 * 1000)}, key="mention id"),
+    TopicSpec(SILENCES, 1, {"cleanup.policy": "compact"}, key="silence id"),
+    TopicSpec(MENTIONS_DLQ, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}, key="mention / incident id"),
+    TopicSpec(INGEST_CHECKPOINTS, 1, {"cleanup.policy": "compact"}, key="connector name"),
 )
+
+def router_state_spec(app_id: str = "triage-router") -> TopicSpec:
+    """The router's state changelog: co-partitioned with `mentions.scored` (SLA clocks, keyed by mention id)
+    and the page requests (groups, keyed by group key); each record goes to the partition its key's owner has."""
+    return TopicSpec(f"{app_id}-state-changelog", ROUTER_PARTITIONS, {"cleanup.policy": "compact"},
+                     key="group:<group key> / sla:<mention id> (partition of the owning key)")
+
 
 # Queues the default routing file (services/router/routes.default.yaml) uses.
 DEFAULT_QUEUES: tuple[str, ...] = ("urgent", "normal", "thank", "low")
 
 
 def all_topic_specs(queues: tuple[str, ...] = DEFAULT_QUEUES) -> list[TopicSpec]:
-    specs = list(CORE_TOPICS)
-    specs += [TopicSpec(queue_topic(q), 3, {"retention.ms": str(14 * 24 * 3600 * 1000)}) for q in queues]
+    specs = [*CORE_TOPICS, router_state_spec()]
+    specs += [TopicSpec(queue_topic(q), 3, {"retention.ms": str(14 * 24 * 3600 * 1000)}, key="mention id")
+              for q in queues]
     return specs

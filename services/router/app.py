@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import faust
@@ -31,7 +33,8 @@ from services.common import codec, topics
 from services.common.codec import pb
 from services.common.deadletter import dead_letter, decode_or_dead_letter
 from services.common.faust_app import faust_app, retry_until_done
-from services.common.kafka import make_producer
+from services.common.follower import TopicFollower
+from services.common.kafka import ensure_topics, make_producer
 from services.common.lag import ConsumerLagMonitor, attach_to_faust
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_IN, MESSAGES_OUT
@@ -39,7 +42,17 @@ from services.common.timeutil import epoch, ts_from_epoch
 from services.router import metrics as rm
 from services.router.config import RouterSettings
 from services.router.delivery import ReceiverGuard, RetryPolicy, attempt_once, call_with_retry, deliver_with_retry
-from services.router.grouping import PAGE_TYPE, Group, IncidentGrouper, Page, PageAction, Sample, page_doc
+from services.router.grouping import (
+    PAGE_TYPE,
+    RESOLVED_RETENTION,
+    Group,
+    IncidentGrouper,
+    Page,
+    PageAction,
+    Sample,
+    group_key,
+    page_doc,
+)
 from services.router.inhibition import incident_labels, inhibiting_rule
 from services.router.labels import labels_of
 from services.router.ledger import RoutedLedger, mention_version
@@ -47,12 +60,13 @@ from services.router.ratelimit import CircuitBreaker, TokenBucket
 from services.router.receivers import KafkaQueueReceiver
 from services.router.registry import PAGING_KINDS, build_receivers
 from services.router.sla import SlaItem, SlaTracker
-from services.router.state import StateLog, state_topic
+from services.router.state import StateLog, partition_for, state_topic
 from services.router.timeintervals import add_business_time
 from services.router.tree import Route, RoutingTree
 
 log = get_logger("router")
 
+INCIDENTS_SPEC = next(spec for spec in topics.CORE_TOPICS if spec.name == topics.INCIDENTS)
 DEFAULT_RATE_PER_MINUTE = {"pagerduty": 120.0, "opsgenie": 600.0, "slack": 60.0}
 
 
@@ -89,7 +103,19 @@ class RouterWorker:
         self.grouper = IncidentGrouper()
         self.sla = SlaTracker()
         self.incidents: dict[str, dict[str, str]] = {}  # open classifier incidents (inhibition sources)
+        self.resolved: dict[str, float] = {}  # resolved incident id -> when: its stragglers never open a group
         self.state: StateLog | None = None
+        self.follower: TopicFollower | None = None
+        # Scale-out (docs/scaling.md): the state partitions this replica owns (None: all of them, one process
+        # without Faust, as in the in-process tests); under Faust, create_app sets an empty set and the
+        # partition-assignment signals fill it. `repartition`: page requests go through the page-requests
+        # topic to the group's owner instead of straight into the local grouper.
+        self.owned: set[int] | None = None
+        self.repartition = False
+        self.partitions = topics.ROUTER_PARTITIONS
+        self._loading: set[int] = set()  # assigned, state still loading: their messages wait for it
+        self._loaded = asyncio.Event()
+        self._loaded.set()
         self._touched: dict[str, Group] = {}  # groups changed by the batch in progress, written once at its end
         self._start_lock = asyncio.Lock()
         self._tick_lock = asyncio.Lock()
@@ -103,6 +129,7 @@ class RouterWorker:
             producer = make_producer(self.settings.kafka_bootstrap, f"{self.settings.kafka_client_id_prefix}-router",
                                      **security)
             await producer.start()
+            self.producer = producer  # (other callers wait on the lock; reset below when the start fails)
             try:
                 self.client = httpx.AsyncClient(timeout=self.settings.delivery_timeout_seconds)
                 self.receivers = build_receivers(self.tree.receivers, producer, self.client)
@@ -113,22 +140,96 @@ class RouterWorker:
                     bucket = TokenBucket.per_minute(float(rate), time.monotonic) if rate else None
                     self.guards[name] = ReceiverGuard(breaker, bucket, name)
                 self.state = StateLog(self.settings.kafka_bootstrap, state_topic(self.settings.router_app_id), producer,
-                                      client_options=security, replication=self.settings.topic_replication_factor)
+                                      client_options=security, replication=self.settings.topic_replication_factor,
+                                      partitions=self.partitions)
                 await self.state.ensure()
-                self._restore(await self.state.load())
+                self._restore(await self.state.load(self.owned))
                 await self.ledger.load(self.settings.kafka_bootstrap, self._queue_topics(), time.time(), security)
+                await ensure_topics(self.settings.kafka_bootstrap, [INCIDENTS_SPEC],
+                                    self.settings.topic_replication_factor, client_options=security)
+                # Every replica follows every incident (inhibition needs them all; a group's owner closes it).
+                self.follower = TopicFollower(self.settings.kafka_bootstrap, topics.INCIDENTS, self._incident_record,
+                                              client_id=f"{self.settings.kafka_client_id_prefix}-router-incidents",
+                                              client_options=security)
+                await self.follower.start()
             except BaseException:
                 # A failed start (broker not ready, a bad state record) is retried by the caller: leave nothing
                 # half-open behind.
+                if self.follower is not None:
+                    await self.follower.stop()
+                    self.follower = None
                 if self.client is not None:
                     await self.client.aclose()
                     self.client = None
+                self.producer = None
                 await producer.stop()
                 raise
-            self.producer = producer
 
     def _queue_topics(self) -> list[str]:
         return [r.topic for r in self.receivers.values() if isinstance(r, KafkaQueueReceiver)]
+
+    # ---- ownership of state partitions (scale-out) -----------------------------------------------------------
+    def _partition(self, owner: str) -> int:
+        return partition_for(owner, self.partitions)
+
+    async def _owns(self, owner: str) -> bool:
+        """Whether this replica owns `owner`'s partition (a mention id, a group key). A message of a partition
+        whose state is still loading waits for it; one of a partition revoked a moment ago is left to the new
+        owner (its offset is not this replica's to commit any more), counted as `not_owned`."""
+        if self.owned is None:
+            return True
+        p = self._partition(owner)
+        while p in self._loading:
+            await self._loaded.wait()
+        if p in self.owned:
+            return True
+        rm.NOT_OWNED.inc()
+        return False
+
+    def _drop(self, partitions: set[int]) -> None:
+        """Forget the groups and SLA clocks of `partitions` (their state is durable on the state topic)."""
+        if not partitions:
+            return
+        for key in [k for k in self.grouper.groups if self._partition(k) in partitions]:
+            del self.grouper.groups[key]
+        for mid in [m for m in self.sla.items if self._partition(m) in partitions]:
+            del self.sla.items[mid]
+        if self.owned is not None:
+            self.owned -= partitions
+        log.info("partitions_dropped", partitions=sorted(partitions), groups=len(self.grouper.groups),
+                 sla_items=len(self.sla.items))
+
+    async def on_partitions_revoked(self, partitions: set[int]) -> None:
+        """Another replica may take these over: under the tick lock, so no page of theirs is in flight or sent
+        after this returns."""
+        async with self._tick_lock:
+            if self.state is not None and self.owned is not None:
+                self._drop(partitions & self.owned)
+
+    async def on_partitions_assigned(self, partitions: set[int]) -> None:
+        """Load the state of newly assigned partitions before their first message (Faust awaits this during
+        the rebalance), and re-read the queue topics' recent versions: the previous owner may have routed
+        mentions of them after this replica's ledger was loaded."""
+        if self.owned is None:
+            self.owned = set()
+        await self.start()
+        assert self.state is not None
+        async with self._tick_lock:
+            self._drop(self.owned - partitions)
+            new = partitions - self.owned
+            # Messages of the new partitions wait (not skip) until their state is here; if loading fails the
+            # caller retries and they keep waiting: none is processed without its state.
+            self._loading = set(new)
+            self._loaded.clear()
+            if new:
+                self._restore(await self.state.load(new))
+                await self.ledger.load(self.settings.kafka_bootstrap, self._queue_topics(), time.time(),
+                                       self.settings.kafka_client_options())
+            self.owned = set(partitions)
+            self._loading = set()
+            self._loaded.set()
+            log.info("partitions_assigned", partitions=sorted(partitions), new=sorted(new),
+                     groups=len(self.grouper.groups), sla_items=len(self.sla.items))
 
     def _restore(self, data: dict[str, dict[str, Any]]) -> None:
         for key, value in data.items():
@@ -137,12 +238,14 @@ class RouterWorker:
                 self.grouper.groups[ident] = Group.from_json(value)
             elif kind == "sla":
                 self.sla.items[ident] = SlaItem.from_json(value)
-            elif kind == "incident":
-                self.incidents[ident] = value
+            # (`incident:` records of older versions are ignored: every replica follows the incidents topic)
         log.info("state_restored", groups=len(self.grouper.open_groups()), sla_items=len(self.sla.items),
-                 incidents=len(self.incidents), pages_retrying=sum(self.grouper.retrying().values()))
+                 pages_retrying=sum(self.grouper.retrying().values()))
 
     async def stop(self) -> None:
+        if self.follower is not None:
+            await self.follower.stop()
+            self.follower = None
         if self.client is not None:
             await self.client.aclose()
         if self.producer is not None:
@@ -150,6 +253,11 @@ class RouterWorker:
         self.producer = self.client = None
 
     # ---- mentions ----------------------------------------------------------------------------------------------
+    async def _dead_letter_raw(self, raw: bytes, reason: str, source_topic: str) -> Any:
+        assert self.producer is not None
+        dl = dead_letter(raw, "router", reason, source_topic=source_topic, service="router")
+        return await self.producer.send(topics.MENTIONS_DLQ, codec.encode(dl))
+
     async def _dead_letter(self, original: bytes, reason: str, receiver: str, attempts: int, original_type: str,
                            key: str) -> Any:
         assert self.producer is not None
@@ -204,7 +312,7 @@ class RouterWorker:
                                scored_b64=base64.b64encode(codec.encode(sm)).decode())
                 if self.sla.open(item):
                     rm.SLA_ITEMS.labels(prio).inc()
-                    pending.append(await self.state.put(f"sla:{item.mention_id}", item.to_json()))
+                    pending.append(await self.state.put(f"sla:{item.mention_id}", item.to_json(), item.mention_id))
         done = time.time()
         if sm.mention.created_at.seconds:
             rm.END_TO_END.labels("created").observe(max(0.0, done - epoch(sm.mention.created_at)))
@@ -226,16 +334,38 @@ class RouterWorker:
             log.info("page_inhibited", receiver=route.receiver, by_incident=hit[1].get("incident", ""))
             return []
         m = sm.mention
-        g = self.grouper.add(receiver=route.receiver, route=route.path, incident_id=sm.incident_id,
-                             group_by=route.group_by, labels=labels, priority=prio, reasons=list(sm.reasons),
-                             sample=Sample(m.mention_id, m.text[:500], m.url, labels["language"]), now=now,
-                             group_wait=route.group_wait, group_interval=route.group_interval,
-                             repeat_interval=route.repeat_interval, quiet_period=route.quiet_period)
-        if g is None:
-            return []
-        rm.ROUTED.labels(route.receiver, prio).inc()
-        self._touched[g.key] = g
+        gkey = group_key(route.receiver, route.path, sm.incident_id, route.group_by, labels)
+        request = {"key": gkey, "receiver": route.receiver, "route": route.path, "incident_id": sm.incident_id,
+                   "group_by": list(route.group_by), "labels": labels, "priority": prio, "reasons": list(sm.reasons),
+                   "sample": asdict(Sample(m.mention_id, m.text[:500], m.url, labels["language"])), "now": now,
+                   "group_wait": route.group_wait, "group_interval": route.group_interval,
+                   "repeat_interval": route.repeat_interval, "quiet_period": route.quiet_period}
+        if self.repartition:
+            # To the replica that owns the group (its partition of the page requests): one grouper per group.
+            assert self.producer is not None
+            body = json.dumps(request, ensure_ascii=False, sort_keys=True).encode()
+            return [await self.producer.send(topics.ROUTER_PAGE_REQUESTS, body, key=gkey.encode())]
+        self._count_into_group(request)
         return []
+
+    def _count_into_group(self, req: dict[str, Any]) -> None:
+        if req["incident_id"] and req["incident_id"] in self.resolved:
+            return  # a straggler of a resolved incident: its queue delivery is enough
+        g = self.grouper.add(receiver=req["receiver"], route=req["route"], incident_id=req["incident_id"],
+                             group_by=list(req["group_by"]), labels=dict(req["labels"]), priority=req["priority"],
+                             reasons=list(req["reasons"]), sample=Sample(**req["sample"]), now=float(req["now"]),
+                             group_wait=float(req["group_wait"]), group_interval=float(req["group_interval"]),
+                             repeat_interval=float(req["repeat_interval"]), quiet_period=float(req["quiet_period"]))
+        if g is None:
+            return
+        rm.ROUTED.labels(req["receiver"], req["priority"]).inc()
+        self._touched[g.key] = g
+
+    async def _flush_touched(self) -> list[Any]:
+        """Write the groups the batch changed, once each (to their owner's state partition)."""
+        assert self.state is not None
+        touched, self._touched = self._touched, {}
+        return [await self.state.put(f"group:{key}", g.to_json(), key) for key, g in touched.items()]
 
     async def process(self, records: list[bytes]) -> None:
         await self.start()
@@ -249,35 +379,57 @@ class RouterWorker:
             if sm is None:
                 pending.append(dlq)
                 continue
+            if not await self._owns(sm.mention.mention_id):
+                continue
             jobs.append(self._deliver(sm, raw))
         for futs in await asyncio.gather(*jobs):
             pending += futs
-        touched, self._touched = self._touched, {}
-        assert self.state is not None
-        for key, g in touched.items():
-            pending.append(await self.state.put(f"group:{key}", g.to_json()))
+        pending += await self._flush_touched()
+        await asyncio.gather(*pending)
+
+    async def on_page_requests(self, records: list[bytes]) -> None:
+        """The group owner's side of `_group`: count each request into its group, persist, then commit."""
+        await self.start()
+        assert self.producer is not None
+        MESSAGES_IN.labels("router", topics.ROUTER_PAGE_REQUESTS).inc(len(records))
+        pending: list[Any] = []
+        for raw in records:
+            try:
+                req = json.loads(raw)
+                if not await self._owns(str(req["key"])):
+                    continue
+                self._count_into_group(req)
+            except (ValueError, KeyError, TypeError) as exc:
+                pending.append(await self._dead_letter_raw(raw, f"invalid page request: {type(exc).__name__}: "
+                                                                f"{str(exc)[:200]}", topics.ROUTER_PAGE_REQUESTS))
+        pending += await self._flush_touched()
         await asyncio.gather(*pending)
 
     # ---- incidents and responses ----------------------------------------------------------------------------
     async def on_incident(self, raw: bytes) -> None:
         await self.start()
-        assert self.state is not None
+        await self._incident_record(None, raw)
+
+    async def _incident_record(self, _key: bytes | None, raw: bytes | None) -> None:
+        """One record of the incidents topic (followed whole by every replica): open incidents are inhibition
+        sources; a resolved one closes the groups of it that this replica owns."""
+        assert self.state is not None and self.producer is not None
+        if not raw:
+            return  # a tombstone
         inc, dlq = await decode_or_dead_letter(raw, pb.Incident, self.producer, service="router",
                                                source_topic=topics.INCIDENTS)
         if inc is None:
             await dlq
             return
         MESSAGES_IN.labels("router", topics.INCIDENTS).inc()
-        futs = []
         if inc.state == pb.RESOLVED:
             self.incidents.pop(inc.id, None)
-            futs.append(await self.state.put(f"incident:{inc.id}", None))
-            for g in self.grouper.close_incident(inc.id, self.clock()):
-                futs.append(await self.state.put(f"group:{g.key}", g.to_json()))
+            self.resolved[inc.id] = self.clock()
+            futs = [await self.state.put(f"group:{g.key}", g.to_json(), g.key)
+                    for g in self.grouper.close_incident(inc.id, self.clock())]
+            await asyncio.gather(*futs)
         else:
             self.incidents[inc.id] = incident_labels(inc)
-            futs.append(await self.state.put(f"incident:{inc.id}", self.incidents[inc.id]))
-        await asyncio.gather(*futs)
 
     async def on_response(self, raw: bytes) -> None:
         await self.start()
@@ -288,13 +440,15 @@ class RouterWorker:
             await dlq
             return
         MESSAGES_IN.labels("router", topics.RESPONSES).inc()
+        if not await self._owns(ev.mention_id):
+            return
         at = epoch(ev.at) or self.clock()
         answered = self.sla.respond(ev.mention_id, at)
         if answered is None:
             return
         rm.FIRST_RESPONSE.labels(answered.item.priority).observe(answered.first_response_seconds)
         rm.RESPONSES.labels(answered.item.priority, "in_time" if answered.in_time else "late").inc()
-        await (await self.state.put(f"sla:{ev.mention_id}", None))
+        await (await self.state.put(f"sla:{ev.mention_id}", None, ev.mention_id))
 
     # ---- timers: pages and SLA breaches ---------------------------------------------------------------------
     async def tick(self, now: float | None = None) -> None:
@@ -309,8 +463,10 @@ class RouterWorker:
             await asyncio.gather(*(self._escalate(item, now) for item in self.sla.breaches(now)))
             assert self.state is not None
             for mention_id in self.sla.expire(now, self.settings.sla_retention_seconds):
-                await self.state.put(f"sla:{mention_id}", None)
+                await self.state.put(f"sla:{mention_id}", None, mention_id)
             self.ledger.expire(time.time())
+            for inc_id in [i for i, at in self.resolved.items() if now - at > RESOLVED_RETENTION]:
+                del self.resolved[inc_id]
             rm.OPEN_INCIDENTS.set(len(self.grouper.open_groups()))
             rm.PAGES_RETRYING.clear()
             for (receiver, action), n in self.grouper.retrying().items():
@@ -374,7 +530,7 @@ class RouterWorker:
             retry_in = policy.delay(attempt, outcome.retry_after)
             self.grouper.mark_failed(page, page.at, outcome.error, retry_in)
             state, detail = "retrying", f"attempt {attempt} failed, next in {retry_in:.1f} s: {outcome.error}"
-        await (await self.state.put(f"group:{g.key}", g.to_json()))
+        await (await self.state.put(f"group:{g.key}", g.to_json(), g.key))
         futs = [await self._record_page(page, name, state, attempt, detail)]
         if state == "dead_lettered":
             futs.append(await self._dead_letter_page(page, name, detail, attempt))
@@ -391,7 +547,7 @@ class RouterWorker:
     async def _page_dead_lettered(self, page: Page, reason: str, attempts: int) -> None:
         """`give_up` ended a pending page: persist the group, record it, and park the page in the DLQ."""
         assert self.state is not None
-        await (await self.state.put(f"group:{page.group.key}", page.group.to_json()))
+        await (await self.state.put(f"group:{page.group.key}", page.group.to_json(), page.group.key))
         await asyncio.gather(await self._record_page(page, page.group.receiver, "dead_lettered", attempts, reason),
                              await self._dead_letter_page(page, page.group.receiver, reason, attempts))
         log.warning("page_dead_lettered", action=page.action, receiver=page.group.receiver, incident=page.group.id,
@@ -427,34 +583,49 @@ class RouterWorker:
                     await (await self._dead_letter(codec.encode(routed), f"escalation failed: {outcome.error}",
                                                    item.escalate_to, outcome.attempts, "triage.v1.RoutedMention",
                                                    item.mention_id))
-        await (await self.state.put(f"sla:{item.mention_id}", item.to_json()))
+        await (await self.state.put(f"sla:{item.mention_id}", item.to_json(), item.mention_id))
 
 
 def create_app(settings: RouterSettings, worker: RouterWorker) -> faust.App:
+    """N replicas of this app share the work by Kafka partitions (docs/scaling.md): `mentions.scored`,
+    `responses` and the page requests are co-partitioned, so partition p of each (and of the state topic)
+    belongs to one replica at a time; incidents and silences are followed whole by every replica."""
+    worker.owned = set()
+    worker.repartition = True
     app = faust_app(settings.router_app_id, settings, stream_buffer_maxsize=max(4 * settings.max_batch, 128),
                     broker_session_timeout=settings.router_session_timeout_seconds,
                     broker_heartbeat_interval=max(1.0, settings.router_session_timeout_seconds / 10))
     scored_topic = app.topic(topics.MENTIONS_SCORED)
-    incidents_topic = app.topic(topics.INCIDENTS)
+    requests_topic = app.topic(topics.ROUTER_PAGE_REQUESTS)
     responses_topic = app.topic(topics.RESPONSES)
     attach_to_faust(app, ConsumerLagMonitor(
-        "router", settings.router_app_id, [topics.MENTIONS_SCORED, topics.INCIDENTS, topics.RESPONSES],
+        "router", settings.router_app_id, [topics.MENTIONS_SCORED, topics.ROUTER_PAGE_REQUESTS, topics.RESPONSES],
         bootstrap=settings.kafka_bootstrap))
+    owned_topics = {topics.MENTIONS_SCORED, topics.ROUTER_PAGE_REQUESTS, topics.RESPONSES}
 
     @app.agent(scored_topic, concurrency=1)
     async def route(stream: Any) -> None:
         async for values in stream.take(settings.max_batch, within=settings.max_wait_seconds):
             await retry_until_done(worker.process, list(values), what="router batch")
 
-    @app.agent(incidents_topic, concurrency=1)
-    async def incidents(stream: Any) -> None:
-        async for value in stream:
-            await retry_until_done(worker.on_incident, value, what="incident")
+    @app.agent(requests_topic, concurrency=1)
+    async def page_requests(stream: Any) -> None:
+        async for values in stream.take(settings.max_batch, within=settings.max_wait_seconds):
+            await retry_until_done(worker.on_page_requests, list(values), what="page requests")
 
     @app.agent(responses_topic, concurrency=1)
     async def responses(stream: Any) -> None:
         async for value in stream:
             await retry_until_done(worker.on_response, value, what="response")
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _revoked(_: faust.App, revoked: set[Any], **__: Any) -> None:
+        await worker.on_partitions_revoked({tp.partition for tp in revoked if tp.topic in owned_topics})
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(_: faust.App, assigned: set[Any], **__: Any) -> None:
+        await retry_until_done(worker.on_partitions_assigned,
+                               {tp.partition for tp in assigned if tp.topic in owned_topics}, what="assignment")
 
     @app.timer(interval=settings.tick_seconds)
     async def tick() -> None:

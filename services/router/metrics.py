@@ -44,3 +44,5 @@ PAGE_DELAY = Histogram("triage_router_page_delay_seconds",
 DUPLICATES_SKIPPED = Counter("triage_router_duplicates_skipped_total",
                              "Scored mentions already routed to a queue topic (a replay after a crash), not routed "
                              "again", ["receiver"])
+NOT_OWNED = Counter("triage_router_not_owned_total",
+                    "Messages of a partition this replica lost in a rebalance a moment ago, left to its new owner")

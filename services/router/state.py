@@ -1,66 +1,102 @@
-"""The router's durable state: incident groups, SLA clocks and open incidents on a compacted topic.
+"""The router's durable state: incident groups and SLA clocks on a compacted, partitioned topic.
 
-Keys are `group:<key>`, `sla:<mention id>` and `incident:<id>`; values are JSON,
-an empty value deletes (a tombstone, which compaction removes). The worker reads
-the whole topic before it handles its first message, so a restart neither
-re-pages an incident it already paged nor forgets one still open. (Faust tables
-would do the same, but they can only be written from inside a stream event and
-the group_wait/SLA decisions are taken by timers.)
+Keys are `group:<group key>` and `sla:<mention id>`; values are JSON, an empty value
+deletes (a tombstone, which compaction removes). Each record goes to the partition
+its *owning key* hashes to (the group key, co-partitioned with the page requests;
+the mention id, co-partitioned with `mentions.scored` and `responses`), so the
+replica that owns partition p of those topics reads partition p of this one when
+it is assigned p, before it handles p's first message: a restart or a rebalance
+neither re-pages an incident already paged nor forgets one still open. (Faust
+tables would do the same, but they can only be written from inside a stream event
+and the group_wait/SLA decisions are taken by timers.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import murmur2
 
 from services.common.kafka import ensure_topics
-from services.common.topics import TopicSpec
+from services.common.topics import ROUTER_PARTITIONS, TopicSpec
 
 
 def state_topic(app_id: str) -> str:
     return f"{app_id}-state-changelog"
 
 
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java client and aiokafka) gives `key`."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
 class StateLog:
     def __init__(self, bootstrap: str, topic: str, producer: AIOKafkaProducer, *,
-                 client_options: Mapping[str, Any] | None = None, replication: int = 1):
+                 client_options: Mapping[str, Any] | None = None, replication: int = 1,
+                 partitions: int = ROUTER_PARTITIONS):
         self.bootstrap, self.topic, self.producer = bootstrap, topic, producer
         # The cluster's security options (settings.kafka_client_options()) and replication factor
         # (settings.topic_replication_factor): the state is as precious as Faust's changelogs.
         self.client_options = dict(client_options or {})
         self.replication = replication
+        self.partitions = partitions
 
     async def ensure(self) -> None:
-        await ensure_topics(self.bootstrap, [TopicSpec(self.topic, 1, {"cleanup.policy": "compact"})],
+        await ensure_topics(self.bootstrap, [TopicSpec(self.topic, self.partitions, {"cleanup.policy": "compact"})],
                             self.replication, client_options=self.client_options)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.client_options)
+        await admin.start()
+        try:
+            for _ in range(50):  # a topic created a moment ago has no partition metadata yet
+                (desc,) = await admin.describe_topics([self.topic])
+                found = len(desc.get("partitions") or [])
+                if found:
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+        if found != self.partitions:
+            raise RuntimeError(f"the router's state topic {self.topic} has {found} partitions, the layout needs "
+                               f"{self.partitions} (co-partitioned with mentions.scored): create it anew, see "
+                               "docs/scaling.md")
 
-    async def load(self) -> dict[str, dict[str, Any]]:
-        """Every live key's latest value, read from the beginning to the current end."""
+    async def load(self, partitions: Iterable[int] | None = None) -> dict[str, dict[str, Any]]:
+        """Every live key's latest value in `partitions` (default: all), read from the beginning to the end."""
+        wanted = sorted(set(range(self.partitions) if partitions is None else partitions))
+        out: dict[str, dict[str, Any]] = {}
+        if not wanted:
+            return out
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
                                     auto_offset_reset="earliest", **self.client_options)
         await consumer.start()
-        out: dict[str, dict[str, Any]] = {}
         try:
-            tp = TopicPartition(self.topic, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for r in batch.get(tp, []):
-                    key = r.key.decode()
-                    if r.value:
-                        out[key] = json.loads(r.value)
-                    else:
-                        out.pop(key, None)
+            tps = [TopicPartition(self.topic, p) for p in wanted]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            todo = {tp for tp in tps if ends[tp] > 0}
+            while todo:
+                batch = await consumer.getmany(*todo, timeout_ms=1000)
+                for recs in batch.values():
+                    for r in recs:
+                        key = r.key.decode()
+                        if r.value:
+                            out[key] = json.loads(r.value)
+                        else:
+                            out.pop(key, None)
+                todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
         finally:
             await consumer.stop()
         return out
 
-    async def put(self, key: str, value: dict[str, Any] | None) -> Any:
-        """Send (returns the delivery future; await it before committing what depends on it)."""
+    async def put(self, key: str, value: dict[str, Any] | None, owner: str) -> Any:
+        """Send to the partition of `owner` (the group key or mention id the record belongs to); returns the
+        delivery future: await it before committing what depends on it."""
         body = json.dumps(value, ensure_ascii=False, sort_keys=True).encode() if value is not None else b""
-        return await self.producer.send(self.topic, body, key=key.encode())
+        return await self.producer.send(self.topic, body, key=key.encode(),
+                                        partition=partition_for(owner, self.partitions))
