@@ -6,7 +6,7 @@ DURATION ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: help venv proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
-        kafka-up kafka-down fuzz train eval eval-crisis bench bench-e2e manifests deploy-check clean
+        kafka-up kafka-down fuzz train eval eval-crisis bench bench-e2e manifests deploy-check clean chaos
 
 help:
 	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-e2e [E2E_RATES=200 E2E_SECONDS=60]  the whole pipeline at offered rates: latency, outage trigger"
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
 	@echo "make eval-crisis         replay crisis scenarios, print the detection table"
+	@echo "make chaos [CHAOS_RUNS=3]    kill -9 / broker crash / pager 500s under 2,000 mentions, invariants table"
 	@echo "make lint                ruff + mypy + stale-protobuf check + import cycles (tools/check_imports.py)"
 
 $(STAMP): pyproject.toml
@@ -51,17 +52,28 @@ test: $(STAMP) proto kafka-jars model
 
 # Hostile-input fuzz of every ingest endpoint on a real broker, against `triage ingest` as its own
 # process: 25,000 requests per property (100,000 in all, FUZZ_MIN_REQUESTS checked), each property
-# bounded by FUZZ_SECONDS; prints the status table and ingest's RSS before/during/after (after = once
-# the FUZZ_DEDUPE_WINDOW-second dedupe window expired); fails on any 5xx, on produced != accepted or
-# on fewer requests than asked. `make test` runs the same properties with 400 examples each.
+# split over FUZZ_WORKERS processes and bounded by FUZZ_SECONDS (per worker); prints the status table
+# and ingest's RSS before/during/after (after = once the FUZZ_DEDUPE_WINDOW-second dedupe window
+# expired); fails on any 5xx, on produced != accepted or on fewer requests than asked. `make test`
+# runs the same properties with 400 examples each, in one process.
 FUZZ_EXAMPLES ?= 25000
 FUZZ_SECONDS ?= 540
 FUZZ_MIN_REQUESTS ?= 100000
 FUZZ_DEDUPE_WINDOW ?= 30
+FUZZ_WORKERS ?= 2
 fuzz: $(STAMP) proto kafka-jars
 	INGEST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) INGEST_FUZZ_SECONDS=$(FUZZ_SECONDS) \
 		INGEST_FUZZ_MIN_REQUESTS=$(FUZZ_MIN_REQUESTS) INGEST_FUZZ_DEDUPE_WINDOW=$(FUZZ_DEDUPE_WINDOW) \
+		INGEST_FUZZ_WORKERS=$(FUZZ_WORKERS) \
 		$(PY) -m pytest tests/integration/test_ingest_fuzz.py -q $(PYTEST_ARGS)
+
+# The chaos suite (issue 11, services/devtools/chaos.py): broker + ingest/classify/router processes, kill -9 of
+# each and of the broker, PagerDuty answering 500 for 20 s; prints the table and fails on a broken invariant.
+# CHAOS_RUNS full runs in a row (each on a fresh broker); `make test` runs the short variant (tests/e2e).
+CHAOS_RUNS ?= 3
+CHAOS_SCENARIO ?= full
+chaos: $(STAMP) proto kafka-jars model
+	$(PY) -m services.devtools.chaos --scenario $(CHAOS_SCENARIO) --runs $(CHAOS_RUNS)
 
 test-unit: $(STAMP) proto
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
