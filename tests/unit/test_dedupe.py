@@ -41,3 +41,24 @@ def test_memory_is_bounded_oldest_first():
     assert len(d) == 3
     assert d.reserve("a")  # evicted
     assert not d.reserve("d")
+
+
+def test_in_flight_until_committed_or_released():
+    d = DedupeWindow(60, 100, clock=Clock())
+    assert d.reserve("a") and d.in_flight("a")
+    d.commit("a")
+    assert not d.in_flight("a") and not d.reserve("a")  # stored: a duplicate now, no longer in flight
+    assert d.reserve("b")
+    d.release("b")
+    assert not d.in_flight("b")
+
+
+def test_bytes_return_to_zero_once_the_window_expires():
+    c = Clock()
+    d = DedupeWindow(10, 1000, clock=c)
+    for i in range(500):
+        assert d.reserve(f"x:{i}:0:0")
+        d.commit(f"x:{i}:0:0")
+    assert len(d) == 500 and d.size_bytes() > 500 * 100
+    c.t = 11
+    assert d.prune() == 0 and d.size_bytes() == 0
