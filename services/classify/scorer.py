@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from services.classify.batching import length_buckets
 from services.classify.heads import HeadSet
 from services.classify.langid import LanguageDetector
 from services.classify.priority import PriorityPolicy, Signals, decide
@@ -52,6 +53,26 @@ class TextScore:
         }
 
 
+@dataclass
+class PreparedBatch:
+    """Mentions decoded, tokenised and language-tagged, ready for the model (`Scorer.prepare`).
+
+    Preparing needs only the texts, so the worker prepares the next batch in one thread while the model
+    runs the current one in another (see `services/classify/pipeline.py`).
+    """
+
+    mentions: list[pb.Mention]
+    signals: list[Signals]
+    token_ids: list[list[int]]
+    chunks: list[list[int]]          # row indices per forward pass (`batching.length_buckets`)
+    languages: list[tuple[str, float]]
+    incident_ids: list[str]
+    prepare_seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.mentions)
+
+
 class Scorer:
     def __init__(self, encoder: Any, heads: HeadSet, langid: LanguageDetector,
                  policy: PriorityPolicy | None = None, max_length: int = 128, batch_size: int = 32):
@@ -74,32 +95,54 @@ class Scorer:
         if not texts:
             return []
         signals = signals or [Signals()] * len(texts)
-        emb = self.embed(texts)
+        return self._text_scores(self.embed(texts), self.langid.detect(texts), signals)
+
+    def _text_scores(self, emb: np.ndarray, langs: Sequence[tuple[str, float]],
+                     signals: Sequence[Signals]) -> list[TextScore]:
         sent = self.heads.sentiment.predict_proba(emb)
         intents = self.heads.intents.predict_proba(emb)
-        langs = self.langid.detect(texts)
         out = []
-        for i in range(len(texts)):
+        for i in range(len(emb)):
             s = {label: float(sent[i, j]) for j, label in enumerate(self.heads.sentiment.labels)}
             it = {label: float(intents[i, j]) for j, label in enumerate(self.heads.intents.labels)}
             v = decide(s.get("negative", 0.0), s.get("positive", 0.0), it, signals[i], self.policy)
             out.append(TextScore(langs[i][0], langs[i][1], s, it, v.urgency, v.priority, v.reasons))
         return out
 
-    def score_mentions(self, mentions: Sequence[pb.Mention],
-                       incident_ids: Sequence[str] | None = None) -> list[pb.ScoredMention]:
+    # ------------------------------------------------------------------ the worker's two stages
+    def prepare(self, mentions: Sequence[pb.Mention], incident_ids: Sequence[str] | None = None) -> PreparedBatch:
+        """Everything that needs only the texts: signals, token ids, length buckets, language ID."""
         started = time.perf_counter()
-        signals = [Signals.from_mention(m, incident_ids[i] if incident_ids else "") for i, m in enumerate(mentions)]
-        scores = self.score_texts([m.text for m in mentions], signals)
+        mentions = list(mentions)
+        ids = list(incident_ids) if incident_ids else [""] * len(mentions)
+        texts = [m.text for m in mentions]
+        tokens = self.encoder.tokenize(texts, prefix=EMBED_PREFIX, max_length=self.max_length) if texts else []
+        return PreparedBatch(
+            mentions=mentions,
+            signals=[Signals.from_mention(m, ids[i]) for i, m in enumerate(mentions)],
+            token_ids=tokens,
+            chunks=length_buckets([len(t) for t in tokens], max(1, self.batch_size)),
+            languages=self.langid.detect(texts) if texts else [],
+            incident_ids=ids,
+            prepare_seconds=time.perf_counter() - started,
+        )
+
+    def score_prepared(self, batch: PreparedBatch) -> list[pb.ScoredMention]:
+        """The model on a prepared batch (encoder, heads, priority): one ScoredMention per mention, in order."""
+        if not batch.mentions:
+            return []
+        started = time.perf_counter()
+        emb = np.asarray(self.encoder.embed_ids(batch.token_ids, chunks=batch.chunks), dtype=np.float32)
+        scores = self._text_scores(emb, batch.languages, batch.signals)
         elapsed = time.perf_counter() - started
         classified_at = now_ts()
         out = []
-        for i, (m, sc) in enumerate(zip(mentions, scores, strict=True)):
+        for m, sc, incident_id in zip(batch.mentions, scores, batch.incident_ids, strict=True):
             sm = pb.ScoredMention(
                 language=sc.language, language_confidence=sc.language_confidence,
                 urgency=sc.urgency, priority=sc.priority,  # type: ignore[arg-type]
                 reasons=sc.reasons, model_version=self.model_version,
-                incident_id=incident_ids[i] if incident_ids else "",
+                incident_id=incident_id,
             )
             sm.mention.CopyFrom(m)
             sm.sentiment.label = SENTIMENT_ENUM[sc.sentiment_label]
@@ -110,6 +153,11 @@ class Scorer:
                 sm.intents[name] = prob
             sm.timings.classified_at.CopyFrom(classified_at)
             sm.timings.inference_seconds = elapsed
-            sm.timings.batch_size = len(mentions)
+            sm.timings.batch_size = len(batch.mentions)
             out.append(sm)
         return out
+
+    def score_mentions(self, mentions: Sequence[pb.Mention],
+                       incident_ids: Sequence[str] | None = None) -> list[pb.ScoredMention]:
+        """`prepare` then `score_prepared`, in the calling thread."""
+        return self.score_prepared(self.prepare(mentions, incident_ids))

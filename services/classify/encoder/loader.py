@@ -3,8 +3,8 @@
 ``load_encoder`` takes a model directory (by default the converted multilingual-e5-small, see
 ``convert.py``) or a hub id (only where a hub is reachable) and returns an ``Encoder`` whose
 ``embed`` gives the E5 sentence embedding: the attention-mask mean of the last hidden states,
-L2-normalised, with the E5 ``"query: "`` prefix by default. Batches are sorted by length before
-padding (dynamic padding) and returned in the caller's order.
+L2-normalised, with the E5 ``"query: "`` prefix by default. Batches are sorted by length and cut into
+length buckets before padding (``batching.length_buckets``) and returned in the caller's order.
 """
 
 from __future__ import annotations
@@ -157,8 +157,10 @@ def _hash_state_dict(model: Any) -> str:
 class Encoder:
     """A loaded sentence encoder.
 
-    Not thread-safe: the fast tokenizer's truncation settings are shared state, so call ``embed`` /
-    ``token_counts`` from one thread at a time (e.g. a single-worker executor).
+    Not thread-safe: the fast tokenizer's truncation settings are shared state, so call ``tokenize`` /
+    ``embed`` / ``token_counts`` from one thread at a time (e.g. a single-worker executor). ``embed_ids``
+    does not touch the tokenizer: the worker tokenises the next batch in one thread while another runs
+    the model on this one.
     """
 
     def __init__(self, tokenizer: Any, model: Any, name: str, device: str = "cpu",
@@ -204,6 +206,12 @@ class Encoder:
         """Tokens per text including the prefix and special tokens, before any truncation."""
         return [len(ids) for ids in self._ids(list(texts), prefix, None)]
 
+    def tokenize(self, texts: Sequence[str], prefix: str = DEFAULT_PREFIX,
+                 max_length: int | None = None) -> list[list[int]]:
+        """Token ids per text (prefix and special tokens included), truncated to ``max_length`` tokens
+        (default ``self.max_length``, never beyond what the model's positions allow)."""
+        return self._ids(list(texts), prefix, min(max_length or self.max_length, self.model_max_length))
+
     # ---------------------------------------------------------------------------- embedding
     def embed(self, texts: Sequence[str], prefix: str = DEFAULT_PREFIX, max_length: int | None = None,
               batch_size: int | None = None) -> np.ndarray:
@@ -211,34 +219,48 @@ class Encoder:
 
         Texts longer than ``max_length`` tokens (prefix and specials included) are truncated.
         """
-        import torch
-
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        max_length = min(max_length or self.max_length, self.model_max_length)
-        batch_size = max(1, batch_size or self.batch_size)
-        ids = self._ids(texts, prefix, max_length)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        return self.embed_ids(self.tokenize(texts, prefix, max_length), batch_size)
+
+    def embed_ids(self, ids: Sequence[Sequence[int]], batch_size: int | None = None,
+                  chunks: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+        """Embeddings of already tokenised texts (``tokenize``), float32 [len(ids), dim], in the order given.
+
+        The forward passes run over ``chunks`` (lists of row indices), by default the length buckets of
+        ``batching.length_buckets`` (sorted by length, at most ``batch_size`` rows, cut where the padding
+        saved is worth one more pass). Uses no tokenizer, so it may run in another thread than ``tokenize``.
+        """
+        import torch
+
+        from services.classify.batching import length_buckets
+
+        if not ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if chunks is None:
+            chunks = length_buckets([len(x) for x in ids], max(1, batch_size or self.batch_size))
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                width = len(ids[idx[0]])  # longest first
-                input_ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for idx in chunks:
+                if not idx:
+                    continue
+                width = max(len(ids[i]) for i in idx)
+                rows = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+                valid = np.zeros((len(idx), width), dtype=np.int64)
                 for row, i in enumerate(idx):
                     seq = ids[i]
-                    input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                    mask[row, : len(seq)] = 1
-                input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+                    rows[row, : len(seq)] = seq
+                    valid[row, : len(seq)] = 1
+                input_ids = torch.from_numpy(rows).to(self.device)
+                mask = torch.from_numpy(valid).to(self.device)
                 with self.precision.autocast():
                     hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
                 hidden = hidden.float()  # pool in fp32 whatever the forward pass ran in
                 m = mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
                 pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
-                out[idx] = pooled.cpu().numpy()
+                out[list(idx)] = pooled.cpu().numpy()
         return out
 
     # ---------------------------------------------------------------------------- versioning
