@@ -40,3 +40,7 @@ class ClassifySettings(WorkerSettings):
     crisis_tick_seconds: float = Field(10.0, gt=0, description="how often quiet incidents are checked")
     crisis_checkpoint_seconds: float = Field(5.0, ge=0, description="per-brand state checkpoint interval")
     crisis_state_partitions: int = Field(6, ge=1, description="partitions of the crisis-state changelog")
+    crisis_event_time: Literal["received_at", "created_at"] = Field(
+        "received_at", description="crisis event time: received_at (live) or created_at (event-time replay)")
+    crisis_lateness_seconds: float = Field(
+        300.0, ge=0, description="events this far behind the crisis clock still count; older ones are late")

@@ -18,12 +18,20 @@ an intermediate topic and run the engine there, tagging mentions asynchronously)
 Checkpoints are taken at most every `crisis_checkpoint_seconds` per brand, and at once whenever an
 incident changes; after a crash the un-checkpointed mentions are re-delivered (at-least-once) and counted
 again into the restored windows, so at most `crisis_checkpoint_seconds` of data is seen twice.
+
+Event time (`crisis_event_time`): live, a mention's time is its `received_at`; for a replay of history
+(`triage replay --event-time --speed N`) set `created_at`: the engine's clock is then the largest
+created_at seen, the watermark trails it by `crisis_lateness_seconds`, and mentions behind the watermark
+are counted (`triage_classify_crisis_late_events_total`) but kept out of the windows, so they can neither
+open nor re-open an incident. On a quiet stream the timer advances the clock at wall speed from the last
+event time seen (Flink's idle-source watermark).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -40,6 +48,9 @@ log = get_logger("classify.crisis")
 INCIDENT_UPDATES = Counter("triage_classify_incident_updates_total", "Incident updates produced",
                            ["kind", "state"])
 INCIDENTS_OPEN = Gauge("triage_classify_incidents_open", "Crisis incidents currently open in this worker")
+LATE_EVENTS = Counter("triage_classify_crisis_late_events_total",
+                      "Mentions behind the crisis watermark (older than the clock - crisis_lateness_seconds): "
+                      "counted, kept out of the windows")
 
 STATE_TABLE = "crisis-state"
 
@@ -81,6 +92,7 @@ class CrisisMonitor:
         wall = self.clock() if now is None else now
         updates: list[pb.Incident] = []
         seen = False
+        late = self.engine.late
         for sm in scored:
             # Event time drives the engine: a worker catching up on a backlog judges the windows as they
             # were, not all at "now" (which would also defeat the persistence condition).
@@ -91,6 +103,8 @@ class CrisisMonitor:
                 self.retag(sm, iid)
         if seen:
             self.lag = max(0.0, wall - self.engine.clock)
+        if self.engine.late > late:
+            LATE_EVENTS.inc(self.engine.late - late)
         self.checkpoint(wall, force=bool(updates))
         self._count(updates)
         return updates
@@ -142,6 +156,13 @@ async def produce_incidents(producer: Any, updates: list[pb.Incident]) -> list[A
     return [await producer.send(topics.INCIDENTS, codec.encode(inc), key=inc.id.encode()) for inc in updates]
 
 
+def crisis_config(settings: ClassifySettings) -> CrisisConfig:
+    """The detectors' defaults with the event-time settings (`crisis_event_time`, `crisis_lateness_seconds`)."""
+    base = CrisisConfig()
+    return replace(base, event_time=settings.crisis_event_time,
+                   incident=replace(base.incident, lateness_seconds=settings.crisis_lateness_seconds))
+
+
 def attach_crisis(app: Any, worker: Any, settings: ClassifySettings | None = None,
                   config: CrisisConfig | None = None) -> CrisisMonitor:
     """Create the state table, the monitor and the resolve timer on a Faust app; returns the monitor.
@@ -154,7 +175,8 @@ def attach_crisis(app: Any, worker: Any, settings: ClassifySettings | None = Non
                             use_partitioner=True,   # keys and values are JSON (Faust's default for tables)
                             help="per-brand crisis detection state (JSON), see services/classify/crisis_agent.py")
     policy = getattr(getattr(worker, "scorer", None), "policy", None)
-    monitor = CrisisMonitor(CrisisEngine(config), table, policy, settings.crisis_checkpoint_seconds, key=str)
+    monitor = CrisisMonitor(CrisisEngine(config or crisis_config(settings)), table, policy,
+                            settings.crisis_checkpoint_seconds, key=str)
 
     @app.timer(interval=settings.crisis_tick_seconds)
     async def crisis_tick() -> None:

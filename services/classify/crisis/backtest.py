@@ -2,9 +2,10 @@
 
 Input: JSONL mentions in the ingest schema (`services/ingest/normalize.py`: `created_at`, `brands`, `text`,
 `author`, `engagement`, `source`, `external_id`; `source` defaults to "x" and `external_id` to the line
-number). A line may carry its scores (`intents`: {name: prob}, `sentiment`: {negative, neutral, positive}
-or a label): then the model is not loaded; lines without scores are scored with the worker's Scorer
-(`factory.build_scorer`, the classify settings from TRIAGE_* env vars).
+number; `--brands-file` adds the tracked brands found in the text, as ingest's matcher does). A line may
+carry its scores (`intents`: {name: prob}, `sentiment`: {negative, neutral, positive} or a label): then the
+model is not loaded; lines without scores are scored with the worker's Scorer (`factory.build_scorer`, the
+classify settings from TRIAGE_* env vars, `TRIAGE_CRISIS_EVENT_TIME`/`_LATENESS_SECONDS` included).
 
 Event time: each mention's `received_at` is set to its `created_at` (a replay of history is judged as it
 happened, not at arrival), mentions are processed in `created_at` order (`--file-order` keeps the file's
@@ -48,8 +49,10 @@ class Row:
     scores: dict[str, Any] | None   # given intents/sentiment, or None (score with the model)
 
 
-def parse_lines(lines: Iterable[str], errors: IO[str] | None = None) -> Iterator[Row]:
-    """Ingest-schema JSONL -> mentions with received_at = created_at (invalid lines reported and skipped)."""
+def parse_lines(lines: Iterable[str], errors: IO[str] | None = None, matcher: Any = None) -> Iterator[Row]:
+    """Ingest-schema JSONL -> mentions with received_at = created_at (invalid lines reported and skipped).
+
+    `matcher` (ingest's BrandMatcher) adds the tracked brands found in the text, as ingest does."""
     from services.ingest.normalize import Limits, MentionError, normalize
 
     limits = Limits()
@@ -73,6 +76,8 @@ def parse_lines(lines: Iterable[str], errors: IO[str] | None = None) -> Iterator
             continue
         m.received_at.CopyFrom(m.created_at)
         m.raw_payload = b""
+        if matcher is not None:
+            m.brands.extend(b for b in matcher.match(m.text).brands if b not in m.brands)
         given = None
         if "intents" in obj or "sentiment" in obj:
             given = {"intents": obj.get("intents") or {}, "sentiment": obj.get("sentiment") or {}}
@@ -200,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=3600.0, help="event seconds to run on after the last mention")
     parser.add_argument("--no-table", action="store_true", help="JSON lines only, no summary table")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--brands-file", type=Path, default=None,
+                        help="tracked brands YAML: add the brands found in each text, as ingest does with "
+                             "TRIAGE_BRANDS_FILE (default: the brands the file gives)")
     args = parser.parse_args(argv)
     from services.classify.config import ClassifySettings
     from services.common.logging import configure_logging
@@ -208,8 +216,13 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = ClassifySettings()
     fh: IO[str] = sys.stdin if args.file == "-" else Path(args.file).open(encoding="utf-8")
+    matcher = None
+    if args.brands_file is not None:
+        from services.ingest.brands import BrandMatcher, load_brands
+
+        matcher = BrandMatcher(load_brands(args.brands_file))
     with fh:
-        rows = list(parse_lines(fh, errors=sys.stderr))
+        rows = list(parse_lines(fh, errors=sys.stderr, matcher=matcher))
     if not args.file_order:
         rows.sort(key=lambda r: epoch(r.mention.created_at))
 
@@ -223,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     def show(ev: dict[str, Any]) -> None:
         print(json.dumps(ev, ensure_ascii=False), flush=True)
 
-    result = run_backtest(scored, tick_seconds=args.tick or settings.crisis_tick_seconds,
+    from services.classify.crisis_agent import crisis_config
+
+    result = run_backtest(scored, crisis_config(settings), tick_seconds=args.tick or settings.crisis_tick_seconds,
                           drain_seconds=args.drain, on_event=show)
     if not args.no_table:
         print()

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from services.common.vocabulary import INTENT_THRESHOLD
 
+EVENT_TIME_FIELDS = ("received_at", "created_at")
+
 
 @dataclass(frozen=True)
 class SpikeConfig:
@@ -134,8 +136,17 @@ class IncidentConfig:
 
 @dataclass(frozen=True)
 class CrisisConfig:
+    # Which timestamp is a mention's event time (engine.py): "received_at" (live default: when ingest
+    # accepted it, monotone with arrival) or "created_at" (event-time processing of a replay of history,
+    # `triage replay --event-time`: the engine's clock is the largest created_at seen, the watermark trails
+    # it by `incident.lateness_seconds`, and what arrives behind the watermark is counted as late, not judged).
+    event_time: str = "received_at"
     spike: SpikeConfig = field(default_factory=SpikeConfig)
     outage: OutageConfig = field(default_factory=OutageConfig)
     viral: ViralConfig = field(default_factory=ViralConfig)
     surge: SurgeConfig = field(default_factory=SurgeConfig)
     incident: IncidentConfig = field(default_factory=IncidentConfig)
+
+    def __post_init__(self) -> None:
+        if self.event_time not in EVENT_TIME_FIELDS:
+            raise ValueError(f"event_time must be one of {', '.join(EVENT_TIME_FIELDS)}, not {self.event_time!r}")

@@ -9,6 +9,13 @@ Event time is the mention's `received_at` (when ingest accepted it), falling bac
 The engine's clock is max(event times seen, `now` passed in); `tick(now)` advances it on a quiet stream
 so windows empty and incidents resolve. Pass scenario time as `now` to replay a day in seconds.
 
+`CrisisConfig.event_time = "created_at"` is event-time processing for a replay of history through the
+pipeline (`triage replay --event-time`, where ingest's `received_at` is the replay's wall clock): a new
+post's event time is its `created_at`; an engagement update of a post already seen is observed at the
+engine clock (the watermark's leading edge), since history has no time of observation. The clock is the
+largest event time seen and the watermark is clock - `lateness_seconds` (Flink's bounded out-of-orderness):
+posts up to that far behind still count in their own windows; older ones are late (below).
+
 Volume counts a post once: an engagement update of a mention id seen within `seen_ttl_seconds` (or of a
 post created before that) only feeds the viral detector. Real feeds need more (issue 16), so volume (the
 spike windows and the outage detector's "other" traffic) also skips:
@@ -256,6 +263,7 @@ class CrisisEngine:
         self.cfg = config or CrisisConfig()
         self.brands: dict[str, BrandState] = {}
         self.clock = 0.0
+        self.late = 0                  # events behind the watermark since start (all brands; a metric)
         self.dirty: set[str] = set()   # brands whose state changed since the last `take_dirty()`
 
     def brand(self, name: str) -> BrandState:
@@ -264,9 +272,20 @@ class CrisisEngine:
             st = self.brands[name] = BrandState(name, self.cfg)
         return st
 
+    def event_time_of(self, scored: pb.ScoredMention) -> float:
+        """The mention's event time under `cfg.event_time` (0 when it has none)."""
+        if self.cfg.event_time != "created_at":
+            return event_time(scored)
+        m = scored.mention
+        created = epoch(m.created_at)
+        seen = any(m.mention_id in st.seen for b in m.brands if (st := self.brands.get(b)) is not None)
+        if created and not seen:
+            return created
+        return self.clock or epoch(m.received_at)
+
     def observe(self, scored: pb.ScoredMention, now: float | None = None) -> tuple[str, list[pb.Incident]]:
         """Feed one scored mention; returns (id of the open incident it belongs to or "", incident updates)."""
-        t = event_time(scored) or (now if now is not None else self.clock)
+        t = self.event_time_of(scored) or (now if now is not None else self.clock)
         self.clock = max(self.clock, t, now if now is not None else 0.0)
         m = scored.mention
         if not m.brands:
@@ -288,6 +307,7 @@ class CrisisEngine:
             if st.is_new_post(m.mention_id, t, created):
                 if t < self.clock - self.cfg.incident.lateness_seconds:
                     st.late += 1          # too late to judge: counted, not in the windows
+                    self.late += 1
                 else:
                     volume, outage_ok = st.counts_for_volume(m.text, t, created, self.clock)
                     if volume:
