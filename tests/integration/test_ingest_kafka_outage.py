@@ -105,7 +105,15 @@ async def test_a_late_ack_is_an_unknown_outcome_and_the_retry_reports_stored_dup
         assert broker.pid is not None
         os.kill(broker.pid, signal.SIGSTOP)  # the broker takes the records but cannot ack in time
         try:
-            r = await client.post("/v1/mentions", content=batch, headers=ndjson)
+            async def concurrent_copy() -> httpx.Response:
+                await asyncio.sleep(0.3)  # after the first request reserved the mentions
+                return await client.post("/v1/mentions", content=batch, headers=ndjson)
+
+            r, copy = await asyncio.gather(client.post("/v1/mentions", content=batch, headers=ndjson),
+                                           concurrent_copy())
+            # The copy sent while the first was being written waited for it instead of being told
+            # "duplicates" (stored) for records whose fate was not known yet.
+            assert copy.status_code == 503 and copy.json()["outcome"] == "unknown", copy.text
             assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
             body = r.json()
             assert body["outcome"] == "unknown" and body["retry_safe"] is True, r.text
