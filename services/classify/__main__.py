@@ -11,6 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.classify.app import ClassifyWorker, create_app
     from services.classify.config import ClassifySettings
     from services.classify.factory import build_scorer
+    from services.common import topics
     from services.common.faust_app import run_worker
 
     settings = ClassifySettings()
@@ -18,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     scorer = build_scorer(settings)
     worker = ClassifyWorker(settings, scorer)
     app = create_app(settings, worker)
-    run_worker(app, settings, settings.classify_metrics_port, f"classify worker: model {scorer.model_version}")
+    run_worker(app, settings, settings.classify_metrics_port, f"classify worker: model {scorer.model_version}",
+               topics=topics.specs_named(topics.MENTIONS_RAW, topics.CLASSIFY_CRISIS_INPUT, topics.MENTIONS_SCORED,
+                                         topics.INCIDENTS))
     return 0
 
 

@@ -3,6 +3,12 @@
 mentions.raw --(adaptive batches: prepare | model | emit, overlapped)--> mentions.scored
 undecodable or unscorable records --> mentions.dlq (with the reason)
 
+With crisis detection on, the worker runs as N replicas in two stages (docs/scaling.md): scoring on the
+partitions of `mentions.raw` (keyed by mention id: a hot brand's posts spread over every replica), then
+one record per named brand to `triage.classify.crisis-input`, keyed by brand; the replica owning a brand's
+partition there runs its crisis detection, tags the mention (its first brand's copy) and produces it to
+`mentions.scored`, and produces the incident updates.
+
 Batches are cut by `batching.BatchPolicy` (small when traffic is light, up to `max_batch` under load)
 and run through `pipeline.StagedBatches`: decoding + tokenisation of the next batch overlaps the model
 on this one. Offsets are committed by Faust only after a batch's events are acked, and we ack only after
@@ -39,6 +45,9 @@ from services.common.timeutil import epoch
 
 log = get_logger("classify")
 
+CRISIS_BRAND_HEADER = "triage-crisis-brand"      # which brand a crisis-input copy counts for
+CRISIS_PRIMARY_HEADER = "triage-crisis-primary"  # "1" on the copy that goes on to mentions.scored
+
 
 @dataclass
 class DecodedBatch:
@@ -64,12 +73,16 @@ class ClassifyWorker:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.producer: AIOKafkaProducer | None = None
         self.crisis: CrisisMonitor | None = None  # set by create_app when crisis detection is on
+        # True under Faust with crisis detection: scored mentions go through the crisis input (keyed by
+        # brand) instead of being annotated in the scoring batch (one process, tests).
+        self.crisis_stage = False
         cm.MODEL_INFO.info({"version": scorer.model_version, "precision": scorer.encoder.precision.label})
 
     async def start_producer(self) -> AIOKafkaProducer:
         if self.producer is None:
             self.producer = make_producer(self.settings.kafka_bootstrap,
-                                          f"{self.settings.kafka_client_id_prefix}-classify")
+                                          f"{self.settings.kafka_client_id_prefix}-classify",
+                                          **self.settings.kafka_client_options())
             await self.producer.start()
         return self.producer
 
@@ -125,7 +138,8 @@ class ClassifyWorker:
             cm.BATCH_SIZE.observe(len(scored))
         # Tags mentions of open incidents (and re-decides them as P1) before they are produced; once per
         # batch, so a retried send below does not count the batch into the windows twice.
-        updates = self.crisis.annotate(scored) if self.crisis is not None and scored else []
+        inline = self.crisis is not None and scored and not self.crisis_stage
+        updates = self.crisis.annotate(scored) if inline and self.crisis is not None else []
         await retry_until_done(self._send, (scored, updates, dead), what="classify outputs")
 
     async def _send(self, outputs: tuple[list[codec.pb.ScoredMention], list[codec.pb.Incident],
@@ -135,8 +149,16 @@ class ClassifyWorker:
         futures = [await producer.send(topics.MENTIONS_DLQ, codec.encode(dl)) for dl in dead]
         now = time.time()
         for sm in scored:
-            futures.append(await producer.send(
-                topics.MENTIONS_SCORED, codec.encode(sm), key=sm.mention.mention_id.encode()))
+            brands = list(dict.fromkeys(sm.mention.brands)) if self.crisis_stage else []
+            if not brands:
+                futures.append(await producer.send(
+                    topics.MENTIONS_SCORED, codec.encode(sm), key=sm.mention.mention_id.encode()))
+                continue
+            body = codec.encode(sm)
+            for i, brand in enumerate(brands):  # one copy per brand; the first brand's copy is the mention
+                futures.append(await producer.send(
+                    topics.CLASSIFY_CRISIS_INPUT, body, key=brand.encode(),
+                    headers=[(CRISIS_BRAND_HEADER, brand.encode()), (CRISIS_PRIMARY_HEADER, b"1" if i == 0 else b"0")]))
         futures += await produce_incidents(producer, updates)
         await asyncio.gather(*futures)
         for sm in scored:
@@ -145,7 +167,43 @@ class ClassifyWorker:
                 cm.PIPELINE_LATENCY.observe(max(0.0, now - epoch(sm.mention.received_at)))
         if updates:
             MESSAGES_OUT.labels("classify", topics.INCIDENTS).inc(len(updates))
-        MESSAGES_OUT.labels("classify", topics.MENTIONS_SCORED).inc(len(scored))
+        MESSAGES_OUT.labels("classify", topics.CLASSIFY_CRISIS_INPUT if self.crisis_stage
+                            else topics.MENTIONS_SCORED).inc(len(scored))
+
+    async def process_crisis(self, events: list[tuple[bytes, str, bool]]) -> None:
+        """The crisis stage: (scored mention, brand, primary) records of the brands this replica owns. Counts
+        each into its brand's windows, tags the primary copies and produces them to `mentions.scored`, then
+        the incident updates; acked (committed) only after Kafka acknowledged all of it."""
+        assert self.crisis is not None
+        producer = await self.start_producer()
+        MESSAGES_IN.labels("classify", topics.CLASSIFY_CRISIS_INPUT).inc(len(events))
+        scored, brands, primary, dead = [], [], [], []
+        for raw, brand, is_primary in events:
+            try:
+                sm = codec.decode(raw, codec.pb.ScoredMention)
+            except Exception as exc:
+                MESSAGES_FAILED.labels("classify", "decode", type(exc).__name__).inc()
+                dead.append(dead_letter(raw, "classify", f"undecodable ScoredMention: {exc}",
+                                        source_topic=topics.CLASSIFY_CRISIS_INPUT,
+                                        original_type="triage.v1.ScoredMention", service="classify"))
+                continue
+            scored.append(sm)
+            brands.append(brand or (sm.mention.brands[0] if sm.mention.brands else ""))
+            primary.append(is_primary)
+        updates = self.crisis.annotate(scored, brands=brands) if scored else []
+        out = [sm for sm, first in zip(scored, primary, strict=True) if first]
+
+        async def send(_: Any) -> None:
+            futures = [await producer.send(topics.MENTIONS_DLQ, codec.encode(dl)) for dl in dead]
+            futures += [await producer.send(topics.MENTIONS_SCORED, codec.encode(sm),
+                                            key=sm.mention.mention_id.encode()) for sm in out]
+            futures += await produce_incidents(producer, updates)
+            await asyncio.gather(*futures)
+
+        await retry_until_done(send, None, what="crisis outputs")
+        MESSAGES_OUT.labels("classify", topics.MENTIONS_SCORED).inc(len(out))
+        if updates:
+            MESSAGES_OUT.labels("classify", topics.INCIDENTS).inc(len(updates))
 
     async def process(self, records: list[bytes]) -> None:
         """One batch through the three stages in turn (tests, tools); the agent overlaps them instead."""
@@ -172,6 +230,41 @@ class ClassifyWorker:
                              infer_pool=self.executor)
 
 
+def attach_crisis_stage(app: faust.App, worker: ClassifyWorker, settings: ClassifySettings) -> None:
+    """The crisis stage's agent and its ownership: brands follow their partition of the crisis input."""
+    monitor = worker.crisis
+    assert monitor is not None
+    crisis_topic = app.topic(topics.CLASSIFY_CRISIS_INPUT)
+    n = next(spec.partitions for spec in topics.CORE_TOPICS if spec.name == topics.CLASSIFY_CRISIS_INPUT)
+    owned: set[int] = set()
+    monitor.owns = lambda brand: topics.partition_for(brand, n) in owned   # nothing until assigned
+
+    def header(event: Any, name: str) -> str:
+        for key, value in event.message.headers or ():
+            if key == name:
+                return bytes(value).decode(errors="replace")
+        return ""
+
+    @app.agent(crisis_topic, concurrency=1)
+    async def crisis(stream: Any) -> None:
+        async for batch in stream.take_events(settings.max_batch, within=settings.max_wait_seconds):
+            items = [(e.value, header(e, CRISIS_BRAND_HEADER), header(e, CRISIS_PRIMARY_HEADER) != "0")
+                     for e in batch]
+            await retry_until_done(worker.process_crisis, items, what="crisis batch")
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _revoked(_: faust.App, revoked: set[Any], **__: Any) -> None:
+        owned.difference_update(tp.partition for tp in revoked if tp.topic == topics.CLASSIFY_CRISIS_INPUT)
+        monitor.reassign(monitor.owns)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(_: faust.App, assigned: set[Any], **__: Any) -> None:
+        owned.clear()
+        owned.update(tp.partition for tp in assigned if tp.topic == topics.CLASSIFY_CRISIS_INPUT)
+        monitor.reassign(monitor.owns)  # gained brands load from the table once it is recovered
+        log.info("crisis_partitions", partitions=sorted(owned))
+
+
 def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
     app = faust_app(settings.classify_app_id, settings,
                     stream_buffer_maxsize=max(4 * settings.max_batch, 64))
@@ -180,6 +273,8 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
                                             bootstrap=settings.kafka_bootstrap))
     if settings.crisis_enabled:
         worker.crisis = attach_crisis(app, worker, settings)
+        worker.crisis_stage = True
+        attach_crisis_stage(app, worker, settings)
 
     @app.agent(raw_topic, concurrency=1)
     async def classify(stream: Any) -> None:

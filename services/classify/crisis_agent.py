@@ -71,14 +71,18 @@ class CrisisMonitor:
         self.loaded = False
         self.lag = 0.0   # wall clock - event time at the last batch
         self.saved_at: dict[str, float] = {}
+        # Scale-out: which brands this worker owns (their partition of the crisis input); all by default.
+        self.owns: Callable[[str], bool] = lambda _brand: True
 
     def load(self) -> int:
-        """Restore every brand from the store (once, after table recovery); returns how many."""
+        """Restore the owned brands this worker does not hold yet from the store (after table recovery, and
+        again after a rebalance gave it new brands); returns how many."""
         if self.loaded:
             return 0
         n = 0
         for value in list(self.store.values()):
-            if value:
+            brand = (value or {}).get("brand", "")
+            if value and brand not in self.engine.brands and self.owns(brand):
                 self.engine.load_brand_state(value)
                 n += 1
         self.engine.clock = max([self.engine.clock, *(_brand_clock(v) for v in self.store.values() if v)])
@@ -86,17 +90,33 @@ class CrisisMonitor:
         log.info("crisis_state_loaded", brands=n, open_incidents=len(self.engine.open_incidents()))
         return n
 
-    def annotate(self, scored: Iterable[pb.ScoredMention], now: float | None = None) -> list[pb.Incident]:
-        """Tag the batch's mentions in place; returns the incident updates to produce."""
+    def reassign(self, owns: Callable[[str], bool]) -> list[str]:
+        """A rebalance moved brands: checkpoint and forget the ones lost (their new owner restores them from
+        the store), and load the ones gained at the next batch or tick; returns the brands dropped."""
+        self.owns = owns
+        lost = [b for b in self.engine.brands if not owns(b)]
+        for brand in lost:
+            self.store[self.key(brand)] = self.engine.brand_state(brand)
+            self.engine.drop_brand(brand)
+        self.loaded = False
+        INCIDENTS_OPEN.set(len(self.engine.open_incidents()))
+        if lost:
+            log.info("crisis_brands_released", brands=len(lost))
+        return lost
+
+    def annotate(self, scored: Iterable[pb.ScoredMention], now: float | None = None,
+                 brands: list[str] | None = None) -> list[pb.Incident]:
+        """Tag the batch's mentions in place; returns the incident updates to produce. `brands[i]`, when
+        given, is the one brand the i-th mention is counted for (the crisis input's key; see create_app)."""
         self.load()
         wall = self.clock() if now is None else now
         updates: list[pb.Incident] = []
         seen = False
         late = self.engine.late
-        for sm in scored:
+        for i, sm in enumerate(scored):
             # Event time drives the engine: a worker catching up on a backlog judges the windows as they
             # were, not all at "now" (which would also defeat the persistence condition).
-            iid, ups = self.engine.observe(sm)
+            iid, ups = self.engine.observe(sm, brands=[brands[i]] if brands is not None else None)
             seen = True
             updates += ups
             if iid and sm.incident_id != iid:

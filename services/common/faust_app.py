@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import faust
 
 from services.common.logging import get_logger
 from services.common.settings import WorkerSettings
+from services.common.topics import TopicSpec
 
 log = get_logger("faust")
 
@@ -45,18 +47,28 @@ async def retry_until_done(fn: Any, arg: Any, what: str, max_backoff: float = 30
             delay = min(max_backoff, delay * 2)
 
 
-def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, banner: str) -> None:
+def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, banner: str,
+               topics: Iterable[TopicSpec] = ()) -> None:
     """Serve /metrics, /healthz and /readyz, say where, and run the Faust worker until it is stopped (blocks).
 
-    The probes watch this worker's event loop and its Kafka consumer (services/common/probes.py).
+    The probes watch this worker's event loop and its Kafka consumer (services/common/probes.py). `topics`
+    are created first when missing (with their partition counts: co-partitioning depends on them; a broker's
+    auto-creation would give them its default).
     """
     import sys
 
+    from services.common.kafka import ensure_topics, wait_for_kafka
     from services.common.metrics import serve_metrics
     from services.common.probes import WorkerProbes, watch_faust_consumer
 
     probes = WorkerProbes(settings.probe_loop_stale_seconds, settings.probe_fetch_stale_seconds)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    specs = list(topics)
+    if specs:
+        security = settings.kafka_client_options()
+        worker.loop.run_until_complete(wait_for_kafka(settings.kafka_bootstrap, 120, client_options=security))
+        worker.loop.run_until_complete(ensure_topics(settings.kafka_bootstrap, specs,
+                                                     settings.topic_replication_factor, client_options=security))
     # Before the worker starts: the fetcher binds the consumer's getmany when it starts, and the
     # heartbeat must beat during table recovery too (app tasks start only after it).
     watch_faust_consumer(app.consumer, probes.fetch)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from aiokafka.partitioner import murmur2
+
 MENTIONS_RAW = "mentions.raw"
 MENTIONS_SCORED = "mentions.scored"
 INCIDENTS = "incidents"
@@ -18,11 +20,19 @@ MENTIONS_DLQ = "mentions.dlq"
 # The router's page requests: a mention's contribution to an incident group, keyed by the group's key, so
 # the one replica that owns a group (its partition) counts every mention of it and pages it once.
 ROUTER_PAGE_REQUESTS = "triage.router.page-requests"
+# Classify's scored mentions on their way to crisis detection, one record per brand the mention names, keyed
+# by that brand: the replica owning a brand's partition sees every mention of it (docs/scaling.md).
+CLASSIFY_CRISIS_INPUT = "triage.classify.crisis-input"
 QUEUE_PREFIX = "triage.queue."
 # Ingest connectors' cursors (latest per connector name; compacted).
 INGEST_CHECKPOINTS = "ingest.checkpoints"
 
 _QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java client and aiokafka) gives `key`."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def queue_topic(name: str) -> str:
@@ -58,6 +68,7 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(RESPONSES, ROUTER_PARTITIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}, key="mention id"),
     TopicSpec(ROUTER_PAGE_REQUESTS, ROUTER_PARTITIONS, {"retention.ms": str(24 * 3600 * 1000)},
               key="incident group key"),
+    TopicSpec(CLASSIFY_CRISIS_INPUT, 6, {"retention.ms": str(24 * 3600 * 1000)}, key="brand"),
     TopicSpec(PAGES, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}, key="incident id"),
     TopicSpec(FEEDBACK, 1, {"retention.ms": str(365 * 24 * 3600 * 1000)}, key="mention id"),
     TopicSpec(SILENCES, 1, {"cleanup.policy": "compact"}, key="silence id"),
@@ -74,6 +85,12 @@ def router_state_spec(app_id: str = "triage-router") -> TopicSpec:
 
 # Queues the default routing file (services/router/routes.default.yaml) uses.
 DEFAULT_QUEUES: tuple[str, ...] = ("urgent", "normal", "thank", "low")
+
+
+def specs_named(*names: str) -> list[TopicSpec]:
+    """The specs of core topics by name (what a worker creates at start when missing)."""
+    by_name = {spec.name: spec for spec in CORE_TOPICS}
+    return [by_name[n] for n in names]
 
 
 def all_topic_specs(queues: tuple[str, ...] = DEFAULT_QUEUES) -> list[TopicSpec]:

@@ -8,6 +8,7 @@ from services.common.logging import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    from services.common import topics
     from services.common.faust_app import run_worker
     from services.router import routing_file as routing
     from services.router.app import RouterWorker, create_app
@@ -22,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     worker = RouterWorker(settings, tree)
     app = create_app(settings, worker)
-    run_worker(app, settings, settings.router_metrics_port, f"router: routes {settings.routes_file}")
+    run_worker(app, settings, settings.router_metrics_port, f"router: routes {settings.routes_file}",
+               topics=topics.specs_named(topics.MENTIONS_SCORED, topics.RESPONSES,
+                                         topics.ROUTER_PAGE_REQUESTS, topics.INCIDENTS))
     return 0
 
 

@@ -39,6 +39,7 @@ from services.common.lag import ConsumerLagMonitor, attach_to_faust
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_IN, MESSAGES_OUT
 from services.common.timeutil import epoch, ts_from_epoch
+from services.common.topics import partition_for
 from services.router import metrics as rm
 from services.router.config import RouterSettings
 from services.router.delivery import ReceiverGuard, RetryPolicy, attempt_once, call_with_retry, deliver_with_retry
@@ -60,7 +61,7 @@ from services.router.ratelimit import CircuitBreaker, TokenBucket
 from services.router.receivers import KafkaQueueReceiver
 from services.router.registry import PAGING_KINDS, build_receivers
 from services.router.sla import SlaItem, SlaTracker
-from services.router.state import StateLog, partition_for, state_topic
+from services.router.state import StateLog, state_topic
 from services.router.timeintervals import add_business_time
 from services.router.tree import Route, RoutingTree
 

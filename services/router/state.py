@@ -20,19 +20,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.partitioner import murmur2
 
 from services.common.kafka import ensure_topics
-from services.common.topics import ROUTER_PARTITIONS, TopicSpec
+from services.common.topics import ROUTER_PARTITIONS, TopicSpec, partition_for
 
 
 def state_topic(app_id: str) -> str:
     return f"{app_id}-state-changelog"
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as in the Java client and aiokafka) gives `key`."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 class StateLog:

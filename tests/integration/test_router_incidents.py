@@ -11,17 +11,13 @@ import asyncio
 import time
 from pathlib import Path
 
-from aiohttp import web
-
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.kafka import ensure_topics, make_producer
 from services.common.timeutil import ts_from_epoch
 from services.common.topics import all_topic_specs, queue_topic
-from tests.support import ServiceProcess, consume, free_port, running_app, wait_for
+from tests.support import PD_KEY, SLACK_TOKEN, FakeApis, ServiceProcess, consume, free_port, running_app, wait_for
 
-PD_KEY = "R0UTINGKEY0000000000000000000000"
-SLACK_TOKEN = "xoxb-test-token"
 INCIDENT = "inc-acme-outage-1"
 
 ROUTES = """\
@@ -50,59 +46,6 @@ receivers:
   - name: normal
     kafka_queue: {queue: normal}
 """
-
-
-class FakeApis:
-    """PagerDuty Events v2 (/v2/enqueue) and Slack Web API (chat.postMessage), recording accepted requests."""
-
-    def __init__(self) -> None:
-        self.pagerduty: list[dict] = []
-        self.slack: list[dict] = []
-        self.slack_ts: set[str] = set()
-
-    async def enqueue(self, request: web.Request) -> web.Response:
-        ev = await request.json()
-        errors = []
-        if ev.get("routing_key") != PD_KEY:
-            errors.append("routing_key is invalid")
-        if ev.get("event_action") not in ("trigger", "acknowledge", "resolve"):
-            errors.append("event_action is invalid")
-        if not ev.get("dedup_key"):
-            errors.append("dedup_key is missing")
-        if ev.get("event_action") == "trigger":
-            p = ev.get("payload") or {}
-            if not (p.get("summary") and p.get("source")) or p.get("severity") not in ("critical", "error",
-                                                                                       "warning", "info"):
-                errors.append("payload is invalid")
-        if errors:
-            return web.json_response({"status": "invalid event", "message": "Event object is invalid",
-                                      "errors": errors}, status=400)
-        self.pagerduty.append(ev)
-        return web.json_response({"status": "success", "message": "Event processed", "dedup_key": ev["dedup_key"]},
-                                 status=202)
-
-    async def post_message(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {SLACK_TOKEN}":
-            return web.json_response({"ok": False, "error": "invalid_auth"})
-        msg = await request.json()
-        if not msg.get("channel"):
-            return web.json_response({"ok": False, "error": "channel_not_found"})
-        if "thread_ts" in msg and msg["thread_ts"] not in self.slack_ts:
-            return web.json_response({"ok": False, "error": "thread_not_found"})
-        ts = f"{time.time():.6f}"
-        self.slack_ts.add(ts)
-        self.slack.append({**msg, "ts": ts})
-        return web.json_response({"ok": True, "channel": msg["channel"], "ts": ts, "message": {"text": msg["text"]}})
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v2/enqueue", self.enqueue)
-        app.router.add_post("/api/chat.postMessage", self.post_message)
-        return app
-
-    def pd(self, notification: str) -> list[dict]:
-        return [e for e in self.pagerduty if e["event_action"] == "trigger"
-                and e["payload"]["custom_details"]["notification"] == notification]
 
 
 def outage_mention(i: int) -> pb.ScoredMention:

@@ -56,3 +56,32 @@ def test_a_backlog_is_judged_in_event_time():
     assert len(opened) == 1 and opened[0].opened_at.seconds - T0 <= 60
     assert mon.lag > 3400
     assert mon.tick() == []   # wall - lag is just after the backlog: nothing resolves yet
+
+
+def test_brands_move_between_workers_with_their_open_incident():
+    """Scale-out: two monitors share one store (the GlobalTable); each counts only the brands it owns, and a
+    brand moved by a rebalance continues on its new owner from the checkpoint, open incident included."""
+    store: dict = {}
+    wall = [T0 + 5]
+    a = CrisisMonitor(store=store, checkpoint_seconds=0, clock=lambda: wall[0])
+    b = CrisisMonitor(store=store, checkpoint_seconds=0, clock=lambda: wall[0])
+    a.reassign(lambda brand: brand == "acme")
+    b.reassign(lambda brand: brand != "acme")
+    both = [report(i, T0 + i * 1.5, brand) for i in range(80) for brand in ("acme", "globex")]
+    for sm in both:   # a mention of both brands, as the crisis input carries it: one copy per brand
+        sm.mention.brands[:] = ["acme", "globex"]
+    updates = []
+    for k in range(0, 160, 32):
+        wall[0] = T0 + k * 0.75 + 2
+        chunk = both[k:k + 32]
+        updates += a.annotate(chunk, brands=["acme"] * len(chunk))
+    assert sorted(a.engine.brands) == ["acme"] and not b.engine.brands   # b never saw a mention
+    opened = [u for u in updates if u.state == pb.OPEN]
+    assert [u.brand for u in opened] == ["acme"]
+    # The rebalance: acme moves to b. a checkpoints and forgets it; b restores it with the open incident.
+    assert a.reassign(lambda brand: False) == ["acme"] and not a.engine.brands
+    b.reassign(lambda brand: True)
+    assert b.tick(T0 + 130) == [] and b.engine.open_incidents() == [opened[0].id]
+    more = [report(1000 + i, T0 + 130 + i, "acme") for i in range(5)]
+    assert not [u for u in b.annotate(more) if u.state == pb.OPEN]   # not opened a second time
+    assert all(sm.incident_id == opened[0].id for sm in more)   # new mentions join the same incident

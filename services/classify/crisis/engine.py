@@ -283,8 +283,11 @@ class CrisisEngine:
             return created
         return self.clock or epoch(m.received_at)
 
-    def observe(self, scored: pb.ScoredMention, now: float | None = None) -> tuple[str, list[pb.Incident]]:
-        """Feed one scored mention; returns (id of the open incident it belongs to or "", incident updates)."""
+    def observe(self, scored: pb.ScoredMention, now: float | None = None,
+                brands: list[str] | None = None) -> tuple[str, list[pb.Incident]]:
+        """Feed one scored mention; returns (id of the open incident it belongs to or "", incident updates).
+        `brands`: the brands to count it for (default: every brand it names; a scaled-out worker passes the
+        one brand its partition owns)."""
         t = self.event_time_of(scored) or (now if now is not None else self.clock)
         self.clock = max(self.clock, t, now if now is not None else 0.0)
         m = scored.mention
@@ -296,7 +299,7 @@ class CrisisEngine:
                                   m.engagement.quotes)
         updates: list[pb.Incident] = []
         found = ""
-        for brand in dict.fromkeys(m.brands):
+        for brand in dict.fromkeys(m.brands if brands is None else brands):
             st = self.brand(brand)
             self.dirty.add(brand)
             summary = MentionSummary(
@@ -344,6 +347,11 @@ class CrisisEngine:
     def take_dirty(self) -> set[str]:
         dirty, self.dirty = self.dirty, set()
         return dirty
+
+    def drop_brand(self, brand: str) -> None:
+        """Forget a brand (another worker owns it now; its checkpoint is in the store)."""
+        self.brands.pop(brand, None)
+        self.dirty.discard(brand)
 
     def brand_state(self, brand: str) -> dict[str, Any]:
         return self.brand(brand).to_dict()
