@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-mentions", type=int, default=int(os.environ.get("BENCH_BASELINE", "128")))
     parser.add_argument("--batch-sizes", default="8,32,64,128")
     parser.add_argument("--precisions", default="fp32,bf16-autocast,bf16-weights,int8")
+    parser.add_argument("--staged-precision", default="auto",
+                        help="precision of the sequential vs staged worker-loop rows ('' to skip them)")
     args = parser.parse_args(argv)
 
     import torch
@@ -122,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(row, flush=True)
 
+    if args.staged_precision:
+        try:
+            for row in staged_rows(ClassifySettings(precision=args.staged_precision), texts):  # type: ignore[arg-type]
+                rows.append(row)
+                print(row, flush=True)
+        except Exception as exc:  # a benchmark row failing should not cost the rest of the table
+            print(f"staged worker-loop rows failed: {type(exc).__name__}: {exc}", flush=True)
+
     # Naive baseline: transformers.pipeline, one mention at a time, fp32, same weights, same heads.
     from transformers import pipeline
 
@@ -148,6 +158,71 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbest worker row {best_rate:.1f} mentions/s = {best_rate / naive:.1f}x the naive baseline "
           f"({naive:.1f}/s); peaks fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s")
     return 0
+
+
+def staged_rows(settings, texts: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The worker's loop over protobuf Mentions: decode -> prepare -> model -> encode, first one batch after
+    the other, then with `pipeline.StagedBatches` overlapping the stages (what the Faust agent runs)."""
+    import asyncio
+
+    from services.classify.app import ClassifyWorker
+    from services.classify.factory import build_scorer
+    from services.classify.pipeline import StagedBatches
+    from services.common import codec
+    from services.common.codec import pb
+
+    scorer = build_scorer(settings)
+    worker = ClassifyWorker(settings, scorer)
+    records = []
+    for i, t in enumerate(texts):
+        m = pb.Mention(source=pb.SOURCE_X, external_id=f"bench-{i}", mention_id=f"x:bench-{i}", text=t)
+        m.brands.append("acmebank")
+        records.append(codec.encode(m))
+    scorer.score_texts(texts[:32])  # warm-up
+    bs = settings.max_batch
+    out = []
+
+    started = time.perf_counter()
+    for i in range(0, len(records), bs):
+        batch = worker.prepare(records[i:i + bs])
+        for sm in worker.infer(batch):
+            codec.encode(sm)
+    seq = len(records) / (time.perf_counter() - started)
+    out.append(f"| worker loop, stages one after the other | {scorer.encoder.precision.mode} | <= {bs} | {seq:.1f} "
+               "| | | | | |")
+
+    async def staged() -> float:
+        done = asyncio.Event()
+        emitted = 0
+        sizes: list[int] = []
+
+        async def emit(items, batch, result) -> None:  # type: ignore[no-untyped-def]
+            nonlocal emitted
+            if isinstance(result, BaseException):
+                raise result
+            for sm in result:
+                codec.encode(sm)
+            emitted += len(items)
+            sizes.append(len(items))
+            if emitted >= len(records):
+                done.set()
+
+        pipe = StagedBatches(worker.policy, worker.prepare, worker.infer, emit, intake_limit=4 * bs,
+                             prepare_pool=worker.prepare_executor, infer_pool=worker.executor)
+        t0 = time.perf_counter()
+        async with pipe.running():
+            for r in records:
+                await pipe.put(r)
+            await done.wait()
+        rate = len(records) / (time.perf_counter() - t0)
+        out.append(f"| worker loop, stages overlapped (StagedBatches) | {scorer.encoder.precision.mode} | "
+                   f"<= {bs} (mean {statistics.mean(sizes):.1f}) | {rate:.1f} | | | | | |")
+        return rate
+
+    asyncio.run(staged())
+    worker.prepare_executor.shutdown()
+    worker.executor.shutdown()
+    return out
 
 
 _REF = {}
