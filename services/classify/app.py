@@ -267,7 +267,9 @@ def attach_crisis_stage(app: faust.App, worker: ClassifyWorker, settings: Classi
 
 def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
     app = faust_app(settings.classify_app_id, settings,
-                    stream_buffer_maxsize=max(4 * settings.max_batch, 64))
+                    stream_buffer_maxsize=max(4 * settings.max_batch, 64),
+                    broker_session_timeout=settings.classify_session_timeout_seconds,
+                    broker_heartbeat_interval=max(1.0, settings.classify_session_timeout_seconds / 10))
     raw_topic = app.topic(topics.MENTIONS_RAW)
     attach_to_faust(app, ConsumerLagMonitor("classify", settings.classify_app_id, [topics.MENTIONS_RAW],
                                             bootstrap=settings.kafka_bootstrap))

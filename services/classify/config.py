@@ -31,6 +31,8 @@ class ClassifySettings(WorkerSettings):
     adapter_dir: str = Field(
         "", description="fine-tuned encoder adapter directory; empty = the bundled one, 'none' = the plain base"
     )
+    classify_session_timeout_seconds: float = Field(30.0, gt=0, description="Kafka consumer session timeout: how "
+                                                     "long a dead replica's partitions wait before they move")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = the CPUs this process may use")
     classify_metrics_port: int = Field(9101, description="port of the worker's /metrics")
     languages: str = Field("", description="comma-separated ISO codes for language ID; empty = defaults")

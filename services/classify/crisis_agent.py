@@ -6,15 +6,13 @@ producing): it sets `incident_id` on each mention that belongs to an open incide
 priority with `priority.decide(..., Signals(incident_id=...))` (P1, reason "part of open incident <id>")
 and returns the `Incident` messages to produce on `incidents`, keyed by incident id.
 
-State and partitioning (the documented choice): `mentions.raw` is keyed by mention id, so one brand's
-mentions arrive on every partition. Crisis state is therefore per worker process, held in memory by the
-engine and checkpointed per brand (JSON) into a changelog-backed `GlobalTable` written with
-`use_partitioner=True` (key = brand; the changelog partition follows the key, not the source event, and
-every worker recovers all partitions on start). A restarted worker reloads every brand, keeps its open
-incidents and cooldowns, and never re-opens a resolved one. This is correct for ONE classify replica.
-With several replicas each would see a share of a brand's mentions and they would overwrite each other's
-checkpoints: scaling out needs brand co-partitioning first (repartition scored mentions by brand through
-an intermediate topic and run the engine there, tagging mentions asynchronously).
+State and partitioning (docs/scaling.md): under Faust, scoring runs on the partitions of `mentions.raw`
+(keyed by mention id) and the monitor runs on `triage.classify.crisis-input`, keyed by brand, so every mention
+of a brand reaches the one replica that owns the brand's partition (`owns`). Each brand's state is held in
+memory by the engine and checkpointed (JSON) into a changelog-backed `GlobalTable` written with
+`use_partitioner=True` (key = brand; every replica recovers all partitions), so a brand that moves in a
+rebalance is restored by its new owner (`reassign`), open incidents and cooldowns included, and a
+restarted worker never re-opens a resolved one.
 Checkpoints are taken at most every `crisis_checkpoint_seconds` per brand, and at once whenever an
 incident changes; after a crash the un-checkpointed mentions are re-delivered (at-least-once) and counted
 again into the restored windows, so at most `crisis_checkpoint_seconds` of data is seen twice.
