@@ -49,6 +49,9 @@ WHY = {
     "triage.router.page-requests": "a mention's contribution to an incident group, keyed by the group key: the one "
                                    "router replica owning that partition counts and pages the group; 6 partitions "
                                    "(co-partitioned); 1 d (consumed within seconds).",
+    "triage.classify.crisis-input": "classify's scored mentions on their way to crisis detection, one record per "
+                                    "brand named: the replica owning a brand's partition sees all of its "
+                                    "mentions; 6 partitions = at most 6 classify replicas; 1 d.",
     "triage-router-state-changelog": "the router's groups (page delivery state included) and SLA clocks, compacted; "
                                      "co-partitioned (6): a replica assigned partition p reads partition p of it.",
     "pages": "audit trail of every page; 1 partition keeps it in order; 90 d for post-incident reviews.",
