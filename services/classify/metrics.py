@@ -11,7 +11,8 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 INFERENCE_SECONDS = Histogram(
-    "triage_classify_inference_seconds", "Model time per micro-batch (encoder + heads + priority; language ID runs in the prepare stage)",
+    "triage_classify_inference_seconds",
+    "Model time per micro-batch (encoder + heads + priority; language ID runs in the prepare stage)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SCORED = Counter("triage_classify_scored_total", "Mentions scored, by priority", ["priority"])
