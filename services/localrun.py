@@ -58,11 +58,18 @@ def start_service(name: str, run_dir: Path, env: dict[str, str]) -> int:
     if old and _alive(old):
         print(f"{name} already running (pid {old})", file=sys.stderr)
         return old
-    log = (run_dir / f"{name}.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", name], cwd=REPO_ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = spawn_service(name, run_dir, env)
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def spawn_service(name: str, run_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`python -m services.cli NAME` in its own process group (so `os.killpg` stops all of it), appending
+    to run_dir/NAME.log; the chaos suite (services/devtools/chaos.py) kills and restarts these."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / f"{name}.log").open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "services.cli", name], cwd=REPO_ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_service(name: str, run_dir: Path, timeout: float = 20.0) -> bool:
