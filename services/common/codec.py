@@ -33,6 +33,7 @@ TOPIC_TYPES: dict[str, type[Message]] = {
     topics.RESPONSES: pb.ResponseEvent,
     topics.PAGES: pb.PageRecord,
     topics.FEEDBACK: pb.LabelFeedback,
+    topics.SILENCES: pb.Silence,
     topics.MENTIONS_DLQ: pb.DeadLetter,
 }
 

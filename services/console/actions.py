@@ -1,4 +1,5 @@
-"""What a console form turns into: a ResponseEvent for `responses` or a LabelFeedback for `feedback`.
+"""What a console form turns into: a ResponseEvent for `responses`, a LabelFeedback for `feedback`, or a
+Silence for `silences` (created from an incident page, or the same silence expired).
 
 Parsing is strict and pure: a missing or unknown field raises FormError with the HTTP status and a
 sentence for the error page, and nothing is published.
@@ -6,16 +7,21 @@ sentence for the error page, and nothing is published.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 
 from services.common.codec import pb
-from services.common.timeutil import now_ts
-from services.console.views import ConsoleView, QueueItem
+from services.common.timeutil import now_ts, ts_from_epoch
+from services.console.views import ConsoleView, IncidentView, QueueItem
+from services.router.routing_file import parse_duration
+from services.router.silence_feed import parse_matchers
 
 RESPONSE_KINDS = {"responded": pb.RESPONDED, "resolved_no_reply": pb.RESOLVED_NO_REPLY}
 PRIORITIES = ("P1", "P2", "P3", "P4")
 INTENTS = ("complaint", "question", "outage_report", "safety_or_legal_threat", "praise", "spam")
 MAX_FIELD = 500
+MAX_SILENCE_SECONDS = 30 * 86400.0
+MAX_MATCHERS = 20
 
 
 class FormError(Exception):
@@ -77,6 +83,60 @@ def label_feedback(view: ConsoleView, form: Mapping[str, str], default_responder
         original_intent=item.intent, corrected_intent=intent, model_version=item.model_version,
         responder=_field(form, "responder", required=False) or default_responder,
         comment=_field(form, "comment", required=False), at=now_ts())
+
+
+def _matcher_lines(text: str) -> list[str]:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > MAX_MATCHERS:
+        raise FormError(400, f"at most {MAX_MATCHERS} matchers")
+    return lines
+
+
+def new_silence(view: ConsoleView, form: Mapping[str, str], default_author: str, now: float) -> pb.Silence:
+    """A silence from an incident page: matchers (one per line, routing-file syntax), a duration from now,
+    a comment and its author (both required, as in Alertmanager)."""
+    incident_id = _field(form, "incident_id")
+    inc: IncidentView | None = view.incidents.get(incident_id)
+    if inc is None:
+        raise FormError(404, f"there is no incident {incident_id!r}")
+    raw = form.get("matchers", "")
+    if not isinstance(raw, str) or len(raw) > 4 * MAX_FIELD:
+        raise FormError(400, "field 'matchers' must be text of at most 2000 characters")
+    lines = _matcher_lines(raw)
+    try:
+        matchers = parse_matchers(lines)
+    except ValueError as exc:
+        raise FormError(400, str(exc)) from None
+    try:
+        seconds = parse_duration(_field(form, "duration"))
+    except ValueError as exc:
+        raise FormError(400, str(exc)) from None
+    if not 60 <= seconds <= MAX_SILENCE_SECONDS:
+        raise FormError(400, "duration must be between 1m and 30d")
+    author = _field(form, "created_by", required=False) or default_author
+    msg = pb.Silence(id=uuid.uuid4().hex, matchers=[str(m) for m in matchers], created_by=author,
+                     comment=_field(form, "comment"), incident_id=inc.id)
+    msg.starts_at.CopyFrom(ts_from_epoch(now))
+    msg.ends_at.CopyFrom(ts_from_epoch(now + seconds))
+    msg.created_at.CopyFrom(ts_from_epoch(now))
+    return msg
+
+
+def expired_silence(view: ConsoleView, form: Mapping[str, str], default_author: str, now: float) -> pb.Silence:
+    """The silence named by the form, republished with ends_at = now (Alertmanager's expire)."""
+    silence_id = _field(form, "silence_id")
+    current = view.silences.silences.get(silence_id)
+    if current is None:
+        raise FormError(404, f"there is no silence {silence_id!r}")
+    if current.state(now) == "expired":
+        raise FormError(409, f"silence {silence_id!r} has already expired")
+    msg = pb.Silence(id=current.id, matchers=[str(m) for m in current.matchers], created_by=current.created_by,
+                     comment=current.comment, incident_id=current.incident_id,
+                     expired_by=_field(form, "created_by", required=False) or default_author)
+    msg.starts_at.CopyFrom(ts_from_epoch(current.starts_at))
+    msg.ends_at.CopyFrom(ts_from_epoch(now))
+    msg.created_at.CopyFrom(ts_from_epoch(current.created_at))
+    return msg
 
 
 def safe_next(form: Mapping[str, str], fallback: str) -> str:

@@ -32,11 +32,12 @@ from services.console.config import ConsoleSettings
 from services.console.csrf import COOKIE, CsrfGuard
 from services.console.replies import ReplyBook
 from services.console.views import ConsoleView
+from services.router.silence_feed import FeedSilence
 
 log = get_logger("console")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TOPIC_PATTERN = (r"^(" + "|".join(t.replace(".", r"\.") for t in (topics.INCIDENTS, topics.PAGES, topics.RESPONSES,
-                                                                     topics.FEEDBACK))
+                                                                     topics.FEEDBACK, topics.SILENCES))
                  + "|" + topics.QUEUE_PREFIX.replace(".", r"\.") + r".+)$")
 
 class _ReadFromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -250,10 +251,18 @@ async def queue_html(request: web.Request) -> web.Response:
 
 
 # ---- JSON API --------------------------------------------------------------------------------------------------
+def silence_json(s: FeedSilence, now: float) -> dict[str, Any]:
+    return {"id": s.id, "matchers": [str(m) for m in s.matchers], "starts_at": s.starts_at, "ends_at": s.ends_at,
+            "state": s.state(now), "created_by": s.created_by, "comment": s.comment, "incident_id": s.incident_id,
+            "created_at": s.created_at, "expired_by": s.expired_by}
+
+
 def _incident_json(svc: ConsoleService, inc: Any) -> dict[str, Any]:
     out = {k: v for k, v in vars(inc).items() if k != "history"}
     out["url"] = f"{svc.settings.base_url()}/incidents/{inc.id}"
     out["pages"] = [vars(p) for p in svc.view.pages.get(inc.id, [])]
+    now = time.time()
+    out["silences"] = [silence_json(s, now) for s in svc.view.silences_for(inc, now)]
     return out
 
 
@@ -272,6 +281,18 @@ async def incident_api(request: web.Request) -> web.Response:
     out = _incident_json(svc, inc)
     out["mentions_per_minute"] = [{"minute": m, **c} for m, c in svc.view.mentions_per_minute(inc.id)]
     return web.json_response(out)
+
+
+async def silences_api(request: web.Request) -> web.Response:
+    """Every silence the console holds (`?state=active|pending|expired` filters), soonest end first."""
+    svc = _service(request)
+    now = time.time()
+    state = request.query.get("state", "")
+    if state not in ("", "active", "pending", "expired"):
+        return web.json_response({"error": f"state must be active, pending or expired, not {state!r}"}, status=400)
+    found = sorted(svc.view.silences.silences.values(), key=lambda s: (s.ends_at, s.id))
+    return web.json_response({"loaded": svc.loaded, "silences": [
+        silence_json(s, now) for s in found if not state or s.state(now) == state]})
 
 
 async def queue_api(request: web.Request) -> web.Response:
@@ -352,6 +373,32 @@ async def post_feedback(request: web.Request) -> web.Response:
     return _see_other(actions.safe_next(form, f"/queues/{fb.queue}"))
 
 
+async def post_silence(request: web.Request) -> web.Response:
+    svc = _service(request)
+    form, author = await _action_form(request)
+    if form.get("responder"):
+        form["created_by"] = form["responder"]  # a signed-in person is the author, whatever the form says
+    msg = actions.new_silence(svc.view, form, author, time.time())
+    await _publish_or_503(svc, "silence", topics.SILENCES, msg.id, msg)
+    svc.view.apply_silence(msg)
+    log.info("console_silence", silence=msg.id, incident=msg.incident_id, matchers=len(msg.matchers),
+             minutes=round((msg.ends_at.seconds - msg.starts_at.seconds) / 60))
+    return _see_other(actions.safe_next(form, f"/incidents/{quote(msg.incident_id, safe='')}"))
+
+
+async def post_silence_expire(request: web.Request) -> web.Response:
+    svc = _service(request)
+    form, author = await _action_form(request)
+    if form.get("responder"):
+        form["created_by"] = form["responder"]
+    msg = actions.expired_silence(svc.view, form, author, time.time())
+    await _publish_or_503(svc, "silence_expire", topics.SILENCES, msg.id, msg)
+    svc.view.apply_silence(msg)
+    log.info("console_silence_expired", silence=msg.id, incident=msg.incident_id)
+    return _see_other(actions.safe_next(form, f"/incidents/{quote(msg.incident_id, safe='')}"
+                                        if msg.incident_id else "/"))
+
+
 # ---- signing in ------------------------------------------------------------------------------------------------
 async def login_html(request: web.Request) -> web.Response:
     next_url = actions.safe_next(dict(request.query), "/")
@@ -425,6 +472,9 @@ def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) 
     app.router.add_get("/api/queues/{name}", queue_api)
     app.router.add_post("/actions/response", post_response)
     app.router.add_post("/actions/feedback", post_feedback)
+    app.router.add_post("/actions/silence", post_silence)
+    app.router.add_post("/actions/silence/expire", post_silence_expire)
+    app.router.add_get("/api/silences", silences_api)
     app.router.add_get("/static/console.js", script)
     app.router.add_get("/login", login_html)
     app.router.add_post("/login", post_login)

@@ -14,7 +14,8 @@ from urllib.parse import quote
 from services.console.actions import INTENTS, PRIORITIES
 from services.console.chart import mentions_chart
 from services.console.replies import ReplyBook
-from services.console.views import ConsoleView, IncidentView, QueueItem
+from services.console.views import ConsoleView, IncidentView, QueueItem, incident_labels
+from services.router.silence_feed import FeedSilence
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1f2933;background:#f5f7fa}
@@ -188,6 +189,47 @@ def queue_page(name: str, items: list[QueueItem], ctx: PageContext, replies: Rep
     return layout(f"queue {name}", body, ctx)
 
 
+def _silence_row(s: FeedSilence, ctx: PageContext, next_url: str) -> str:
+    matchers = "".join(f'<span class="tag">{escape(str(m))}</span>' for m in s.matchers)
+    when = (f"from {_utc(s.starts_at)} " if s.starts_at > ctx.now else "") + f"until {_utc(s.ends_at)}"
+    expire = ("" if not ctx.can_act else
+              f'<form class="inline" method="post" action="/actions/silence/expire">'
+              f'<input type="hidden" name="csrf" value="{ctx.csrf_token}">'
+              f'<input type="hidden" name="silence_id" value="{escape(s.id)}">'
+              f'<input type="hidden" name="next" value="{escape(next_url)}"><button class="expire">expire</button>'
+              "</form>")
+    return (f'<tr class="silence" data-id="{escape(s.id)}"><td>{matchers}</td><td>{escape(s.state(ctx.now))} {when}'
+            f'</td><td>{escape(s.created_by)}</td><td dir="auto">{escape(s.comment)}</td><td>{expire}</td></tr>')
+
+
+def silences_section(view: ConsoleView, inc: IncidentView, ctx: PageContext) -> str:
+    """Active and pending silences that mute this incident's pages, and (for responders) a form for a new one
+    whose matchers start as the incident's labels."""
+    next_url = f"/incidents/{quote(inc.id, safe='')}"
+    rows = "".join(_silence_row(s, ctx, next_url) for s in view.silences_for(inc, ctx.now))
+    table = ('<table class="silences"><thead><tr><th>matchers</th><th>state</th><th>by</th><th>comment</th>'
+             f'<th></th></tr></thead><tbody>{rows}</tbody></table>' if rows
+             else '<p class="muted" id="no-silences">No silence mutes this incident\'s pages.</p>')
+    if not ctx.can_act:
+        return f"<h2>Silences</h2>{table}"
+    prefill = "\n".join(f'{k}="{v}"' for k, v in incident_labels(inc).items() if v)
+    author = ("" if ctx.user else '<label>author <input name="created_by" maxlength="64" required '
+              'placeholder="your name"></label> ')
+    form = (f'<details><summary>new silence</summary><form method="post" action="/actions/silence" class="silence">'
+            f'<input type="hidden" name="csrf" value="{ctx.csrf_token}">'
+            f'<input type="hidden" name="incident_id" value="{escape(inc.id)}">'
+            f'<input type="hidden" name="next" value="{escape(next_url)}">'
+            f'<label>matchers, one per line (labels: priority, intent, intents, sentiment, language, brand, '
+            f'source, incident, author_verified, reach)<textarea name="matchers" required>{escape(prefill)}'
+            '</textarea></label><label>for <input name="duration" value="2h" size="6" required '
+            'pattern="[0-9.]+[smhdw]([0-9.]+[smhdw])*"></label> '
+            f'{author}<label>comment <input name="comment" maxlength="500" required size="40" '
+            'placeholder="why (e.g. status page is up)"></label> <button class="silence">silence pages</button>'
+            '<p class="muted">Mutes PagerDuty, Opsgenie, Slack and Alertmanager pages for matching mentions; '
+            'queue items keep coming.</p></form></details>')
+    return f"<h2>Silences</h2>{table}{form}"
+
+
 def incident_page(view: ConsoleView, inc: IncidentView, ctx: PageContext, replies: ReplyBook) -> str:
     items = view.incident_items(inc.id)
     samples = []
@@ -224,5 +266,6 @@ def incident_page(view: ConsoleView, inc: IncidentView, ctx: PageContext, replie
         f'<h3>Samples</h3><ul class="samples">{"".join(samples) or "<li class=muted>none</li>"}</ul>'
         f'<h2>Pages</h2><table class="pages"><thead><tr><th>at</th><th>receiver</th><th>action</th><th>state</th>'
         f'<th>detail</th></tr></thead><tbody>{pages or "<tr><td colspan=5 class=muted>no pages</td></tr>"}'
-        f"</tbody></table><h2>Open items of this incident ({len(open_items)})</h2>{cards}")
+        f"</tbody></table>{silences_section(view, inc, ctx)}"
+        f"<h2>Open items of this incident ({len(open_items)})</h2>{cards}")
     return layout(f"incident {inc.id}", body, ctx)

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.timeutil import epoch
+from services.router.silence_feed import FeedSilence, SilenceFeed
 
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 RESPONSE_STATES = {pb.RESPONDED: "responded", pb.RESOLVED_NO_REPLY: "resolved_no_reply"}
@@ -107,6 +108,11 @@ def _sentiment(score: Any) -> str:
     return str(pb.Sentiment.Name(score.label)).lower()
 
 
+def incident_labels(inc: IncidentView) -> dict[str, str]:
+    """The routing labels (services/router/labels.py) every mention of the incident carries."""
+    return {"brand": inc.brand, "incident": inc.id}
+
+
 def queue_item(routed: Any, queue: str) -> QueueItem:
     scored = routed.scored
     m = scored.mention
@@ -155,12 +161,16 @@ class ConsoleView:
         # Responses may be read before the item they answer (different topics): keep them all.
         self.responses: dict[tuple[str, str], tuple[str, str, float]] = {}
         self.feedback: dict[str, dict[str, Any]] = {}  # mention id -> latest correction
+        self.silences = SilenceFeed()  # the router's own store of the `silences` topic
         self.records = 0
 
     # ---- folding -----------------------------------------------------------------------------------------
     def apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         """Fold one consumed record; a tombstone on `incidents` removes that incident."""
         self.records += 1
+        if topic == topics.SILENCES:  # tombstones included; a bad record raises ValueError with the reason
+            self.silences.apply_record(key, value)
+            return
         if value is None:
             if topic == topics.INCIDENTS and key:
                 self.incidents.pop(key.decode(errors="replace"), None)
@@ -234,7 +244,20 @@ class ConsoleView:
             "responder": fb.responder, "comment": fb.comment, "at": epoch(fb.at),
         }
 
+    def apply_silence(self, msg: Any) -> FeedSilence:
+        return self.silences.apply(msg)
+
     # ---- reading -----------------------------------------------------------------------------------------
+    def silences_for(self, inc: IncidentView, now: float) -> list[FeedSilence]:
+        """Active and pending silences that mute this incident's pages: those made from its page, and
+        those whose matchers name only its brand and id labels and hold for them. (A silence on other
+        labels, e.g. intent, mutes some of its mentions: /api/silences lists every one.)"""
+        labels = incident_labels(inc)
+        out = [s for s in self.silences.silences.values() if s.state(now) != "expired"
+               and (s.incident_id == inc.id
+                    or (all(m.name in labels for m in s.matchers) and all(m.matches(labels) for m in s.matchers)))]
+        return sorted(out, key=lambda s: (s.ends_at, s.id))
+
     def find_item(self, queue: str, mention_id: str) -> QueueItem | None:
         return self.queues.get(queue, {}).get(mention_id)
 
