@@ -85,6 +85,25 @@ def label_feedback(view: ConsoleView, form: Mapping[str, str], default_responder
         comment=_field(form, "comment", required=False), at=now_ts())
 
 
+def page_feedback(view: ConsoleView, form: Mapping[str, str], default_responder: str) -> pb.LabelFeedback:
+    """"This page was wrong" about a paged incident (a LabelFeedback with no mention id, keyed by the
+    incident): the page should not have gone out, optionally at which priority it belonged."""
+    incident_id = _field(form, "incident_id")
+    inc = view.incidents.get(incident_id)
+    if inc is None:
+        raise FormError(404, f"there is no incident {incident_id!r}")
+    if not view.paged(incident_id):
+        raise FormError(409, f"incident {incident_id!r} has sent no page to mark wrong")
+    priority = _field(form, "corrected_priority", required=False)
+    if priority and priority not in PRIORITIES:
+        raise FormError(400, f"corrected_priority must be one of {list(PRIORITIES)} or empty, not {priority!r}")
+    return pb.LabelFeedback(
+        incident_id=inc.id, brand=inc.brand, original_priority=pb.P1,
+        corrected_priority=pb.Priority.Value(priority) if priority else pb.PRIORITY_UNSPECIFIED,
+        responder=_field(form, "responder", required=False) or default_responder,
+        comment=_field(form, "comment", required=False), at=now_ts())
+
+
 def _matcher_lines(text: str) -> list[str]:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) > MAX_MATCHERS:

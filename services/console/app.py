@@ -130,6 +130,9 @@ class ConsoleService:
         for brand, (wrong, seen) in self.view.marked_wrong().items():
             if seen:
                 cm.MARKED_WRONG_RATIO.labels(brand or "none").set(wrong / seen)
+        for brand, (wrong, seen) in self.view.pages_marked_wrong().items():
+            if seen:
+                cm.PAGES_MARKED_WRONG_RATIO.labels(brand or "none").set(wrong / seen)
 
     async def publish(self, topic: str, key: str, msg: Message) -> None:
         async with self._producer_lock:
@@ -373,6 +376,16 @@ async def post_feedback(request: web.Request) -> web.Response:
     return _see_other(actions.safe_next(form, f"/queues/{fb.queue}"))
 
 
+async def post_page_feedback(request: web.Request) -> web.Response:
+    svc = _service(request)
+    form, responder = await _action_form(request)
+    fb = actions.page_feedback(svc.view, form, responder)
+    await _publish_or_503(svc, "page_feedback", topics.FEEDBACK, fb.incident_id, fb)
+    svc.view.apply_feedback(fb)
+    log.info("console_page_feedback", incident=fb.incident_id, brand=fb.brand)
+    return _see_other(actions.safe_next(form, f"/incidents/{quote(fb.incident_id, safe='')}"))
+
+
 async def post_silence(request: web.Request) -> web.Response:
     svc = _service(request)
     form, author = await _action_form(request)
@@ -472,6 +485,7 @@ def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) 
     app.router.add_get("/api/queues/{name}", queue_api)
     app.router.add_post("/actions/response", post_response)
     app.router.add_post("/actions/feedback", post_feedback)
+    app.router.add_post("/actions/page-feedback", post_page_feedback)
     app.router.add_post("/actions/silence", post_silence)
     app.router.add_post("/actions/silence/expire", post_silence_expire)
     app.router.add_get("/api/silences", silences_api)

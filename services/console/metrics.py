@@ -13,3 +13,5 @@ OPEN_ITEMS = Gauge("triage_console_open_items", "Queue items nobody has answered
 INCIDENTS = Gauge("triage_console_incidents", "Incidents on the console by state", ["state"])
 MARKED_WRONG_RATIO = Gauge("triage_console_marked_wrong_ratio",
                            "Share of P1/P2 items responders marked wrong (priority or intent), per brand", ["brand"])
+PAGES_MARKED_WRONG_RATIO = Gauge("triage_console_pages_marked_wrong_ratio",
+                                 "Share of paged incidents responders marked as a wrong page, per brand", ["brand"])

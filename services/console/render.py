@@ -131,8 +131,13 @@ def incidents_page(view: ConsoleView, incidents: list[IncidentView], ctx: PageCo
     queues = "".join(f'<li><a href="/queues/{quote(q)}">{escape(q)}</a>: {n} open</li>'
                      for q, n in sorted(view.open_counts().items()))
     wrong = view.marked_wrong()
-    precision = "".join(f"<li>{escape(b or '(no brand)')}: {w} of {n} P1/P2 items marked wrong</li>"
-                        for b, (w, n) in sorted(wrong.items()) if n)
+    pages = view.pages_marked_wrong()
+    precision = "".join(
+        f"<li class=\"precision\">{escape(b or '(no brand)')}: {w} of {n} P1/P2 items marked wrong"
+        + (f", {pages[b][0]} of {pages[b][1]} pages marked wrong" if pages.get(b, (0, 0))[1] else "") + "</li>"
+        for b, (w, n) in sorted(wrong.items()) if n)
+    precision += "".join(f"<li class=\"precision\">{escape(b or '(no brand)')}: {w} of {n} pages marked wrong</li>"
+                         for b, (w, n) in sorted(pages.items()) if n and not wrong.get(b, (0, 0))[1])
     return layout("incidents", f"<h1>Incidents</h1>{table}<h2>Queues</h2><ul>{queues or '<li>none yet</li>'}</ul>"
                   f"<h2>Responders' corrections</h2><ul>{precision or '<li>none yet</li>'}</ul>", ctx)
 
@@ -202,6 +207,25 @@ def _silence_row(s: FeedSilence, ctx: PageContext, next_url: str) -> str:
             f'</td><td>{escape(s.created_by)}</td><td dir="auto">{escape(s.comment)}</td><td>{expire}</td></tr>')
 
 
+def page_feedback_section(view: ConsoleView, inc: IncidentView, ctx: PageContext) -> str:
+    """Mark the incident's page as wrong (it should not have paged), once it has paged."""
+    mark = view.page_feedback.get(inc.id)
+    if mark:
+        to = f", belonged at {escape(mark['corrected_priority'])}" if mark["corrected_priority"] else ""
+        return (f'<p class="wrong-page">Marked a wrong page by {escape(mark["responder"])}{to}'
+                f'{": " + escape(mark["comment"]) if mark["comment"] else ""}</p>')
+    if not ctx.can_act or not view.paged(inc.id):
+        return ""
+    prio = "".join(f'<option value="{p}">{p}</option>' for p in PRIORITIES[1:])
+    return (f'<details><summary>wrong page</summary><form method="post" action="/actions/page-feedback">'
+            f'<input type="hidden" name="csrf" value="{ctx.csrf_token}">'
+            f'<input type="hidden" name="incident_id" value="{escape(inc.id)}">'
+            f'<input type="hidden" name="next" value="/incidents/{quote(inc.id, safe="")}">'
+            f'<label>belonged at <select name="corrected_priority"><option value="">(no page at all)</option>{prio}'
+            '</select></label> <input name="comment" placeholder="comment (optional)" maxlength="500"> '
+            '<button class="page-feedback">this page was wrong</button></form></details>')
+
+
 def silences_section(view: ConsoleView, inc: IncidentView, ctx: PageContext) -> str:
     """Active and pending silences that mute this incident's pages, and (for responders) a form for a new one
     whose matchers start as the incident's labels."""
@@ -266,6 +290,6 @@ def incident_page(view: ConsoleView, inc: IncidentView, ctx: PageContext, replie
         f'<h3>Samples</h3><ul class="samples">{"".join(samples) or "<li class=muted>none</li>"}</ul>'
         f'<h2>Pages</h2><table class="pages"><thead><tr><th>at</th><th>receiver</th><th>action</th><th>state</th>'
         f'<th>detail</th></tr></thead><tbody>{pages or "<tr><td colspan=5 class=muted>no pages</td></tr>"}'
-        f"</tbody></table>{silences_section(view, inc, ctx)}"
+        f"</tbody></table>{page_feedback_section(view, inc, ctx)}{silences_section(view, inc, ctx)}"
         f"<h2>Open items of this incident ({len(open_items)})</h2>{cards}")
     return layout(f"incident {inc.id}", body, ctx)

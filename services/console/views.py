@@ -161,6 +161,7 @@ class ConsoleView:
         # Responses may be read before the item they answer (different topics): keep them all.
         self.responses: dict[tuple[str, str], tuple[str, str, float]] = {}
         self.feedback: dict[str, dict[str, Any]] = {}  # mention id -> latest correction
+        self.page_feedback: dict[str, dict[str, Any]] = {}  # incident id -> latest "wrong page" mark
         self.silences = SilenceFeed()  # the router's own store of the `silences` topic
         self.records = 0
 
@@ -236,6 +237,13 @@ class ConsoleView:
                 item.state, item.responder, item.responded_at = done
 
     def apply_feedback(self, fb: Any) -> None:
+        if not fb.mention_id:  # about an incident's page, not one mention (actions.page_feedback)
+            if fb.incident_id:
+                self.page_feedback[fb.incident_id] = {
+                    "incident_id": fb.incident_id, "brand": fb.brand, "responder": fb.responder,
+                    "corrected_priority": pb.Priority.Name(fb.corrected_priority) if fb.corrected_priority else "",
+                    "comment": fb.comment, "at": epoch(fb.at)}
+            return
         self.feedback[fb.mention_id] = {
             "mention_id": fb.mention_id, "queue": fb.queue, "brand": fb.brand,
             "original_priority": pb.Priority.Name(fb.original_priority) if fb.original_priority else "",
@@ -304,6 +312,18 @@ class ConsoleView:
 
     def open_counts(self) -> dict[str, int]:
         return {q: sum(1 for i in items.values() if i.state == "open") for q, items in self.queues.items()}
+
+    def paged(self, incident_id: str) -> bool:
+        """Whether a page about the incident reached a receiver."""
+        return any(p.delivered and p.action == "trigger" for p in self.pages.get(incident_id, []))
+
+    def pages_marked_wrong(self) -> dict[str, tuple[int, int]]:
+        """Per brand: (paged incidents responders marked as a wrong page, paged incidents seen)."""
+        seen: dict[str, set[str]] = defaultdict(set)
+        for inc in self.incidents.values():
+            if self.paged(inc.id):
+                seen[inc.brand].add(inc.id)
+        return {brand: (sum(1 for i in ids if i in self.page_feedback), len(ids)) for brand, ids in seen.items()}
 
     def marked_wrong(self) -> dict[str, tuple[int, int]]:
         """Per brand: (P1/P2 items marked wrong, P1/P2 items seen), the console's live precision."""
