@@ -46,7 +46,7 @@ OVERLAYS = ("dev", "prod")
 K8S_VERSIONS = ("1.29.0", "1.37.0")
 CRD_GROUPS = {"kafka.strimzi.io", "monitoring.coreos.com"}
 WORKERS = {"classify": MENTIONS_RAW, "router": MENTIONS_SCORED}  # worker -> the topic it consumes
-SERVICES = ("ingest", "classify", "router")
+SERVICES = ("ingest", "classify", "router", "console")
 # Modules that register every metric the services export (importing classify pulls torch).
 METRIC_MODULES = ("services.ingest.app", "services.classify.app", "services.router.app", "services.common.lag",
                   "services.console.app")
@@ -314,10 +314,12 @@ def test_env_vars_are_settings_the_service_reads(objs: tuple[dict[str, Any], ...
     # A misspelt TRIAGE_ variable is silently ignored by pydantic-settings (extra="ignore").
     from services.classify.config import ClassifySettings
     from services.common.settings import env_names
+    from services.console.config import ConsoleSettings
     from services.ingest.config import IngestSettings
     from services.router.config import RouterSettings
 
-    settings = {"ingest": IngestSettings, "classify": ClassifySettings, "router": RouterSettings}
+    settings = {"ingest": IngestSettings, "classify": ClassifySettings, "router": RouterSettings,
+                "console": ConsoleSettings}
     named_by_routes = _secret_env_vars(_routing_tree(objs, tmp_path))
     for name, wl in _workloads(objs).items():
         # Per-service names (TRIAGE_CLASSIFY_MAX_BATCH) and their deprecated shared aliases both count.
