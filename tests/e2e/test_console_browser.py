@@ -3,7 +3,8 @@
 An incident, its page and queue items are produced to Kafka; `triage console` runs as its own
 process and rebuilds its views from the topics; the browser sees the incident on `/`, opens its page
 (chart, samples, page history), marks an item responded — a ResponseEvent lands on `responses` —
-and sends a wrong-priority correction — a LabelFeedback lands on `feedback`. A second test runs the
+and sends a wrong-priority correction — a LabelFeedback lands on `feedback` — and silences the
+incident's pages from its page and expires the silence (two Silence records on `silences`). A second test runs the
 real router: the items it routes show up in the console, and "responded" drops the router's
 open-items gauge. Screenshots of each page are written to the test's tmp_path.
 """
@@ -148,6 +149,23 @@ async def test_console_in_a_browser(kafka_bootstrap: str, tmp_path: Path) -> Non
 
         await asyncio.to_thread(incident_page)
 
+        def silence_from_incident_page() -> None:
+            browser.get(f"{base}/incidents/{incident_id}")
+            form = browser.find_element(By.CSS_SELECTOR, "form.silence")
+            browser.find_element(By.XPATH, "//summary[text()='new silence']").click()
+            matchers = form.find_element(By.NAME, "matchers").get_attribute("value") or ""
+            assert matchers.splitlines() == ['brand="nordwave"', f'incident="{incident_id}"'], matchers
+            form.find_element(By.NAME, "created_by").send_keys("ana")
+            form.find_element(By.NAME, "comment").send_keys("status page is up")
+            form.find_element(By.CSS_SELECTOR, "button.silence").click()
+            row = browser.find_element(By.CSS_SELECTOR, "table.silences tr.silence")
+            assert "active" in row.text and "status page is up" in row.text and "ana" in row.text
+            browser.save_screenshot(str(tmp_path / "05-incident-silenced.png"))
+            row.find_element(By.CSS_SELECTOR, "button.expire").click()
+            assert browser.find_elements(By.ID, "no-silences"), "the expired silence left the list"
+
+        await asyncio.to_thread(silence_from_incident_page)
+
         def queue_page() -> None:
             browser.get(base + "/queues/urgent")
             card = browser.find_element(By.CSS_SELECTOR, f'div.item[data-mention="{mention_ids[4]}"]')
@@ -173,7 +191,17 @@ async def test_console_in_a_browser(kafka_bootstrap: str, tmp_path: Path) -> Non
         assert ev.kind == pb.RESPONDED and ev.queue == "urgent" and ev.responder == "console"
         assert fb.original_priority == pb.P2 and fb.corrected_priority == pb.P4 and fb.brand == "nordwave"
         assert fb.text == "@FjordTel no puedo entrar"
-        for name in ("01-incidents", "02-incident", "03-incident-after-response", "04-queue"):
+
+        async def silence_versions() -> list[pb.Silence] | None:
+            recs = await consume(kafka_bootstrap, [topics.SILENCES], idle=0.5, timeout=5)
+            mine = [codec.decode(v, pb.Silence) for _, _, v in recs if v]
+            mine = [m for m in mine if m.incident_id == incident_id]
+            return mine if len(mine) == 2 else None  # the silence, then the same id expired
+
+        created, expired = await wait_for(silence_versions, timeout=30, what="the silence and its expiry on Kafka")
+        assert created.id == expired.id and list(created.matchers) == ['brand="nordwave"', f'incident="{incident_id}"']
+        assert created.created_by == "ana" and expired.ends_at.seconds < created.ends_at.seconds
+        for name in ("01-incidents", "02-incident", "03-incident-after-response", "04-queue", "05-incident-silenced"):
             assert (tmp_path / f"{name}.png").stat().st_size > 5000, name
     finally:
         if browser is not None:
