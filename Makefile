@@ -16,7 +16,7 @@ help:
 	@echo "make train / eval / bench    fit the heads / print evaluation tables / print benchmarks"
 	@echo "make bench-e2e [E2E_RATES=200 E2E_SECONDS=60]  the whole pipeline at offered rates: latency, outage trigger"
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
-	@echo "make eval-crisis         replay crisis scenarios, print the detection table"
+	@echo "make eval-crisis         crisis scenarios: generator-score table + real-text table (real model)"
 	@echo "make chaos [CHAOS_RUNS=3]    kill -9 / broker crash / pager 500s under 2,000 mentions, invariants table"
 	@echo "make lint                ruff + mypy + stale-protobuf check + import cycles (tools/check_imports.py)"
 
@@ -104,7 +104,7 @@ train: $(STAMP) proto model
 eval: $(STAMP) proto model
 	$(PY) -m services.cli eval
 
-eval-crisis: $(STAMP) proto
+eval-crisis: $(STAMP) proto model
 	$(PY) -m bench.eval_crisis
 
 bench: $(STAMP) proto model kafka-jars
