@@ -2,7 +2,7 @@
 
 In one run, on the same real UMSAB val tweets (all 8 languages):
 1. the matmul peak of this CPU in fp32 and bf16 (square 2048 matmuls, torch threads as configured);
-2. the worker's code path (`Scorer.score_texts`: tokenise, length-sorted dynamic padding, encoder,
+2. the worker's code path (`Scorer.score_texts`: tokenise, length buckets with dynamic padding, encoder,
    heads, language ID, priority) per precision (fp32, bf16 autocast, bf16 weights, int8) and batch
    size: mentions/s, tokens/s, achieved GFLOP/s (2 x non-embedding parameters per token, plus the
    attention matmuls) and % of the best peak measured in step 1;
@@ -46,15 +46,15 @@ def matmul_peak(dtype_name: str, n: int = 2048, seconds: float = 2.0) -> float:
 
 
 def flops_per_batch(model, lengths: list[int], batch_size: int) -> float:  # type: ignore[no-untyped-def]
-    """Forward FLOPs for texts of ``lengths`` tokens batched as the Encoder does (sorted, padded)."""
+    """Forward FLOPs for texts of ``lengths`` tokens chunked as the Encoder does (length buckets, padded)."""
+    from services.classify.batching import length_buckets
+
     cfg = model.config
     emb_params = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
     dense = sum(p.numel() for p in model.parameters()) - emb_params
     total = 0.0
-    order = sorted(lengths, reverse=True)
-    for i in range(0, len(order), batch_size):
-        chunk = order[i:i + batch_size]
-        width = chunk[0]
+    for chunk in length_buckets(lengths, batch_size):
+        width = max(lengths[i] for i in chunk)
         tokens = width * len(chunk)
         attn = 4 * cfg.num_hidden_layers * width * width * cfg.hidden_size * len(chunk)  # QK^T and AV
         total += 2 * dense * tokens + attn
