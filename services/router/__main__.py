@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings, worker)
     run_worker(app, settings, settings.router_metrics_port, f"router: routes {settings.routes_file}",
                topics=topics.specs_named(topics.MENTIONS_SCORED, topics.RESPONSES,
-                                         topics.ROUTER_PAGE_REQUESTS, topics.INCIDENTS))
+                                         topics.ROUTER_PAGE_REQUESTS, topics.INCIDENTS,
+                                         topics.SILENCES))
     return 0
 
 

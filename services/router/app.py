@@ -37,7 +37,7 @@ from services.common.follower import TopicFollower
 from services.common.kafka import ensure_topics, make_producer
 from services.common.lag import ConsumerLagMonitor, attach_to_faust
 from services.common.logging import get_logger
-from services.common.metrics import MESSAGES_IN, MESSAGES_OUT
+from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
 from services.common.timeutil import epoch, ts_from_epoch
 from services.common.topics import partition_for
 from services.router import metrics as rm
@@ -60,6 +60,7 @@ from services.router.ledger import RoutedLedger, mention_version
 from services.router.ratelimit import CircuitBreaker, TokenBucket
 from services.router.receivers import KafkaQueueReceiver
 from services.router.registry import PAGING_KINDS, build_receivers
+from services.router.silence_feed import SilenceFeed
 from services.router.sla import SlaItem, SlaTracker
 from services.router.state import StateLog, state_topic
 from services.router.timeintervals import add_business_time
@@ -67,7 +68,6 @@ from services.router.tree import Route, RoutingTree
 
 log = get_logger("router")
 
-INCIDENTS_SPEC = next(spec for spec in topics.CORE_TOPICS if spec.name == topics.INCIDENTS)
 DEFAULT_RATE_PER_MINUTE = {"pagerduty": 120.0, "opsgenie": 600.0, "slack": 60.0}
 
 
@@ -107,6 +107,8 @@ class RouterWorker:
         self.resolved: dict[str, float] = {}  # resolved incident id -> when: its stragglers never open a group
         self.state: StateLog | None = None
         self.follower: TopicFollower | None = None
+        self.silences = SilenceFeed()  # silences made on the console, followed whole (`silences` topic)
+        self.silence_follower: TopicFollower | None = None
         # Scale-out (docs/scaling.md): the state partitions this replica owns (None: all of them, one process
         # without Faust, as in the in-process tests); under Faust, create_app sets an empty set and the
         # partition-assignment signals fill it. `repartition`: page requests go through the page-requests
@@ -146,19 +148,25 @@ class RouterWorker:
                 await self.state.ensure()
                 self._restore(await self.state.load(self.owned))
                 await self.ledger.load(self.settings.kafka_bootstrap, self._queue_topics(), time.time(), security)
-                await ensure_topics(self.settings.kafka_bootstrap, [INCIDENTS_SPEC],
+                await ensure_topics(self.settings.kafka_bootstrap,
+                                    topics.specs_named(topics.INCIDENTS, topics.SILENCES),
                                     self.settings.topic_replication_factor, client_options=security)
                 # Every replica follows every incident (inhibition needs them all; a group's owner closes it).
                 self.follower = TopicFollower(self.settings.kafka_bootstrap, topics.INCIDENTS, self._incident_record,
                                               client_id=f"{self.settings.kafka_client_id_prefix}-router-incidents",
                                               client_options=security)
                 await self.follower.start()
+                self.silence_follower = TopicFollower(
+                    self.settings.kafka_bootstrap, topics.SILENCES, self._silence_record,
+                    client_id=f"{self.settings.kafka_client_id_prefix}-router-silences", client_options=security)
+                await self.silence_follower.start()
             except BaseException:
                 # A failed start (broker not ready, a bad state record) is retried by the caller: leave nothing
                 # half-open behind.
-                if self.follower is not None:
-                    await self.follower.stop()
-                    self.follower = None
+                for follower in (self.follower, self.silence_follower):
+                    if follower is not None:
+                        await follower.stop()
+                self.follower = self.silence_follower = None
                 if self.client is not None:
                     await self.client.aclose()
                     self.client = None
@@ -244,9 +252,10 @@ class RouterWorker:
                  pages_retrying=sum(self.grouper.retrying().values()))
 
     async def stop(self) -> None:
-        if self.follower is not None:
-            await self.follower.stop()
-            self.follower = None
+        for follower in (self.follower, self.silence_follower):
+            if follower is not None:
+                await follower.stop()
+        self.follower = self.silence_follower = None
         if self.client is not None:
             await self.client.aclose()
         if self.producer is not None:
@@ -324,10 +333,11 @@ class RouterWorker:
     async def _group(self, sm: pb.ScoredMention, labels: dict[str, str], route: Route, prio: str,
                      now: float) -> list[Any]:
         assert self.state is not None
-        silence = self.tree.silenced_by(labels, now)
+        silence = self.tree.silenced_by(labels, now) or self.silences.match(labels, now)
         if silence is not None:
             rm.PAGES_SUPPRESSED.labels(route.receiver, "silence").inc()
-            log.info("page_silenced", receiver=route.receiver, comment=silence.comment[:80])
+            log.info("page_silenced", receiver=route.receiver, comment=silence.comment[:80],
+                     silence=getattr(silence, "id", "") or "routing file")
             return []
         hit = inhibiting_rule(self.tree.inhibit_rules, labels, self.incidents.values())
         if hit is not None:
@@ -410,6 +420,12 @@ class RouterWorker:
     async def on_incident(self, raw: bytes) -> None:
         await self.start()
         await self._incident_record(None, raw)
+
+    def _silence_record(self, key: bytes | None, value: bytes | None) -> None:
+        skipped = self.silences.fold(key, value)
+        if skipped:
+            MESSAGES_FAILED.labels("router", topics.SILENCES, "invalid_silence").inc()
+            log.warning("silence_skipped", reason=skipped[:200])
 
     async def _incident_record(self, _key: bytes | None, raw: bytes | None) -> None:
         """One record of the incidents topic (followed whole by every replica): open incidents are inhibition

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from services.common import codec, topics
 from services.common.codec import pb
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, make_producer
 from services.common.topics import all_topic_specs, queue_topic
 from services.router.app import RouterWorker
 from services.router.config import RouterSettings
@@ -182,3 +182,40 @@ async def test_a_replayed_batch_reaches_the_queue_topic_once_and_an_engagement_u
     assert [m.engagement.likes for m in ids if m.mention_id == f"x:{run}3"] == [0, 120]
     group = next(g for g in second.grouper.groups.values() if g.incident_id == f"inc-{run}")
     assert group.count == 41   # the replays were not counted into the incident either
+
+
+async def test_a_silence_on_the_topic_mutes_the_workers_pages_until_it_is_expired(kafka_bootstrap, monkeypatch):
+    """The console's silences (compacted `silences` topic) reach every router replica's page decisions."""
+    monkeypatch.setenv("TEST_FAULTS_PD_KEY", PD_KEY)
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    run = uuid.uuid4().hex[:8]
+    brand = f"muted{run}"
+    now = time.time()
+    silence = pb.Silence(id=f"sil-{run}", matchers=[f'brand="{brand}"'], created_by="oncall@example.com",
+                         comment="known outage, vendor ticket 4711")
+    silence.starts_at.FromSeconds(int(now) - 5)
+    silence.ends_at.FromSeconds(int(now) + 3600)
+    producer = make_producer(kafka_bootstrap, "test-silences")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.SILENCES, codec.encode(silence), key=silence.id.encode())
+        pd = PagerDuty()
+        async with running_app(pd.app()) as base:
+            tree = loads(ROUTES % {"base": base, "queue": f"muted-{run}"})
+            worker = RouterWorker(settings(kafka_bootstrap, f"test-muted-{run}"), tree)
+            async with ticking(worker):
+                await worker.process([codec.encode(mention(run, i, f"inc-{run}", brand)) for i in range(5)])
+                await asyncio.sleep(2.5)   # group_wait is 1 s: a page would be out by now
+                assert pd.accepted == [] and not worker.grouper.groups
+                # Expired from the console: republished with ends_at = now; the next mentions page again.
+                silence.ends_at.FromSeconds(int(time.time()) - 1)
+                silence.expired_by = "oncall@example.com"
+                await producer.send_and_wait(topics.SILENCES, codec.encode(silence), key=silence.id.encode())
+                await wait_for(lambda: not worker.silences.match({"brand": brand}, time.time()), 20,
+                               "the expiry to reach the worker")
+                await worker.process([codec.encode(mention(run, 10 + i, f"inc-{run}", brand)) for i in range(3)])
+                await wait_for(lambda: pd.triggers(f"inc-{run}"), 20, "the trigger after the silence expired")
+    finally:
+        await producer.stop()
+    got = await records(kafka_bootstrap, queue_topic(f"muted-{run}"))
+    assert len(got) == 8   # a silence mutes pages, never the queue deliveries
