@@ -135,7 +135,8 @@ class RouterWorker:
             self.producer = producer  # (other callers wait on the lock; reset below when the start fails)
             try:
                 self.client = httpx.AsyncClient(timeout=self.settings.delivery_timeout_seconds)
-                self.receivers = build_receivers(self.tree.receivers, producer, self.client)
+                self.receivers = build_receivers(self.tree.receivers, producer, self.client,
+                                                 console_url=self.settings.console_url)
                 for name, cfg in self.tree.receivers.items():
                     breaker = CircuitBreaker(time.monotonic, self.settings.delivery_breaker_failures,
                                              self.settings.delivery_breaker_reset_seconds)

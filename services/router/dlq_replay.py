@@ -43,7 +43,7 @@ async def replay(settings: RouterSettings, tree: RoutingTree, group: str, receiv
     await producer.start()
     client = httpx.AsyncClient(timeout=settings.delivery_timeout_seconds)
     try:
-        receivers = build_receivers(tree.receivers, producer, client)
+        receivers = build_receivers(tree.receivers, producer, client, console_url=settings.console_url)
         policy = RetryPolicy(settings.delivery_attempts, settings.delivery_backoff_seconds,
                              settings.delivery_backoff_max_seconds)
         guards = {n: ReceiverGuard(CircuitBreaker(time.monotonic, settings.delivery_breaker_failures,
