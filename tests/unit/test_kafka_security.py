@@ -7,6 +7,7 @@ import shutil
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -160,3 +161,48 @@ def test_internal_topic_replication_comes_from_the_setting(monkeypatch: pytest.M
     assert app.conf.topic_replication_factor == 3
     with pytest.raises(ValidationError):
         ServiceSettings(topic_replication_factor=0)
+
+
+def _render(overlay: str) -> list[dict[str, object]]:
+    import yaml
+
+    from tests.unit.test_deploy import K8S, _kustomize
+
+    out = subprocess.run([*_kustomize(), str(K8S / "overlays" / overlay)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_prod_signs_every_service_in_with_its_strimzi_user_over_tls() -> None:
+    objs: list[dict[str, Any]] = _render("prod")  # type: ignore[assignment]
+    env_cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("triage-env"))
+    assert env_cm["data"]["TRIAGE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env_cm["data"]["TRIAGE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env_cm["data"]["TRIAGE_TOPIC_REPLICATION_FACTOR"] == "3"
+    ca_file = env_cm["data"]["TRIAGE_KAFKA_SSL_CAFILE"]
+    users = {o["metadata"]["name"] for o in objs if o["kind"] == "KafkaUser"
+             and o["spec"]["authentication"]["type"] == "scram-sha-512"}
+    workloads = [o for o in objs if o["kind"] in ("Deployment", "StatefulSet")]
+    assert {w["metadata"]["name"] for w in workloads} == {"ingest", "classify", "router", "console"}
+    for w in workloads:
+        name, pod = w["metadata"]["name"], w["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        user = env["TRIAGE_KAFKA_SASL_USERNAME"]["value"]
+        assert user in users, f"{name} signs in as {user}, which no KafkaUser creates"
+        # The password comes from the Secret Strimzi writes for that user, never from a literal.
+        assert env["TRIAGE_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": user, "key": "password"}
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "kafka-ca")
+        assert ca_file.startswith(mount["mountPath"] + "/")
+        volume = next(v for v in pod["volumes"] if v["name"] == "kafka-ca")
+        assert volume["secret"]["secretName"] == "triage-kafka-cluster-ca-cert"
+        assert any(i["key"] == "ca.crt" and ca_file.endswith("/" + i["path"]) for i in volume["secret"]["items"])
+
+
+def test_dev_stays_plaintext_on_one_broker() -> None:
+    objs: list[dict[str, Any]] = _render("dev")  # type: ignore[assignment]
+    env_cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("triage-env"))
+    assert "TRIAGE_KAFKA_SECURITY_PROTOCOL" not in env_cm["data"]
+    assert "TRIAGE_TOPIC_REPLICATION_FACTOR" not in env_cm["data"]  # 1, the default
+    assert not [o for o in objs if o["kind"] == "KafkaUser"]
