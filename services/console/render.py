@@ -105,11 +105,11 @@ def _pages_summary(view: ConsoleView, incident_id: str) -> str:
     pages = view.pages.get(incident_id, [])
     if not pages:
         return '<span class="muted">none</span>'
-    latest: dict[str, tuple[str, bool]] = {}
+    latest: dict[str, tuple[str, bool, str]] = {}
     for p in pages:
-        latest[p.receiver] = (p.action, p.delivered)
-    return ", ".join(f'{escape(r)} {escape(a)} <span class="{"ok" if d else "fail"}">'
-                     f'{"delivered" if d else "failed"}</span>' for r, (a, d) in latest.items())
+        latest[p.receiver] = (p.action, p.delivered, p.status)
+    return ", ".join(f'{escape(r)} {escape(a)} <span class="{"ok" if d else "fail"}">{escape(st)}</span>'
+                     for r, (a, d, st) in latest.items())
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -272,7 +272,7 @@ def incident_page(view: ConsoleView, inc: IncidentView, ctx: PageContext, replie
                 for u in inc.sample_urls if u not in used and u.startswith(("https://", "http://"))]
     pages = "".join(
         f'<tr><td>{_utc(p.at)}</td><td>{escape(p.receiver)}</td><td>{escape(p.action)}</td>'
-        f'<td class="{"ok" if p.delivered else "fail"}">{"delivered" if p.delivered else "failed"}</td>'
+        f'<td class="{"ok" if p.delivered else "fail"}">{escape(p.status)}</td>'
         f'<td>{escape(p.detail)}</td></tr>' for p in view.pages.get(inc.id, []))
     reasons = "".join(f"<li>{escape(r)}</li>" for r in inc.reasons) or "<li class=muted>none given</li>"
     open_items = [i for i in items if i.state == "open"]

@@ -68,6 +68,11 @@ class PageView:
     delivered: bool
     detail: str
     at: float
+    state: str = ""   # delivered / retrying / dead_lettered (the router's delivery state of this attempt)
+
+    @property
+    def status(self) -> str:
+        return (self.state or ("delivered" if self.delivered else "failed")).replace("_", "-")
 
 
 @dataclass
@@ -221,7 +226,7 @@ class ConsoleView:
             return
         self._page_keys.add(key)
         self.pages[page.incident_id].append(PageView(page.incident_id, page.receiver, page.action,
-                                                     bool(page.delivered), page.detail, at))
+                                                     bool(page.delivered), page.detail, at, page.state))
         self.pages[page.incident_id].sort(key=lambda p: p.at)
 
     def apply_response(self, ev: Any) -> None:
