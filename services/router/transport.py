@@ -18,9 +18,21 @@ import httpx
 USER_AGENT = "social-triage-router/0.1"
 
 
+# Every secret handed to a receiver (secret_from). Delivery errors are logged and stored on the pages
+# topic, and some receivers echo the request (its routing key, a token) in their error answers.
+_SECRETS: set[str] = set()
+
+
+def redact(text: str) -> str:
+    """`text` with every receiver secret replaced by `[redacted]`."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
 class DeliveryError(Exception):
     def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.retryable = retryable
         self.retry_after = retry_after
 
@@ -65,6 +77,8 @@ def secret_from(opts: dict[str, Any], key: str = "secret_env") -> bytes | None:
     value = os.environ.get(str(env))
     if value is None:
         raise ValueError(f"environment variable {env} (named by {key}) is not set")
+    if len(value) >= 4:  # shorter is no secret, and would mangle every message
+        _SECRETS.add(value)
     return value.encode()
 
 
