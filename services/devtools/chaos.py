@@ -751,13 +751,18 @@ class ChaosRun:
         c = self.client
         lines = [f"chaos {self.sc.name}: {self.sc.mentions} mentions (burst {self.sc.burst} acmebank, "
                  f"{self.sc.second_burst} acmenet), PagerDuty 500 for {self.sc.pd_outage_seconds:.0f}s",
-                 "faults: " + "; ".join(f"{f['fault']} @t+{f['t']}s (back in {f['back_after_s']}s)"
+                 "faults: " + "; ".join(f"{f['fault']} @t+{f['t']}s (restarted in {f['back_after_s']}s)"
                                         for f in self.faults_done),
                  f"{'acknowledged':<28}{acked:>8}",
                  f"{'routed once':<28}{once:>8}",
                  f"{'duplicates (mentions)':<28}{len(dup_ids):>8}   extra records "
                  f"{sum(len(queued[m]) - 1 for m in dup_ids)}",
                  f"{'dead-lettered (DLQ)':<28}{len(dlq_ids):>8}",
+                 f"{'mentions.raw records':<28}{sum(self.snap.raw.values()):>8}   "
+                 f"({sum(n - 1 for n in self.snap.raw.values() if n > 1)} second copies)",
+                 f"{'mentions.scored records':<28}{sum(len(v) for v in self.snap.scored.values()):>8}   "
+                 f"({sum(len(v) - 1 for v in self.snap.scored.values() if len(v) > 1)} re-scored after a crash, "
+                 f"absorbed unless counted as duplicates above)",
                  f"{'missing':<28}{len(missing):>8}",
                  f"{'ingest requests':<28}{c.requests:>8}   status {dict(sorted(c.status.items()))}, transport "
                  f"errors {c.transport_errors}, 'duplicates' after a 503 {c.duplicates_after_503}",
