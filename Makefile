@@ -6,7 +6,7 @@ DURATION ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: help venv proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
-        kafka-up kafka-down fuzz train eval eval-crisis bench bench-e2e manifests deploy-check clean chaos
+        kafka-up kafka-down fuzz train eval eval-crisis bench bench-e2e bench-scale manifests deploy-check clean chaos
 
 help:
 	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
@@ -15,6 +15,7 @@ help:
 	@echo "make kafka-up / kafka-down   the broker alone (127.0.0.1:9092)"
 	@echo "make train / eval / bench    fit the heads / print evaluation tables / print benchmarks"
 	@echo "make bench-e2e [E2E_RATES=200 E2E_SECONDS=60]  the whole pipeline at offered rates: latency, outage trigger"
+	@echo "make bench-scale [SCALE_REPLICAS=1,2,4 SCALE_MENTIONS=3000]  classify replicas side by side: mentions/s, lag"
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
 	@echo "make eval-crisis         crisis scenarios: generator-score table + real-text table (real model)"
 	@echo "make chaos [CHAOS_RUNS=3]    kill -9 / broker crash / pager 500s under 2,000 mentions, invariants table"
@@ -117,6 +118,14 @@ E2E_RATES ?= 200
 E2E_SECONDS ?= 60
 bench-e2e: $(STAMP) proto model kafka-jars
 	$(PY) -m bench.e2e --rates $(E2E_RATES) --seconds $(E2E_SECONDS)
+
+# Classify scale-out (issue 12, bench/scale.py): SCALE_REPLICAS classify processes (1 torch thread each, crisis
+# detection off) per run over the same 6-partition mentions.raw on a private broker, a fresh consumer group per
+# run; SCALE_MENTIONS real tweets per run: mentions/s, speed-up vs 1 replica, partitions per replica, lag over time.
+SCALE_REPLICAS ?= 1,2,4
+SCALE_MENTIONS ?= 3000
+bench-scale: $(STAMP) proto model kafka-jars
+	$(PY) -m bench.scale --replicas $(SCALE_REPLICAS) --mentions $(SCALE_MENTIONS)
 
 manifests: $(STAMP) proto
 	$(PY) deploy/k8s/generate.py
