@@ -165,10 +165,11 @@ async def test_services_with_secrets_set_never_log_them(scram_broker: Any, tmp_p
     async with running_app(receivers.app()) as base:
         routes = tmp_path / "routes.yaml"
         routes.write_text(ROUTES % {"base": base})
+        router_port = free_port()
         # The router still builds its own producer and state log from the bootstrap alone (its Kafka clients
         # take settings.kafka_client_options() once services/router/app.py passes them): plaintext listener.
         router_env = {**debug, "TRIAGE_KAFKA_BOOTSTRAP": plain, "TRIAGE_ROUTES_FILE": str(routes),
-                      "TRIAGE_ROUTER_APP_ID": "it-secrets-router", "TRIAGE_ROUTER_METRICS_PORT": str(free_port()),
+                      "TRIAGE_ROUTER_APP_ID": "it-secrets-router", "TRIAGE_ROUTER_METRICS_PORT": str(router_port),
                       "TRIAGE_TICK_SECONDS": "0.5", "TRIAGE_DATA_DIR": str(tmp_path / "router-data"),
                       "TRIAGE_DELIVERY_BACKOFF_SECONDS": "0.2", "TRIAGE_PAGE_RETRY_BACKOFF_SECONDS": "0.2",
                       "IT_PD_KEY": SECRETS["pagerduty routing key"], "IT_SLACK_TOKEN": SECRETS["slack token"]}
@@ -177,7 +178,7 @@ async def test_services_with_secrets_set_never_log_them(scram_broker: Any, tmp_p
         router = ServiceProcess("router", router_env, tmp_path)
         try:
             url = f"http://127.0.0.1:{ingest_port}"
-            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 async def ingest_ready() -> bool:
                     try:
                         return (await client.get("/readyz")).status_code == 200
@@ -225,6 +226,10 @@ async def test_services_with_secrets_set_never_log_them(scram_broker: Any, tmp_p
             finally:
                 await producer.stop()
             await wait_for(lambda: receivers.pagerduty, 120, "a PagerDuty trigger accepted after the 500s")
+            # The real router's probes: its loop turns and its consumer fetches.
+            async with httpx.AsyncClient(timeout=5) as client:
+                r = await client.get(f"http://127.0.0.1:{router_port}/readyz")
+                assert r.status_code == 200 and "kafka consumer: ok" in r.text, r.text
         finally:
             ingest.stop()
             worker.stop()
