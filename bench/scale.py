@@ -100,6 +100,35 @@ def stop_all(replicas: list[Replica], timeout: float = 15.0) -> None:
             return
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuSnapshot:
+    """CPU time of the replicas' processes (all their threads) and of the whole machine, at one moment."""
+
+    at: float
+    replicas: float
+    machine: float
+
+    @classmethod
+    def take(cls, replicas: list[Replica]) -> CpuSnapshot:
+        used = 0.0
+        for r in replicas:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{r.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                used += (int(fields[11]) + int(fields[12])) / _TICK   # utime + stime
+        machine = 0.0
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            cpu = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+            machine = (sum(cpu[:8]) - cpu[3] - cpu[4]) / _TICK   # all but idle and iowait
+        return cls(time.monotonic(), used, machine)
+
+    def cores_since(self, before: CpuSnapshot) -> tuple[float, float]:
+        wall = max(1e-6, self.at - before.at)
+        return (self.replicas - before.replicas) / wall, (self.machine - before.machine) / wall
+
+
 @dataclass
 class RunResult:
     replicas: int
@@ -112,6 +141,8 @@ class RunResult:
     scored: Counter[str] = field(default_factory=Counter)  # backlog mention id -> times on mentions.scored
     lag: list[tuple[float, dict[int, int]]] = field(default_factory=list)  # (s since t0, partition -> lag)
     startup_seconds: float = float("nan")
+    replica_cores: float = float("nan")  # CPU seconds of all replicas / wall seconds, while scoring the backlog
+    machine_cores: float = float("nan")  # the same for the whole machine (every process, others' too)
     error: str = ""
 
     @property
@@ -348,6 +379,7 @@ async def run_replicas(bootstrap: str, n: int, backlog: list[pb.Mention], warmup
 
         reader.start_reading()
         t0 = time.time()
+        cpu0 = CpuSnapshot.take(replicas)
         result.produce_seconds = await _produce(bootstrap, backlog)
         deadline = time.monotonic() + drain_timeout
         while True:
@@ -358,6 +390,7 @@ async def run_replicas(bootstrap: str, n: int, backlog: list[pb.Mention], warmup
                 lags = await monitor.measure()
                 result.lag.append((time.time() - t0, {tp.partition: v for tp, v in lags.items()}))
             if reader.seen(backlog_ids) == len(backlog_ids):
+                result.replica_cores, result.machine_cores = CpuSnapshot.take(replicas).cores_since(cpu0)
                 break
             if time.monotonic() > deadline:
                 result.error = f"not drained after {drain_timeout:.0f} s"
@@ -409,18 +442,19 @@ def lag_table(result: RunResult, rows: int = 10) -> str:
 def results_table(results: list[RunResult]) -> str:
     base = next((r.rate for r in results if r.replicas == 1 and not r.error), float("nan"))
     lines = ["| replicas | mentions | seconds | mentions/s | speed-up vs 1 | per-replica partitions "
-             "| scored once | duplicates | missing |",
-             "|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+             "| replicas' CPU, cores | machine CPU, cores | scored once | duplicates | missing |",
+             "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in results:
         parts = " / ".join(",".join(map(str, ps)) for _, ps in sorted(r.partitions.items())) or "-"
         if r.rebalanced:
             parts += " (rebalanced during the run)"
         if r.error:
             lines.append(f"| {r.replicas} | {r.mentions} | failed: {r.error.splitlines()[0][:120]} | | | {parts} "
-                         f"| {len(r.scored)} | {r.duplicates} | {r.missing} |")
+                         f"| | | {len(r.scored)} | {r.duplicates} | {r.missing} |")
             continue
         lines.append(f"| {r.replicas} | {r.mentions} | {r.seconds:.1f} | {r.rate:.1f} | {r.rate / base:.2f}x "
-                     f"| {parts} | {len(r.scored)} | {r.duplicates} | {r.missing} |")
+                     f"| {parts} | {r.replica_cores:.2f} | {r.machine_cores:.2f} | {len(r.scored)} | {r.duplicates} "
+                     f"| {r.missing} |")
     return "\n".join(lines)
 
 
@@ -474,7 +508,9 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"  run failed: {result.error}", flush=True)
             else:
                 print(f"  {result.mentions} mentions in {result.seconds:.1f} s = {result.rate:.1f} mentions/s "
-                      f"(backlog produced in {result.produce_seconds:.2f} s)", flush=True)
+                      f"(backlog produced in {result.produce_seconds:.2f} s); the replicas used "
+                      f"{result.replica_cores:.2f} cores, the whole machine {result.machine_cores:.2f} of "
+                      f"{os.cpu_count()}", flush=True)
             print("  consumer lag of the group on mentions.raw over time (t from the first backlog record sent):")
             print(lag_table(result), flush=True)
     print(f"\n# Classify replicas, 1 torch thread each, {os.cpu_count()} CPUs; {CRISIS_NOTE}")

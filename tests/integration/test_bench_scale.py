@@ -24,3 +24,4 @@ async def test_two_replicas_split_the_partitions_and_score_every_mention_once(ka
     assert result.missing == 0 and result.duplicates == 0
     assert set(result.scored) == {m.mention_id for m in backlog}
     assert result.seconds > 0 and result.lag and sum(result.lag[-1][1].values()) == 0
+    assert 0 < result.replica_cores <= result.machine_cores + 0.05, (result.replica_cores, result.machine_cores)
