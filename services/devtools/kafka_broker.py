@@ -258,7 +258,9 @@ class KafkaBroker:
 
     ``sasl_users`` (name -> password) adds a second listener, ``SASL_PLAINTEXT`` on ``sasl_port``, that
     accepts those SCRAM-SHA-512 users only (created when the storage is formatted, as KRaft does), for
-    tests of the clients' SASL settings; the ``PLAINTEXT`` listener stays for the broker itself.
+    tests of the clients' SASL settings; the ``PLAINTEXT`` listener stays for the broker itself. With
+    ``sasl_tls_keystore`` (a PKCS12 file with the broker's certificate and key, and its password) that
+    listener is ``SASL_SSL`` instead, as Strimzi's TLS listener with SCRAM users is.
     """
 
     def __init__(
@@ -275,6 +277,7 @@ class KafkaBroker:
         java: str | None = None,
         sasl_users: Mapping[str, str] | None = None,
         sasl_port: int | None = None,
+        sasl_tls_keystore: tuple[Path, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port if port is not None else free_port()
@@ -287,6 +290,7 @@ class KafkaBroker:
         self.extra_config = dict(extra_config or {})
         self.sasl_users = dict(sasl_users or {})
         self.sasl_port = (sasl_port if sasl_port is not None else free_port()) if self.sasl_users else None
+        self.sasl_tls_keystore = sasl_tls_keystore
         self.die_with_parent = die_with_parent
         self._java = java
         self._proc: subprocess.Popen[bytes] | None = None
@@ -303,7 +307,8 @@ class KafkaBroker:
 
     @property
     def sasl_bootstrap_servers(self) -> str:
-        """``127.0.0.1:SASL_PORT`` of the SCRAM-SHA-512 listener (only with ``sasl_users``)."""
+        """``127.0.0.1:SASL_PORT`` of the SCRAM-SHA-512 listener (only with ``sasl_users``; TLS with
+        ``sasl_tls_keystore``)."""
         if self.sasl_port is None:
             raise KafkaBrokerError("this broker has no SASL listener (give it sasl_users)")
         return f"127.0.0.1:{self.sasl_port}"
@@ -363,13 +368,19 @@ class KafkaBroker:
             "log.cleaner.threads": "1",
         }
         if self.sasl_port is not None:
-            props["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
-            props["advertised.listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
-            props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+            sasl = "SASL_SSL" if self.sasl_tls_keystore else "SASL_PLAINTEXT"
+            props["listeners"] += f",{sasl}://127.0.0.1:{self.sasl_port}"
+            props["advertised.listeners"] += f",{sasl}://127.0.0.1:{self.sasl_port}"
+            props["listener.security.protocol.map"] += f",{sasl}:{sasl}"
             props["sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
-            props["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"] = (
+            props[f"listener.name.{sasl.lower()}.scram-sha-512.sasl.jaas.config"] = (
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;"
             )
+            if self.sasl_tls_keystore:
+                keystore, password = self.sasl_tls_keystore
+                props[f"listener.name.{sasl.lower()}.ssl.keystore.type"] = "PKCS12"
+                props[f"listener.name.{sasl.lower()}.ssl.keystore.location"] = str(keystore)
+                props[f"listener.name.{sasl.lower()}.ssl.keystore.password"] = password
         props.update(self.extra_config)
         return props
 

@@ -1,13 +1,16 @@
 """Kafka SASL (SCRAM-SHA-512, as Strimzi issues it) on a real broker, and secrets kept out of the services' logs.
 
-The broker gets a SASL_PLAINTEXT listener that knows one SCRAM user (`KafkaBroker(sasl_users=...)`); TLS is
-the same settings plus a CA file (tests/unit/test_kafka_security.py covers that mapping).
+The broker gets a second listener that knows one SCRAM user (`KafkaBroker(sasl_users=...)`): SASL_PLAINTEXT,
+or SASL_SSL with a certificate signed by a test cluster CA (`sasl_tls_keystore`), which the clients trust through
+TRIAGE_KAFKA_SSL_CAFILE.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -83,6 +86,50 @@ async def test_clients_reach_a_scram_listener_with_the_settings_and_only_with_th
         with pytest.raises(Exception):  # noqa: B017 - aiokafka raises an auth or a connection error
             await asyncio.wait_for(intruder.start(), 20)
         await intruder.stop()
+
+
+def broker_pki(d: Path) -> dict[str, Path]:
+    """A cluster CA and a broker certificate for 127.0.0.1 it signed (PKCS12 for the broker), like Strimzi's."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=triage-kafka cluster CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr", "-subj", "/CN=broker")
+    run("x509", "-req", "-in", "broker.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-extfile", "san.ext", "-out", "broker.crt")
+    run("pkcs12", "-export", "-in", "broker.crt", "-inkey", "broker.key", "-out", "broker.p12",
+        "-passout", "pass:keystore-pass", "-name", "broker")
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other-ca.crt", "-days", "2",
+        "-subj", "/CN=some other CA")
+    return {"ca": d / "ca.crt", "keystore": d / "broker.p12", "other_ca": d / "other-ca.crt"}
+
+
+async def test_scram_over_tls_trusting_the_cluster_ca(kafka_broker_factory: Any, tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the broker's certificate")
+    pki = broker_pki(tmp_path)
+    broker = kafka_broker_factory(sasl_users={USER: PASSWORD}, sasl_tls_keystore=(pki["keystore"], "keystore-pass"))
+    tls = broker.sasl_bootstrap_servers
+    settings = ServiceSettings(kafka_bootstrap=tls, kafka_security_protocol="SASL_SSL", kafka_sasl_username=USER,
+                               kafka_sasl_password=PASSWORD, kafka_ssl_cafile=str(pki["ca"]))
+    topic = f"tls-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(tls, [TopicSpec(topic, 1)], client_options=settings.kafka_client_options())
+    producer = make_producer(tls, "tls-test", **settings.kafka_client_options())
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(topic, b"over tls")
+        assert meta.offset == 0
+    finally:
+        await producer.stop()
+
+    # A client that trusts another CA does not talk to this broker (the certificate is checked).
+    wrong_ca = settings.model_copy(update={"kafka_ssl_cafile": str(pki["other_ca"])})
+    intruder = make_producer(tls, "intruder", request_timeout_ms=5000, **wrong_ca.kafka_client_options())
+    with pytest.raises(Exception):  # noqa: B017 - aiokafka reports the failed handshake as a connection error
+        await asyncio.wait_for(intruder.start(), 20)
+    await intruder.stop()
 
 
 class FlakyReceivers:
