@@ -492,30 +492,44 @@ async def run(args: argparse.Namespace) -> int:
           f"{os.cpu_count()} CPUs; logs in {run_dir}", flush=True)
     print(f"# {CRISIS_NOTE}", flush=True)
     results: list[RunResult] = []
+    # SIGTERM (`timeout`, `make` stopped) and ^C cancel the run, so the `finally`s stop the replicas (their
+    # own sessions: a signal to this process group does not reach them) and the broker.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, main_task.cancel)
     with KafkaBroker(run_dir / "kafka", libs_dir=ensure_jars()) as broker:
         bootstrap = broker.bootstrap_servers
         await ensure_topics(bootstrap, all_topic_specs())
         spread = await _spread(bootstrap, backlog)
         print(f"# backlog per partition of {topics.MENTIONS_RAW}: "
               + ", ".join(f"p{p}: {c}" for p, c in sorted(spread.items())), flush=True)
-        for n in counts:
-            print(f"\n## {n} replica(s)", flush=True)
-            result = await run_replicas(bootstrap, n, backlog, warmup, run_dir, precision=precision,
-                                        max_batch=args.max_batch, startup_timeout=args.startup_timeout,
-                                        drain_timeout=args.drain_timeout, sample=args.sample)
-            results.append(result)
-            if result.error:
-                print(f"  run failed: {result.error}", flush=True)
-            else:
-                print(f"  {result.mentions} mentions in {result.seconds:.1f} s = {result.rate:.1f} mentions/s "
-                      f"(backlog produced in {result.produce_seconds:.2f} s); the replicas used "
-                      f"{result.replica_cores:.2f} cores, the whole machine {result.machine_cores:.2f} of "
-                      f"{os.cpu_count()}", flush=True)
-            print("  consumer lag of the group on mentions.raw over time (t from the first backlog record sent):")
-            print(lag_table(result), flush=True)
-    print(f"\n# Classify replicas, 1 torch thread each, {os.cpu_count()} CPUs; {CRISIS_NOTE}")
-    print(results_table(results), flush=True)
-    return 0 if all(not r.error for r in results) else 1
+        try:
+            await _run_all(args, counts, bootstrap, backlog, warmup, run_dir, precision, results)
+        finally:
+            print(f"\n# Classify replicas, 1 torch thread each, {os.cpu_count()} CPUs; {CRISIS_NOTE}")
+            print(results_table(results), flush=True)
+    return 0 if len(results) == len(counts) and all(not r.error for r in results) else 1
+
+
+async def _run_all(args: argparse.Namespace, counts: list[int], bootstrap: str, backlog: list[pb.Mention],
+                   warmup: list[pb.Mention], run_dir: Path, precision: str, results: list[RunResult]) -> None:
+    for n in counts:
+        print(f"\n## {n} replica(s)", flush=True)
+        result = await run_replicas(bootstrap, n, backlog, warmup, run_dir, precision=precision,
+                                    max_batch=args.max_batch, startup_timeout=args.startup_timeout,
+                                    drain_timeout=args.drain_timeout, sample=args.sample)
+        results.append(result)
+        if result.error:
+            print(f"  run failed: {result.error}", flush=True)
+        else:
+            print(f"  {result.mentions} mentions in {result.seconds:.1f} s = {result.rate:.1f} mentions/s "
+                  f"(backlog produced in {result.produce_seconds:.2f} s); the replicas used "
+                  f"{result.replica_cores:.2f} cores, the whole machine {result.machine_cores:.2f} of "
+                  f"{os.cpu_count()}", flush=True)
+        print("  consumer lag of the group on mentions.raw over time (t from the first backlog record sent):")
+        print(lag_table(result), flush=True)
 
 
 async def _spread(bootstrap: str, mentions: list[pb.Mention]) -> dict[int, int]:
@@ -544,7 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mentions < 1 or args.mentions > 20000:
         parser.error("--mentions must be 1..20000 (bounded)")
-    return asyncio.run(run(args))
+    try:
+        return asyncio.run(run(args))
+    except asyncio.CancelledError:
+        print("interrupted: replicas and broker stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
