@@ -272,7 +272,8 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
                     broker_heartbeat_interval=max(1.0, settings.classify_session_timeout_seconds / 10))
     raw_topic = app.topic(topics.MENTIONS_RAW)
     attach_to_faust(app, ConsumerLagMonitor("classify", settings.classify_app_id, [topics.MENTIONS_RAW],
-                                            bootstrap=settings.kafka_bootstrap))
+                                            bootstrap=settings.kafka_bootstrap,
+                                            client_options=settings.kafka_client_options()))
     if settings.crisis_enabled:
         worker.crisis = attach_crisis(app, worker, settings)
         worker.crisis_stage = True
