@@ -271,7 +271,8 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
                     broker_session_timeout=settings.classify_session_timeout_seconds,
                     broker_heartbeat_interval=max(1.0, settings.classify_session_timeout_seconds / 10))
     raw_topic = app.topic(topics.MENTIONS_RAW)
-    attach_to_faust(app, ConsumerLagMonitor("classify", settings.classify_app_id, [topics.MENTIONS_RAW],
+    lagged = [topics.MENTIONS_RAW, topics.CLASSIFY_CRISIS_INPUT] if settings.crisis_enabled else [topics.MENTIONS_RAW]
+    attach_to_faust(app, ConsumerLagMonitor("classify", settings.classify_app_id, lagged,
                                             bootstrap=settings.kafka_bootstrap,
                                             client_options=settings.kafka_client_options()))
     if settings.crisis_enabled:

@@ -618,7 +618,7 @@ def create_app(settings: RouterSettings, worker: RouterWorker) -> faust.App:
     responses_topic = app.topic(topics.RESPONSES)
     attach_to_faust(app, ConsumerLagMonitor(
         "router", settings.router_app_id, [topics.MENTIONS_SCORED, topics.ROUTER_PAGE_REQUESTS, topics.RESPONSES],
-        bootstrap=settings.kafka_bootstrap))
+        bootstrap=settings.kafka_bootstrap, client_options=settings.kafka_client_options()))
     owned_topics = {topics.MENTIONS_SCORED, topics.ROUTER_PAGE_REQUESTS, topics.RESPONSES}
 
     @app.agent(scored_topic, concurrency=1)
