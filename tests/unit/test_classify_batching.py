@@ -182,7 +182,7 @@ def test_every_item_is_emitted_once_in_order_with_its_result():
 
 def test_light_traffic_is_scored_in_small_batches_without_waiting():
     rec = Recorder(model_seconds=0.001)
-    asyncio.run(_run(rec, BatchPolicy(max_batch=32, max_wait=1.0), list(range(6)), gap=0.05))
+    asyncio.run(_run(rec, BatchPolicy(max_batch=32, max_wait=1.0), list(range(6)), gap=0.1))
     assert [len(items) for items, _ in rec.emitted] == [1] * 6
 
 
