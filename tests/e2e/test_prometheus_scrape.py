@@ -223,9 +223,10 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     async def prepare() -> None:
         await ensure_topics(kafka_bootstrap, all_topic_specs())
-        await _start_group_at_end(kafka_bootstrap, classify_group, [topics.MENTIONS_RAW])
+        await _start_group_at_end(kafka_bootstrap, classify_group,
+                                  [topics.MENTIONS_RAW, topics.CLASSIFY_CRISIS_INPUT])
         await _start_group_at_end(kafka_bootstrap, router_group,
-                                  [topics.MENTIONS_SCORED, topics.INCIDENTS, topics.RESPONSES])
+                                  [topics.MENTIONS_SCORED, topics.ROUTER_PAGE_REQUESTS, topics.RESPONSES])
 
     asyncio.run(prepare())
     common = {"TRIAGE_KAFKA_BOOTSTRAP": kafka_bootstrap, "TRIAGE_LOG_LEVEL": "WARNING"}

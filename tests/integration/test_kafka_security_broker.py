@@ -213,8 +213,7 @@ async def test_services_with_secrets_set_never_log_them(scram_broker: Any, tmp_p
         routes = tmp_path / "routes.yaml"
         routes.write_text(ROUTES % {"base": base})
         router_port = free_port()
-        # The router on the SCRAM listener too (its lag monitor does not get the options yet: it logs
-        # lag_measure_failed, see _PENDING in tests/unit/test_kafka_security.py).
+        # The router on the SCRAM listener too.
         router_env = {**scram_env(sasl), **debug, "TRIAGE_ROUTES_FILE": str(routes),
                       "TRIAGE_ROUTER_APP_ID": "it-secrets-router", "TRIAGE_ROUTER_METRICS_PORT": str(router_port),
                       "TRIAGE_TICK_SECONDS": "0.5", "TRIAGE_DATA_DIR": str(tmp_path / "router-data"),
