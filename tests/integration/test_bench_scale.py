@@ -4,14 +4,20 @@ backlog exactly once. Correctness only; the speed figures are the benchmark's (b
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench import scale
 from services.common.kafka import ensure_topics
 from services.common.topics import all_topic_specs
 
+# The repo's multilingual fixture, not ../shared/data: CI's clone may not sit next to the shared data.
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "parity_mentions.txt"
+
 
 async def test_two_replicas_split_the_partitions_and_score_every_mention_once(kafka_bootstrap, tmp_path):
     await ensure_topics(kafka_bootstrap, all_topic_specs())
-    texts = scale.load_texts(130)
+    lines = [ln for ln in FIXTURE.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    texts = [f"{lines[i % len(lines)]} ({i})" for i in range(130)]
     backlog = scale.backlog_mentions(texts[:120], 120)
     warmup = scale.backlog_mentions(texts[120:], 10, prefix=scale.WARMUP_PREFIX)
     result = await scale.run_replicas(kafka_bootstrap, 2, backlog, warmup, tmp_path, precision="fp32",
