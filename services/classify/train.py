@@ -6,7 +6,8 @@
    Written to `artifacts/adapter/` (about 1 MB). `--no-finetune` keeps the plain frozen base.
 2. Heads on the (merged) encoder's embeddings. Sentiment: UMSAB train split (8 languages, minus the
    real dev set's texts), selection and temperature on UMSAB val. Intents: the same training
-   examples with partial labels (unknown intents masked), selection on the real-text dev set
+   examples with partial labels (unknown intents masked; the team-labelled pool weighted up, see
+   `intent_sources.SOURCE_WEIGHTS`), selection on the real-text dev set
    (`data/realdev`, 2-fold), per-intent Platt calibration (temperature + offset) on it, so that
    "present" (p >= 0.5) means "more likely than not" on real posts.
 Embeddings are cached under .cache/embeddings. Deterministic up to float noise.
@@ -28,7 +29,15 @@ from sklearn.metrics import f1_score
 
 from services.classify.datasets import REPO_ROOT, load_intents, load_realdev, load_umsab
 from services.classify.heads import ARTIFACTS_DIR, SENTIMENT_LABELS, Head, HeadSet
-from services.classify.intent_sources import IntentExample, dev_texts, normalise, summary, training_examples
+from services.classify.intent_sources import (
+    SOURCE_WEIGHTS,
+    IntentExample,
+    dev_texts,
+    example_weights,
+    normalise,
+    summary,
+    training_examples,
+)
 from services.classify.langid import RomanisedHindi
 from services.classify.priority import INTENTS
 from services.classify.scorer import EMBED_PREFIX
@@ -64,9 +73,10 @@ class HeadConfig:
 
 
 def _fit(x: np.ndarray, y: np.ndarray, n_out: int, multilabel: bool, cfg: HeadConfig, seed: int = 0,
-         class_weight: np.ndarray | None = None,
-         mask: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fit a head; for multi-label, ``mask`` [n, n_out] (1 = label known) drops unknown labels from the loss."""
+         class_weight: np.ndarray | None = None, mask: np.ndarray | None = None,
+         sample_weight: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fit a head; for multi-label, ``mask`` [n, n_out] (1 = label known) drops unknown labels from the loss
+    and ``sample_weight`` [n] scales each example's known labels (the loss stays a mean over known labels)."""
     torch.manual_seed(seed)
     layers: list[torch.nn.Module] = []
     d = x.shape[1]
@@ -83,6 +93,7 @@ def _fit(x: np.ndarray, y: np.ndarray, n_out: int, multilabel: bool, cfg: HeadCo
     loss_fn: torch.nn.Module = (torch.nn.BCEWithLogitsLoss(pos_weight=cw, reduction="none") if multilabel
                                 else torch.nn.CrossEntropyLoss(weight=cw))
     mt = torch.from_numpy((mask if mask is not None else np.ones((len(x), n_out))).astype(np.float32))
+    wt = torch.from_numpy((sample_weight if sample_weight is not None else np.ones(len(x))).astype(np.float32))
     gen = torch.Generator().manual_seed(seed)
     n = len(xt)
     for _ in range(cfg.epochs):
@@ -94,7 +105,7 @@ def _fit(x: np.ndarray, y: np.ndarray, n_out: int, multilabel: bool, cfg: HeadCo
             loss = loss_fn(net(xt[idx]), yt[idx])
             if multilabel:
                 m = mt[idx]
-                loss = (loss * m).sum() / m.sum().clamp(min=1.0)
+                loss = (loss * m * wt[idx, None]).sum() / m.sum().clamp(min=1.0)
             loss.backward()
             opt.step()
     net.eval()
@@ -225,13 +236,14 @@ def train_intents(encoder, max_length: int, quick: bool, examples: list[IntentEx
     xtr = embed_cached(encoder, [ex.text for ex in examples], max_length)
     xdv = embed_cached(encoder, dev.texts, max_length)
     ytr, mtr = _partial(examples)
+    wtr = np.array(example_weights(examples), dtype=np.float32)
     ydv = _multi_hot(dev.labels)
     grid = [HeadConfig(0, 1e-4, epochs=60), HeadConfig(256, 1e-2, epochs=40), HeadConfig(512, 5e-2, epochs=60)]
     if quick:
         grid = grid[:1]
     best = None
     for cfg in grid:
-        w = _fit(xtr, ytr, len(INTENTS), True, cfg, mask=mtr)
+        w = _fit(xtr, ytr, len(INTENTS), True, cfg, mask=mtr, sample_weight=wtr)
         head = Head(INTENTS, w, multilabel=True)
         proba = calibrated_dev_proba(head, xdv, ydv) if real.texts else head.predict_proba(xdv)
         score = float(f1_score(ydv, (proba >= 0.5).astype(int), average="macro", zero_division=0))
@@ -249,7 +261,8 @@ def train_intents(encoder, max_length: int, quick: bool, examples: list[IntentEx
                                   "dev": dev_name, "dev_macro_f1": round(score, 4),
                                   "temperature": [round(float(t), 4) for t in head.temperature],
                                   "offset": [round(float(b), 4) for b in np.ravel(head.offset)],
-                                  "train_size": len(ytr), "train_sources": summary(examples)}}
+                                  "train_size": len(ytr), "train_sources": summary(examples),
+                                  "source_weights": dict(SOURCE_WEIGHTS)}}
 
 
 HI_LATN_MAX_FALSE_RATE = 0.02  # share of another Latin-script language's val posts that may be called Hindi
@@ -289,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune-examples", type=int, default=0, help="cap fine-tuning examples (0 = all)")
     parser.add_argument("--heads-only", action="store_true",
                         help="keep the adapter already in the output directory; refit the heads only")
+    parser.add_argument("--intents-only", action="store_true",
+                        help="like --heads-only, and keep the sentiment head and romanised-Hindi detector too")
     parser.add_argument("--precision", default="auto", help="encoder precision for the head embeddings")
     args = parser.parse_args(argv)
+    args.heads_only = args.heads_only or args.intents_only
 
     from services.classify.encoder.adapter import ADAPTER_DIR
     from services.classify.encoder.loader import ensure_default_model, load_encoder
@@ -314,9 +330,15 @@ def main(argv: list[str] | None = None) -> int:
                   "intent)", file=sys.stderr)
             meta_f = finetune(model_dir, items, adapter, FinetuneConfig(max_examples=args.finetune_examples))
     encoder = load_encoder(model_dir, precision=args.precision, adapter=adapter)
-    hi_latn, meta_h = train_romanised_hindi()
-    hi_latn.save(args.out / "hi_latn.npz")
-    sentiment, meta_s = train_sentiment(encoder, args.max_tokens, args.quick)
+    if args.intents_only:
+        kept = HeadSet.load(args.out)
+        sentiment = kept.sentiment
+        meta_h = {"romanised_hindi": kept.meta["romanised_hindi"]}
+        meta_s = {"sentiment_head": kept.meta["sentiment_head"]}
+    else:
+        hi_latn, meta_h = train_romanised_hindi()
+        hi_latn.save(args.out / "hi_latn.npz")
+        sentiment, meta_s = train_sentiment(encoder, args.max_tokens, args.quick)
     intents, meta_i = train_intents(encoder, args.max_tokens, args.quick, examples)
     meta = {"encoder_version": encoder.version, "max_tokens": args.max_tokens, "embed_prefix": EMBED_PREFIX,
             "adapter": bool(adapter), **meta_f, **meta_h, **meta_s, **meta_i}

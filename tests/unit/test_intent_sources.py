@@ -19,9 +19,17 @@ def test_banking77_fraud_is_a_safety_threat_and_failures_are_complaints() -> Non
     rows = src.banking77()
     by_cat = {ex.source.split(":", 1)[1]: ex.labels for ex in rows}
     assert by_cat["compromised_card"]["safety_or_legal_threat"] == 1
-    assert by_cat["card_not_working"] == {"outage_report": 0, "praise": 0, "spam": 0, "complaint": 1,
+    assert by_cat["compromised_card"]["outage_report"] == 0
+    # a card or payment that fails now is an outage report ("payments/cards failing") and a complaint
+    assert by_cat["card_not_working"] == {"outage_report": 1, "praise": 0, "spam": 0, "complaint": 1,
                                           "safety_or_legal_threat": 0}
+    assert by_cat["declined_card_payment"]["outage_report"] == 1
+    # a fee or a double charge is a complaint about a service that works: not an outage
+    assert by_cat["transaction_charged_twice"] == {"outage_report": 0, "praise": 0, "spam": 0, "complaint": 1,
+                                                  "safety_or_legal_threat": 0}
     assert by_cat["exchange_rate"]["complaint"] == 0
+    assert by_cat["exchange_rate"]["outage_report"] == 0
+    assert not src.BANKING_OUTAGE & src.BANKING_FAILURE and not src.BANKING_OUTAGE & src.BANKING_FRAUD
     assert "question" not in by_cat["exchange_rate"]  # banking77 says nothing about question-ness
 
 
@@ -71,3 +79,25 @@ def test_platt_scaling_moves_the_decision_point() -> None:
     t, b = fit_platt(z, y)
     p = 1 / (1 + np.exp(-(z / t + b)))
     assert p[z[:, 0] < 1.0].max() < 0.5 <= p[z[:, 0] > 3.0].min()
+
+
+def test_team_pool_examples_weigh_more_in_the_loss() -> None:
+    rows = [src.IntentExample("a", "en", "realdev-train:customer-care", {}),
+            src.IntentExample("b", "en", "banking77:card_not_working", {})]
+    assert src.example_weights(rows) == [src.SOURCE_WEIGHTS["realdev-train"], 1.0]
+    assert src.SOURCE_WEIGHTS["realdev-train"] > 1.0
+
+
+def test_sample_weight_decides_between_conflicting_labels() -> None:
+    """Two sources label the same inputs oppositely: the heavier one sets the boundary."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 8)).astype(np.float32)
+    x = np.concatenate([x, x])
+    y = np.zeros((800, len(INTENTS)), dtype=np.float32)
+    y[:400, 2] = 1.0                                     # source A: all outage reports; source B: none
+    weights = np.array([5.0] * 400 + [1.0] * 400, dtype=np.float32)
+    cfg = HeadConfig(0, 0.0, epochs=100, lr=0.05)
+    heavy_a = Head(INTENTS, _fit(x, y, len(INTENTS), True, cfg, sample_weight=weights), multilabel=True)
+    heavy_b = Head(INTENTS, _fit(x, y, len(INTENTS), True, cfg, sample_weight=weights[::-1].copy()), multilabel=True)
+    assert heavy_a.predict_proba(x[:400])[:, 2].mean() > 0.75
+    assert heavy_b.predict_proba(x[:400])[:, 2].mean() < 0.25
