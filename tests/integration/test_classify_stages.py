@@ -71,7 +71,9 @@ def test_bucketed_embeddings_equal_one_at_a_time(scorer):
     assert float(np.min(np.sum(together * alone, axis=1))) >= 0.9999
 
 
-async def test_worker_scores_a_burst_in_large_batches_and_a_trickle_one_by_one(kafka_bootstrap, tmp_path):
+async def test_worker_scores_a_burst_in_large_batches_and_a_trickle_one_by_one(kafka_broker_factory, tmp_path):
+    # A private broker: the junk record below must not reach other tests reading the shared mentions.raw.
+    kafka_bootstrap = kafka_broker_factory().bootstrap_servers
     await ensure_topics(kafka_bootstrap, all_topic_specs())
     run = uuid.uuid4().hex[:8]
     env = {"TRIAGE_KAFKA_BOOTSTRAP": kafka_bootstrap, "TRIAGE_CLASSIFY_METRICS_PORT": str(free_port()),
