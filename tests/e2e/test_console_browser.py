@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -158,11 +159,22 @@ async def test_console_in_a_browser(kafka_bootstrap: str, tmp_path: Path) -> Non
             form.find_element(By.NAME, "created_by").send_keys("ana")
             form.find_element(By.NAME, "comment").send_keys("status page is up")
             form.find_element(By.CSS_SELECTOR, "button.silence").click()
+            # The list is the console's view of the silences topic: on a loaded machine the new record can
+            # take a moment to come back; reload until it is there.
+            deadline = time.monotonic() + 30
+            while not browser.find_elements(By.CSS_SELECTOR, "table.silences tr.silence"):
+                assert time.monotonic() < deadline, "the new silence never appeared on the incident page"
+                time.sleep(0.5)
+                browser.get(f"{base}/incidents/{incident_id}")
             row = browser.find_element(By.CSS_SELECTOR, "table.silences tr.silence")
             assert "active" in row.text and "status page is up" in row.text and "ana" in row.text
             browser.save_screenshot(str(tmp_path / "05-incident-silenced.png"))
             row.find_element(By.CSS_SELECTOR, "button.expire").click()
-            assert browser.find_elements(By.ID, "no-silences"), "the expired silence left the list"
+            deadline = time.monotonic() + 30
+            while not browser.find_elements(By.ID, "no-silences"):
+                assert time.monotonic() < deadline, "the expired silence never left the list"
+                time.sleep(0.5)
+                browser.get(f"{base}/incidents/{incident_id}")
 
         await asyncio.to_thread(silence_from_incident_page)
 
