@@ -164,15 +164,7 @@ class RouterWorker:
             except BaseException:
                 # A failed start (broker not ready, a bad state record) is retried by the caller: leave nothing
                 # half-open behind.
-                for follower in (self.follower, self.silence_follower):
-                    if follower is not None:
-                        await follower.stop()
-                self.follower = self.silence_follower = None
-                if self.client is not None:
-                    await self.client.aclose()
-                    self.client = None
-                self.producer = None
-                await producer.stop()
+                await self.stop()
                 raise
 
     def _queue_topics(self) -> list[str]:
