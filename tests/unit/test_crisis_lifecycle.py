@@ -156,6 +156,37 @@ def test_state_survives_restart_without_reopening_a_resolved_incident():
     assert [u for u in run_quiet(again, onset + 2580, 600) if u.state == pb.OPEN] == []
 
 
+def test_outage_back_within_its_cooldown_opens_no_volume_spike_instead():
+    # CI (2026-12-02): a burst of outage reports right after the outage incident resolved could not reopen
+    # it (cooldown) and opened a VOLUME_SPIKE for the same traffic: a second page for one outage.
+    # As in that test: a brand first seen an hour before its outage, silent before and after it.
+    engine = CrisisEngine()
+    engine.tick(T0)
+    engine.observe(scored(T0, "first"), T0)
+    onset = T0 + 3600
+    _, updates = outage_burst(engine, onset, 180)
+    assert [u.kind for u in updates if u.state == pb.OPEN] == [pb.OUTAGE_CLUSTER]
+    tr = engine.brands["acme"].tracker
+    later = []
+    t = onset + 180
+    while not tr.cooldown_until:   # quiet until it resolves
+        later += engine.tick(t)
+        t += 10
+    assert [u.state for u in later][-1] == pb.RESOLVED and pb.OPEN not in [u.state for u in later]
+    back = t + 30
+    assert back < tr.cooldown_until[pb.OUTAGE_CLUSTER]
+    # Read in one batch after a restart, on a clock that does not move while it is read.
+    engine = CrisisEngine.from_dict(json.loads(json.dumps(engine.to_dict())))
+    again = []
+    for i in range(60):
+        lang = list(OUTAGE)[i % 3]
+        again += engine.observe(scored(back - 20 + i * 0.3, f"b{i}", text=OUTAGE[lang], lang=lang, outage=0.9,
+                                       negative=0.8), back)[1]
+        again += engine.tick(back)
+    again += run_quiet(engine, back, 120)
+    assert [u for u in again if u.state == pb.OPEN] == []
+
+
 def test_terms_skip_stopwords_urls_handles_and_brand():
     assert terms_of("@acme the APP is down again https://t.co/x #fail", frozenset({"acme"})) == ["app", "down"]
     assert terms_of("la app no funciona") == ["app", "funciona"]

@@ -183,11 +183,11 @@ class BrandState:
         def opening(kind: int, firing: bool) -> bool:   # seeds (recent evidence) are only needed to open
             return firing and kind not in tr.open
 
-        v = self.outage.evaluate(now)
+        v = outage_v = self.outage.evaluate(now)
         seed = [s for s in self.recent if s.outage] if opening(pb.OUTAGE_CLUSTER, v.firing) else []
         if (inc := tr.consider(pb.OUTAGE_CLUSTER, v, now, seed)) is not None:
             out.append(inc)
-        v = self.viral.evaluate(now)
+        v = viral_v = self.viral.evaluate(now)
         hot = self.viral.hot_posts(now) if v.active else []
         seed = []
         if opening(pb.VIRAL_COMPLAINT, v.firing):
@@ -206,6 +206,12 @@ class BrandState:
             if v.active and v.reasons:
                 cause.reasons = [*[r for r in cause.reasons if "normal volume" not in r], *v.reasons][:6]
                 cause.last_active = now
+            return out
+        if pb.VOLUME_SPIKE not in tr.open and any(
+                verdict.active and now < tr.cooldown_until.get(kind, 0.0)
+                for kind, verdict in ((pb.OUTAGE_CLUSTER, outage_v), (pb.VIRAL_COMPLAINT, viral_v))):
+            # The outage (or viral post) that was just resolved is back within its cooldown: the extra volume
+            # is its own, so it must not page again under another name.
             return out
         seed = list(self.recent) if opening(pb.VOLUME_SPIKE, v.firing) else []
         if (inc := tr.consider(pb.VOLUME_SPIKE, v, now, seed)) is not None:
