@@ -201,17 +201,14 @@ class BrandState:
             out.append(inc)
         v = self.spike.evaluate(now)
         cause = tr.open.get(pb.OUTAGE_CLUSTER) or tr.open.get(pb.VIRAL_COMPLAINT)
-        if cause is not None and pb.VOLUME_SPIKE not in tr.open:
-            # The extra volume is the open outage/viral incident's own: one page, with the spike as a reason.
-            if v.active and v.reasons:
+        # An outage (or viral post) just resolved and back within its cooldown explains the volume as well.
+        back = any(verdict.active and now < tr.cooldown_until.get(kind, 0.0)
+                   for kind, verdict in ((pb.OUTAGE_CLUSTER, outage_v), (pb.VIRAL_COMPLAINT, viral_v)))
+        if (cause is not None or back) and pb.VOLUME_SPIKE not in tr.open:
+            # The extra volume is that incident's own: one page, with the spike as a reason on the open one.
+            if cause is not None and v.active and v.reasons:
                 cause.reasons = [*[r for r in cause.reasons if "normal volume" not in r], *v.reasons][:6]
                 cause.last_active = now
-            return out
-        if pb.VOLUME_SPIKE not in tr.open and any(
-                verdict.active and now < tr.cooldown_until.get(kind, 0.0)
-                for kind, verdict in ((pb.OUTAGE_CLUSTER, outage_v), (pb.VIRAL_COMPLAINT, viral_v))):
-            # The outage (or viral post) that was just resolved is back within its cooldown: the extra volume
-            # is its own, so it must not page again under another name.
             return out
         seed = list(self.recent) if opening(pb.VOLUME_SPIKE, v.firing) else []
         if (inc := tr.consider(pb.VOLUME_SPIKE, v, now, seed)) is not None:
