@@ -102,13 +102,16 @@ class SurgeConfig:
     window_hours: tuple[float, ...] = (1.0, 3.0)   # an hour (fast) and "an afternoon" (sustained)
     days: int = 7                            # compared with the same hours of up to this many previous days
     min_days: int = 2                        # warm-up: no verdict before this many covered previous days
-    ratio: float = 2.0                       # observed/expected at or above this ...
-    share_ratio: float = 1.4                 # ... the complaints' share of all mentions this x its usual ...
-    min_count: int = 10                      # ... and at least this many complaints in the window ...
-    p_value: float = 1e-4                    # ... and a negative-binomial tail at or below this
-    dispersion: float = 0.05                 # day-to-day variation of the same hours (var = mu + d*mu^2)
+    ratio: float = 1.2                       # observed/expected complaints at or above this (they rose; on a
+    #                                          quiet day a doubled share can be only ~1.3x the usual count) ...
+    share_ratio: float = 1.5                 # ... the odds of a mention being a complaint this x their usual
+    min_count: int = 10                      # ... at least this many complaints in the window ...
+    p_value: float = 1e-4                    # ... and the complaints' share significant at this (quasi-binomial
+    #                                          tail at the usual share, among the window's mentions)
+    share_dispersion: float = 0.002          # day-to-day variation of the share (intra-window correlation rho:
+    #   the sd of a 3 h share over n mentions is sqrt(p(1-p)(1 + (n-1) rho)/n), ~14% of the share at n=2,700)
     floor_expected: float = 1.0              # a brand with ~no complaints in those hours expects at least 1
-    close_ratio: float = 1.5                 # still active while observed/expected >= this
+    close_ratio: float = 1.1                 # still active while observed/expected >= this
     persistence: int = 2                     # consecutive anomalous buckets (10 min) before it fires
 
 

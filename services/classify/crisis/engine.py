@@ -318,7 +318,8 @@ class CrisisEngine:
                     volume, outage_ok = st.counts_for_volume(m.text, t, created, self.clock)
                     if volume:
                         st.spike.add(t)
-                        st.surge.add(t, summary.complaint)
+                        # An outage report is the outage detector's: an outage is not also a complaint surge.
+                        st.surge.add(t, summary.complaint and not summary.outage)
                         st.learn_baseline(summary)
                     if summary.outage and outage_ok:
                         st.outage.add(t)

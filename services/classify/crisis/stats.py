@@ -1,4 +1,4 @@
-"""Tail probabilities for counts (Poisson, negative binomial) without scipy, and small EWMA helpers."""
+"""Tail probabilities for counts (Poisson, negative binomial, binomial) without scipy, and small EWMA helpers."""
 
 from __future__ import annotations
 
@@ -41,6 +41,36 @@ def nbinom_sf(k: int, mean: float, dispersion: float = 0.0) -> float:
     for _ in range(100_000):
         total += term
         term *= ratio(i)
+        i += 1
+        if term < 1e-12 * total:
+            break
+    return min(1.0, math.exp(log_pmf) * total)
+
+
+def binom_sf(k: float, n: float, p: float, overdispersion: float = 0.0) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): k of n mentions have a property whose usual share is p.
+
+    overdispersion (rho >= 0) is the intra-window correlation of a quasi-binomial: the share varies between
+    windows more than sampling alone explains (var = n p (1-p) (1 + (n-1) rho)). It is applied as an
+    effective sample size, k and n divided by 1 + (n-1) rho, so a big window is not taken for more evidence
+    than the day-to-day variation of the share allows. For k <= n p the answer is 1.0 (not significant).
+    """
+    if n <= 0 or k <= 0:
+        return 1.0
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    if k <= n * p:
+        return 1.0
+    f = 1.0 + max(n - 1.0, 0.0) * max(overdispersion, 0.0)
+    k, n = k / f, n / f
+    if k > n:
+        return 0.0
+    log_pmf = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+               + k * math.log(p) + (n - k) * math.log1p(-p))
+    total, term, i = 0.0, 1.0, k
+    odds = p / (1 - p)
+    while i <= n:   # sum pmf(k) * (1 + ratio + ...) upwards, relative to pmf(k)
+        total += term
+        term *= (n - i) / (i + 1) * odds
         i += 1
         if term < 1e-12 * total:
             break

@@ -6,10 +6,15 @@ afternoon: no minute is unusual. Here complaint-like mentions (the `complaint` i
 the same clock hours of each of the previous `days` days (a daily seasonality baseline: Meltwater-style
 "last hours vs the same hours before"). Expected = the mean of those days' counts (days without coverage
 are skipped, at least `min_days` are needed: a brand whose coverage just started is in warm-up and never
-fires). A window is anomalous when observed >= ratio x expected, >= min_count, the complaints' share of
-all mentions is >= share_ratio x its usual (a campaign is not a surge), and the negative-binomial
-tail probability on the brand's own rate is <= p_value; the detector fires after `persistence`
-consecutive anomalous buckets and stays active while observed >= close_ratio x expected.
+fires). A window is anomalous when the complaints rose (observed >= ratio x
+expected, >= min_count) and rose *faster than the rest of the brand's traffic*: the odds of a mention being
+a complaint are >= share_ratio x their usual odds in those hours (a campaign or a news day that doubles all
+traffic is not a surge; an airline whose traffic is mostly complaints can still surge), and that share is
+significant: a quasi-binomial tail of the complaints among all of the window's mentions at the usual share
+is <= p_value. Testing the share rather than the count cancels what moves all of a brand's traffic at once
+(a busy day, a quieter weekend): only the day-to-day variation of the share itself (`share_dispersion`) is
+noise. The detector fires after `persistence` consecutive anomalous buckets and stays active while
+observed >= close_ratio x expected.
 A surge is its own incident kind (COMPLAINT_SURGE); its mentions are not re-tagged P1 (they keep their
 own priority: a surge is worked from the queue, an outage pages now).
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.classify.crisis.config import SurgeConfig
-from services.classify.crisis.stats import nbinom_sf
+from services.classify.crisis.stats import binom_sf
 from services.classify.crisis.windows import Streak, Verdict
 
 DAY = 86400
@@ -100,18 +105,22 @@ class SurgeDetector:
             expected = max(exp, c.floor_expected)
             ratio = observed / expected
             # The complaints' share of all mentions must rise too: a campaign that doubles volume doubles
-            # its complaints, and that is not a complaint surge.
-            total, total_exp = self._window(bucket, hours, self.totals), self.expected(now, hours, self.totals)[0]
-            share_ratio = (observed / max(total, 1)) / max(exp / max(total_exp, 1.0), 1e-9) if exp > 0 else ratio
-            if (observed >= c.min_count and ratio >= c.ratio and share_ratio >= c.share_ratio
-                    and nbinom_sf(observed, expected, c.dispersion) <= c.p_value):
+            # its complaints, and that is not a complaint surge. Odds, not shares, so that a brand whose
+            # traffic is mostly complaints (an airline on a storm day) can surge.
+            total = self._window(bucket, hours, self.totals)
+            total_exp = self.expected(now, hours, self.totals)[0]
+            usual = min(expected / max(total_exp, expected, 1.0), 0.95)
+            odds_ratio = (observed / max(total - observed, 1)) / (usual / (1.0 - usual))
+            if (observed >= c.min_count and ratio >= c.ratio and odds_ratio >= c.share_ratio
+                    and binom_sf(observed, max(total, observed), usual, c.share_dispersion) <= c.p_value):
                 anomalous = True
             if observed >= c.min_count and ratio >= c.close_ratio:
                 active = True
             if observed >= c.min_count and ratio > best:
                 best = ratio
                 why = (f"complaints {ratio:.1f}x the same {hours:g} h of the previous {days} days "
-                       f"({observed} vs {exp:.1f})")
+                       f"({observed} vs {exp:.1f}; {observed / max(total, 1):.0%} of mentions vs "
+                       f"{usual:.0%} usually)")
         streak = self.streak.update(anomalous, bucket)
         return Verdict.from_window_checks(streak, c.persistence, anomalous, active, best, why)
 
