@@ -214,15 +214,18 @@ class RouterWorker:
         mentions of them after this replica's ledger was loaded."""
         if self.owned is None:
             self.owned = set()
+        # Messages of the new partitions wait (not skip) until their state is here, from now on: Faust may
+        # resume the flow before this returns, and when the start or the load fails (a broker restarting) the
+        # caller retries while they keep waiting. None is processed without its state, none is skipped as
+        # "not owned" and committed (chaos run 2026-12-03: 280 mentions lost that way after a broker restart).
+        self._loading = set(partitions) - self.owned
+        self._loaded.clear()
         await self.start()
         assert self.state is not None
         async with self._tick_lock:
             self._drop(self.owned - partitions)
             new = partitions - self.owned
-            # Messages of the new partitions wait (not skip) until their state is here; if loading fails the
-            # caller retries and they keep waiting: none is processed without its state.
             self._loading = set(new)
-            self._loaded.clear()
             if new:
                 self._restore(await self.state.load(new))
                 await self.ledger.load(self.settings.kafka_bootstrap, self._queue_topics(), time.time(),
