@@ -695,6 +695,7 @@ class ChaosRun:
 
         rows = []
         expected_brands = {"acmebank", "acmenet"}
+        asked = sorted([*self.pd.requests, *(a.at for a in self.slack.accepted)])   # receivers' requests
         for inc_id, inc in sorted(snap.incidents.items(), key=lambda kv: kv[1]["first_record"]):
             pd_events = [a for a in self.pd.accepted if a.incident == inc_id]
             sl_events = [a for a in self.slack.accepted if a.incident == inc_id]
@@ -707,7 +708,6 @@ class ChaosRun:
             # receivers' first request after that fault (the restarted path paging again, 2xx or not).
             path_from = opened
             if pd_trig:
-                asked = sorted([*self.pd.requests, *(a.at for a in self.slack.accepted)])
                 for f in self.faults_done:
                     if f["target"] in ("router", "broker") and f["at"] <= pd_trig[0].at:
                         path_from = max(path_from, next((t for t in asked if t > f["at"]), f["at"]))
@@ -798,7 +798,7 @@ class ChaosRun:
                 return "-" if v is None else f"{v}s"
             lines.append(f"{r['incident'][:21]:<22}{r['brand']:<10}{'t+' + str(r['opened_t']):>8}"
                          f"{r['pd_triggers']:>8}{r['pd_updates']:>7}{r['slack_triggers']:>11}"
-                         f"{fmt(r['delay_open_s']):>11}{fmt(r.get('delay_path_s')):>11}{fmt(r['delay_burst_s']):>12}"
+                         f"{fmt(r['delay_open_s']):>11}{fmt(r['delay_path_s']):>11}{fmt(r['delay_burst_s']):>12}"
                          f"  {r['failed_actions'] or 0}"
                          + ("" if r.get("tagged_mentions", True) else "  (no mention tagged with it: not paged)"))
         lines.append(f"trigger bound: group_wait {self.sc.group_wait_seconds:.0f}s + {TRIGGER_SLACK_SECONDS:.0f}s on "

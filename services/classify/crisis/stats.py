@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 
 def half_life_alpha(half_life: float) -> float:
@@ -26,7 +27,7 @@ def nbinom_sf(k: int, mean: float, dispersion: float = 0.0) -> float:
     if dispersion <= 0:
         log_pmf = k * math.log(mean) - mean - math.lgamma(k + 1)
 
-        def ratio(i: int) -> float:  # pmf(i+1)/pmf(i)
+        def ratio(i: float) -> float:  # pmf(i+1)/pmf(i)
             return mean / (i + 1)
     else:
         r = 1.0 / dispersion
@@ -34,11 +35,18 @@ def nbinom_sf(k: int, mean: float, dispersion: float = 0.0) -> float:
         log_pmf = (math.lgamma(k + r) - math.lgamma(r) - math.lgamma(k + 1)
                    + r * math.log(p) + k * math.log1p(-p))
 
-        def ratio(i: int) -> float:
+        def ratio(i: float) -> float:
             return (i + r) / (i + 1) * (1 - p)
+    return _upper_tail(log_pmf, ratio, k)
+
+
+def _upper_tail(log_pmf: float, ratio: Callable[[float], float], k: float, last: float = math.inf) -> float:
+    """P(X >= k) from log pmf(k) and pmf(i+1)/pmf(i): pmf(k) * (1 + ratio(k) + ratio(k)ratio(k+1) + ...)
+    summed relative to pmf(k), to stay in range, up to `last` or until the terms no longer matter."""
     total, term, i = 0.0, 1.0, k
-    # Sum pmf(k) * (1 + ratio + ratio*ratio' + ...) relative to pmf(k), to stay in range.
     for _ in range(100_000):
+        if i > last:
+            break
         total += term
         term *= ratio(i)
         i += 1
@@ -66,15 +74,8 @@ def binom_sf(k: float, n: float, p: float, overdispersion: float = 0.0) -> float
         return 0.0
     log_pmf = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
                + k * math.log(p) + (n - k) * math.log1p(-p))
-    total, term, i = 0.0, 1.0, k
     odds = p / (1 - p)
-    while i <= n:   # sum pmf(k) * (1 + ratio + ...) upwards, relative to pmf(k)
-        total += term
-        term *= (n - i) / (i + 1) * odds
-        i += 1
-        if term < 1e-12 * total:
-            break
-    return min(1.0, math.exp(log_pmf) * total)
+    return _upper_tail(log_pmf, lambda i: (n - i) / (i + 1) * odds, k, last=n)
 
 
 def surprise(p_value: float) -> float:
