@@ -16,7 +16,8 @@ rule only (the pools are smaller than a week of a busy brand; the model scored t
 
 Brands from 10 to 10,000 mentions a day follow a daily curve (quiet night, afternoon peak), quieter
 weekends and day-to-day gamma noise. Injected: outage bursts (outage-pool posts over minutes to an hour,
-sized to the brand) and complaint surges (extra complaints at 1x-2x the usual complaint rate over 2-8 h).
+sized to the brand) and complaint surges (extra complaints at 0.5x-2x the usual complaint rate over 2-8 h;
+on a storm day the rest of the brand's traffic doubles too).
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ WEEK_START = 1_793_577_600.0   # Monday 2026-11-02 00:00 UTC
 COMPLAINT_SHARE = 0.12         # of a brand's ordinary traffic (the surge detector learns the brand's own)
 UMSAB_LANGS = ("english", "spanish", "portuguese", "german", "french", "italian")
 PER_LANGUAGE = 700
-BRANDS = (("brand10", 10.0), ("brand100", 100.0), ("brand1k", 1000.0), ("brand10k", 10_000.0))
+BRANDS = (("brand10", 10.0), ("brand100", 100.0), ("brand1k", 1000.0), ("brand10k", 10_000.0), ("airline", 500.0))
+PER_DAY = dict(BRANDS)
+# An airline's mentions are mostly complaints (delays, bags, rebooking); on a storm day its other traffic
+# (rebooking questions, news) rises with them, so the complaints' share barely moves.
+SHARE = {b: 0.6 if b == "airline" else COMPLAINT_SHARE for b in PER_DAY}
 # An infrastructure tweet is an outage report when it says a service is out (not acres burned, not aid).
 _OUTAGE_WORDS = re.compile(r"\b(power|outages?|electricity|blackout|no service|without (power|water|service)|"
                            r"internet|cell ?phones?|phone lines?|signal|network|offline|down)\b", re.IGNORECASE)
@@ -179,6 +184,7 @@ class Injection:
     onset: float
     end: float
     detail: str
+    rest: float = 1.0      # a surge's multiplier of the brand's other traffic (a storm day: > 1)
     first: float = 0.0     # first injected post (set when generated)
 
 
@@ -232,31 +238,38 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 
 def build_stream(texts: dict[str, list[str]], scores: dict[str, list[Scores]], days: int, seed: int,
-                 injections: list[Injection]) -> RealStream:
-    rng = random.Random(seed)
-    st = RealStream(texts, scores, rng)
-    noise = {(b, d): rng.gammavariate(20, 1 / 20) for b, _ in BRANDS for d in range(days)}
+                 injections: list[Injection], stream: str = "") -> RealStream:
+    # One random sequence per stream and brand: adding a brand or an injection does not reshuffle the
+    # others, and each stream's calm days are their own draw.
+    rngs = {b: random.Random(f"{seed}:{stream}:{b}") for b in PER_DAY}
+    st = RealStream(texts, scores, random.Random(f"{seed}:{stream}"))
+    noise = {(b, d): rngs[b].gammavariate(20, 1 / 20) for b in PER_DAY for d in range(days)}
     for minute in range(days * 1440):
         t0 = WEEK_START + minute * 60
         for brand, per_day in BRANDS:
+            rng = rngs[brand]
             lam = rate_per_minute(per_day, t0, noise[(brand, minute // 1440)])
             for _ in range(_poisson(rng, lam)):
-                st.post(t0 + rng.random() * 60, brand, "complaint" if rng.random() < COMPLAINT_SHARE else "ordinary")
+                st.post(t0 + rng.random() * 60, brand, "complaint" if rng.random() < SHARE[brand] else "ordinary")
     for inj in injections:
-        per_day = dict(BRANDS)[inj.brand]
+        per_day, share, rng = PER_DAY[inj.brand], SHARE[inj.brand], rngs[inj.brand]
         before = len(st.events)
         if inj.kind == pb.OUTAGE_CLUSTER:
             n = int(inj.detail.split()[0])
             for _ in range(n):
                 st.post(rng.uniform(inj.onset, inj.end), inj.brand, "outage")
-        else:   # complaint surge: extra complaints at (factor - 1) x the usual complaint rate
+        else:   # complaint surge: extra complaints at (factor - 1) x the usual complaint rate (and, on a
+            # storm day, extra ordinary posts at (rest - 1) x the usual rate of the rest)
             factor = float(inj.detail.split("x")[0])
+            extra = {"complaint": (factor - 1) * share}
+            if inj.rest > 1:   # only then: an empty draw would still move the stream's random sequence
+                extra["ordinary"] = (inj.rest - 1) * (1 - share)
             minute = int(inj.onset // 60)
             while minute * 60 < inj.end:
                 t0 = minute * 60.0
-                lam = (factor - 1) * COMPLAINT_SHARE * rate_per_minute(per_day, t0, 1.0)
-                for _ in range(_poisson(rng, lam)):
-                    st.post(t0 + rng.random() * 60, inj.brand, "complaint")
+                for pool, part in extra.items():
+                    for _ in range(_poisson(rng, part * rate_per_minute(per_day, t0, 1.0))):
+                        st.post(t0 + rng.random() * 60, inj.brand, pool)
                 minute += 1
         inj.first = min((e[0] for e in st.events[before:]), default=inj.onset)
     st.events.sort(key=lambda e: (e[0], e[1]))
@@ -287,6 +300,12 @@ def streams() -> list[tuple[str, list[Injection]]]:
             Injection("surge 2x 4 h", "brand10k", s, at(4, 13), at(4, 17), "2x complaints / 4 h"),
             Injection("surge 3x 8 h", "brand100", s, at(5, 9), at(5, 17), "3x complaints / 8 h"),
             Injection("surge 1.5x 2 h", "brand10k", s, at(2, 14), at(2, 16), "1.5x complaints / 2 h"),
+            Injection("storm 2.4x, rest 2x, 8 h", "brand1k", s, at(5, 9), at(5, 17),
+                      "2.4x complaints, 2x rest / 8 h", rest=2.0),
+            Injection("airline storm", "airline", s, at(3, 8), at(3, 18), "2.4x complaints, 2x rest / 10 h",
+                      rest=2.0),
+            Injection("airline storm", "airline", s, at(6, 8), at(6, 18), "2.3x complaints, 1.5x rest / 10 h",
+                      rest=1.5),
         ]),
     ]
 
@@ -323,7 +342,7 @@ def run(days: int = 7, seed: int = 7, out: Callable[[str], None] = print) -> boo
     all_ok = True
     false_lines = []
     for name, injections in streams():
-        st = build_stream(texts, scores, days, seed, injections)
+        st = build_stream(texts, scores, days, seed, injections, stream=name)
         opened = replay(st, CrisisConfig())
         used: set[str] = set()
         for inj in injections:
@@ -341,7 +360,7 @@ def run(days: int = 7, seed: int = 7, out: Callable[[str], None] = print) -> boo
                 ok = (delay is not None and delay <= 7200) if factor >= 2 else True
             all_ok &= ok
             kinds = ", ".join(sorted({pb.IncidentKind.Name(i.kind) for i in hits})) or "-"
-            out(f"| {name} | {inj.detail} | {inj.brand} ({dict(BRANDS)[inj.brand]:g}) "
+            out(f"| {name} | {inj.detail} | {inj.brand} ({PER_DAY[inj.brand]:g}) "
                 f"| {pb.IncidentKind.Name(inj.kind)} | {'yes' if right else 'no'} | {kinds} "
                 f"| {'' if delay is None else _dur(delay)} | {target}: {'met' if ok else 'MISSED'} |")
         inj_days = {(i.brand, int((i.first - WEEK_START) // DAY)) for i in injections}
