@@ -1,5 +1,6 @@
 """The generator-score scenarios of `make eval-crisis` (bench/eval_crisis.py) as tests: each crisis is found
-within 60 s by the expected detector, and the calm, campaign and quiet-brand streams open nothing.
+within 60 s by the expected detector, and the calm and quiet-brand streams open nothing; the campaign
+(complaints quadruple with the rest) opens nothing but a complaint surge.
 
 Each stream runs only as many simulated days as its crisis needs (the full week is `make eval-crisis`)."""
 

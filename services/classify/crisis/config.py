@@ -99,17 +99,32 @@ class SurgeConfig:
     intent: str = "complaint"
     intent_threshold: float = INTENT_THRESHOLD
     bucket_seconds: int = 300                # resolution; judged once per bucket
-    window_hours: tuple[float, ...] = (1.0, 3.0)   # an hour (fast) and "an afternoon" (sustained)
+    window_hours: tuple[float, ...] = (1.0, 2.0, 3.0)   # an hour (fast) to "an afternoon" (sustained)
     days: int = 7                            # compared with the same hours of up to this many previous days
     min_days: int = 2                        # warm-up: no verdict before this many covered previous days
     ratio: float = 1.2                       # observed/expected complaints at or above this (they rose; on a
     #                                          quiet day a doubled share can be only ~1.3x the usual count) ...
     share_ratio: float = 1.5                 # ... the odds of a mention being a complaint this x their usual
     min_count: int = 10                      # ... at least this many complaints in the window ...
-    p_value: float = 1e-4                    # ... and the complaints' share significant at this (quasi-binomial
+    p_value: float = 1e-4                    # ... and the complaints' share significant at this (beta-binomial
     #                                          tail at the usual share, among the window's mentions)
     share_dispersion: float = 0.002          # day-to-day variation of the share (intra-window correlation rho:
-    #   the sd of a 3 h share over n mentions is sqrt(p(1-p)(1 + (n-1) rho)/n), ~14% of the share at n=2,700)
+    #   the usual share is never known better than from (1 - rho)/rho mentions, so the sd of a 3 h share
+    #   over n mentions is at least sqrt(p(1-p)(1 + (n-1) rho)/n), ~14% of the share at n=2,700)
+    share_prior_mentions: float = 200.0      # the same hours' usual share is shrunk towards the brand's share
+    #                                          over all hours, worth this many mentions
+    # A storm day raises a brand's other traffic too (rebooking questions, news), so the share barely moves
+    # while the complaints' count doubles: a second path judges the count itself, against day-to-day noise.
+    count_ratio: float = 2.0                 # complaints at least this x the same hours of previous days ...
+    count_dispersion: float = 0.05           # ... significant against the previous days' own counts: a
+    #   negative-binomial tail <= p_value with the next day's predictive variance: the days' own variance of
+    #   that window, shrunk towards Poisson + this x mean^2 (a 22% day-to-day sd) worth count_prior_days
+    count_prior_days: float = 3.0
+    count_share_ratio: float = 0.95          # ... and not rising slower than the rest: a campaign whose own
+    #   traffic is praise and chatter lowers the odds and is no surge; one that triples complaints with
+    #   everything else is (issue 16's target: a day a brand's complaints surge 2x, whatever the rest did)
+    count_min_hours: float = 2.0             # ... judged on the windows this long or longer (sustained: an hour
+    #                                          of a sparse brand swings too much on counts alone)
     floor_expected: float = 1.0              # a brand with ~no complaints in those hours expects at least 1
     close_ratio: float = 1.1                 # still active while observed/expected >= this
     persistence: int = 2                     # consecutive anomalous buckets (10 min) before it fires

@@ -1,4 +1,4 @@
-"""Tail probabilities for counts (Poisson, negative binomial, binomial) without scipy, and small EWMA helpers."""
+"""Tail probabilities for counts (Poisson, negative binomial, beta-binomial) without scipy, and small EWMA helpers."""
 
 from __future__ import annotations
 
@@ -55,27 +55,25 @@ def _upper_tail(log_pmf: float, ratio: Callable[[float], float], k: float, last:
     return min(1.0, math.exp(log_pmf) * total)
 
 
-def binom_sf(k: float, n: float, p: float, overdispersion: float = 0.0) -> float:
-    """P(X >= k) for X ~ Binomial(n, p): k of n mentions have a property whose usual share is p.
-
-    overdispersion (rho >= 0) is the intra-window correlation of a quasi-binomial: the share varies between
-    windows more than sampling alone explains (var = n p (1-p) (1 + (n-1) rho)). It is applied as an
-    effective sample size, k and n divided by 1 + (n-1) rho, so a big window is not taken for more evidence
-    than the day-to-day variation of the share allows. For k <= n p the answer is 1.0 (not significant).
-    """
+def betabinom_sf(k: int, n: int, a: float, b: float) -> float:
+    """P(X >= k) for X ~ BetaBinomial(n, a, b): k of n mentions have a property whose share is itself
+    uncertain, Beta(a, b) (learnt from a + b earlier mentions, or day-to-day variation: var = n p (1-p)
+    (1 + (n-1)/(a+b+1))). For k <= the mean the answer is 1.0 (not significant)."""
+    k, n = int(k), int(n)
     if n <= 0 or k <= 0:
         return 1.0
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    if k <= n * p:
-        return 1.0
-    f = 1.0 + max(n - 1.0, 0.0) * max(overdispersion, 0.0)
-    k, n = k / f, n / f
     if k > n:
         return 0.0
+    a, b = max(a, 1e-9), max(b, 1e-9)
+    if k <= n * a / (a + b):
+        return 1.0
+
+    def lbeta(x: float, y: float) -> float:
+        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
     log_pmf = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-               + k * math.log(p) + (n - k) * math.log1p(-p))
-    odds = p / (1 - p)
-    return _upper_tail(log_pmf, lambda i: (n - i) / (i + 1) * odds, k, last=n)
+               + lbeta(k + a, n - k + b) - lbeta(a, b))
+    return _upper_tail(log_pmf, lambda i: (n - i) / (i + 1) * (i + a) / (n - i - 1 + b), k, last=n)
 
 
 def surprise(p_value: float) -> float:

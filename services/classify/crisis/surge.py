@@ -2,18 +2,26 @@
 
 Minutes-scale detectors miss a storm day on which complaints about cancellations rise 2.5x over an
 afternoon: no minute is unusual. Here complaint-like mentions (the `complaint` intent at or above
-`intent_threshold`) are counted in `bucket_seconds` buckets; the last 1 h and 3 h (`window_hours`) are compared with
-the same clock hours of each of the previous `days` days (a daily seasonality baseline: Meltwater-style
-"last hours vs the same hours before"). Expected = the mean of those days' counts (days without coverage
-are skipped, at least `min_days` are needed: a brand whose coverage just started is in warm-up and never
-fires). A window is anomalous when the complaints rose (observed >= ratio x
-expected, >= min_count) and rose *faster than the rest of the brand's traffic*: the odds of a mention being
-a complaint are >= share_ratio x their usual odds in those hours (a campaign or a news day that doubles all
-traffic is not a surge; an airline whose traffic is mostly complaints can still surge), and that share is
-significant: a quasi-binomial tail of the complaints among all of the window's mentions at the usual share
-is <= p_value. Testing the share rather than the count cancels what moves all of a brand's traffic at once
-(a busy day, a quieter weekend): only the day-to-day variation of the share itself (`share_dispersion`) is
-noise. The detector fires after `persistence` consecutive anomalous buckets and stays active while
+`intent_threshold`) are counted in `bucket_seconds` buckets; the last 1, 2 and 3 h (`window_hours`) are
+compared with the same clock hours of each of the previous `days` days (a daily seasonality baseline:
+Meltwater-style "last hours vs the same hours before"). Days without coverage are skipped; at least
+`min_days` are needed: a brand whose coverage just started is in warm-up and never fires.
+
+A window is anomalous on either of two paths (both need >= min_count complaints):
+- **share**: complaints rose (>= ratio x the usual count) and *faster than the rest of the brand's
+  traffic*: their odds >= share_ratio x the usual odds, and significant: a beta-binomial tail of the
+  complaints among the window's mentions <= p_value, the usual share being the same hours' share on the
+  previous days shrunk towards the brand's all-hours share (`share_prior_mentions`) and no more certain
+  than the share's day-to-day variation (`share_dispersion`). Testing the share cancels what moves all
+  of a brand's traffic at once (a busy day, a quieter weekend, a campaign); odds rather than shares, so an
+  airline whose traffic is mostly complaints can surge.
+- **count**: on a storm day the rest rises too (rebooking questions, news), and the share barely moves
+  while the complaints double. On windows of `count_min_hours` or more: complaints >= count_ratio x the
+  same hours of the previous days, not rising slower than the rest (odds >= count_share_ratio: a
+  campaign whose own traffic is praise and chatter lowers them), and a negative-binomial tail <= p_value with the
+  next day's predictive variance (the days' own variance shrunk towards Poisson + `count_dispersion`,
+  times 1 + 1/k for a mean of k days).
+The detector fires after `persistence` consecutive anomalous buckets and stays active while
 observed >= close_ratio x expected.
 A surge is its own incident kind (COMPLAINT_SURGE); its mentions are not re-tagged P1 (they keep their
 own priority: a surge is worked from the queue, an outage pages now).
@@ -21,10 +29,11 @@ own priority: a surge is worked from the queue, an outage pages now).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from services.classify.crisis.config import SurgeConfig
-from services.classify.crisis.stats import binom_sf
+from services.classify.crisis.stats import betabinom_sf, nbinom_sf
 from services.classify.crisis.windows import Streak, Verdict
 
 DAY = 86400
@@ -67,8 +76,8 @@ class SurgeDetector:
             self.totals = {b: v for b, v in self.totals.items() if b >= oldest}
             self.seen = {d: v for d, v in self.seen.items() if d >= int(now // DAY) - c.days - 1}
 
-    def expected(self, now: float, hours: float, source: dict[int, int] | None = None) -> tuple[float, int]:
-        """(mean complaints (or `source` counts) of the same window on previous covered days, how many days)."""
+    def previous(self, now: float, hours: float, source: dict[int, int] | None = None) -> list[int]:
+        """Complaints (or `source` counts) of the same window on each previous covered day."""
         c = self.cfg
         cur = int(now // c.bucket_seconds)
         per_day = DAY // c.bucket_seconds
@@ -80,9 +89,48 @@ class SurgeDetector:
             if self.seen.get(int((now - k * DAY) // DAY), 0) == 0 and self.seen.get(int(start // DAY), 0) == 0:
                 continue
             counts.append(self._window(cur - k * per_day, hours, source))
-        if not counts:
-            return 0.0, 0
-        return sum(counts) / len(counts), len(counts)
+        return counts
+
+    def expected(self, now: float, hours: float, source: dict[int, int] | None = None) -> tuple[float, int]:
+        """(mean complaints (or `source` counts) of the same window on previous covered days, how many days)."""
+        counts = self.previous(now, hours, source)
+        return (sum(counts) / len(counts), len(counts)) if counts else (0.0, 0)
+
+    def share_p_value(self, observed: int, total: int, usual_complaints: int, usual_total: int,
+                      before: int) -> float:
+        """How rare `observed` complaints among `total` mentions are, given `usual_complaints` among
+        `usual_total` in the same window of the previous days: a beta-binomial tail whose share is as
+        uncertain as those days make it. The same-hours share is shrunk towards the brand's share over all
+        the hours it has before bucket `before` (worth `share_prior_mentions` mentions), so two quiet nights
+        that happened to have 5% complaints do not make an ordinary 15% hour rare; and the share is never
+        more certain than its day-to-day variation allows (`share_dispersion`)."""
+        c = self.cfg
+        past_total = sum(v for b, v in self.totals.items() if b < before)
+        past = sum(v for b, v in self.buckets.items() if b < before)
+        prior_share = (past + 0.5) / (past_total + 1.0)
+        prior_weight = min(float(past_total), c.share_prior_mentions)
+        a = prior_share * prior_weight + usual_complaints + 0.5
+        b = (1.0 - prior_share) * prior_weight + (usual_total - usual_complaints) + 0.5
+        cap = (1.0 - c.share_dispersion) / c.share_dispersion if c.share_dispersion > 0 else math.inf
+        if a + b > cap:
+            a, b = a * cap / (a + b), b * cap / (a + b)
+        return betabinom_sf(observed, max(total, observed), a, b)
+
+    def count_p_value(self, observed: int, counts: list[int]) -> float:
+        """How rare `observed` complaints are given the same window's counts on the previous days.
+
+        A negative binomial with the predictive variance of the next day: the days' own variance shrunk
+        towards a prior (Poisson plus `count_dispersion`, worth `count_prior_days` days), floored at
+        Poisson, times 1 + 1/k for the uncertainty of a mean of k days. A brand whose days are alike gets
+        a tight band; a brand whose days swing gets a wide one; two days of 1 and 3 are no evidence that
+        11 is rare."""
+        c = self.cfg
+        k = len(counts)
+        m = max(sum(counts) / k, c.floor_expected)
+        s2 = sum((x - m) ** 2 for x in counts) / (k - 1) if k > 1 else 0.0
+        prior = m + c.count_dispersion * m * m
+        v = max(((k - 1) * s2 + c.count_prior_days * prior) / (k - 1 + c.count_prior_days), m) * (1 + 1 / k)
+        return nbinom_sf(observed, m, max(v - m, 0.0) / (m * m))
 
     def evaluate(self, now: float) -> Verdict:
         """Judged once per bucket (hours-scale windows: a bucket's delay is nothing, the cost is)."""
@@ -108,12 +156,18 @@ class SurgeDetector:
             # its complaints, and that is not a complaint surge. Odds, not shares, so that a brand whose
             # traffic is mostly complaints (an airline on a storm day) can surge.
             total = self._window(bucket, hours, self.totals)
-            total_exp = self.expected(now, hours, self.totals)[0]
+            previous = self.previous(now, hours)
+            previous_totals = self.previous(now, hours, self.totals)
+            total_exp = sum(previous_totals) / len(previous_totals)
             usual = min(expected / max(total_exp, expected, 1.0), 0.95)
             odds_ratio = (observed / max(total - observed, 1)) / (usual / (1.0 - usual))
             if (observed >= c.min_count and ratio >= c.ratio and odds_ratio >= c.share_ratio
-                    and binom_sf(observed, max(total, observed), usual, c.share_dispersion) <= c.p_value):
+                    and self.share_p_value(observed, total, sum(previous), sum(previous_totals),
+                                           bucket - int(hours * 3600 // c.bucket_seconds) + 1) <= c.p_value):
                 anomalous = True
+            elif (hours >= c.count_min_hours and observed >= c.min_count and ratio >= c.count_ratio
+                    and odds_ratio >= c.count_share_ratio and self.count_p_value(observed, previous) <= c.p_value):
+                anomalous = True   # the count path: complaints doubled while the rest rose too (a storm day)
             if observed >= c.min_count and ratio >= c.close_ratio:
                 active = True
             if observed >= c.min_count and ratio > best:
