@@ -56,6 +56,15 @@ def _feed(det: SurgeDetector, day: int, hour_from: float, hour_to: float, per_ho
         det.add(t, int((k + 1) * share) > int(k * share))   # an exact share, spread evenly
 
 
+def _history(det: SurgeDetector, days: int, per_hour: int, complaints: float,
+             morning_per_hour: int | None = None) -> SurgeDetector:
+    """`days` ordinary days, then the morning (00:00-12:00) of day `days` (at `morning_per_hour`)."""
+    for day in range(days):
+        _feed(det, day, 0, 24, per_hour, complaints)
+    _feed(det, days, 0, 12, morning_per_hour or per_hour, complaints)
+    return det
+
+
 def _fired_at(det: SurgeDetector, day: int, hour_from: float, hour_to: float) -> float | None:
     for k in range(int((hour_to - hour_from) * 12)):
         t = T0 + day * 86400 + hour_from * 3600 + (k + 1) * 300 - 1
@@ -67,10 +76,7 @@ def _fired_at(det: SurgeDetector, day: int, hour_from: float, hour_to: float) ->
 def test_a_brand_whose_traffic_is_mostly_complaints_can_still_surge():
     # An airline: 60% of its mentions are complaints; on a storm afternoon complaints rise 2.4x, the rest do
     # not. The complaints' share only goes 60% -> 78% (1.3x), but their odds 1.5 -> 3.6 (2.4x): a surge.
-    det = SurgeDetector()
-    for day in range(3):
-        _feed(det, day, 0, 24, 60, 0.6)
-    _feed(det, 3, 0, 12, 60, 0.6)
+    det = _history(SurgeDetector(), 3, 60, 0.6)
     _feed(det, 3, 12, 16, 60 + 36 * 14 // 10, (36 * 24 / 10) / (60 + 36 * 14 / 10))
     fired = _fired_at(det, 3, 12, 16)
     assert fired is not None and fired <= 2.0, fired
@@ -79,17 +85,11 @@ def test_a_brand_whose_traffic_is_mostly_complaints_can_still_surge():
 def test_a_campaign_that_brings_other_traffic_is_no_surge():
     # 3x the mentions, but the campaign's own traffic is praise and chatter: complaints 1.5x, their share
     # 20% -> 10%. No surge on either path.
-    det = SurgeDetector()
-    for day in range(3):
-        _feed(det, day, 0, 24, 60, 0.2)
-    _feed(det, 3, 0, 12, 60, 0.2)
+    det = _history(SurgeDetector(), 3, 60, 0.2)
     _feed(det, 3, 12, 18, 180, 0.1)
     assert _fired_at(det, 3, 12, 18) is None
     # ... while the same complaints without the rest of the campaign are one
-    det2 = SurgeDetector()
-    for day in range(3):
-        _feed(det2, day, 0, 24, 60, 0.2)
-    _feed(det2, 3, 0, 12, 60, 0.2)
+    det2 = _history(SurgeDetector(), 3, 60, 0.2)
     _feed(det2, 3, 12, 18, 84, 36 / 84)   # complaints 12 -> 36 an hour, the other 48 unchanged
     assert _fired_at(det2, 3, 12, 18) is not None
 
@@ -97,10 +97,7 @@ def test_a_campaign_that_brings_other_traffic_is_no_surge():
 def test_a_day_on_which_everything_triples_is_a_surge_by_count_and_says_the_share_is_usual():
     # Issue 16's target is a day on which a brand's complaints surge 2x or more: the queue triples even if
     # the share does not move (a campaign that draws complaints as much as anything else, a storm day).
-    det = SurgeDetector()
-    for day in range(3):
-        _feed(det, day, 0, 24, 60, 0.2)
-    _feed(det, 3, 0, 12, 60, 0.2)
+    det = _history(SurgeDetector(), 3, 60, 0.2)
     _feed(det, 3, 12, 18, 180, 0.2)
     fired = _fired_at(det, 3, 12, 18)
     assert fired is not None and fired <= 2.0, fired
@@ -110,10 +107,7 @@ def test_a_day_on_which_everything_triples_is_a_surge_by_count_and_says_the_shar
 def test_a_quiet_day_on_which_the_complaints_share_doubles_is_a_surge():
     # Day-to-day volume noise moves complaints and the rest together; the share cancels it. A day with 30%
     # less traffic whose complaint share doubles has only ~1.4x the usual complaints, and is a surge.
-    det = SurgeDetector()
-    for day in range(3):
-        _feed(det, day, 0, 24, 200, 0.1)
-    _feed(det, 3, 0, 12, 140, 0.1)
+    det = _history(SurgeDetector(), 3, 200, 0.1, morning_per_hour=140)
     _feed(det, 3, 12, 16, 140, 0.2)
     assert _fired_at(det, 3, 12, 16) is not None
 
@@ -122,10 +116,7 @@ def _storm(config: SurgeConfig | None = None) -> float | None:
     # An airline on a storm afternoon: its complaints rise 2.4x and so does the rest of its traffic (2x:
     # rebooking questions, news). The complaints' share only goes 60% -> 64% (odds 1.2x): the share path
     # cannot see it, the count path (complaints 2.4x the same hours of the previous days) does.
-    det = SurgeDetector(config)
-    for day in range(4):
-        _feed(det, day, 0, 24, 60, 0.6)
-    _feed(det, 4, 0, 12, 60, 0.6)
+    det = _history(SurgeDetector(config), 4, 60, 0.6)
     _feed(det, 4, 12, 18, 134, 86.4 / 134.4)
     return _fired_at(det, 4, 12, 18)
 
@@ -139,10 +130,7 @@ def test_a_storm_day_that_raises_all_of_a_brands_traffic_is_a_surge_by_its_compl
 def test_a_busier_calm_day_with_a_noisier_share_is_no_surge():
     # Day-to-day noise of a 1,000-mentions/day brand: 40% more traffic than usual and a complaint share of
     # 55% instead of 42% in the afternoon. Complaints 1.8x the usual count: neither path fires.
-    det = SurgeDetector()
-    for day in range(4):
-        _feed(det, day, 0, 24, 40, 0.42)
-    _feed(det, 4, 0, 12, 56, 0.42)
+    det = _history(SurgeDetector(), 4, 40, 0.42, morning_per_hour=56)
     _feed(det, 4, 12, 18, 56, 0.55)
     assert _fired_at(det, 4, 12, 18) is None
 
