@@ -5,6 +5,7 @@ STAMP := .venv/.installed
 DURATION ?= 0
 PYTEST_ARGS ?=
 SEED ?= 7
+SEEDS ?=
 
 .PHONY: help venv proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
         kafka-up kafka-down fuzz train eval eval-crisis bench bench-e2e bench-scale manifests deploy-check clean chaos
@@ -18,7 +19,7 @@ help:
 	@echo "make bench-e2e [E2E_RATES=200 E2E_SECONDS=60]  the whole pipeline at offered rates: latency, outage trigger"
 	@echo "make bench-scale [SCALE_REPLICAS=1,2,4 SCALE_MENTIONS=3000]  classify replicas side by side: mentions/s, lag"
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
-	@echo "make eval-crisis [SEED=7]  crisis scenarios: generator-score table + real-text table (real model)"
+	@echo "make eval-crisis [SEED=7 | SEEDS=7,8,9]  crisis scenarios: generator-score table + real-text table (real model)"
 	@echo "make chaos [CHAOS_RUNS=3]    kill -9 / broker crash / pager 500s under 2,000 mentions, invariants table"
 	@echo "make lint                ruff + mypy + stale-protobuf check + import cycles (tools/check_imports.py)"
 
@@ -107,7 +108,7 @@ eval: $(STAMP) proto model
 	$(PY) -m services.cli eval
 
 eval-crisis: $(STAMP) proto model
-	$(PY) -m bench.eval_crisis --seed $(SEED)
+	$(PY) -m bench.eval_crisis --seed $(SEED) $(if $(SEEDS),--seeds $(SEEDS))
 
 bench: $(STAMP) proto model kafka-jars
 	$(PY) -m bench.classify

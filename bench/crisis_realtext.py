@@ -114,8 +114,8 @@ def load_pools(data: Path = DATA) -> dict[str, list[str]]:
         if rec.get("role") == "customer_first_turn" and keep(rec["text"]):
             complaint.append(rec["text"])
     outage = []
-    for path in sorted(glob.glob(str(data / "crisislex-t26" / "*.csv"))):
-        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    for csv_path in sorted(glob.glob(str(data / "crisislex-t26" / "*.csv"))):
+        with open(csv_path, encoding="utf-8", errors="replace", newline="") as fh:
             for row in csv.reader(fh):
                 if len(row) >= 4 and "Infrastructure" in row[3] and _OUTAGE_WORDS.search(row[1]) and keep(row[1]):
                     outage.append(row[1])
@@ -322,24 +322,25 @@ def replay(st: RealStream, config: CrisisConfig, tick: float = 10.0) -> list[pb.
     return opened
 
 
-def run(days: int = 7, seed: int = 7, out: Callable[[str], None] = print) -> bool:
-    """Print the real-text tables; True when every outage burst and every 2x+ surge was found in time and
-    calm brand-days opened nothing."""
-    started = time.perf_counter()
-    texts = load_pools()
-    scores = score_pools(texts, log=lambda s: print(s, file=sys.stderr))
-    flagged = {k: sum(1 for s in v if (s.outage if k == "outage" else s.complaint) >= 0.5) for k, v in scores.items()}
-    out(f"\n# Real text: real posts scored by the model, {days}-day seasonal streams, seed {seed}\n")
-    out(f"Pools (../shared/data, none of the dev set data/realdev/pool.jsonl): "
-        f"ordinary {len(texts['ordinary'])} UMSAB tweets ({flagged['ordinary']} scored complaint >= 0.5), "
-        f"complaints {len(texts['complaint'])} customer-care first turns ({flagged['complaint']} complaint >= 0.5), "
-        f"outage {len(texts['outage'])} CrisisLex/HumAID infrastructure tweets "
-        f"({flagged['outage']} outage_report >= 0.5). Brands: {', '.join(f'{b} {d:g}/day' for b, d in BRANDS)}.\n")
-    out("| stream | injected | brand (/day) | expected | detected | kind opened | delay | target |")
-    out("|---|---|---|---|---|---|---|---|")
+@dataclass
+class Outcome:
+    """One injection of one seed's run."""
+
+    stream: str
+    inj: Injection
+    delay: float | None
+    ok: bool
+    target: str
+    kinds: str
+
+
+def simulate(texts: dict[str, list[str]], scores: dict[str, list[Scores]], days: int, seed: int
+             ) -> tuple[list[Outcome], dict[str, int], dict[str, int], list[str]]:
+    """Run every stream of one seed: (outcomes per injection, false incidents per brand, calm brand-days per
+    brand, a line per false incident)."""
     false_by_brand: dict[str, int] = {b: 0 for b, _ in BRANDS}
     brand_days: dict[str, int] = {b: 0 for b, _ in BRANDS}
-    all_ok = True
+    outcomes: list[Outcome] = []
     false_lines = []
     for name, injections in streams():
         st = build_stream(texts, scores, days, seed, injections, stream=name)
@@ -358,28 +359,84 @@ def run(days: int = 7, seed: int = 7, out: Callable[[str], None] = print) -> boo
                 factor = float(inj.detail.split("x")[0])
                 target = "<= 2 h" if factor >= 2 else "(best effort)"
                 ok = (delay is not None and delay <= 7200) if factor >= 2 else True
-            all_ok &= ok
             kinds = ", ".join(sorted({pb.IncidentKind.Name(i.kind) for i in hits})) or "-"
-            out(f"| {name} | {inj.detail} | {inj.brand} ({PER_DAY[inj.brand]:g}) "
-                f"| {pb.IncidentKind.Name(inj.kind)} | {'yes' if right else 'no'} | {kinds} "
-                f"| {'' if delay is None else _dur(delay)} | {target}: {'met' if ok else 'MISSED'} |")
+            outcomes.append(Outcome(name, inj, delay, ok, target, kinds))
         inj_days = {(i.brand, int((i.first - WEEK_START) // DAY)) for i in injections}
         for b, _ in BRANDS:
             brand_days[b] += sum(1 for d in range(days) if (b, d) not in inj_days)
         for i in opened:
             if i.id not in used:
                 false_by_brand[i.brand] += 1
-                false_lines.append(f"{name}: {i.id} {'; '.join(i.reasons)[:200]}")
+                false_lines.append(f"seed {seed} {name}: {i.id} {'; '.join(i.reasons)[:200]}")
+    return outcomes, false_by_brand, brand_days, false_lines
+
+
+def _pools(out: Callable[[str], None], days: int, seeds: str) -> tuple[dict[str, list[str]], dict[str, list[Scores]]]:
+    texts = load_pools()
+    scores = score_pools(texts, log=lambda s: print(s, file=sys.stderr))
+    flagged = {k: sum(1 for s in v if (s.outage if k == "outage" else s.complaint) >= 0.5) for k, v in scores.items()}
+    out(f"\n# Real text: real posts scored by the model, {days}-day seasonal streams, {seeds}\n")
+    out(f"Pools (../shared/data, none of the dev set data/realdev/pool.jsonl): "
+        f"ordinary {len(texts['ordinary'])} UMSAB tweets ({flagged['ordinary']} scored complaint >= 0.5), "
+        f"complaints {len(texts['complaint'])} customer-care first turns ({flagged['complaint']} complaint >= 0.5), "
+        f"outage {len(texts['outage'])} CrisisLex/HumAID infrastructure tweets "
+        f"({flagged['outage']} outage_report >= 0.5). Brands: {', '.join(f'{b} {d:g}/day' for b, d in BRANDS)}.\n")
+    return texts, scores
+
+
+def _false_table(out: Callable[[str], None], false_by_brand: dict[str, int], brand_days: dict[str, int]) -> None:
     out("\n| brand | mentions/day | calm brand-days | false incidents | false / brand-day |")
     out("|---|---|---|---|---|")
     for b, per_day in BRANDS:
         out(f"| {b} | {per_day:g} | {brand_days[b]} | {false_by_brand[b]} | {false_by_brand[b] / brand_days[b]:.2f} |")
-    total_false = sum(false_by_brand.values())
-    all_ok &= total_false == 0
+
+
+def run(days: int = 7, seed: int = 7, out: Callable[[str], None] = print) -> bool:
+    """Print the real-text tables; True when every outage burst and every 2x+ surge was found in time and
+    calm brand-days opened nothing."""
+    started = time.perf_counter()
+    texts, scores = _pools(out, days, f"seed {seed}")
+    out("| stream | injected | brand (/day) | expected | detected | kind opened | delay | target |")
+    out("|---|---|---|---|---|---|---|---|")
+    outcomes, false_by_brand, brand_days, false_lines = simulate(texts, scores, days, seed)
+    for o in outcomes:
+        out(f"| {o.stream} | {o.inj.detail} | {o.inj.brand} ({PER_DAY[o.inj.brand]:g}) "
+            f"| {pb.IncidentKind.Name(o.inj.kind)} | {'yes' if o.delay is not None else 'no'} | {o.kinds} "
+            f"| {'' if o.delay is None else _dur(o.delay)} | {o.target}: {'met' if o.ok else 'MISSED'} |")
+    _false_table(out, false_by_brand, brand_days)
+    all_ok = all(o.ok for o in outcomes) and sum(false_by_brand.values()) == 0
     for line in false_lines:
         print(f"  false: {line}", file=sys.stderr)
     out(f"\nTargets: every outage burst within 5 min, every 2x+ complaint surge within 2 h, 0 false incidents. "
         f"All met: {'yes' if all_ok else 'NO'}. ({time.perf_counter() - started:.1f} s wall)")
+    return all_ok
+
+
+def run_seeds(seeds: list[int], days: int = 7, out: Callable[[str], None] = print) -> bool:
+    """The same streams drawn with several seeds: per injection, how often it was found and in time, and the
+    delays; false incidents summed over the seeds. One seed's week is a small sample of a detector's
+    behaviour; this is the table to compare two detectors on."""
+    started = time.perf_counter()
+    texts, scores = _pools(out, days, f"seeds {', '.join(map(str, seeds))}")
+    runs = [simulate(texts, scores, days, seed) for seed in seeds]
+    out("| stream | injected | brand (/day) | expected | found | in target | delays (per seed) |")
+    out("|---|---|---|---|---|---|---|")
+    for k, o in enumerate(runs[0][0]):
+        per_seed = [r[0][k] for r in runs]
+        found = sum(x.delay is not None for x in per_seed)
+        in_target = sum(x.ok for x in per_seed)
+        delays = ", ".join("-" if x.delay is None else _dur(x.delay) for x in per_seed)
+        out(f"| {o.stream} | {o.inj.detail} | {o.inj.brand} ({PER_DAY[o.inj.brand]:g}) "
+            f"| {pb.IncidentKind.Name(o.inj.kind)} | {found}/{len(seeds)} | {in_target}/{len(seeds)} "
+            f"({o.target}) | {delays} |")
+    false_by_brand = {b: sum(r[1][b] for r in runs) for b in PER_DAY}
+    brand_days = {b: sum(r[2][b] for r in runs) for b in PER_DAY}
+    _false_table(out, false_by_brand, brand_days)
+    for r in runs:
+        for line in r[3]:
+            print(f"  false: {line}", file=sys.stderr)
+    all_ok = all(o.ok for r in runs for o in r[0]) and sum(false_by_brand.values()) == 0
+    out(f"\nAll targets met on every seed: {'yes' if all_ok else 'NO'}. ({time.perf_counter() - started:.1f} s wall)")
     return all_ok
 
 
