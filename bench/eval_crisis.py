@@ -258,17 +258,17 @@ def replay(sc: Scenario, config: CrisisConfig, tick_seconds: float = 10.0) -> di
         iid, updates = engine.observe(ev.scored, ev.t)
         tagged += bool(iid)
         opened += [i for i in updates if i.state == pb.OPEN]
-    hits, false = [], []
+    hits, false, allowed = [], [], []
     for inc in opened:
         t = inc.opened_at.seconds + inc.opened_at.nanos / 1e9
         if sc.kind and inc.brand == sc.brand and sc.onset - 300 <= t <= sc.end + 1800:
             hits.append((t, inc))
         elif inc.kind in sc.allowed and inc.brand == sc.brand and sc.onset <= t <= sc.end:
-            continue
+            allowed.append(inc)
         else:
             false.append(inc)
     right_kind = [t for t, inc in hits if inc.kind == sc.kind]
-    return {"events": len(events), "hits": hits, "false": false, "tagged": tagged,
+    return {"events": len(events), "hits": hits, "false": false, "allowed": allowed, "tagged": tagged,
             "ttd": (min(right_kind) - sc.onset) if right_kind else None}
 
 
@@ -317,9 +317,13 @@ def generator_table(days: float, seed: int) -> bool:
             expected = pb.IncidentKind.Name(sc.kind)
         else:
             ok = not false
-            expected = "no incident"
+            expected = ("no incident" if not sc.allowed else
+                        f"none but {', '.join(pb.IncidentKind.Name(k) for k in sc.allowed)}")
         all_ok &= ok
-        det = ("yes" if detected else "no") if sc.kind else ("-" if not false else "paged")
+        allowed = r["allowed"]
+        assert isinstance(allowed, list)
+        det = ("yes" if detected else "no") if sc.kind else (
+            "paged" if false else ", ".join(pb.IncidentKind.Name(i.kind) for i in allowed) or "-")
         print(f"| {name} | {expected} | {r['events']} | {det} | {'' if ttd is None else f'{ttd:.0f}'} "
               f"| {r['tagged']} | {len(false)} | {len(false) / args.days:.2f} | {'yes' if ok else 'NO'} |")
         for inc in false:
