@@ -10,9 +10,9 @@ ordinary engagement updates, background outage-report noise) for a busy brand an
 same week with (a) an outage burst in several languages, (b) a viral complaint whose engagement
 explodes, (e) a 10x burst of complaints without outage reports (a pure volume spike), (c) a marketing
 campaign that raises volume smoothly (must not page; its complaints quadruple too, so only a
-COMPLAINT_SURGE may open), (d) a quiet brand with a handful of angry posts (must not page). The generator
-assigns sentiment and intent probabilities itself, drawn from plausible
-distributions: this evaluates the detectors, not the text model. Time is scenario time (the engine's
+COMPLAINT_SURGE may open), (d) a quiet brand with a handful of angry posts (must not page). The
+generator assigns sentiment and intent probabilities itself, drawn from plausible distributions: this
+evaluates the detectors, not the text model. Time is scenario time (the engine's
 injectable clock), so a simulated week replays in well under a minute per scenario.
 
 Per scenario: detected (an incident of the expected kind opened for the expected brand), time to detect

@@ -104,6 +104,7 @@ def test_a_day_on_which_everything_triples_is_a_surge_by_count_and_says_the_shar
     v = det.evaluate(T0 + 3 * 86400 + 14 * 3600)
     assert "3.0x" in v.reasons[0] and "20% of mentions vs 20% usually" in v.reasons[0], v.reasons
 
+
 def test_a_quiet_day_on_which_the_complaints_share_doubles_is_a_surge():
     # Day-to-day volume noise moves complaints and the rest together; the share cancels it. A day with 30%
     # less traffic whose complaint share doubles has only ~1.4x the usual complaints, and is a surge.

@@ -91,11 +91,6 @@ class SurgeDetector:
             counts.append(self._window(cur - k * per_day, hours, source))
         return counts
 
-    def expected(self, now: float, hours: float, source: dict[int, int] | None = None) -> tuple[float, int]:
-        """(mean complaints (or `source` counts) of the same window on previous covered days, how many days)."""
-        counts = self.previous(now, hours, source)
-        return (sum(counts) / len(counts), len(counts)) if counts else (0.0, 0)
-
     def share_p_value(self, observed: int, total: int, usual_complaints: int, usual_total: int,
                       before: int) -> float:
         """How rare `observed` complaints among `total` mentions are, given `usual_complaints` among
@@ -146,17 +141,18 @@ class SurgeDetector:
         self.prune(now)
         anomalous, active, best, why = False, False, 0.0, ""
         for hours in c.window_hours:
-            exp, days = self.expected(now, hours)
+            previous = self.previous(now, hours)
+            days = len(previous)
             if days < c.min_days:
                 continue
+            exp = sum(previous) / days
             observed = self._window(bucket, hours)
             expected = max(exp, c.floor_expected)
             ratio = observed / expected
-            # The complaints' share of all mentions must rise too: a campaign that doubles volume doubles
-            # its complaints, and that is not a complaint surge. Odds, not shares, so that a brand whose
-            # traffic is mostly complaints (an airline on a storm day) can surge.
+            # The complaints' odds against the rest of the brand's traffic: the share path needs them up
+            # (a campaign that doubles volume doubles its complaints too), the count path only not down.
+            # Odds, not shares, so that a brand whose traffic is mostly complaints can surge.
             total = self._window(bucket, hours, self.totals)
-            previous = self.previous(now, hours)
             previous_totals = self.previous(now, hours, self.totals)
             total_exp = sum(previous_totals) / len(previous_totals)
             usual = min(expected / max(total_exp, expected, 1.0), 0.95)
