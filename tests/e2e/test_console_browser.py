@@ -50,6 +50,18 @@ def _browser():  # type: ignore[no-untyped-def]
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+def _submit(browser, button, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Click a form's button and wait until the page it was on is replaced by the answer's redirect: on a
+    loaded machine the click can return before the POST is answered, and the old page is still there."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(browser, timeout).until(ec.staleness_of(page))
+
+
 async def _produce(bootstrap: str, tag: str) -> tuple[str, list[str]]:
     import time
 
@@ -142,7 +154,7 @@ async def test_console_in_a_browser(kafka_bootstrap: str, tmp_path: Path) -> Non
             browser.save_screenshot(str(tmp_path / "02-incident.png"))
             card = browser.find_element(By.CSS_SELECTOR, f'div.item[data-mention="{mention_ids[0]}"]')
             assert "overdue by" in card.text
-            card.find_element(By.CSS_SELECTOR, "button.responded").click()
+            _submit(browser, card.find_element(By.CSS_SELECTOR, "button.responded"))
             # Back on the incident page, the answered item is no longer among the open ones.
             assert browser.current_url.endswith(f"/incidents/{incident_id}")
             assert not browser.find_elements(By.CSS_SELECTOR, f'div.item[data-mention="{mention_ids[0]}"]')
@@ -292,7 +304,7 @@ async def test_responded_in_the_browser_stops_the_routers_sla_clock(kafka_bootst
         def click_responded() -> None:
             browser.get(base + "/queues/urgent")
             card = browser.find_element(By.CSS_SELECTOR, f'div.item[data-mention="{mids[1]}"]')
-            card.find_element(By.CSS_SELECTOR, "button.responded").click()
+            _submit(browser, card.find_element(By.CSS_SELECTOR, "button.responded"))
             assert not browser.find_elements(By.CSS_SELECTOR, f'div.item[data-mention="{mids[1]}"]')
             browser.save_screenshot(str(tmp_path / "05-queue-after-response.png"))
 
