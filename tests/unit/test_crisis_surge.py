@@ -128,6 +128,23 @@ def test_a_storm_day_that_raises_all_of_a_brands_traffic_is_a_surge_by_its_compl
     assert _storm(SurgeConfig(count_ratio=float("inf"))) is None   # the share path alone misses it
 
 
+def _weekend_storm(config: SurgeConfig | None = None) -> float | None:
+    # Four weekdays at 60 mentions an hour (60% complaints), then a Saturday at 70% of that (42 an hour) on
+    # whose afternoon a storm raises its complaints 2.4x and the rest 2x: 60 complaints an hour where the
+    # weekdays had 36 (1.7x), but 2.3x what the Saturday morning's level makes usual.
+    det = _history(SurgeDetector(config), 4, 60, 0.6, morning_per_hour=42)
+    _feed(det, 4, 12, 18, 94, 60.48 / 94.08)
+    return _fired_at(det, 4, 12, 18)
+
+
+def test_a_storm_on_a_quiet_weekend_day_is_a_surge_at_that_days_level():
+    fired = _weekend_storm()
+    assert fired is not None and fired <= 2.0, fired
+    assert _weekend_storm(SurgeConfig(level_hours=0)) is None   # against the weekdays alone it is not
+    det = _history(SurgeDetector(), 4, 60, 0.6, morning_per_hour=42)
+    assert det.level(T0 + 4 * 86400 + 14 * 3600 - 1, 2.0) == (42 * 6 + 30) / (60 * 6 + 30)   # 06:00-12:00
+
+
 def test_a_busier_calm_day_with_a_noisier_share_is_no_surge():
     # Day-to-day noise of a 1,000-mentions/day brand: 40% more traffic than usual and a complaint share of
     # 55% instead of 42% in the afternoon. Complaints 1.8x the usual count: neither path fires.

@@ -125,6 +125,12 @@ class SurgeConfig:
     #   everything else is (issue 16's target: a day a brand's complaints surge 2x, whatever the rest did)
     count_min_hours: float = 2.0             # ... judged on the windows this long or longer (sustained: an hour
     #                                          of a sparse brand swings too much on counts alone)
+    # The count path's expectation follows the day's level: the brand's mentions in the `level_hours`
+    # before the window vs the same hours of the previous days (a weekend, a quiet or busy day moves every
+    # hour of it), shrunk towards 1 by `level_prior_mentions` pseudo-mentions, within `level_bounds`.
+    level_hours: float = 6.0
+    level_prior_mentions: float = 30.0
+    level_bounds: tuple[float, float] = (0.5, 2.0)
     floor_expected: float = 1.0              # a brand with ~no complaints in those hours expects at least 1
     close_ratio: float = 1.1                 # still active while observed/expected >= this
     persistence: int = 2                     # consecutive anomalous buckets (10 min) before it fires

@@ -17,10 +17,11 @@ A window is anomalous on either of two paths (both need >= min_count complaints)
   airline whose traffic is mostly complaints can surge.
 - **count**: on a storm day the rest rises too (rebooking questions, news), and the share barely moves
   while the complaints double. On windows of `count_min_hours` or more: complaints >= count_ratio x the
-  same hours of the previous days, not rising slower than the rest (odds >= count_share_ratio: a
-  campaign whose own traffic is praise and chatter lowers them), and a negative-binomial tail <= p_value with the
-  next day's predictive variance (the days' own variance shrunk towards Poisson + `count_dispersion`,
-  times 1 + 1/k for a mean of k days).
+  same hours of the previous days at today's level (the brand's mentions in the `level_hours` before the
+  window vs the same hours of those days: a quiet weekend morning, a busy day), not rising slower than the
+  rest (odds >= count_share_ratio: a campaign whose own traffic is praise and chatter lowers them), and a
+  negative-binomial tail <= p_value with the next day's predictive variance (the days' own variance shrunk
+  towards Poisson + `count_dispersion`, times 1 + 1/k for a mean of k days).
 The detector fires after `persistence` consecutive anomalous buckets and stays active while
 observed >= close_ratio x expected.
 A surge is its own incident kind (COMPLAINT_SURGE); its mentions are not re-tagged P1 (they keep their
@@ -91,6 +92,23 @@ class SurgeDetector:
             counts.append(self._window(cur - k * per_day, hours, source))
         return counts
 
+    def level(self, now: float, hours: float) -> float:
+        """The day's level: the brand's mentions in the `level_hours` before the window of `hours` that ends
+        at `now`, against the same hours of the previous covered days (1.0 without them), shrunk towards 1
+        by `level_prior_mentions` and kept within `level_bounds`. A quiet Saturday morning makes a quiet
+        Saturday afternoon usual; a busy morning a busy afternoon."""
+        c = self.cfg
+        if c.level_hours <= 0:
+            return 1.0
+        start = now - hours * 3600
+        before = self.previous(start, c.level_hours, self.totals)
+        if not before:
+            return 1.0
+        today = self._window(int(start // c.bucket_seconds), c.level_hours, self.totals)
+        usual = sum(before) / len(before)
+        lo, hi = c.level_bounds
+        return min(max((today + c.level_prior_mentions) / (usual + c.level_prior_mentions), lo), hi)
+
     def share_p_value(self, observed: int, total: int, usual_complaints: int, usual_total: int,
                       before: int) -> float:
         """How rare `observed` complaints among `total` mentions are, given `usual_complaints` among
@@ -111,7 +129,7 @@ class SurgeDetector:
             a, b = a * cap / (a + b), b * cap / (a + b)
         return betabinom_sf(observed, max(total, observed), a, b)
 
-    def count_p_value(self, observed: int, counts: list[int]) -> float:
+    def count_p_value(self, observed: int, counts: list[float]) -> float:
         """How rare `observed` complaints are given the same window's counts on the previous days.
 
         A negative binomial with the predictive variance of the next day: the days' own variance shrunk
@@ -161,9 +179,11 @@ class SurgeDetector:
                     and self.share_p_value(observed, total, sum(previous), sum(previous_totals),
                                            bucket - int(hours * 3600 // c.bucket_seconds) + 1) <= c.p_value):
                 anomalous = True
-            elif (hours >= c.count_min_hours and observed >= c.min_count and ratio >= c.count_ratio
-                    and odds_ratio >= c.count_share_ratio and self.count_p_value(observed, previous) <= c.p_value):
-                anomalous = True   # the count path: complaints doubled while the rest rose too (a storm day)
+            elif (hours >= c.count_min_hours and observed >= c.min_count and odds_ratio >= c.count_share_ratio
+                    and observed >= c.count_ratio * expected * (lvl := self.level(now, hours))
+                    and self.count_p_value(observed, [x * lvl for x in previous]) <= c.p_value):
+                anomalous = True   # the count path: complaints doubled while the rest rose too (a storm day),
+                #                    against the same hours of the previous days at today's level
             if observed >= c.min_count and ratio >= c.close_ratio:
                 active = True
             if observed >= c.min_count and ratio > best:
