@@ -247,10 +247,15 @@ def attach_crisis_stage(app: faust.App, worker: ClassifyWorker, settings: Classi
 
     @app.agent(crisis_topic, concurrency=1)
     async def crisis(stream: Any) -> None:
-        async for batch in stream.take_events(settings.max_batch, within=settings.max_wait_seconds):
+        # Manual acks, after the batch's outputs were acknowledged by Kafka. Not `take_events`: it acks its
+        # buffer in a `finally`, so a worker stopped (SIGTERM, a rolling deploy) while a batch was being
+        # processed would commit that batch unprocessed.
+        async for batch in stream.noack_take(settings.max_batch, within=settings.max_wait_seconds):
             items = [(e.value, header(e, CRISIS_BRAND_HEADER), header(e, CRISIS_PRIMARY_HEADER) != "0")
                      for e in batch]
             await retry_until_done(worker.process_crisis, items, what="crisis batch")
+            for event in batch:
+                await stream.ack(event)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(_: faust.App, revoked: set[Any], **__: Any) -> None:

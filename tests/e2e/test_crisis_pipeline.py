@@ -21,6 +21,7 @@ from support import ServiceProcess, consume, free_port, running_app, wait_for
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.kafka import ensure_topics
+from services.common.lag import ConsumerLagMonitor
 from services.common.topics import all_topic_specs
 from services.ingest.app import build_app
 from services.ingest.config import IngestSettings
@@ -71,6 +72,20 @@ async def test_outage_burst_opens_one_incident_and_tags_mentions(kafka_bootstrap
             return mine if len(mine) >= 120 else None
 
         scored = await wait_for(all_scored, timeout=300, what="120 scored mentions", interval=3)
+
+        # Both agents ack by hand once a batch's outputs are on Kafka: the group's commits reach the end of
+        # mentions.raw and of the crisis stage's input (a missing ack would leave them behind for good)
+        lag = ConsumerLagMonitor("e2e", "e2e-crisis-classify", [topics.MENTIONS_RAW, topics.CLASSIFY_CRISIS_INPUT],
+                                 bootstrap=kafka_bootstrap)
+
+        async def all_committed():
+            lags = await lag.measure()
+            return lags if {tp.topic for tp in lags} == set(lag.topics) and not any(lags.values()) else None
+
+        try:
+            await wait_for(all_committed, timeout=120, what="classify's commits at the end of its inputs", interval=2)
+        finally:
+            await lag.stop()
     finally:
         classify.stop()
 
