@@ -91,8 +91,7 @@ class FetchGuard:
         want = self.expect.get(tp)
         if want is None or offset == want:
             self.expect[tp] = offset + 1
-            if self.rewinds:
-                self.rewinds.pop((tp, offset), None)   # read again as expected
+            self.rewinds.pop((tp, offset), None)   # read again as expected
             return True
         if offset < want:
             return True

@@ -9,12 +9,17 @@ import asyncio
 from dataclasses import dataclass, field
 
 from faust.types import TP
+from prometheus_client import REGISTRY
 
-from services.common.fetch_guard import FETCH_GAPS, FETCH_REWINDS, FetchGuard, contiguous_topics
-from services.common.topics import CLASSIFY_CRISIS_INPUT, CORE_TOPICS, MENTIONS_RAW, MENTIONS_SCORED
+from services.common.fetch_guard import FetchGuard, contiguous_topics
+from services.common.topics import CLASSIFY_CRISIS_INPUT, CORE_TOPICS, INCIDENTS, MENTIONS_RAW, MENTIONS_SCORED
 
 RAW = TP(MENTIONS_RAW, 1)
-INCIDENTS = TP("incidents", 0)
+COMPACTED = TP(INCIDENTS, 0)
+
+
+def _counter(name: str, topic: str) -> float:
+    return REGISTRY.get_sample_value(name, {"topic": topic}) or 0.0
 
 
 @dataclass
@@ -73,12 +78,12 @@ def _guarded(consumer: Consumer, contiguous: set[str], max_rewinds: int = 5) -> 
 
 
 def test_records_past_the_seek_are_read_again_from_the_committed_offset():
-    before = FETCH_REWINDS.labels(RAW.topic)._value.get()
+    before = _counter("triage_fetch_rewinds_total", RAW.topic)
     consumer = Consumer(RAW, list(range(100)), committed=68, stale=[72, 73, 74])
     got = asyncio.run(_drain(_guarded(consumer, {RAW.topic}), 4))
     assert got == list(range(68, 80))            # 68-71 not skipped; 72-74 once, in order
     assert consumer.seeks == [68]
-    assert FETCH_REWINDS.labels(RAW.topic)._value.get() == before + 1
+    assert _counter("triage_fetch_rewinds_total", RAW.topic) == before + 1
 
 
 def test_unguarded_the_same_fetches_skip_the_records_faust_would_commit_past():
@@ -93,11 +98,11 @@ def test_a_single_record_jump_is_read_again_too():
 
 
 def test_offsets_deleted_by_retention_are_a_gap_not_a_rewind():
-    before = FETCH_GAPS.labels(RAW.topic)._value.get()
+    before = _counter("triage_fetch_gaps_accepted_total", RAW.topic)
     consumer = Consumer(RAW, list(range(80, 100)), committed=68, earliest=80)
     got = asyncio.run(_drain(_guarded(consumer, {RAW.topic}), 2))
     assert got == list(range(80, 88)) and consumer.seeks == []
-    assert FETCH_GAPS.labels(RAW.topic)._value.get() == before + 12
+    assert _counter("triage_fetch_gaps_accepted_total", RAW.topic) == before + 12
 
 
 def test_a_gap_that_survives_the_rereads_is_accepted_instead_of_stalling():
@@ -109,8 +114,8 @@ def test_a_gap_that_survives_the_rereads_is_accepted_instead_of_stalling():
 
 
 def test_compacted_topics_are_not_guarded():
-    assert INCIDENTS.topic not in contiguous_topics(CORE_TOPICS)
+    assert COMPACTED.topic not in contiguous_topics(CORE_TOPICS)
     assert {MENTIONS_RAW, CLASSIFY_CRISIS_INPUT, MENTIONS_SCORED} <= contiguous_topics(CORE_TOPICS)
-    consumer = Consumer(INCIDENTS, [0, 5, 9, 12], committed=0, stale=[5, 9])
+    consumer = Consumer(COMPACTED, [0, 5, 9, 12], committed=0, stale=[5, 9])
     got = asyncio.run(_drain(_guarded(consumer, contiguous_topics(CORE_TOPICS)), 2))
     assert got == [5, 9, 12] and consumer.seeks == []
