@@ -10,11 +10,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 
+from services.common.alerting.durations import parse_duration
+from services.common.alerting.silence_feed import parse_matchers
 from services.common.codec import pb
 from services.common.timeutil import now_ts, ts_from_epoch
 from services.console.views import ConsoleView, IncidentView, QueueItem
-from services.router.routing_file import parse_duration
-from services.router.silence_feed import parse_matchers
 
 RESPONSE_KINDS = {"responded": pb.RESPONDED, "resolved_no_reply": pb.RESOLVED_NO_REPLY}
 PRIORITIES = ("P1", "P2", "P3", "P4")

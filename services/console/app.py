@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common import codec, topics
+from services.common.alerting.silences import Silence
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
@@ -32,7 +33,6 @@ from services.console.config import ConsoleSettings
 from services.console.csrf import COOKIE, CsrfGuard
 from services.console.replies import ReplyBook
 from services.console.views import ConsoleView
-from services.router.silence_feed import FeedSilence
 
 log = get_logger("console")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -254,7 +254,7 @@ async def queue_html(request: web.Request) -> web.Response:
 
 
 # ---- JSON API --------------------------------------------------------------------------------------------------
-def silence_json(s: FeedSilence, now: float) -> dict[str, Any]:
+def silence_json(s: Silence, now: float) -> dict[str, Any]:
     return {"id": s.id, "matchers": [str(m) for m in s.matchers], "starts_at": s.starts_at, "ends_at": s.ends_at,
             "state": s.state(now), "created_by": s.created_by, "comment": s.comment, "incident_id": s.incident_id,
             "created_at": s.created_at, "expired_by": s.expired_by}

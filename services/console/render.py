@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
+from services.common.alerting.silences import Silence
 from services.console.actions import INTENTS, PRIORITIES
 from services.console.chart import mentions_chart
 from services.console.replies import ReplyBook
 from services.console.views import ConsoleView, IncidentView, QueueItem, incident_labels
-from services.router.silence_feed import FeedSilence
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1f2933;background:#f5f7fa}
@@ -194,7 +194,7 @@ def queue_page(name: str, items: list[QueueItem], ctx: PageContext, replies: Rep
     return layout(f"queue {name}", body, ctx)
 
 
-def _silence_row(s: FeedSilence, ctx: PageContext, next_url: str) -> str:
+def _silence_row(s: Silence, ctx: PageContext, next_url: str) -> str:
     matchers = "".join(f'<span class="tag">{escape(str(m))}</span>' for m in s.matchers)
     when = (f"from {_utc(s.starts_at)} " if s.starts_at > ctx.now else "") + f"until {_utc(s.ends_at)}"
     expire = ("" if not ctx.can_act else

@@ -15,9 +15,10 @@ from typing import Any
 from google.protobuf.message import Message
 
 from services.common import codec, topics
+from services.common.alerting.silence_feed import SilenceFeed
+from services.common.alerting.silences import Silence
 from services.common.codec import pb
 from services.common.timeutil import epoch
-from services.router.silence_feed import FeedSilence, SilenceFeed
 
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 RESPONSE_STATES = {pb.RESPONDED: "responded", pb.RESOLVED_NO_REPLY: "resolved_no_reply"}
@@ -257,11 +258,11 @@ class ConsoleView:
             "responder": fb.responder, "comment": fb.comment, "at": epoch(fb.at),
         }
 
-    def apply_silence(self, msg: Any) -> FeedSilence:
+    def apply_silence(self, msg: Any) -> Silence:
         return self.silences.apply(msg)
 
     # ---- reading -----------------------------------------------------------------------------------------
-    def silences_for(self, inc: IncidentView, now: float) -> list[FeedSilence]:
+    def silences_for(self, inc: IncidentView, now: float) -> list[Silence]:
         """Active and pending silences that mute this incident's pages: those made from its page, and
         those whose matchers name only its brand and id labels and hold for them. (A silence on other
         labels, e.g. intent, mutes some of its mentions: /api/silences lists every one.)"""

@@ -30,6 +30,8 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from services.common import codec, topics
+from services.common.alerting.silence_feed import SilenceFeed
+from services.common.alerting.timeintervals import add_business_time
 from services.common.codec import pb
 from services.common.deadletter import dead_letter, decode_or_dead_letter
 from services.common.faust_app import faust_app, retry_until_done
@@ -60,10 +62,8 @@ from services.router.ledger import RoutedLedger, mention_version
 from services.router.ratelimit import CircuitBreaker, TokenBucket
 from services.router.receivers import KafkaQueueReceiver
 from services.router.registry import PAGING_KINDS, build_receivers
-from services.router.silence_feed import SilenceFeed
 from services.router.sla import SlaItem, SlaTracker
 from services.router.state import StateLog, state_topic
-from services.router.timeintervals import add_business_time
 from services.router.tree import Route, RoutingTree
 
 log = get_logger("router")

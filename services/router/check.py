@@ -8,8 +8,8 @@ import argparse
 import sys
 import time
 
+from services.common.alerting.silences import parse_instant
 from services.router import routing_file as routing
-from services.router.silences import parse_instant
 from services.router.tree import Route
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from services.common.alerting.matchers import Matcher
 from services.common.codec import pb
-from services.router.matchers import Matcher
 
 
 @dataclass(frozen=True)

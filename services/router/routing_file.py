@@ -13,15 +13,14 @@ from typing import Any
 
 import yaml
 
+from services.common.alerting.durations import parse_duration
+from services.common.alerting.matchers import Matcher
+from services.common.alerting.silences import Silence, parse_instant
+from services.common.alerting.timeintervals import IntervalEntry, IntervalError, TimeInterval
 from services.router.inhibition import InhibitRule
-from services.router.matchers import Matcher
 from services.router.registry import RECEIVER_KINDS
-from services.router.silences import Silence, parse_instant
-from services.router.timeintervals import IntervalEntry, IntervalError, TimeInterval
 from services.router.tree import Receiver, Route, RoutingTree
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 DEFAULT_SLA = {"P1": 15 * 60.0, "P2": 3600.0, "P3": 86400.0}
 
 
@@ -61,20 +60,6 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
-
-
-def parse_duration(value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        total, rest = 0.0, value.strip()
-        for part in re.findall(r"\d+(?:\.\d+)?(?:ms|s|m|h|d|w)", rest):
-            m = _DURATION.match(part)
-            assert m
-            total += float(m.group(1)) * _UNITS[m.group(2)]
-        if rest and "".join(re.findall(r"\d+(?:\.\d+)?(?:ms|s|m|h|d|w)", rest)) == rest:
-            return total
-    raise ValueError(f"bad duration {value!r}: use e.g. 30s, 5m, 1h30m, 2d")
 
 
 _ROUTE_KEYS = {"receiver", "matchers", "continue", "routes", "group_by", "group_wait", "group_interval",

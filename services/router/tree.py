@@ -26,14 +26,14 @@ it be tried as well. A route with no matching child is itself the match.
 
 Time: a route with `active_time_intervals` matches only inside one of them, and
 one with `mute_time_intervals` matches only outside all of them (names from the
-top-level `time_intervals`, see timeintervals.py); otherwise the mention falls
+top-level `time_intervals`, see services/common/alerting/timeintervals.py); otherwise the mention falls
 through to the next sibling or stays with the parent, so it is never dropped.
 These two keys are not inherited and the root may not have them.
 
 Paging: receivers of the kinds pagerduty, opsgenie, slack and alertmanager (and
 any receiver of a route with `group_by`) get incidents, not single mentions:
 see grouping.py (`group_wait`, `group_interval`, `repeat_interval`,
-`quiet_period`). `silences` (silences.py) and `inhibit_rules` (inhibition.py)
+`quiet_period`). `silences` (services/common/alerting/silences.py) and `inhibit_rules` (inhibition.py)
 suppress those pages; queue and webhook deliveries are never suppressed.
 
 SLA: `sla` gives the first-response time per priority, `sla_time_interval`
@@ -46,11 +46,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.alerting.matchers import Matcher
+from services.common.alerting.silences import Silence, active_silence
+from services.common.alerting.timeintervals import TimeInterval
 from services.router.inhibition import InhibitRule
-from services.router.matchers import Matcher
 from services.router.registry import PAGING_KINDS
-from services.router.silences import Silence, active_silence
-from services.router.timeintervals import TimeInterval
 
 
 @dataclass

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from support import running_app, wait_for
 
 from services.common import codec, topics
+from services.common.alerting.silence_feed import SilenceFeed
 from services.common.codec import pb
 from services.common.follower import TopicFollower
 from services.common.kafka import ensure_topics
@@ -23,7 +24,6 @@ from services.common.timeutil import now_ts
 from services.common.topics import all_topic_specs
 from services.console.app import build_app
 from services.console.config import ConsoleSettings
-from services.router.silence_feed import SilenceFeed
 
 
 def _router_side(bootstrap: str, name: str) -> tuple[SilenceFeed, TopicFollower]:

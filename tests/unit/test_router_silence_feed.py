@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common import codec
+from services.common.alerting.silence_feed import SilenceFeed, from_record
 from services.common.codec import pb
 from services.common.timeutil import ts_from_epoch
 from services.router.routing_file import loads
-from services.router.silence_feed import SilenceFeed, from_record
 
 T0 = 1_800_000_000.0
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.common.alerting.timeintervals import IntervalEntry, TimeInterval, add_business_time
 from services.common.codec import pb
 from services.router.inhibition import incident_labels, inhibiting_rule
 from services.router.routing_file import RoutingConfigError, loads
-from services.router.timeintervals import IntervalEntry, TimeInterval, add_business_time
 
 TREE = """\
 time_intervals:

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.router.matchers import Matcher
-from services.router.routing_file import RoutingConfigError, loads, parse_duration
+from services.common.alerting.durations import parse_duration
+from services.common.alerting.matchers import Matcher
+from services.router.routing_file import RoutingConfigError, loads
 
 TREE = """\
 route:

@@ -1,5 +1,9 @@
 """Silences: time-bounded matchers that keep pages from going out, e.g. during a planned launch (pure).
 
+One `Silence` type, wherever a silence comes from: the routing file's `silences:` (below) or the console,
+which publishes them on the compacted `silences` topic (silence_feed.py; those also carry an id, the
+incident they were made from and who expired them).
+
     silences:
       - matchers: ['brand="acme"', 'intent="outage_report"']
         starts_at: 2026-11-24T08:00:00Z
@@ -18,19 +22,35 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from services.router.matchers import Matcher
+from services.common.alerting.matchers import Matcher
 
 
 @dataclass(frozen=True)
 class Silence:
+    """Mutes pages for labels all `matchers` match while starts_at <= now < ends_at.
+
+    `id`, `incident_id`, `created_at` and `expired_by` are set for a silence made on the console (the
+    `silences` topic) and empty for one from the routing file.
+    """
+
     matchers: tuple[Matcher, ...]
     starts_at: float
     ends_at: float
     comment: str = ""
     created_by: str = ""
+    id: str = ""
+    incident_id: str = ""
+    created_at: float = 0.0
+    expired_by: str = ""
 
     def active(self, now: float) -> bool:
         return self.starts_at <= now < self.ends_at
+
+    def state(self, now: float) -> str:
+        """`pending` (starts later), `active` or `expired`, as Alertmanager's UI shows them."""
+        if now < self.starts_at:
+            return "pending" if self.ends_at > self.starts_at else "expired"
+        return "active" if now < self.ends_at else "expired"
 
     def silences(self, labels: dict[str, str], now: float) -> bool:
         return self.active(now) and all(m.matches(labels) for m in self.matchers)

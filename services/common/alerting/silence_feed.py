@@ -13,31 +13,13 @@ leaves the feed unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from google.protobuf.message import DecodeError
 
 from services.common import codec
+from services.common.alerting.matchers import Matcher
+from services.common.alerting.silences import Silence
 from services.common.codec import pb
 from services.common.timeutil import epoch
-from services.router.matchers import Matcher
-from services.router.silences import Silence
-
-
-@dataclass(frozen=True)
-class FeedSilence(Silence):
-    """A silence from the topic: the routing file's Silence plus who made it, from which incident, and why."""
-
-    id: str = ""
-    incident_id: str = ""
-    created_at: float = 0.0
-    expired_by: str = ""
-
-    def state(self, now: float) -> str:
-        """`pending` (starts later), `active` or `expired`, as Alertmanager's UI shows them."""
-        if now < self.starts_at:
-            return "pending" if self.ends_at > self.starts_at else "expired"
-        return "active" if now < self.ends_at else "expired"
 
 
 def parse_matchers(texts: list[str]) -> tuple[Matcher, ...]:
@@ -51,10 +33,10 @@ def parse_matchers(texts: list[str]) -> tuple[Matcher, ...]:
     return matchers
 
 
-def from_record(msg: pb.Silence) -> FeedSilence:
+def from_record(msg: pb.Silence) -> Silence:
     if not msg.id:
         raise ValueError("silence has no id")
-    return FeedSilence(matchers=parse_matchers(list(msg.matchers)), starts_at=epoch(msg.starts_at),
+    return Silence(matchers=parse_matchers(list(msg.matchers)), starts_at=epoch(msg.starts_at),
                        ends_at=epoch(msg.ends_at), comment=msg.comment, created_by=msg.created_by, id=msg.id,
                        incident_id=msg.incident_id, created_at=epoch(msg.created_at), expired_by=msg.expired_by)
 
@@ -63,10 +45,10 @@ class SilenceFeed:
     """The latest version of every silence on the topic, and which one (if any) mutes a page now."""
 
     def __init__(self) -> None:
-        self.silences: dict[str, FeedSilence] = {}
+        self.silences: dict[str, Silence] = {}
         self.skipped = 0  # records `fold` could not use
 
-    def apply(self, msg: pb.Silence) -> FeedSilence:
+    def apply(self, msg: pb.Silence) -> Silence:
         silence = from_record(msg)
         self.silences[silence.id] = silence
         return silence
@@ -74,7 +56,7 @@ class SilenceFeed:
     def remove(self, silence_id: str) -> None:
         self.silences.pop(silence_id, None)
 
-    def apply_record(self, key: bytes | None, value: bytes | None) -> FeedSilence | None:
+    def apply_record(self, key: bytes | None, value: bytes | None) -> Silence | None:
         """Fold one consumed record: a tombstone removes its key's silence (returns None)."""
         if not value:
             if key:
@@ -96,10 +78,10 @@ class SilenceFeed:
             return str(exc) or type(exc).__name__
         return ""
 
-    def match(self, labels: dict[str, str], now: float) -> FeedSilence | None:
+    def match(self, labels: dict[str, str], now: float) -> Silence | None:
         """The active silence that mutes a page for these labels at `now` (the oldest first), or None."""
         ordered = sorted(self.silences.values(), key=lambda s: (s.starts_at, s.id))
         return next((s for s in ordered if s.silences(labels, now)), None)  # = silences.active_silence
 
-    def active(self, now: float) -> list[FeedSilence]:
+    def active(self, now: float) -> list[Silence]:
         return sorted((s for s in self.silences.values() if s.active(now)), key=lambda s: (s.ends_at, s.id))
