@@ -21,7 +21,7 @@ help:
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
 	@echo "make eval-crisis [SEED=7 | SEEDS=7,8,9]  crisis scenarios: generator-score table + real-text table (real model)"
 	@echo "make chaos [CHAOS_RUNS=3]    kill -9 / broker crash / pager 500s under 2,000 mentions, invariants table"
-	@echo "make lint                ruff + mypy + stale-protobuf check + import cycles (tools/check_imports.py)"
+	@echo "make lint                ruff + mypy + stale-protobuf check + import rules: cycles, cross-service (tools/check_imports.py)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv

@@ -1,4 +1,5 @@
-"""Import hygiene for services/: no import cycles, no private names imported across modules.
+"""Import hygiene for services/: no import cycles, no private names imported across modules, no service
+importing another service.
 
 Every import counts, also those inside functions and under `if TYPE_CHECKING:` (a cycle that is
 only dodged by importing late is still a cycle). Reported:
@@ -8,11 +9,19 @@ only dodged by importing late is still a cycle). Reported:
 - private imports: `from services.x import _name`, `import services.x._mod`, and `mod._name`
   where `mod` is a module imported from services/ (dunder names are fine);
 - private members used from outside: `obj._name` (obj not self/cls) where no class of the same
-  module defines `_name` (e.g. calling another module's `ingestor._mark()`).
+  module defines `_name` (e.g. calling another module's `ingestor._mark()`);
+- cross-service imports: a module of one service package (services/ingest, classify, router, console)
+  importing another service's package, or dev tooling (services/devtools, the `triage` dispatcher
+  services/cli.py); and services/common importing any of those. Services meet only through topics and
+  services/common/ (as Alertmanager's api/ and dispatch/ share pkg/labels/, silence/, timeinterval/).
+  Dev tooling and the dispatcher sit above the services and may import them. `CROSS_SERVICE_ALLOWED`
+  lists the few exceptions, each with its reason;
+- an empty tree: reading no module at all is a failure, not a pass (a wrong ROOT used to check nothing).
 
 Generated protobuf code (services/common/pb/) is skipped.
 
-    python tools/check_imports.py [ROOT]      exit status 1 when anything is found
+    python tools/check_imports.py [ROOT]      ROOT: the repository (default) or its services/ folder;
+                                              exit status 1 when anything is found
 """
 
 from __future__ import annotations
@@ -25,6 +34,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "services"
 GENERATED = ("services/common/pb/",)
+SERVICES = ("ingest", "classify", "router", "console")
+SHARED = "common"
+TOOLING = ("devtools", "cli")
+# module -> {service package it may import: why}. Remove an entry when its reason is gone.
+CROSS_SERVICE_ALLOWED: dict[str, dict[str, str]] = {
+    "services.classify.crisis.backtest": {
+        "services.ingest": "offline CLI: reads a JSONL file in the ingest schema through ingest's own normalize "
+                           "and brand matcher, so a backtest sees what the live pipeline would",
+    },
+}
 
 
 def _private(name: str) -> bool:
@@ -41,6 +60,39 @@ def module_names(root: Path) -> dict[str, Path]:
             parts = parts[:-1]
         out[".".join(parts)] = path
     return out
+
+
+def package_root(root: Path) -> Path:
+    """The folder that holds services/: ROOT itself, or its parent when ROOT is the services/ folder."""
+    if not (root / PACKAGE).is_dir() and root.name == PACKAGE and (root / "__init__.py").is_file():
+        return root.parent
+    return root
+
+
+def _top(module: str) -> str:
+    """`services.router.tree` -> `router`; `services.cli` -> `cli`; `services` -> ``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == PACKAGE else ""
+
+
+def cross_service_problem(module: str, target: str) -> str | None:
+    """Why `module` may not import `target`, or None when it may."""
+    own, other = _top(module), _top(target)
+    if not other or other == own or other == SHARED:
+        return None
+    if own in SERVICES:
+        forbidden = other in SERVICES or other in TOOLING
+    elif own == SHARED:
+        forbidden = other in SERVICES or other in TOOLING
+    else:  # dev tooling and the dispatcher start and drive the services
+        return None
+    if not forbidden:
+        return None
+    allowed = CROSS_SERVICE_ALLOWED.get(module, {})
+    if f"{PACKAGE}.{other}" in allowed:
+        return None
+    where = "services/common" if own == SHARED else f"service {own}"
+    return f"{where} imports {PACKAGE}.{other} ({target}): services meet only through topics and services/common"
 
 
 def _resolve_relative(module: str, is_package: bool, level: int, target: str | None) -> str:
@@ -72,9 +124,15 @@ def imports_of(module: str, path: Path, modules: dict[str, Path],
 
 
 def check(root: Path = REPO) -> list[str]:
+    root = package_root(root)
     modules = module_names(root)
+    if not modules:
+        return [f"no modules read under {root / PACKAGE}: give the repository or its {PACKAGE}/ folder"]
     graph: dict[str, set[str]] = {m: set() for m in modules}
     problems: list[str] = []
+    for allowed in sorted(set(CROSS_SERVICE_ALLOWED) - set(modules)):
+        if root.resolve() == REPO:
+            problems.append(f"CROSS_SERVICE_ALLOWED names {allowed}, which is not a module: remove or rename it")
     for module, path in modules.items():
         rel = path.relative_to(root)
         module_aliases: dict[str, str] = {}
@@ -87,6 +145,9 @@ def check(root: Path = REPO) -> list[str]:
                 problems.append(f"{rel}:{line}: imports private name {target}.{name}")
             if target in modules and target != module:
                 graph[module].add(target)
+            crossing = cross_service_problem(module, target)
+            if crossing:
+                problems.append(f"{rel}:{line}: {crossing}")
         # `mod._name` where `mod` is a services module bound in this file.
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in ast.walk(tree):
@@ -114,7 +175,7 @@ def check(root: Path = REPO) -> list[str]:
     for scc in strongly_connected(graph):
         if len(scc) > 1:
             problems.append("import cycle: " + " <-> ".join(sorted(scc)))
-    return problems
+    return list(dict.fromkeys(problems))  # two names from one module on one line: one report
 
 
 def _private_members(tree: ast.Module) -> set[str]:
@@ -184,14 +245,15 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    root = Path(args[0]).resolve() if args else REPO
+    root = package_root(Path(args[0]).resolve()) if args else REPO
     problems = check(root)
     for p in problems:
         print(p)
     if problems:
         print(f"check_imports: {len(problems)} problem(s) in {PACKAGE}/", file=sys.stderr)
         return 1
-    print(f"check_imports: {len(module_names(root))} modules, no import cycles, no private cross-module imports")
+    print(f"check_imports: {len(module_names(root))} modules, no import cycles, no private cross-module imports, "
+          "no cross-service imports")
     return 0
 
 
