@@ -90,10 +90,10 @@ lint: $(STAMP) proto-check
 	$(PY) tools/check_imports.py
 
 up: $(STAMP) proto kafka-jars model
-	$(PY) -m services.localrun up
+	$(PY) -m services.devtools.localrun up
 
 down: $(STAMP)
-	$(PY) -m services.localrun down
+	$(PY) -m services.devtools.localrun down
 
 kafka-up: $(STAMP) kafka-jars
 	$(PY) -m services.devtools.kafka_broker up --port 9092

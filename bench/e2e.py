@@ -1,7 +1,7 @@
 """`make bench-e2e`: the whole pipeline on a real broker at fixed offered rates, ingest -> routed latency.
 
 Starts a private Kafka broker and ingest, classify, router as processes (the way `make up` does, through
-`services.localrun`, in its own run directory and on free ports), with the demo's routing tree whose
+`services.devtools.localrun`, in its own run directory and on free ports), with the demo's routing tree whose
 P1 receiver is a PagerDuty-shaped stand-in served here on 127.0.0.1. Then, per offered rate (mentions/s,
 `--seconds` each, bounded): POSTs NDJSON batches of real UMSAB tweets (all 8 languages) to ingest every
 0.1 s; from `--burst-at` seconds into each phase, `--burst-share` of the offered mentions are outage reports
@@ -37,10 +37,10 @@ import httpx
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
-from services import localrun
 from services.common import codec
 from services.common.codec import pb
 from services.common.timeutil import epoch
+from services.devtools import localrun
 
 OUTAGE_TEXTS = [
     "@{brand} app is down again, can't log in at all",

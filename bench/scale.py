@@ -4,7 +4,7 @@ Starts a private Kafka broker, then for each replica count, side by side in one 
 
 1. a fresh consumer group (app id `bench-scale-<n>r-<uuid>`), its offsets committed at the end of
    `mentions.raw` before any replica starts, so every run reads only its own mentions;
-2. `n` classify workers, each its own `python -m services.cli classify` process (`services.localrun
+2. `n` classify workers, each its own `python -m services.cli classify` process (`services.devtools.localrun
    .spawn_service`) with `TRIAGE_TORCH_THREADS=1`, the same pinned precision and `POD_NAME` (static
    membership), crisis detection OFF (`TRIAGE_CRISIS_ENABLED=false`): only scoring is measured, the
    expensive part that spreads over every partition; the crisis stage (`triage.classify.crisis-input`,
@@ -49,13 +49,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.partitioner import DefaultPartitioner
 
-from services import localrun
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.kafka import ensure_topics, make_producer
 from services.common.lag import ConsumerLagMonitor
 from services.common.timeutil import now_ts
 from services.common.topics import all_topic_specs
+from services.devtools import localrun
 from services.devtools.kafka_broker import KafkaBroker, ensure_jars, free_port
 
 HOT_BRAND = "fjordtel"

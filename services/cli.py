@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("services.classify.evaluate", "print the classifier's evaluation tables"),
     "feedback": ("services.classify.feedback_set", "feedback export: the console's corrections as JSON lines"),
     "route-check": ("services.router.check", "validate a routing file and explain routes"),
-    "demo": ("services.demo", "run the pipeline locally on the demo file"),
+    "demo": ("services.devtools.demo", "run the pipeline locally on the demo file"),
     "topics": ("services.common.topics_cli", "create the pipeline's topics"),
     "dlq": ("services.router.dlq_replay", "dlq replay: deliver the router's dead letters again"),
 }

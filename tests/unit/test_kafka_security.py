@@ -212,7 +212,7 @@ def test_dev_stays_plaintext_on_one_broker() -> None:
 _CLIENT_BUILDERS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "make_producer", "ensure_topics",
                     "wait_for_kafka", "ConsumerLagMonitor", "TopicFollower", "StateLog", "load_checkpoint", "tail"}
 # Local-only tools: a developer's broker on 127.0.0.1 (services/devtools, `triage demo`, `make run`).
-_LOCAL_ONLY = ("services/devtools/", "services/demo.py", "services/localrun.py")
+_LOCAL_ONLY = ("services/devtools/",)
 # Known and reported, to be removed when fixed: the router's lag monitor (services/router/app.py is being
 # rewritten; it needs `client_options=settings.kafka_client_options()` like classify's).
 _PENDING: set[tuple[str, str]] = set()

@@ -24,10 +24,10 @@ from pathlib import Path
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
-from services import localrun
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.timeutil import epoch
+from services.devtools import localrun
 
 
 def _free_or(port: int) -> int:

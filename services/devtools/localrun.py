@@ -21,7 +21,7 @@ import httpx
 
 from services.devtools import kafka_broker
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RUN_DIR = REPO_ROOT / "run"
 SERVICES = ("ingest", "classify", "router", "console")
 
@@ -151,7 +151,7 @@ def down(run_dir: Path = DEFAULT_RUN_DIR) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.localrun")
+    parser = argparse.ArgumentParser(prog="python -m services.devtools.localrun")
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     args = parser.parse_args(argv)
