@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from services.classify.config import ClassifySettings
-    from services.classify.datasets import load_umsab
     from services.classify.encoder.precision import native_bf16
     from services.classify.factory import build_scorer
     from services.classify.scorer import EMBED_PREFIX
+    from services.classify.training.datasets import load_umsab
 
     texts = load_umsab("val").texts
     random.Random(0).shuffle(texts)

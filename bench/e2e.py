@@ -222,8 +222,8 @@ async def run_phase(client: httpx.AsyncClient, phase: Phase, texts: list[str], s
 
 
 async def run(args: argparse.Namespace) -> int:
-    from services.classify.datasets import load_umsab
     from services.classify.encoder.loader import ensure_default_model
+    from services.classify.training.datasets import load_umsab
 
     ensure_default_model()
     texts = load_umsab("val").texts

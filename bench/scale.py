@@ -467,7 +467,7 @@ def default_precision() -> str:
 
 
 def load_texts(n: int, seed: int = 0) -> list[str]:
-    from services.classify.datasets import load_umsab
+    from services.classify.training.datasets import load_umsab
 
     texts = load_umsab("train").texts
     random.Random(seed).shuffle(texts)

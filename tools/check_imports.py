@@ -16,6 +16,8 @@ only dodged by importing late is still a cycle). Reported:
   services/common/ (as Alertmanager's api/ and dispatch/ share pkg/labels/, silence/, timeinterval/).
   Dev tooling and the dispatcher sit above the services and may import them. `CROSS_SERVICE_ALLOWED`
   lists the few exceptions, each with its reason;
+- offline code imported by live code: a module outside `OFFLINE` packages (services/classify/training: the
+  training and evaluation code) importing them; the live worker must not load it;
 - an empty tree: reading no module at all is a failure, not a pass (a wrong ROOT used to check nothing).
 
 Generated protobuf code (services/common/pb/) is skipped.
@@ -37,6 +39,7 @@ GENERATED = ("services/common/pb/",)
 SERVICES = ("ingest", "classify", "router", "console")
 SHARED = "common"
 TOOLING = ("devtools", "cli")
+OFFLINE = ("services.classify.training",)
 # module -> {service package it may import: why}. Remove an entry when its reason is gone.
 CROSS_SERVICE_ALLOWED: dict[str, dict[str, str]] = {
     "services.classify.crisis.backtest": {
@@ -95,6 +98,17 @@ def cross_service_problem(module: str, target: str) -> str | None:
     return f"{where} imports {PACKAGE}.{other} ({target}): services meet only through topics and services/common"
 
 
+def offline_problem(module: str, target: str) -> str | None:
+    """Why `module` may not import offline code `target`, or None when it may."""
+    if _top(module) in TOOLING:
+        return None
+    for package in OFFLINE:
+        inside = target == package or target.startswith(package + ".")
+        if inside and not (module == package or module.startswith(package + ".")):
+            return f"imports offline code {target}: the live service must not load {package}"
+    return None
+
+
 def _resolve_relative(module: str, is_package: bool, level: int, target: str | None) -> str:
     base = module.split(".") if is_package else module.split(".")[:-1]
     if level > 1:
@@ -145,7 +159,7 @@ def check(root: Path = REPO) -> list[str]:
                 problems.append(f"{rel}:{line}: imports private name {target}.{name}")
             if target in modules and target != module:
                 graph[module].add(target)
-            crossing = cross_service_problem(module, target)
+            crossing = cross_service_problem(module, target) or offline_problem(module, target)
             if crossing:
                 problems.append(f"{rel}:{line}: {crossing}")
         # `mod._name` where `mod` is a services module bound in this file.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from services.classify import feedback_set
+from services.classify.training import feedback_set
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.kafka import ensure_topics

@@ -103,3 +103,17 @@ def test_an_allowed_crossing_passes(tmp_path: Path) -> None:
     assert checker.check(root) == [
         "services/classify/crisis/engine.py:1: service classify imports services.ingest (services.ingest.normalize): "
         "services meet only through topics and services/common"]
+
+
+def test_live_code_importing_the_training_code_fails(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "services/classify/scorer.py": "",
+        "services/classify/training/datasets.py": "",
+        "services/classify/training/train.py": "from services.classify.scorer import x\n"
+                                               "from services.classify.training.datasets import y\n",
+        "services/classify/app.py": "def main():\n    from services.classify.training import train\n",
+        "services/cli.py": "from services.classify.training import train\n",
+    })
+    assert _checker().check(root) == [
+        "services/classify/app.py:2: imports offline code services.classify.training.train: "
+        "the live service must not load services.classify.training"]

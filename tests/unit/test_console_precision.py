@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from test_console_app import RecordingService, _view
 from test_console_views import T0
 
-from services.classify.feedback_set import examples
+from services.classify.training.feedback_set import examples
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.timeutil import ts_from_epoch

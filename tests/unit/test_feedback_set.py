@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.classify import feedback_set as fs
+from services.classify.training import feedback_set as fs
 from services.common import codec
 from services.common.codec import pb
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.classify import intent_sources as src
-from services.classify.datasets import SHARED_DATA
 from services.classify.heads import Head
 from services.classify.priority import INTENTS
-from services.classify.train import HeadConfig, _fit, fit_platt
+from services.classify.training import intent_sources as src
+from services.classify.training.datasets import SHARED_DATA
+from services.classify.training.train import HeadConfig, _fit, fit_platt
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data not present")
 

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED_DATA = Path(os.environ.get("TRIAGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 UMSAB_DIR = SHARED_DATA / "umsab-sentiment"
 INTENTS_DIR = REPO_ROOT / "data" / "intents"

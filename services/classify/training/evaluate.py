@@ -24,8 +24,8 @@ from collections import defaultdict
 import numpy as np
 from sklearn.metrics import f1_score
 
-from services.classify.datasets import REALDEV_DIR, SHARED_DATA, UMSAB_LANGUAGES, load_realdev, load_umsab
 from services.classify.priority import INTENTS
+from services.classify.training.datasets import REALDEV_DIR, SHARED_DATA, UMSAB_LANGUAGES, load_realdev, load_umsab
 
 PUBLISHED = {"fastText (per language)": 51.0, "XLM-R base (all languages)": 66.8, "XLM-T (all languages)": 69.4}
 
@@ -189,7 +189,7 @@ def customer_care_rates(scorer) -> tuple[str, float]:
             rec = json.loads(re.sub(r'\\(?![\\"/bfnrtu])', r"\\\\", line))
         if rec["role"] == "customer_first_turn":
             texts.append(rec["text"])
-    from services.classify.train import embed_cached
+    from services.classify.training.train import embed_cached
 
     proba = scorer.heads.intents.predict_proba(embed_cached(scorer.encoder, texts, scorer.max_length))
     names = list(scorer.heads.intents.labels)
@@ -203,7 +203,7 @@ def customer_care_rates(scorer) -> tuple[str, float]:
 def main(argv: list[str] | None = None) -> int:
     from services.classify.config import ClassifySettings
     from services.classify.factory import build_scorer
-    from services.classify.train import embed_cached
+    from services.classify.training.train import embed_cached
 
     parser = argparse.ArgumentParser(prog="triage eval", description=__doc__)
     parser.add_argument("--feedback", default="", help="JSONL export of the console's corrections (triage "
@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n(The UMSAB Hindi set is mostly romanised Hindi/Hinglish, which detectors read as English or other "
           "Latin-script languages.)\n")
 
-    from services.classify.intent_sources import synthetic
-    from services.classify.train import calibrated_dev_proba
+    from services.classify.training.intent_sources import synthetic
+    from services.classify.training.train import calibrated_dev_proba
 
     names = list(scorer.heads.intents.labels)
     order = [names.index(n) for n in INTENTS]
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     print("### Synthetic dev: intent macro-F1 per language\n")
     print(ltable2)
     print(f"\nIntent ECE (all intent decisions, 15 bins): real dev 2-fold {ece_real:.3f}, synthetic dev {ece_i:.3f}\n")
-    from services.classify import feedback_set  # responders' corrections: an extra real dev set, when any
+    from services.classify.training import feedback_set  # responders' corrections: an extra real dev set, when any
 
     cs = ClassifySettings()
     fb, fb_source = feedback_set.load_for_eval(args.feedback, cs.kafka_bootstrap,

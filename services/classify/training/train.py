@@ -27,9 +27,12 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
-from services.classify.datasets import REPO_ROOT, load_intents, load_realdev, load_umsab
 from services.classify.heads import ARTIFACTS_DIR, SENTIMENT_LABELS, Head, HeadSet
-from services.classify.intent_sources import (
+from services.classify.langid import RomanisedHindi
+from services.classify.priority import INTENTS
+from services.classify.scorer import EMBED_PREFIX
+from services.classify.training.datasets import REPO_ROOT, load_intents, load_realdev, load_umsab
+from services.classify.training.intent_sources import (
     SOURCE_WEIGHTS,
     IntentExample,
     dev_texts,
@@ -38,9 +41,6 @@ from services.classify.intent_sources import (
     summary,
     training_examples,
 )
-from services.classify.langid import RomanisedHindi
-from services.classify.priority import INTENTS
-from services.classify.scorer import EMBED_PREFIX
 
 CACHE = REPO_ROOT / ".cache" / "embeddings"
 MIN_GAIN = 0.005  # macro-F1 a larger head must add on held-out data to be preferred
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from services.classify.encoder.adapter import ADAPTER_DIR
     from services.classify.encoder.loader import ensure_default_model, load_encoder
-    from services.classify.finetune import FinetuneConfig, build_items, finetune
+    from services.classify.training.finetune import FinetuneConfig, build_items, finetune
 
     torch.manual_seed(0)
     started = time.perf_counter()

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from services.classify.encoder.precision import native_bf16
-from services.classify.intent_sources import IntentExample
 from services.classify.priority import INTENTS
 from services.classify.scorer import EMBED_PREFIX
+from services.classify.training.intent_sources import IntentExample
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.classify.datasets import INTENTS_DIR, REPO_ROOT, SHARED_DATA
 from services.classify.priority import INTENTS
+from services.classify.training.datasets import INTENTS_DIR, REPO_ROOT, SHARED_DATA
 
 REALDEV_DIR = REPO_ROOT / "data" / "realdev"
 CRISISLEX_DEV_EVENTS = frozenset({"2013_Alberta_floods", "2012_Typhoon_Pablo", "2013_NY_train_crash",
