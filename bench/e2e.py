@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from services.common import codec
 from services.common.codec import pb
 from services.common.timeutil import epoch
 from services.devtools import localrun
+from services.devtools.ports import free_port
 
 OUTAGE_TEXTS = [
     "@{brand} app is down again, can't log in at all",
@@ -53,12 +53,6 @@ OUTAGE_TEXTS = [
     "@{brand} l'application ne marche plus, impossible de me connecter",
 ]
 CHATTER_BRANDS = ("acmebank", "globex", "initech")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _until(done: Callable[[], bool], timeout: float) -> bool:
@@ -237,7 +231,7 @@ async def run(args: argparse.Namespace) -> int:
         return web.json_response({"status": "success", "message": "Event processed",
                                   "dedup_key": event.get("dedup_key", "")}, status=202)
 
-    pd_port = _free_port()
+    pd_port = free_port()
     pd_app = web.Application()
     pd_app.router.add_post("/v2/enqueue", enqueue)
     pd_runner = web.AppRunner(pd_app)
@@ -252,8 +246,8 @@ async def run(args: argparse.Namespace) -> int:
     routes.write_text((localrun.REPO_ROOT / "demo" / "routes.yaml").read_text()
                       .replace("__PAGERDUTY_URL__", f"http://127.0.0.1:{pd_port}/v2/enqueue"))
     os.environ.update({"TRIAGE_ROUTES_FILE": str(routes), "TRIAGE_DEMO_PD_KEY": "bench-integration-key"})
-    ports = localrun.Ports(kafka=_free_port(), ingest=_free_port(), classify_metrics=_free_port(),
-                           router_metrics=_free_port(), console=_free_port())
+    ports = localrun.Ports(kafka=free_port(), ingest=free_port(), classify_metrics=free_port(),
+                           router_metrics=free_port(), console=free_port())
     bootstrap = f"127.0.0.1:{ports.kafka}"
     print(f"# End-to-end benchmark: rates {args.rates} mentions/s offered, {args.seconds:.0f} s each, "
           f"outage burst from {args.burst_at:.0f} s ({args.burst_share:.0%} of the offered mentions); "

@@ -83,14 +83,6 @@ async def _scenario(url: str, run: str, batch: int, concurrency: int, total: int
             "non_202": sum(n for code, n in statuses.items() if code != 202)}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(base_url=url, timeout=5) as client:
@@ -109,9 +101,10 @@ async def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 
 def _run(bootstrap: str, args: argparse.Namespace) -> None:
     from services.common.kafka import ensure_topics
     from services.common.topics import all_topic_specs
+    from services.devtools.ports import free_port
 
     asyncio.run(ensure_topics(bootstrap, all_topic_specs()))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TRIAGE_KAFKA_BOOTSTRAP": bootstrap, "TRIAGE_INGEST_PORT": str(port),
            "TRIAGE_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "ingest"], cwd=REPO, env=env,

@@ -56,7 +56,8 @@ from services.common.lag import ConsumerLagMonitor
 from services.common.timeutil import now_ts
 from services.common.topics import all_topic_specs
 from services.devtools import localrun
-from services.devtools.kafka_broker import KafkaBroker, ensure_jars, free_port
+from services.devtools.kafka_broker import KafkaBroker, ensure_jars
+from services.devtools.ports import free_port
 
 HOT_BRAND = "fjordtel"
 BACKLOG_PREFIX = "x:scale-hot-"

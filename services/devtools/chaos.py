@@ -54,8 +54,9 @@ from services.common import codec, topics
 from services.common.codec import pb
 from services.common.kafka import ensure_topics
 from services.common.topics import all_topic_specs
-from services.devtools.kafka_broker import KafkaBroker, ensure_jars, free_port
+from services.devtools.kafka_broker import KafkaBroker, ensure_jars
 from services.devtools.localrun import DEFAULT_RUN_DIR, Ports, service_env, spawn_service
+from services.devtools.ports import free_port
 from services.router.grouping import PAGE_TYPE
 
 HOST = "127.0.0.1"

