@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -356,60 +358,70 @@ def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-async def post_response(request: web.Request) -> web.Response:
-    svc = _service(request)
-    form, responder = await _action_form(request)
-    event = actions.response_event(svc.view, form, responder)
-    await _publish_or_503(svc, "response", topics.RESPONSES, event.mention_id, event)
-    svc.view.apply_response(event)
-    log.info("console_response", queue=event.queue, kind=codec.pb.ResponseKind.Name(event.kind))
-    return _see_other(actions.safe_next(form, f"/queues/{event.queue}"))
+@dataclass(frozen=True)
+class _Action:
+    """One responder action: the form becomes a message (`build`, actions.py), published on `topic` under
+    `key` (an action Kafka did not acknowledge answers 503 and records nothing), folded into the view at
+    once (`apply`), logged, and answered with a redirect to the form's `next` or `back_to`."""
+
+    name: str  # the `action` label of triage_console_actions_total
+    topic: str
+    build: Callable[[ConsoleView, dict[str, str], str], Any]  # (view, form, responder) -> protobuf message
+    key: Callable[[Any], str]
+    apply: Callable[[ConsoleView, Any], object]
+    logged: Callable[[Any], tuple[str, dict[str, Any]]]  # message -> (log event, its fields)
+    back_to: Callable[[Any], str]
+    signed_in_author: bool = False  # silences: a signed-in person is the author, whatever the form says
 
 
-async def post_feedback(request: web.Request) -> web.Response:
-    svc = _service(request)
-    form, responder = await _action_form(request)
-    fb = actions.label_feedback(svc.view, form, responder)
-    await _publish_or_503(svc, "feedback", topics.FEEDBACK, fb.mention_id, fb)
-    svc.view.apply_feedback(fb)
-    log.info("console_feedback", queue=fb.queue, brand=fb.brand)
-    return _see_other(actions.safe_next(form, f"/queues/{fb.queue}"))
+def _action_handler(action: _Action) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        svc = _service(request)
+        form, responder = await _action_form(request)
+        if action.signed_in_author and form.get("responder"):
+            form["created_by"] = form["responder"]
+        msg = action.build(svc.view, form, responder)
+        await _publish_or_503(svc, action.name, action.topic, action.key(msg), msg)
+        action.apply(svc.view, msg)
+        event, fields = action.logged(msg)
+        log.info(event, **fields)
+        return _see_other(actions.safe_next(form, action.back_to(msg)))
+
+    return handler
 
 
-async def post_page_feedback(request: web.Request) -> web.Response:
-    svc = _service(request)
-    form, responder = await _action_form(request)
-    fb = actions.page_feedback(svc.view, form, responder)
-    await _publish_or_503(svc, "page_feedback", topics.FEEDBACK, fb.incident_id, fb)
-    svc.view.apply_feedback(fb)
-    log.info("console_page_feedback", incident=fb.incident_id, brand=fb.brand)
-    return _see_other(actions.safe_next(form, f"/incidents/{quote(fb.incident_id, safe='')}"))
+def _incident_page(incident_id: str) -> str:
+    return f"/incidents/{quote(incident_id, safe='')}"
 
 
-async def post_silence(request: web.Request) -> web.Response:
-    svc = _service(request)
-    form, author = await _action_form(request)
-    if form.get("responder"):
-        form["created_by"] = form["responder"]  # a signed-in person is the author, whatever the form says
-    msg = actions.new_silence(svc.view, form, author, time.time())
-    await _publish_or_503(svc, "silence", topics.SILENCES, msg.id, msg)
-    svc.view.apply_silence(msg)
-    log.info("console_silence", silence=msg.id, incident=msg.incident_id, matchers=len(msg.matchers),
-             minutes=round((msg.ends_at.seconds - msg.starts_at.seconds) / 60))
-    return _see_other(actions.safe_next(form, f"/incidents/{quote(msg.incident_id, safe='')}"))
-
-
-async def post_silence_expire(request: web.Request) -> web.Response:
-    svc = _service(request)
-    form, author = await _action_form(request)
-    if form.get("responder"):
-        form["created_by"] = form["responder"]
-    msg = actions.expired_silence(svc.view, form, author, time.time())
-    await _publish_or_503(svc, "silence_expire", topics.SILENCES, msg.id, msg)
-    svc.view.apply_silence(msg)
-    log.info("console_silence_expired", silence=msg.id, incident=msg.incident_id)
-    return _see_other(actions.safe_next(form, f"/incidents/{quote(msg.incident_id, safe='')}"
-                                        if msg.incident_id else "/"))
+post_response = _action_handler(_Action(
+    "response", topics.RESPONSES, actions.response_event, key=lambda ev: ev.mention_id,
+    apply=ConsoleView.apply_response,
+    logged=lambda ev: ("console_response", {"queue": ev.queue, "kind": codec.pb.ResponseKind.Name(ev.kind)}),
+    back_to=lambda ev: f"/queues/{ev.queue}"))
+post_feedback = _action_handler(_Action(
+    "feedback", topics.FEEDBACK, actions.label_feedback, key=lambda fb: fb.mention_id,
+    apply=ConsoleView.apply_feedback,
+    logged=lambda fb: ("console_feedback", {"queue": fb.queue, "brand": fb.brand}),
+    back_to=lambda fb: f"/queues/{fb.queue}"))
+post_page_feedback = _action_handler(_Action(
+    "page_feedback", topics.FEEDBACK, actions.page_feedback, key=lambda fb: fb.incident_id,
+    apply=ConsoleView.apply_feedback,
+    logged=lambda fb: ("console_page_feedback", {"incident": fb.incident_id, "brand": fb.brand}),
+    back_to=lambda fb: _incident_page(fb.incident_id)))
+post_silence = _action_handler(_Action(
+    "silence", topics.SILENCES, lambda view, form, author: actions.new_silence(view, form, author, time.time()),
+    key=lambda msg: msg.id, apply=ConsoleView.apply_silence,
+    logged=lambda msg: ("console_silence", {
+        "silence": msg.id, "incident": msg.incident_id, "matchers": len(msg.matchers),
+        "minutes": round((msg.ends_at.seconds - msg.starts_at.seconds) / 60)}),
+    back_to=lambda msg: _incident_page(msg.incident_id), signed_in_author=True))
+post_silence_expire = _action_handler(_Action(
+    "silence_expire", topics.SILENCES,
+    lambda view, form, author: actions.expired_silence(view, form, author, time.time()),
+    key=lambda msg: msg.id, apply=ConsoleView.apply_silence,
+    logged=lambda msg: ("console_silence_expired", {"silence": msg.id, "incident": msg.incident_id}),
+    back_to=lambda msg: _incident_page(msg.incident_id) if msg.incident_id else "/", signed_in_author=True))
 
 
 # ---- signing in ------------------------------------------------------------------------------------------------
