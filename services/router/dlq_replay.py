@@ -25,6 +25,7 @@ from services.common.deadletter import dead_letter
 from services.common.kafka import make_producer
 from services.router import routing_file as routing
 from services.router.config import RouterSettings
+from services.router.dead_letters import ROUTED_TYPE
 from services.router.delivery import ReceiverGuard, RetryPolicy, call_with_retry
 from services.router.grouping import PAGE_TYPE, page_from_doc
 from services.router.ratelimit import CircuitBreaker
@@ -48,7 +49,7 @@ async def replay(settings: RouterSettings, tree: RoutingTree, group: str, receiv
                              settings.delivery_backoff_max_seconds)
         guards = {n: ReceiverGuard(CircuitBreaker(time.monotonic, settings.delivery_breaker_failures,
                                                   settings.delivery_breaker_reset_seconds), None, n)
-                  for n in receivers}
+                  for n in receivers.names()}
         # Manual assignment with a group id: offsets are remembered without waiting for a group rebalance.
         if topics.MENTIONS_DLQ not in await consumer.topics():
             print("dlq replay: no dead letters (topic missing)", file=out)
@@ -68,16 +69,16 @@ async def replay(settings: RouterSettings, tree: RoutingTree, group: str, receiv
                     if r.offset >= end[tp]:
                         continue
                     dl = codec.decode(r.value, pb.DeadLetter)
-                    if dl.stage != "router" or dl.receiver not in receivers or \
+                    if dl.stage != "router" or dl.receiver not in receivers.names() or \
                             (receiver_filter and dl.receiver != receiver_filter):
                         stats["skipped"] += 1
                         continue
-                    if dl.original_type == "triage.v1.RoutedMention":
+                    if dl.original_type == ROUTED_TYPE and dl.receiver in receivers.receivers:
                         routed = codec.decode(dl.original, pb.RoutedMention)
-                        call = (lambda rc=receivers[dl.receiver], m=routed: rc.deliver(m))  # noqa: E731
-                    elif dl.original_type == PAGE_TYPE:
+                        call = (lambda rc=receivers.receivers[dl.receiver], m=routed: rc.deliver(m))  # noqa: E731
+                    elif dl.original_type == PAGE_TYPE and dl.receiver in receivers.pagers:
                         _, page = page_from_doc(dl.original)
-                        call = (lambda rc=receivers[dl.receiver], p=page: rc.notify(p))  # noqa: E731
+                        call = (lambda pg=receivers.pagers[dl.receiver], p=page: pg.notify(p))  # noqa: E731
                     else:
                         stats["skipped"] += 1
                         continue

@@ -14,13 +14,15 @@ from the mentions added and the time, which notification is due:
 
 500 outage posts therefore make 1 trigger, a few updates and 1 resolve. The
 state is plain JSON so the worker can persist it and a restart neither
-re-pages nor forgets an open incident.
+re-pages nor forgets an open incident. A mention reaches its group as a
+`PageRequest` (the `triage.router.page-requests` topic carries them, JSON, to
+the replica that owns the group).
 
 Delivery is part of the state: a page is only *sent* (`mark_sent`) when the
 receiver accepted it. A failed attempt (`mark_failed`) leaves the page due and
 records it in the group's `outbox` (action, first failure, attempts, next
-attempt time), so the next attempt waits for its backoff and a restart resumes
-it. While a group backs off, updates coalesce (the next attempt carries the
+attempt time, the reason it failed), so the next attempt waits for its backoff
+and a restart resumes it. While a group backs off, updates coalesce (the next attempt carries the
 current count) and a wanted resolve replaces a pending update. `give_up`
 dead-letters a page only when the incident resolved before its trigger was
 ever delivered, or when the page stayed undelivered for the whole budget:
@@ -37,11 +39,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from services.common.codec import pb
 from services.common.vocabulary import more_urgent
+from services.router.sla import SlaItem
 
 MAX_SAMPLES = 5
 RESOLVED_RETENTION = 24 * 3600.0  # keep resolved incident groups so late mentions do not re-page
@@ -86,6 +91,7 @@ class Group:
     # empty when nothing is pending. `abandoned`: its trigger was dead-lettered, the group pages no more.
     outbox: dict[str, Any] = field(default_factory=dict)
     abandoned: bool = False
+    failure_reason: str = ""      # why the last attempt failed (a DeliveryReason); "" once a page got through
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +100,25 @@ class Group:
     def from_json(cls, d: dict[str, Any]) -> Group:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def for_sla_breach(cls, item: SlaItem, scored: pb.ScoredMention) -> Group:
+        """A one-mention group that pages `item.escalate_to` about a missed first-response deadline (sent once,
+        outside the grouper: no group_wait, no updates).
+
+        Example:
+
+            page = Page(PageAction.TRIGGER, Group.for_sla_breach(item, scored), now)
+        """
+        mention = scored.mention
+        return cls(key=f"sla|{item.mention_id}", id=f"sla-{item.mention_id}", receiver=item.escalate_to,
+                   route=item.route, incident_id="", labels={"brand": mention.brands[0] if mention.brands else ""},
+                   priority=item.priority, group_wait=0, group_interval=0, repeat_interval=0, quiet_period=0,
+                   first_at=item.routed_at, last_at=item.routed_at, count=1,
+                   reasons={f"no first response within the {item.priority} SLA": 1,
+                            **{r: 1 for r in scored.reasons}},
+                   samples=[{"mention_id": mention.mention_id, "text": mention.text[:500], "url": mention.url,
+                             "language": scored.language}])
 
     @property
     def delivery_state(self) -> str:
@@ -134,6 +159,49 @@ def group_key(receiver: str, route: str, incident_id: str, group_by: list[str], 
     return f"{receiver}|{route}|{parts}"
 
 
+@dataclass(frozen=True)
+class PageRequest:
+    """One mention to count into a paging receiver's group: what the `triage.router.page-requests` topic carries
+    (JSON, keyed by `key`, so it reaches the replica that owns the group), with the route's timing.
+
+    Example:
+
+        request = PageRequest.decode(record)      # ValueError / KeyError / TypeError: not a page request
+        group = grouper.add_request(request)
+        producer.send(topics.ROUTER_PAGE_REQUESTS, request.encode(), key=request.key.encode())
+    """
+
+    key: str                      # group_key(...): the partition key, the group's identity
+    receiver: str
+    route: str
+    incident_id: str
+    group_by: list[str]
+    labels: dict[str, str]
+    priority: str
+    reasons: list[str]
+    sample: Sample
+    now: float
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    quiet_period: float
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> PageRequest:
+        d = json.loads(data)
+        if not isinstance(d, dict):
+            raise TypeError(f"a page request is a JSON object, not {type(d).__name__}")
+        return cls(key=str(d["key"]), receiver=str(d["receiver"]), route=str(d["route"]),
+                   incident_id=str(d["incident_id"]), group_by=[str(k) for k in d["group_by"]],
+                   labels={str(k): str(v) for k, v in dict(d["labels"]).items()}, priority=str(d["priority"]),
+                   reasons=[str(r) for r in d["reasons"]], sample=Sample(**d["sample"]), now=float(d["now"]),
+                   group_wait=float(d["group_wait"]), group_interval=float(d["group_interval"]),
+                   repeat_interval=float(d["repeat_interval"]), quiet_period=float(d["quiet_period"]))
+
+
 class IncidentGrouper:
     """The grouping state machine; `add`, `close_incident`, `due` and `mark_sent` take the time explicitly."""
 
@@ -167,6 +235,23 @@ class IncidentGrouper:
         if len(g.samples) < MAX_SAMPLES:
             g.samples.append(asdict(sample))
         return g
+
+    def add_request(self, request: PageRequest) -> Group | None:
+        """`add` for a page request (the mention's route and labels, as its router replica sent them)."""
+        return self.add(receiver=request.receiver, route=request.route, incident_id=request.incident_id,
+                        group_by=list(request.group_by), labels=dict(request.labels), priority=request.priority,
+                        reasons=list(request.reasons), sample=request.sample, now=request.now,
+                        group_wait=request.group_wait, group_interval=request.group_interval,
+                        repeat_interval=request.repeat_interval, quiet_period=request.quiet_period)
+
+    def restore(self, group: Group) -> None:
+        """Put back a group read from the state topic."""
+        self.groups[group.key] = group
+
+    def forget(self, owned_elsewhere: Callable[[str], bool]) -> None:
+        """Drop the groups whose key `owned_elsewhere` (another replica's now; durable on the state topic)."""
+        for key in [k for k in self.groups if owned_elsewhere(k)]:
+            del self.groups[key]
 
     def close_incident(self, incident_id: str, now: float) -> list[Group]:
         closed = []
@@ -221,12 +306,15 @@ class IncidentGrouper:
         g.last_sent_at = page.at
         g.sent_count = count_at_send
         g.outbox = {}
+        g.failure_reason = ""
         if thread_ref and not g.thread_ref:
             g.thread_ref = thread_ref
 
-    def mark_failed(self, page: Page, now: float, error: str, retry_in: float) -> None:
-        """An attempt failed: the page stays due and is attempted again after `retry_in` seconds."""
+    def mark_failed(self, page: Page, now: float, error: str, retry_in: float, reason: str = "") -> None:
+        """An attempt failed (for `reason`, a DeliveryReason): the page stays due and is attempted again after
+        `retry_in` seconds."""
         g = page.group
+        g.failure_reason = reason
         ob = g.outbox
         g.outbox = {"action": str(page.action), "since": float(ob.get("since", now)),
                     "attempts": int(ob.get("attempts", 0)) + 1, "next_at": now + max(0.0, retry_in),
@@ -250,10 +338,12 @@ class IncidentGrouper:
             self.abandon(g, str(ob["action"]), now)
         return out
 
-    def abandon(self, g: Group, action: str, now: float) -> None:
-        """Stop delivering the group's pending page: a lost update is coalesced into the next one; a lost
-        trigger or resolve ends the group (its incident is in the DLQ for `triage dlq replay`)."""
+    def abandon(self, g: Group, action: str, now: float, reason: str = "") -> None:
+        """Stop delivering the group's pending page (rejected for `reason`, or given up): a lost update is
+        coalesced into the next one; a lost trigger or resolve ends the group (its incident is in the DLQ for
+        `triage dlq replay`)."""
         g.outbox = {}
+        g.failure_reason = reason or g.failure_reason
         if action == PageAction.UPDATE:
             g.last_sent_at, g.sent_count = now, g.count
             return

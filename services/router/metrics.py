@@ -1,4 +1,9 @@
-"""Router metrics."""
+"""Router metrics (imported as `router_metrics` in router code).
+
+`reason` labels of failures take the values of services/common/errors.py's `DeliveryReason`
+(client_error, auth_error, rate_limited, server_error, timeout, network) and are empty where
+nothing failed: bounded cardinality.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from services.common.metrics import LATENCY_BUCKETS
 
 ROUTED = Counter("triage_router_routed_total", "Mentions delivered, per receiver and priority",
                  ["receiver", "priority"])
-DELIVERY_ATTEMPTS = Counter("triage_router_delivery_attempts_total", "Delivery attempts per receiver and outcome",
-                            ["receiver", "outcome"])
+DELIVERY_ATTEMPTS = Counter("triage_router_delivery_attempts_total",
+                            "Delivery attempts per receiver, outcome (ok, retryable, rejected) and failure reason",
+                            ["receiver", "outcome", "reason"])
 DELIVERY_RETRIES = Counter("triage_router_delivery_retries_total", "Deliveries retried, per receiver", ["receiver"])
 DEAD_LETTERED = Counter("triage_router_dead_lettered_total", "Deliveries given up and sent to the DLQ",
                         ["receiver"])
@@ -21,8 +27,8 @@ END_TO_END = Histogram("triage_end_to_end_latency_seconds",
 RATE_LIMITED = Counter("triage_router_rate_limited_total", "Deliveries that waited for the receiver's rate limit",
                        ["receiver"])
 PAGES = Counter("triage_router_pages_total",
-                "Incident notifications per receiver, action and outcome (sent: accepted; failed: dead-lettered)",
-                ["receiver", "action", "outcome"])
+                "Incident notifications per receiver, action and outcome (sent: accepted; failed: dead-lettered), "
+                "with the reason of the last failed attempt", ["receiver", "action", "outcome", "reason"])
 PAGES_SUPPRESSED = Counter("triage_router_pages_suppressed_total",
                            "Mentions kept from paging receivers, by reason (silence, inhibition)",
                            ["receiver", "reason"])

@@ -1,8 +1,9 @@
 """Paging receivers: incidents (grouping.Page) to PagerDuty, Opsgenie, Slack, Alertmanager and webhooks.
 
 Payload builders are pure functions shaped like the real APIs (`render.py`); the receiver
-classes only add HTTP, auth headers and error classification (DeliveryError,
-retryable for timeouts/5xx/429, see transport.py).
+classes only add HTTP, auth headers and the reason of a failure (DeliveryError: auth_error,
+rate_limited, client_error, server_error, timeout, network; see transport.py). Each is a
+`receivers.Pager`.
 
 - PagerDuty Events API v2: POST /v2/enqueue, {routing_key, event_action, dedup_key (= incident id),
   payload{summary, source, severity, timestamp, component, group, class, custom_details}, links, client}.
@@ -26,9 +27,21 @@ from urllib.parse import quote
 
 import httpx
 
+from services.common.errors import DeliveryReason
 from services.router.grouping import Page
 from services.router.render import alertmanager_alerts, opsgenie_alert, pagerduty_event, slack_message, summary
-from services.router.transport import USER_AGENT, DeliveryError, classify_http
+from services.router.transport import USER_AGENT, classify_http, delivery_error, transport_failure
+
+# Slack answers HTTP 200 with {"ok": false, "error": ...}: the reason of each error it documents that matters.
+SLACK_REASONS = {
+    "ratelimited": DeliveryReason.RATE_LIMITED,
+    "internal_error": DeliveryReason.SERVER_ERROR, "service_unavailable": DeliveryReason.SERVER_ERROR,
+    "fatal_error": DeliveryReason.SERVER_ERROR,
+    "invalid_auth": DeliveryReason.AUTH_ERROR, "not_authed": DeliveryReason.AUTH_ERROR,
+    "account_inactive": DeliveryReason.AUTH_ERROR, "token_revoked": DeliveryReason.AUTH_ERROR,
+    "token_expired": DeliveryReason.AUTH_ERROR, "no_permission": DeliveryReason.AUTH_ERROR,
+    "missing_scope": DeliveryReason.AUTH_ERROR, "not_allowed_token_type": DeliveryReason.AUTH_ERROR,
+}  # any other error (channel_not_found, invalid_blocks, ...) is the request's fault: client_error
 
 
 class _HttpPager:
@@ -45,7 +58,7 @@ class _HttpPager:
                                           headers={"Content-Type": "application/json", "User-Agent": USER_AGENT,
                                                    **(headers or {})})
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"{self.kind} {self.name}: {type(exc).__name__}: {exc}") from exc
+            raise transport_failure(exc, f"{self.kind} {self.name}") from exc
         classify_http(resp, f"{self.kind} {self.name}")
         return resp
 
@@ -103,13 +116,11 @@ class SlackReceiver(_HttpPager):
         try:
             data = resp.json()
         except ValueError:
-            raise DeliveryError(f"slack {self.name}: answer is not JSON", retryable=True) from None
+            raise delivery_error(f"slack {self.name}: answer is not JSON", DeliveryReason.SERVER_ERROR) from None
         if not data.get("ok"):
             err = str(data.get("error", "unknown"))
             # ratelimited / internal errors are worth retrying; invalid_auth, channel_not_found are not.
-            raise DeliveryError(f"slack {self.name}: {err}", retryable=err in ("ratelimited", "internal_error",
-                                                                              "service_unavailable",
-                                                                              "fatal_error"))
+            raise delivery_error(f"slack {self.name}: {err}", SLACK_REASONS.get(err, DeliveryReason.CLIENT_ERROR))
         return str(data.get("ts", "")) if page.action == "trigger" else ""
 
 

@@ -1,33 +1,74 @@
 """Mention receivers: Kafka queue topics and signed webhooks (the paging receivers are in paging.py).
 
-A receiver's `deliver` either succeeds or raises `DeliveryError` (transport.py); whether the
-error is worth retrying (timeouts, 5xx, 429) or not (4xx: the request itself is wrong) is its
-`retryable` flag. Retries and the DLQ live in `delivery.py`; which kind builds which receiver
-is in `registry.py`.
+Two roles, two Protocols: a `Receiver` takes one routed mention at a time (`deliver`), a `Pager`
+takes an incident's notifications (`notify`, grouping.Page); a webhook is both. Either call
+succeeds or raises `DeliveryError` with the reason it failed (transport.py); whether it is worth
+another attempt (timeouts, 5xx, 429) or not (4xx: the request itself is wrong) follows from that
+reason. Retries and the DLQ live in `delivery.py`; which kind builds which receiver is in
+`registry.py`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from services.common import codec
 from services.common.codec import pb
+from services.common.errors import DeliveryError, DeliveryReason
 from services.common.topics import queue_topic
 from services.router.grouping import Page
 from services.router.ledger import VERSION_HEADER, mention_version
 from services.router.render import webhook_page
-from services.router.transport import USER_AGENT, DeliveryError, classify_http, sign
+from services.router.transport import USER_AGENT, classify_http, delivery_error, sign, transport_failure
 
 
+@runtime_checkable
 class Receiver(Protocol):
+    """Takes routed mentions one at a time: a queue topic, a webhook.
+
+    Example:
+
+        receiver = KafkaQueueReceiver("urgent", "urgent", producer)
+        await receiver.deliver(routed)      # or raises DeliveryError (with its reason)
+    """
+
     name: str
 
     async def deliver(self, routed: pb.RoutedMention) -> None: ...
+
+
+@runtime_checkable
+class Pager(Protocol):
+    """Takes an incident's pages (trigger, update, resolve): PagerDuty, Opsgenie, Slack, Alertmanager, a webhook
+    on a grouping route. `notify` returns the receiver's handle of the incident (Slack's thread ts) or "".
+
+    Example:
+
+        pager = PagerDutyReceiver("oncall", client, routing_key)
+        await pager.notify(Page(PageAction.TRIGGER, group, now))   # or raises DeliveryError
+    """
+
+    name: str
+
+    async def notify(self, page: Page) -> str: ...
+
+
+def kafka_failure(exc: Exception, topic: str) -> DeliveryError:
+    """A produce to a queue topic that failed: timeout, network (no broker), or server_error (the broker
+    refused it); all worth another attempt."""
+    if isinstance(exc, KafkaTimeoutError | TimeoutError):
+        reason = DeliveryReason.TIMEOUT
+    elif isinstance(exc, KafkaConnectionError):
+        reason = DeliveryReason.NETWORK
+    else:
+        reason = DeliveryReason.SERVER_ERROR
+    return delivery_error(f"Kafka produce to {topic} failed: {type(exc).__name__}: {exc}", reason)
 
 
 class KafkaQueueReceiver:
@@ -47,7 +88,7 @@ class KafkaQueueReceiver:
                 headers=[(VERSION_HEADER, mention_version(routed.scored.mention).encode())])
             await fut
         except Exception as exc:
-            raise DeliveryError(f"Kafka produce to {self.topic} failed: {type(exc).__name__}: {exc}") from exc
+            raise kafka_failure(exc, self.topic) from exc
 
 
 class WebhookReceiver:
@@ -64,18 +105,18 @@ class WebhookReceiver:
 
     @staticmethod
     def payload(routed: pb.RoutedMention) -> dict[str, Any]:
-        sm = routed.scored
+        scored = routed.scored
         return {
             "version": "1",
-            "mention_id": sm.mention.mention_id,
-            "priority": pb.Priority.Name(sm.priority),
-            "urgency": round(sm.urgency, 4),
-            "reasons": list(sm.reasons),
+            "mention_id": scored.mention.mention_id,
+            "priority": pb.Priority.Name(scored.priority),
+            "urgency": round(scored.urgency, 4),
+            "reasons": list(scored.reasons),
             "route": routed.route,
             "receiver": routed.receiver,
             "respond_by": codec.to_dict(routed).get("respond_by"),
-            "incident_id": sm.incident_id,
-            "scored": codec.to_dict(sm),
+            "incident_id": scored.incident_id,
+            "scored": codec.to_dict(scored),
         }
 
     async def deliver(self, routed: pb.RoutedMention) -> None:
@@ -93,7 +134,7 @@ class WebhookReceiver:
         try:
             resp = await self.client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"webhook {self.name}: {type(exc).__name__}: {exc}") from exc
+            raise transport_failure(exc, f"webhook {self.name}") from exc
         classify_http(resp, f"webhook {self.name}")
 
     async def notify(self, page: Page) -> str:

@@ -1,7 +1,9 @@
 """The receiver registry: each receiver kind a routing file may name, and the factory that builds it.
 
 The routing file's allowed kinds (`routing_file`/`tree`) and the paging kinds derive from here, so a
-new receiver is added in one place.
+new receiver is added in one place. `ReceiverConfig` is a receiver as the routing file configures
+it; `build_receivers` turns those into the runtime objects, the `Receiver`s (one mention at a time)
+and the `Pager`s (incident pages) of receivers.py.
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
 
 from services.router.paging import AlertmanagerReceiver, OpsgenieReceiver, PagerDutyReceiver, SlackReceiver
-from services.router.receivers import KafkaQueueReceiver, WebhookReceiver
+from services.router.receivers import KafkaQueueReceiver, Pager, Receiver, WebhookReceiver
 from services.router.transport import required_secret, secret_from
 
 
@@ -28,12 +30,19 @@ class ReceiverKind(StrEnum):
     ALERTMANAGER = "alertmanager"
 
 
-class ReceiverSpec(Protocol):
-    """What a factory reads from a configured receiver (tree.Receiver)."""
+@dataclass
+class ReceiverConfig:
+    """One entry of the routing file's `receivers`: its name, kind (a ReceiverKind) and the kind's options.
+
+    Example:
+
+        ReceiverConfig("urgent", "kafka_queue", {"queue": "urgent"}, line=12)
+    """
 
     name: str
     kind: str
     options: dict[str, Any]
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,34 +52,34 @@ class Transports:
     console_url: str = ""  # pages link back to the responder console (RouterSettings.console_url)
 
 
-Factory = Callable[[str, dict[str, Any], Transports], Any]
+Factory = Callable[[str, dict[str, Any], Transports], Receiver | Pager]
 
 
-def _kafka_queue(name: str, o: dict[str, Any], t: Transports) -> Any:
+def _kafka_queue(name: str, o: dict[str, Any], t: Transports) -> Receiver:
     return KafkaQueueReceiver(name, str(o["queue"]), t.producer)
 
 
-def _webhook(name: str, o: dict[str, Any], t: Transports) -> Any:
+def _webhook(name: str, o: dict[str, Any], t: Transports) -> WebhookReceiver:
     return WebhookReceiver(name, str(o["url"]), t.client, secret_from(o),
                            {str(k): str(v) for k, v in (o.get("headers") or {}).items()}, t.console_url)
 
 
-def _pagerduty(name: str, o: dict[str, Any], t: Transports) -> Any:
+def _pagerduty(name: str, o: dict[str, Any], t: Transports) -> Pager:
     return PagerDutyReceiver(name, t.client, required_secret(o, "routing_key_env", f"receiver {name}"),
                              str(o.get("url", "https://events.pagerduty.com/v2/enqueue")), t.console_url)
 
 
-def _opsgenie(name: str, o: dict[str, Any], t: Transports) -> Any:
+def _opsgenie(name: str, o: dict[str, Any], t: Transports) -> Pager:
     return OpsgenieReceiver(name, t.client, required_secret(o, "api_key_env", f"receiver {name}"),
                             str(o.get("url", "https://api.opsgenie.com")), t.console_url)
 
 
-def _slack(name: str, o: dict[str, Any], t: Transports) -> Any:
+def _slack(name: str, o: dict[str, Any], t: Transports) -> Pager:
     return SlackReceiver(name, t.client, required_secret(o, "token_env", f"receiver {name}"),
                          str(o.get("channel", "")), str(o["url"]), t.console_url)
 
 
-def _alertmanager(name: str, o: dict[str, Any], t: Transports) -> Any:
+def _alertmanager(name: str, o: dict[str, Any], t: Transports) -> Pager:
     return AlertmanagerReceiver(name, t.client, str(o["url"]), t.console_url)
 
 
@@ -92,14 +101,39 @@ RECEIVER_KINDS: tuple[str, ...] = tuple(REGISTRY)
 PAGING_KINDS: tuple[str, ...] = tuple(k for k, e in REGISTRY.items() if e.pages)
 
 
-def build_receivers(configs: Mapping[str, ReceiverSpec], producer: AIOKafkaProducer,
-                    client: httpx.AsyncClient, console_url: str = "") -> dict[str, Any]:
-    """One receiver object per configured receiver; secrets are read from the env vars the file names.
+@dataclass(frozen=True)
+class ReceiverSet:
+    """The built receivers by name: those that take single mentions and those that take pages (a webhook is in
+    both)."""
+
+    receivers: dict[str, Receiver]
+    pagers: dict[str, Pager]
+
+    def names(self) -> set[str]:
+        return set(self.receivers) | set(self.pagers)
+
+    def queue_topics(self) -> list[str]:
+        """The queue topics the kafka_queue receivers produce to (what the router's ledger reads back)."""
+        return [r.topic for r in self.receivers.values() if isinstance(r, KafkaQueueReceiver)]
+
+    def queue_topic(self, name: str) -> str | None:
+        """The topic of receiver `name` when it is a queue topic receiver."""
+        receiver = self.receivers.get(name)
+        return receiver.topic if isinstance(receiver, KafkaQueueReceiver) else None
+
+
+def build_receivers(configs: Mapping[str, ReceiverConfig], producer: AIOKafkaProducer,
+                    client: httpx.AsyncClient, console_url: str = "") -> ReceiverSet:
+    """One runtime object per configured receiver; secrets are read from the env vars the file names.
     `console_url` (the router's TRIAGE_CONSOLE_URL) makes every page link back to the console."""
     transports = Transports(producer, client, console_url)
-    out: dict[str, Any] = {}
+    built = ReceiverSet({}, {})
     for name, cfg in configs.items():
         if cfg.kind not in RECEIVER_KINDS:
             raise ValueError(f"receiver {name!r}: unknown type {cfg.kind!r}")
-        out[name] = REGISTRY[ReceiverKind(cfg.kind)].factory(name, cfg.options, transports)
-    return out
+        receiver = REGISTRY[ReceiverKind(cfg.kind)].factory(name, cfg.options, transports)
+        if isinstance(receiver, Receiver):
+            built.receivers[name] = receiver
+        if isinstance(receiver, Pager):
+            built.pagers[name] = receiver
+    return built

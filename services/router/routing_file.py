@@ -17,14 +17,15 @@ from services.common.alerting.durations import parse_duration
 from services.common.alerting.matchers import Matcher
 from services.common.alerting.silences import Silence, parse_instant
 from services.common.alerting.timeintervals import IntervalEntry, IntervalError, TimeInterval
+from services.common.errors import TriageError
 from services.router.inhibition import InhibitRule
-from services.router.registry import RECEIVER_KINDS
-from services.router.tree import Receiver, Route, RoutingTree
+from services.router.registry import RECEIVER_KINDS, ReceiverConfig
+from services.router.tree import Route, RoutingTree
 
 DEFAULT_SLA = {"P1": 15 * 60.0, "P2": 3600.0, "P3": 86400.0}
 
 
-class RoutingConfigError(ValueError):
+class RoutingConfigError(TriageError, ValueError):
     """A routing file problem, naming the line and key."""
 
     def __init__(self, source: str, line: int | None, key: str, reason: str):
@@ -213,11 +214,11 @@ def _parse_sla(value: Any, parent: _LineDict, key: str, source: str) -> dict[str
     return out
 
 
-def _parse_receivers(doc: _LineDict, source: str) -> dict[str, Receiver]:
+def _parse_receivers(doc: _LineDict, source: str) -> dict[str, ReceiverConfig]:
     items = doc.get("receivers")
     if not isinstance(items, list) or not items:
         raise RoutingConfigError(source, _line(doc, "receivers"), "receivers", "expected a non-empty list")
-    out: dict[str, Receiver] = {}
+    out: dict[str, ReceiverConfig] = {}
     for i, item in enumerate(items):
         key = f"receivers[{i}]"
         if not isinstance(item, _LineDict):
@@ -240,7 +241,7 @@ def _parse_receivers(doc: _LineDict, source: str) -> dict[str, Receiver]:
         if not isinstance(opts, dict):
             raise RoutingConfigError(source, _line(item, kind), f"{key}.{kind}", "expected a mapping of options")
         _check_receiver_options(kind, opts, item, f"{key}.{kind}", source)
-        out[name] = Receiver(name, kind, dict(opts), item.line)
+        out[name] = ReceiverConfig(name, kind, dict(opts), item.line)
     return out
 
 
@@ -263,7 +264,7 @@ def _check_receiver_options(kind: str, opts: dict[str, Any], item: _LineDict, ke
 
 
 def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
-                 receivers: dict[str, Receiver], inherited: dict[str, Any],
+                 receivers: dict[str, ReceiverConfig], inherited: dict[str, Any],
                  intervals: dict[str, TimeInterval]) -> Route:
     if not isinstance(node, _LineDict):
         raise RoutingConfigError(source, _line(parent, key) if isinstance(parent, _LineDict) else None, key,

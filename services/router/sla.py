@@ -8,6 +8,7 @@ unanswered is escalated once (to the route's `escalate_to` receiver).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -51,6 +52,15 @@ class SlaTracker:
             return False
         self.items[item.mention_id] = item
         return True
+
+    def restore(self, item: SlaItem) -> None:
+        """Put back an item read from the state topic (its clock keeps running from `routed_at`)."""
+        self.items[item.mention_id] = item
+
+    def forget(self, owned_elsewhere: Callable[[str], bool]) -> None:
+        """Drop the items whose mention id `owned_elsewhere` (another replica's now; durable on the state topic)."""
+        for mention_id in [m for m in self.items if owned_elsewhere(m)]:
+            del self.items[mention_id]
 
     def respond(self, mention_id: str, at: float) -> Answered | None:
         item = self.items.pop(mention_id, None)

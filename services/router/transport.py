@@ -1,8 +1,11 @@
-"""Transport helpers shared by every HTTP receiver: signing, verifying, status classification, secrets.
+"""Transport helpers shared by every receiver: signing, verifying, failure reasons, secrets.
 
-A receiver's `deliver`/`notify` either succeeds or raises `DeliveryError`; whether the error
-is worth retrying (timeouts, 5xx, 408/425/429) or not (other 4xx: the request itself is wrong)
-is its `retryable` flag (`classify_http`). Retries and the DLQ live in `delivery.py`.
+A receiver's `deliver`/`notify` either succeeds or raises `DeliveryError` (services/common/errors.py)
+with the reason it failed: `classify_http` turns an HTTP answer into one (401/403 auth_error,
+408 timeout, 425/429 rate_limited, other 4xx client_error, 5xx server_error), `transport_failure`
+a request that got no answer (timeout, network). Whether it is worth another attempt follows from
+the reason (`DeliveryError.retriable`): a rejected request (client_error, auth_error) is not.
+Retries and the DLQ live in `delivery.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import time
 from typing import Any
 
 import httpx
+
+from services.common.errors import DeliveryError, DeliveryReason
 
 USER_AGENT = "social-triage-router/0.1"
 
@@ -30,11 +35,30 @@ def redact(text: str) -> str:
     return text
 
 
-class DeliveryError(Exception):
-    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None):
-        super().__init__(redact(message))
-        self.retryable = retryable
-        self.retry_after = retry_after
+def delivery_error(message: str, reason: DeliveryReason, retry_after: float | None = None) -> DeliveryError:
+    """The error a receiver raises: its message with every receiver secret redacted (never raise a bare one)."""
+    return DeliveryError(redact(message), reason, retry_after)
+
+
+def reason_of_status(status: int) -> DeliveryReason:
+    """Why a non-2xx answer failed: 401/403 auth_error, 408 timeout, 425/429 rate_limited (the receiver asks
+    for a later attempt), other 4xx (and 3xx: no redirect is followed) client_error, 5xx server_error."""
+    if status in (401, 403):
+        return DeliveryReason.AUTH_ERROR
+    if status == 408:
+        return DeliveryReason.TIMEOUT
+    if status in (425, 429):
+        return DeliveryReason.RATE_LIMITED
+    if status >= 500:
+        return DeliveryReason.SERVER_ERROR
+    return DeliveryReason.CLIENT_ERROR
+
+
+def transport_failure(exc: httpx.HTTPError, what: str) -> DeliveryError:
+    """An HTTP request that got no answer: timeout, or network for anything else on the way (connect, TLS,
+    a broken connection)."""
+    reason = DeliveryReason.TIMEOUT if isinstance(exc, httpx.TimeoutException) else DeliveryReason.NETWORK
+    return delivery_error(f"{what}: {type(exc).__name__}: {exc}", reason)
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -56,7 +80,7 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str, tolerance
 
 
 def classify_http(resp: httpx.Response, what: str) -> None:
-    """Raises DeliveryError for a non-2xx answer, retryable for 5xx/408/425/429, with its Retry-After."""
+    """Raises DeliveryError for a non-2xx answer, with its reason (`reason_of_status`) and Retry-After."""
     if resp.status_code < 300:
         return
     retry_after = None
@@ -65,8 +89,8 @@ def classify_http(resp: httpx.Response, what: str) -> None:
             retry_after = float(resp.headers["retry-after"])
         except ValueError:
             retry_after = None
-    retryable = resp.status_code >= 500 or resp.status_code in (408, 425, 429)
-    raise DeliveryError(f"{what} answered HTTP {resp.status_code}: {resp.text[:200]}", retryable, retry_after)
+    raise delivery_error(f"{what} answered HTTP {resp.status_code}: {resp.text[:200]}",
+                         reason_of_status(resp.status_code), retry_after)
 
 
 def secret_from(opts: dict[str, Any], key: str = "secret_env") -> bytes | None:

@@ -44,21 +44,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from services.common.alerting.matchers import Matcher
 from services.common.alerting.silences import Silence, active_silence
 from services.common.alerting.timeintervals import TimeInterval
 from services.router.inhibition import InhibitRule
-from services.router.registry import PAGING_KINDS
-
-
-@dataclass
-class Receiver:
-    name: str
-    kind: str
-    options: dict[str, Any]
-    line: int = 0
+from services.router.registry import PAGING_KINDS, ReceiverConfig
 
 
 @dataclass
@@ -93,7 +84,7 @@ class Route:
 @dataclass
 class RoutingTree:
     root: Route
-    receivers: dict[str, Receiver]
+    receivers: dict[str, ReceiverConfig]
     source: str = "<routing>"
     time_intervals: dict[str, TimeInterval] = field(default_factory=dict)
     silences: list[Silence] = field(default_factory=list)

@@ -14,6 +14,7 @@ import time
 import uuid
 
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from services.common import codec, topics
 from services.common.codec import pb
@@ -219,3 +220,42 @@ async def test_a_silence_on_the_topic_mutes_the_workers_pages_until_it_is_expire
         await producer.stop()
     got = await records(kafka_bootstrap, queue_topic(f"muted-{run}"))
     assert len(got) == 8   # a silence mutes pages, never the queue deliveries
+
+
+async def test_a_page_refused_for_a_bad_key_is_dead_lettered_at_once_with_its_reason(kafka_bootstrap, monkeypatch):
+    """A 401 is a person's problem (the key), not the receiver's: no retries, and the page history, the DLQ and
+    the metrics say `auth_error`, so it is not mistaken for a receiver outage or a bad payload."""
+    monkeypatch.setenv("TEST_FAULTS_PD_KEY", PD_KEY)
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    run = uuid.uuid4().hex[:8]
+    incident = f"inc-{run}"
+    asked: list[str] = []
+
+    async def unauthorized(request: web.Request) -> web.Response:
+        asked.append((await request.json())["dedup_key"])
+        return web.json_response({"status": "unauthorized", "message": "invalid routing key"}, status=401)
+
+    def failed(reason: str) -> float:
+        labels = {"receiver": "pagerduty", "action": "trigger", "outcome": "failed", "reason": reason}
+        return REGISTRY.get_sample_value("triage_router_pages_total", labels) or 0.0
+
+    before = failed("auth_error")
+    app = web.Application()
+    app.router.add_post("/v2/enqueue", unauthorized)
+    async with running_app(app) as base:
+        tree = loads(ROUTES % {"base": base, "queue": f"auth-{run}"})
+        worker = RouterWorker(settings(kafka_bootstrap, f"test-auth-{run}"), tree)
+        async with ticking(worker):
+            await worker.process([codec.encode(mention(run, i, incident, "acme")) for i in range(3)])
+            await wait_for(lambda: any(g.abandoned for g in worker.grouper.groups.values()
+                                       if g.incident_id == incident), 20, "the trigger dead-lettered")
+            await asyncio.sleep(1.0)   # a few more ticks: nothing is sent again
+    assert asked == [incident]
+    assert failed("auth_error") - before == 1
+    pages = [codec.decode(v, pb.PageRecord) for _, _, v in await records(kafka_bootstrap, topics.PAGES)]
+    (record,) = [p for p in pages if p.incident_id == incident]
+    assert record.state == "dead_lettered" and record.attempt == 1 and not record.delivered
+    assert record.detail.startswith("auth_error: rejected by the receiver: pagerduty pagerduty answered HTTP 401")
+    dlq = [codec.decode(v, pb.DeadLetter) for _, _, v in await records(kafka_bootstrap, topics.MENTIONS_DLQ)]
+    (parked,) = [d for d in dlq if d.receiver == "pagerduty" and incident.encode() in d.original]
+    assert parked.reason.startswith("page failed: auth_error: ") and parked.attempts == 1

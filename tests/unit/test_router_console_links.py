@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -12,7 +11,7 @@ import httpx
 from services.router import render
 from services.router.config import RouterSettings
 from services.router.grouping import IncidentGrouper, Page, Sample
-from services.router.registry import build_receivers
+from services.router.registry import ReceiverConfig, build_receivers
 
 T0 = 1_800_000_000.0
 CONSOLE = "https://console.example.org/triage/"
@@ -86,13 +85,6 @@ def test_router_setting_reads_triage_console_url(monkeypatch):
     assert RouterSettings().console_url == ""
 
 
-@dataclass
-class _Spec:
-    name: str
-    kind: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-
 def test_built_receivers_send_the_link(monkeypatch):
     """build_receivers(console_url=...) reaches every paging receiver's HTTP body."""
     monkeypatch.setenv("PD_KEY", "k" * 32)
@@ -107,18 +99,18 @@ def test_built_receivers_send_the_link(monkeypatch):
         return httpx.Response(202, json={})
 
     specs = {
-        "pd": _Spec("pd", "pagerduty", {"routing_key_env": "PD_KEY", "url": "https://pd.test/v2/enqueue"}),
-        "og": _Spec("og", "opsgenie", {"api_key_env": "OG_KEY", "url": "https://og.test"}),
-        "sl": _Spec("sl", "slack", {"token_env": "SLACK_TOKEN", "channel": "C1",
+        "pd": ReceiverConfig("pd", "pagerduty", {"routing_key_env": "PD_KEY", "url": "https://pd.test/v2/enqueue"}),
+        "og": ReceiverConfig("og", "opsgenie", {"api_key_env": "OG_KEY", "url": "https://og.test"}),
+        "sl": ReceiverConfig("sl", "slack", {"token_env": "SLACK_TOKEN", "channel": "C1",
                                     "url": "https://slack.test/api/chat.postMessage"}),
-        "am": _Spec("am", "alertmanager", {"url": "https://am.test"}),
-        "wh": _Spec("wh", "webhook", {"url": "https://wh.test/hook"}),
+        "am": ReceiverConfig("am", "alertmanager", {"url": "https://am.test"}),
+        "wh": ReceiverConfig("wh", "webhook", {"url": "https://wh.test/hook"}),
     }
 
     async def go() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
             receivers = build_receivers(specs, producer=None, client=client, console_url=CONSOLE)  # type: ignore[arg-type]
-            for r in receivers.values():
+            for r in receivers.pagers.values():
                 await r.notify(_page())
 
     asyncio.run(go())
