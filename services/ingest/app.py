@@ -49,6 +49,10 @@ _DIAGNOSTIC_PATHS = {"/healthz", "/readyz", "/metrics"}
 
 async def post_mentions(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
+    if not settings.api_tokens and not settings.insecure_dev:
+        m.AUTH_REJECTED.labels("/v1/mentions", "not_configured").inc()
+        return error_response(401, "no API token is configured (TRIAGE_API_TOKENS): every request is refused",
+                              headers={"WWW-Authenticate": "Bearer"})
     if settings.api_tokens:
         tokens = [t.get_secret_value() for t in settings.api_tokens]
         if not access.bearer_ok(request.headers.get("Authorization"), tokens):

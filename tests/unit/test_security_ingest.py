@@ -4,12 +4,18 @@ stand-in records what would have been produced, so "nothing produced" is checked
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import ValidationError
+from support import REPO_ROOT
 from test_ingest_faults import AckingProducer
 
+from services.common.exposure import start_refusal
 from services.ingest import signatures as sig
 from services.ingest.app import build_app
 from services.ingest.brands import BrandMatcher
@@ -33,7 +39,7 @@ async def _client(settings: IngestSettings, producer: AckingProducer) -> TestCli
 
 async def test_x_crc_forgery_gets_no_signature_and_produces_nothing():
     producer = AckingProducer()
-    client = await _client(IngestSettings(x_consumer_secret=X_SECRET), producer)
+    client = await _client(IngestSettings(x_consumer_secret=X_SECRET, insecure_dev=False), producer)
     try:
         crc = await client.get("/webhooks/x", params={"crc_token": FORGED_DELIVERY})
         assert crc.status == 400
@@ -52,7 +58,7 @@ async def test_x_crc_forgery_gets_no_signature_and_produces_nothing():
     FORGED_DELIVERY, '"quoted"', "[1]", "has space", "tab\there", "new\nline", "a" * 129, "{}", "ä-token",
 ])
 async def test_x_crc_refuses_tokens_outside_xs_alphabet(token):
-    client = await _client(IngestSettings(x_consumer_secret=X_SECRET), AckingProducer())
+    client = await _client(IngestSettings(x_consumer_secret=X_SECRET, insecure_dev=False), AckingProducer())
     try:
         r = await client.get("/webhooks/x", params={"crc_token": token})
         assert r.status == 400 and "response_token" not in await r.json()
@@ -64,7 +70,7 @@ async def test_x_crc_refuses_tokens_outside_xs_alphabet(token):
     "9b4507b3-9040-4669-9ca3-6b94edb50553", "NDc1ODI3MTk0OTE3NDIyMTk2MQ", "ab+/cd==", "a" * 128, "x_y-z",
 ])
 async def test_x_crc_still_answers_xs_real_tokens(token):
-    client = await _client(IngestSettings(x_consumer_secret=X_SECRET), AckingProducer())
+    client = await _client(IngestSettings(x_consumer_secret=X_SECRET, insecure_dev=False), AckingProducer())
     try:
         r = await client.get("/webhooks/x", params={"crc_token": token})
         assert r.status == 200
@@ -80,7 +86,7 @@ def test_crc_signer_itself_refuses_a_delivery_body():
 
 @pytest.mark.parametrize("challenge", ["<script>alert(1)</script>", "a b", "x" * 129, '{"a":1}'])
 async def test_meta_challenge_echo_reflects_only_a_short_token(challenge):
-    settings = IngestSettings(meta_verify_token="verify-me")
+    settings = IngestSettings(meta_verify_token="verify-me", meta_app_secret="meta-secret", insecure_dev=False)
     client = await _client(settings, AckingProducer())
     try:
         params = {"hub.mode": "subscribe", "hub.verify_token": "verify-me"}
@@ -90,3 +96,57 @@ async def test_meta_challenge_echo_reflects_only_a_short_token(challenge):
         assert ok.status == 200 and await ok.text() == "1158201444"
     finally:
         await client.close()
+
+
+async def test_mentions_api_without_configured_tokens_is_401_and_produces_nothing():
+    producer = AckingProducer()
+    client = await _client(IngestSettings(insecure_dev=False), producer)
+    try:
+        m = {"source": "forum", "external_id": "open-door", "text": "AcmeBank outage"}
+        r = await client.post("/v1/mentions", json=m)
+        assert r.status == 401 and "TRIAGE_API_TOKENS" in (await r.json())["error"]
+        r = await client.post("/v1/mentions", json=m, headers={"Authorization": "Bearer anything"})
+        assert r.status == 401 and producer.sent == []
+        metrics = await (await client.get("/metrics")).text()
+        assert 'triage_ingest_auth_rejected_total{endpoint="/v1/mentions",reason="not_configured"}' in metrics
+    finally:
+        await client.close()
+
+
+async def test_mentions_api_is_open_only_in_explicit_dev_mode():
+    producer = AckingProducer()
+    client = await _client(IngestSettings(insecure_dev=True), producer)
+    try:
+        r = await client.post("/v1/mentions", json={"source": "forum", "external_id": "dev-1", "text": "hi"})
+        assert r.status == 202 and len(producer.sent) == 1
+    finally:
+        await client.close()
+
+
+def test_a_meta_webhook_with_one_of_its_two_secrets_is_refused_at_start():
+    with pytest.raises(ValidationError, match="TRIAGE_META_VERIFY_TOKEN"):
+        IngestSettings(meta_app_secret="only-half")
+
+
+@pytest.mark.parametrize(("service", "env", "missing"), [
+    ("ingest", {"TRIAGE_INGEST_HOST": "0.0.0.0"}, "TRIAGE_API_TOKENS"),
+    ("console", {"TRIAGE_CONSOLE_HOST": "0.0.0.0"}, "TRIAGE_CONSOLE_TOKENS"),
+    ("console", {"TRIAGE_CONSOLE_HOST": "::"}, "TRIAGE_CONSOLE_TOKENS"),
+])
+def test_a_service_reachable_from_other_hosts_refuses_to_start_without_credentials(service, env, missing):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
+    proc = subprocess.run([sys.executable, "-m", "services.cli", service], env={
+        **clean, **env, "TRIAGE_INSECURE_DEV": "0", "TRIAGE_KAFKA_BOOTSTRAP": "127.0.0.1:1"},
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    refusal = [line for line in proc.stderr.splitlines() if "refused_to_start" in line]
+    assert len(refusal) == 1 and missing in refusal[0] and "TRIAGE_INSECURE_DEV=1" in refusal[0]
+
+
+@pytest.mark.parametrize(("host", "open_"), [("127.0.0.1", True), ("::1", True), ("localhost", True),
+                                             ("0.0.0.0", False), ("::", False), ("10.1.2.3", False),
+                                             ("ingest.internal", False)])
+def test_only_loopback_binds_may_start_without_credentials(host, open_):
+    assert (start_refusal("ingest", host, ["TRIAGE_API_TOKENS"], insecure_dev=False) is None) is open_
+    assert start_refusal("ingest", host, ["TRIAGE_API_TOKENS"], insecure_dev=True) is None
+    assert start_refusal("ingest", host, [], insecure_dev=False) is None
