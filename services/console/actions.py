@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from services.common.codec import pb
 from services.common.timeutil import now_ts, ts_from_epoch
+from services.console.access import same_origin_path
 from services.console.views import ConsoleView, IncidentView, QueueItem
 from services.router.routing_file import parse_duration
 from services.router.silence_feed import parse_matchers
@@ -159,8 +160,6 @@ def expired_silence(view: ConsoleView, form: Mapping[str, str], default_author: 
 
 
 def safe_next(form: Mapping[str, str], fallback: str) -> str:
-    """Where to go after an action: a path on this site only (never `//host` or a full URL)."""
+    """Where to go after an action: a path on this site only (`access.same_origin_path`), else `fallback`."""
     target = form.get("next", "")
-    if isinstance(target, str) and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return fallback
+    return target if isinstance(target, str) and same_origin_path(target) else fallback
