@@ -9,6 +9,7 @@ and `make up`) opens `/v1/mentions` without a token.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -41,6 +42,13 @@ class IngestSettings(ServiceSettings):
                                         "complete within this (after connecting or after a response) is closed")
     max_connections_per_client: int = Field(64, ge=0, description="open connections one client address may "
                                             "hold; more are answered 429 and closed (0 = unlimited)")
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list, validation_alias=service_env("ingest", "trusted_proxies"),
+        description='JSON list of CIDRs of the proxies in front (the ingress controller), e.g. ["10.0.0.0/8"]: '
+                    "their X-Forwarded-For names the client (from anyone else it is ignored) and their "
+                    "connections count against max_connections_per_proxy")
+    max_connections_per_proxy: int = Field(1024, ge=0, description="open connections one trusted proxy may hold "
+                                           "(0 = unlimited)")
     kafka_probe_interval_seconds: float = Field(1.0, description="how often a down Kafka is probed to recover")
 
     # Brand tracking.
@@ -53,7 +61,8 @@ class IngestSettings(ServiceSettings):
                                         "TRIAGE_INSECURE_DEV=1)")
     insecure_dev: bool = Field(False, description="developer's machine only (make demo/up set it): /v1/mentions "
                                "takes requests without a token, and no credential is required at start")
-    rate_limit_per_second: float = Field(0.0, description="requests/s per client on POST endpoints; 0 = unlimited")
+    rate_limit_per_second: float = Field(0.0, description="requests/s on POST endpoints per API token (after "
+                                         "authentication), else per client address; 0 = unlimited")
     rate_limit_burst: int = Field(20, description="requests a client may send at once before being limited")
 
     # Webhooks: an endpoint answers 401 to everything until its secret is configured.

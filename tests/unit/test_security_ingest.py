@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from ipaddress import ip_network
 from typing import Any
 
 import pytest
@@ -15,11 +16,12 @@ from pydantic import ValidationError
 from support import REPO_ROOT
 from test_ingest_faults import AckingProducer
 
-from services.common.exposure import start_refusal
+from services.common.exposure import client_address, start_refusal
 from services.ingest import signatures as sig
 from services.ingest.app import build_app
 from services.ingest.brands import BrandMatcher
 from services.ingest.config import IngestSettings
+from services.ingest.connections import ConnectionLimiter
 
 X_SECRET = "x-consumer-secret"
 
@@ -150,3 +152,59 @@ def test_only_loopback_binds_may_start_without_credentials(host, open_):
     assert (start_refusal("ingest", host, ["TRIAGE_API_TOKENS"], insecure_dev=False) is None) is open_
     assert start_refusal("ingest", host, ["TRIAGE_API_TOKENS"], insecure_dev=True) is None
     assert start_refusal("ingest", host, [], insecure_dev=False) is None
+
+
+async def test_a_new_authorization_header_per_request_does_not_escape_the_rate_limit():
+    producer = AckingProducer()
+    settings = IngestSettings(insecure_dev=False, api_tokens=["api-t0ken"], rate_limit_per_second=0.01,
+                              rate_limit_burst=2)
+    client = await _client(settings, producer)
+    try:
+        codes = [(await client.post("/v1/mentions", json={}, headers={"Authorization": f"Bearer guess-{i}"})).status
+                 for i in range(4)]
+        assert codes == [401, 401, 429, 429]  # one bucket for the address, whatever the header says
+        # The same rotation behind X-Forwarded-For from an untrusted peer is the same address.
+        r = await client.post("/v1/mentions", json={}, headers={"Authorization": "Bearer x",
+                                                                "X-Forwarded-For": "198.51.100.9"})
+        assert r.status == 429
+        # An authenticated client has its own bucket, keyed on its token, not on where it comes from.
+        ok = await client.post("/v1/mentions", json={"source": "forum", "external_id": "rl-ok", "text": "hi"},
+                               headers={"Authorization": "Bearer api-t0ken"})
+        assert ok.status == 202 and len(producer.sent) == 1
+    finally:
+        await client.close()
+
+
+async def test_forwarded_for_from_a_trusted_proxy_separates_the_clients_behind_it():
+    settings = IngestSettings(insecure_dev=True, rate_limit_per_second=0.01, rate_limit_burst=1,
+                              trusted_proxies=["127.0.0.0/8"])
+    client = await _client(settings, AckingProducer())
+    try:
+        def post(xff: str, i: int) -> Any:
+            return client.post("/v1/mentions", json={"source": "forum", "external_id": f"xff-{i}", "text": "hi"},
+                               headers={"X-Forwarded-For": xff})
+        assert (await post("198.51.100.1", 1)).status == 202
+        assert (await post("198.51.100.1", 2)).status == 429
+        assert (await post("198.51.100.2", 3)).status == 202  # another client behind the same proxy
+        # A client cannot pick its bucket by writing the header itself: the proxy appends the real address.
+        assert (await post("203.0.113.5, 198.51.100.1", 4)).status == 429
+    finally:
+        await client.close()
+
+
+def test_a_trusted_proxy_gets_the_proxy_connection_cap_and_others_the_per_client_one():
+    limiter = ConnectionLimiter(2, trusted_proxies=[ip_network("10.1.0.0/16")], proxy_limit=5)
+    assert [limiter.open("10.1.2.3") for _ in range(6)] == [True] * 5 + [False]
+    assert [limiter.open("203.0.113.7") for _ in range(3)] == [True, True, False]
+
+
+@pytest.mark.parametrize(("remote", "xff", "client"), [
+    ("10.1.2.3", "198.51.100.1", "198.51.100.1"),                 # trusted proxy: its last hop
+    ("10.1.2.3", "1.1.1.1, 198.51.100.1", "198.51.100.1"),        # what the client wrote is left of it
+    ("10.1.2.3", "198.51.100.1, 10.1.9.9", "198.51.100.1"),       # two trusted proxies in a row
+    ("203.0.113.7", "198.51.100.1", "203.0.113.7"),               # untrusted peer: header ignored
+    ("10.1.2.3", "not-an-ip", "10.1.2.3"),
+    ("10.1.2.3", None, "10.1.2.3"),
+])
+def test_client_address_believes_forwarded_for_only_from_trusted_proxies(remote, xff, client):
+    assert client_address(remote, xff, [ip_network("10.1.0.0/16")]) == client
