@@ -42,11 +42,14 @@ TOPIC_PATTERN = (r"^(" + "|".join(t.replace(".", r"\.") for t in (topics.INCIDEN
                  + "|" + topics.QUEUE_PREFIX.replace(".", r"\.") + r".+)$")
 
 class _ReadFromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]
-    """The views are rebuilt on every start: a partition is read from offset 0 the first time it is assigned."""
+    """The views are rebuilt on every start: a partition is read from offset 0 the first time it is assigned,
+    up to at least the end offset it had then (`targets`): until every partition got there the views are
+    still loading, and the console is not ready."""
 
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self.consumer = consumer
         self.seen: set[TopicPartition] = set()
+        self.targets: dict[TopicPartition, int] = {}
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         return None
@@ -56,6 +59,16 @@ class _ReadFromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]
         self.seen.update(new)
         if new:
             await self.consumer.seek_to_beginning(*new)
+            self.targets.update(await self.consumer.end_offsets(new))
+
+    async def caught_up(self) -> bool:
+        """True once every partition assigned so far was read up to the end offset it had when assigned."""
+        if not self.targets:
+            return False
+        for tp, end in self.targets.items():
+            if tp in self.consumer.assignment() and await self.consumer.position(tp) < end:
+                return False
+        return True
 
 
 class ConsoleService:
@@ -70,7 +83,7 @@ class ConsoleService:
         self.cookie = cookie_name(settings.https())
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: Any = None
-        self.loaded = False  # True once the first read reached the end of what was there
+        self.loaded = False  # True once the views hold everything the topics held when the console started
         self._task: asyncio.Task[None] | None = None
         self._producer_lock = asyncio.Lock()
 
@@ -94,7 +107,8 @@ class ConsoleService:
                 enable_auto_commit=True, metadata_max_age_ms=5000, **self.settings.kafka_client_options())
             try:
                 await consumer.start()
-                consumer.subscribe(pattern=TOPIC_PATTERN, listener=_ReadFromBeginning(consumer))
+                rebuild = _ReadFromBeginning(consumer)
+                consumer.subscribe(pattern=TOPIC_PATTERN, listener=rebuild)
                 self.consumer = consumer
                 log.info("console_consuming", group=self.settings.console_group_id)
                 while True:
@@ -102,8 +116,9 @@ class ConsoleService:
                     for tp, records in batch.items():
                         for rec in records:
                             self._fold(tp.topic, rec.key, rec.value)
-                    if not batch and consumer.assignment():
+                    if not self.loaded and consumer.assignment() and await rebuild.caught_up():
                         self.loaded = True
+                        log.info("console_views_loaded", partitions=len(rebuild.targets))
                     self._update_gauges()
             except asyncio.CancelledError:
                 raise
@@ -373,8 +388,8 @@ async def _publish_or_503(svc: ConsoleService, action: str, topic: str, key: str
     except Exception as exc:
         cm.ACTIONS.labels(action, "failed").inc()
         log.warning("console_publish_failed", action=action, error=type(exc).__name__)
-        raise actions.FormError(503, "Kafka did not acknowledge the action; nothing was recorded, try again") \
-            from exc
+        raise actions.FormError(503, "Kafka did not acknowledge the action in time, so it may or may not have been "
+                                     "recorded: reload the page to see whether it was before trying again") from exc
     cm.ACTIONS.labels(action, "published").inc()
 
 
@@ -483,10 +498,12 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 only once the views caught up with what Kafka held at start: a console serving half-rebuilt views
+    would show responders an empty page and 404s during a rollout."""
     svc = _service(request)
-    ready = svc.consumer is not None
-    return web.json_response({"status": "ready" if ready else "waiting for Kafka", "loaded": svc.loaded},
-                             status=200 if ready else 503)
+    ready = svc.consumer is not None and svc.loaded
+    status = "ready" if ready else ("waiting for Kafka" if svc.consumer is None else "rebuilding the views")
+    return web.json_response({"status": status, "loaded": svc.loaded}, status=200 if ready else 503)
 
 
 async def metrics_page(_: web.Request) -> web.Response:
