@@ -8,6 +8,7 @@ never request the broker, so `pytest tests/unit` starts no JVM.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,11 @@ from typing import Any
 import pytest
 
 from services.devtools.kafka_broker import KafkaBroker, KafkaBrokerError, ensure_jars
+
+# The suite runs as a developer's machine does under `make demo`/`make up`: /v1/mentions and the console
+# are open without credentials. The services' secure default (401, read-only, refusal to start) is what
+# tests/*/test_security_*.py check, passing insecure_dev=False (or TRIAGE_INSECURE_DEV=0) explicitly.
+os.environ.setdefault("TRIAGE_INSECURE_DEV", "1")
 
 _HERE = Path(__file__).resolve().parent
 # Generous: a cold JVM on a busy 2-core CI box; it usually starts in ~2 s.

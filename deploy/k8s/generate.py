@@ -7,6 +7,8 @@
 - monitoring/prometheusrule.yaml   PrometheusRule wrapping deploy/prometheus/rules.yml
 - config/routes.yaml        copy of services/router/routes.default.yaml (kustomize cannot read outside its root)
 - config/brands.yaml        copy of services/ingest/brands.default.yaml
+- overlays/prod/kafka-users.yaml   a Strimzi KafkaUser per service with the ACLs of
+                            `services.common.topics.service_kafka_access()` (least privilege)
 
 Hand-editing these files is pointless: change the source and run this script.
 """
@@ -23,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 BASE = Path(__file__).resolve().parent / "base"
 sys.path.insert(0, str(REPO))
 
-from services.common.topics import TopicSpec, all_topic_specs  # noqa: E402
+from services.common.topics import KafkaAccess, TopicSpec, all_topic_specs, service_kafka_access  # noqa: E402
 
 KAFKA_CLUSTER = "triage-kafka"
 # Production replication: three brokers, and with producers on acks=all a write is acknowledged
@@ -62,6 +64,12 @@ WHY = {
     "mentions.dlq": "dead letters with their reason; 1 partition (low volume, read by people and replay); "
                     "30 d to notice and replay them.",
     "ingest.checkpoints": "connector cursors, latest per connector name: compacted; 1 partition (a few keys).",
+    "triage-classify-__assignor-__leader": "Faust's assignor topic of classify (no records): laid out here so that "
+                                           "the cluster, not Faust, sets its replication.",
+    "triage-router-__assignor-__leader": "Faust's assignor topic of the router (no records): laid out here so that "
+                                         "the cluster, not Faust, sets its replication.",
+    "triage-classify-crisis-state-changelog": "classify's crisis-detection table (Faust GlobalTable changelog), "
+                                              "compacted; partitions = TRIAGE_CRISIS_STATE_PARTITIONS.",
 }
 QUEUE_WHY = "inbox queue read by the inbox apps; 3 partitions; 14 d so a queue nobody drained over a holiday survives."
 
@@ -122,12 +130,53 @@ def copied(source: str) -> str:
     return HEADER.format(source=source) + (REPO / source).read_text()
 
 
+def _acl(resource_type: str, name: str, pattern: str, operations: list[str]) -> dict[str, object]:
+    return {"resource": {"type": resource_type, "name": name, "patternType": pattern},
+            "operations": operations, "host": "*"}
+
+
+def kafka_acls(access: KafkaAccess) -> list[dict[str, object]]:
+    """Strimzi `simple` ACLs: Read/Write (with Describe) on exactly the topics the service uses, Read on its
+    consumer groups; nothing on the cluster, no Create, Delete or Alter."""
+    acls = []
+    for name in sorted(set(access.reads) | set(access.writes)):
+        ops = [op for op, has in (("Read", name in access.reads), ("Write", name in access.writes)) if has]
+        acls.append(_acl("topic", name, "literal", [*ops, "Describe"]))
+    for prefix in sorted(set(access.read_prefixes) | set(access.write_prefixes)):
+        ops = [op for op, has in (("Read", prefix in access.read_prefixes),
+                                  ("Write", prefix in access.write_prefixes)) if has]
+        acls.append(_acl("topic", prefix, "prefix", [*ops, "Describe"]))
+    acls += [_acl("group", g, "literal", ["Read", "Describe"]) for g in access.groups]
+    acls += [_acl("group", g, "prefix", ["Read", "Describe"]) for g in access.group_prefixes]
+    return acls
+
+
+def kafka_user(access: KafkaAccess) -> dict[str, object]:
+    return {
+        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "kind": "KafkaUser",
+        "metadata": {"name": access.user, "labels": {"strimzi.io/cluster": KAFKA_CLUSTER}},
+        "spec": {"authentication": {"type": "scram-sha-512"},
+                 "authorization": {"type": "simple", "acls": kafka_acls(access)}},
+    }
+
+
+def kafka_users_yaml() -> str:
+    intro = ("# One SCRAM-SHA-512 KafkaUser per service: Strimzi's User Operator creates a Secret of the same name\n"
+             "# whose key `password` the workloads read (kafka-auth-<service>-patch.yaml); rotating it is deleting\n"
+             "# that Secret. The ACLs give each service exactly the topics and groups its code opens\n"
+             "# (tests/unit/test_security_kafka_acls.py); the Kafka CR needs `authorization: {type: simple}`.\n")
+    docs = [yaml.safe_dump(kafka_user(a), sort_keys=False) for a in service_kafka_access().values()]
+    return HEADER.format(source="services/common/topics.py (service_kafka_access)") + intro + "---\n".join(docs)
+
+
 def outputs() -> dict[Path, str]:
     return {
         BASE / "kafka/topics.yaml": topics_yaml(),
         BASE / "monitoring/prometheusrule.yaml": prometheusrule_yaml(),
         BASE / "config/routes.yaml": copied("services/router/routes.default.yaml"),
         BASE / "config/brands.yaml": copied("services/ingest/brands.default.yaml"),
+        BASE.parent / "overlays/prod/kafka-users.yaml": kafka_users_yaml(),
     }
 
 

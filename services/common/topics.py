@@ -83,6 +83,85 @@ def router_state_spec(app_id: str = "triage-router") -> TopicSpec:
                      key="group:<group key> / sla:<mention id> (partition of the owning key)")
 
 
+def faust_leader_topic(app_id: str) -> str:
+    """The topic Faust's leader assignor subscribes every worker of `app_id` to (it holds no records)."""
+    return f"{app_id}-__assignor-__leader"
+
+
+def faust_changelog_topic(app_id: str, table: str) -> str:
+    """The changelog Faust writes a table of `app_id` to (and recovers it from)."""
+    return f"{app_id}-{table}-changelog"
+
+
+def faust_internal_specs(classify_app_id: str = "triage-classify", router_app_id: str = "triage-router",
+                         crisis_state_partitions: int = 6) -> list[TopicSpec]:
+    """The topics Faust creates for the workers (assignor leader topics, table changelogs), laid out here so
+    that the cluster has them with its replication and min.insync.replicas before Faust would create them with
+    the broker's defaults. Neither worker uses `group_by`, so there are no repartition topics. The defaults
+    are the services' (ClassifySettings / RouterSettings app ids, classify's crisis-state table)."""
+    return [
+        TopicSpec(faust_leader_topic(classify_app_id), 1, key="none: Faust's partition assignment, no records"),
+        TopicSpec(faust_changelog_topic(classify_app_id, "crisis-state"), crisis_state_partitions,
+                  {"cleanup.policy": "compact"}, key="brand"),
+        TopicSpec(faust_leader_topic(router_app_id), 1, key="none: Faust's partition assignment, no records"),
+    ]
+
+
+@dataclass(frozen=True)
+class KafkaAccess:
+    """What one service's Kafka user may do: the topics it consumes and produces and its consumer groups
+    (exact names, or prefixes for the queue topics and per-replica groups). The prod KafkaUsers' ACLs are
+    generated from it (deploy/k8s/generate.py); tests/unit/test_security_kafka_acls.py checks it against
+    the topics each service's code opens. Nothing here may create, delete or alter a topic: the cluster's
+    KafkaTopics lay every one out (`all_topic_specs`)."""
+
+    user: str
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    read_prefixes: tuple[str, ...] = ()
+    write_prefixes: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    group_prefixes: tuple[str, ...] = ()
+
+
+def service_kafka_access(classify_app_id: str = "triage-classify", router_app_id: str = "triage-router",
+                         console_group_prefix: str = "triage-console") -> dict[str, KafkaAccess]:
+    """Each service's least privilege, by service name (its KafkaUser is `triage-<service>`)."""
+    router_state = router_state_spec(router_app_id).name
+    crisis_changelog = faust_changelog_topic(classify_app_id, "crisis-state")
+    return {
+        "ingest": KafkaAccess(
+            "triage-ingest",
+            reads=(INGEST_CHECKPOINTS,),  # connector cursors, read back at start (no group)
+            writes=(MENTIONS_RAW, MENTIONS_DLQ, INGEST_CHECKPOINTS),
+        ),
+        "classify": KafkaAccess(
+            "triage-classify",
+            reads=(MENTIONS_RAW, CLASSIFY_CRISIS_INPUT, crisis_changelog, faust_leader_topic(classify_app_id)),
+            writes=(MENTIONS_SCORED, CLASSIFY_CRISIS_INPUT, INCIDENTS, MENTIONS_DLQ, crisis_changelog),
+            groups=(classify_app_id,),
+        ),
+        "router": KafkaAccess(
+            "triage-router",
+            # incidents and silences are followed whole (no group); the queue topics' recent headers are read
+            # back at start (the ledger); mentions.dlq is read by `triage dlq replay` (group triage-dlq-replay).
+            reads=(MENTIONS_SCORED, RESPONSES, ROUTER_PAGE_REQUESTS, INCIDENTS, SILENCES, router_state,
+                   MENTIONS_DLQ, faust_leader_topic(router_app_id)),
+            writes=(ROUTER_PAGE_REQUESTS, PAGES, MENTIONS_DLQ, router_state),
+            read_prefixes=(QUEUE_PREFIX,),
+            write_prefixes=(QUEUE_PREFIX,),
+            groups=(router_app_id, "triage-dlq-replay"),
+        ),
+        "console": KafkaAccess(
+            "triage-console",
+            reads=(INCIDENTS, PAGES, RESPONSES, FEEDBACK, SILENCES),
+            writes=(RESPONSES, FEEDBACK, SILENCES),
+            read_prefixes=(QUEUE_PREFIX,),
+            group_prefixes=(console_group_prefix,),  # one group per replica: triage-console-<pod>
+        ),
+    }
+
+
 # Queues the default routing file (services/router/routes.default.yaml) uses.
 DEFAULT_QUEUES: tuple[str, ...] = ("urgent", "normal", "thank", "low")
 
@@ -94,7 +173,7 @@ def specs_named(*names: str) -> list[TopicSpec]:
 
 
 def all_topic_specs(queues: tuple[str, ...] = DEFAULT_QUEUES) -> list[TopicSpec]:
-    specs = [*CORE_TOPICS, router_state_spec()]
+    specs = [*CORE_TOPICS, router_state_spec(), *faust_internal_specs()]
     specs += [TopicSpec(queue_topic(q), 3, {"retention.ms": str(14 * 24 * 3600 * 1000)}, key="mention id")
               for q in queues]
     return specs

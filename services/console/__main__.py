@@ -6,7 +6,8 @@ import sys
 
 from aiohttp import web
 
-from services.common.logging import configure_logging
+from services.common.exposure import start_refusal
+from services.common.logging import configure_logging, get_logger
 from services.console.app import build_app
 from services.console.config import ConsoleSettings
 
@@ -14,6 +15,10 @@ from services.console.config import ConsoleSettings
 def main(argv: list[str] | None = None) -> int:
     settings = ConsoleSettings()
     configure_logging(settings.log_level, settings.log_json)
+    refusal = start_refusal("console", settings.console_host, settings.missing_credentials(), settings.insecure_dev)
+    if refusal:
+        get_logger("console").error("console_refused_to_start", reason=refusal)
+        return 2
     print(f"console on {settings.base_url()} (metrics at /metrics, API at /api/incidents), "
           f"Kafka {settings.kafka_bootstrap}", file=sys.stderr, flush=True)
     web.run_app(build_app(settings), host=settings.console_host, port=settings.console_port,

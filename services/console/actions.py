@@ -14,6 +14,7 @@ from services.common.alerting.durations import parse_duration
 from services.common.alerting.silence_feed import parse_matchers
 from services.common.codec import pb
 from services.common.timeutil import now_ts, ts_from_epoch
+from services.console.access import same_origin_path
 from services.console.views import ConsoleView, IncidentView, QueueItem
 
 RESPONSE_KINDS = {"responded": pb.RESPONDED, "resolved_no_reply": pb.RESOLVED_NO_REPLY}
@@ -159,8 +160,6 @@ def expired_silence(view: ConsoleView, form: Mapping[str, str], default_author: 
 
 
 def safe_next(form: Mapping[str, str], fallback: str) -> str:
-    """Where to go after an action: a path on this site only (never `//host` or a full URL)."""
+    """Where to go after an action: a path on this site only (`access.same_origin_path`), else `fallback`."""
     target = form.get("next", "")
-    if isinstance(target, str) and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return fallback
+    return target if isinstance(target, str) and same_origin_path(target) else fallback

@@ -25,14 +25,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common import codec, topics
 from services.common.alerting.silences import Silence
+from services.common.exposure import client_address
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
 from services.console import actions, render
 from services.console import metrics as cm
-from services.console.access import ANONYMOUS, Access, Identity
+from services.console.access import ANONYMOUS, Access, Identity, LoginThrottle
 from services.console.config import ConsoleSettings
-from services.console.csrf import COOKIE, CsrfGuard
+from services.console.csrf import CsrfGuard, cookie_name
 from services.console.replies import ReplyBook
 from services.console.views import ConsoleView
 
@@ -43,11 +44,14 @@ TOPIC_PATTERN = (r"^(" + "|".join(t.replace(".", r"\.") for t in (topics.INCIDEN
                  + "|" + topics.QUEUE_PREFIX.replace(".", r"\.") + r".+)$")
 
 class _ReadFromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]
-    """The views are rebuilt on every start: a partition is read from offset 0 the first time it is assigned."""
+    """The views are rebuilt on every start: a partition is read from offset 0 the first time it is assigned,
+    up to at least the end offset it had then (`targets`): until every partition got there the views are
+    still loading, and the console is not ready."""
 
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self.consumer = consumer
         self.seen: set[TopicPartition] = set()
+        self.targets: dict[TopicPartition, int] = {}
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         return None
@@ -57,6 +61,16 @@ class _ReadFromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]
         self.seen.update(new)
         if new:
             await self.consumer.seek_to_beginning(*new)
+            self.targets.update(await self.consumer.end_offsets(new))
+
+    async def caught_up(self) -> bool:
+        """True once every partition assigned so far was read up to the end offset it had when assigned."""
+        if not self.targets:
+            return False
+        for tp, end in self.targets.items():
+            if tp in self.consumer.assignment() and await self.consumer.position(tp) < end:
+                return False
+        return True
 
 
 class ConsoleService:
@@ -66,10 +80,12 @@ class ConsoleService:
         self.view = view or ConsoleView()
         self.replies = ReplyBook.load(settings.console_replies_file)
         self.csrf = CsrfGuard(settings.console_csrf_secret.get_secret_value())
-        self.access = Access(settings.console_tokens, settings.console_proxy_user_header)
+        self.access = Access(settings)
+        self.login_throttle = LoginThrottle(settings.console_login_attempts_per_minute)
+        self.cookie = cookie_name(settings.https())
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: Any = None
-        self.loaded = False  # True once the first read reached the end of what was there
+        self.loaded = False  # True once the views hold everything the topics held when the console started
         self._task: asyncio.Task[None] | None = None
         self._producer_lock = asyncio.Lock()
 
@@ -93,7 +109,8 @@ class ConsoleService:
                 enable_auto_commit=True, metadata_max_age_ms=5000, **self.settings.kafka_client_options())
             try:
                 await consumer.start()
-                consumer.subscribe(pattern=TOPIC_PATTERN, listener=_ReadFromBeginning(consumer))
+                rebuild = _ReadFromBeginning(consumer)
+                consumer.subscribe(pattern=TOPIC_PATTERN, listener=rebuild)
                 self.consumer = consumer
                 log.info("console_consuming", group=self.settings.console_group_id)
                 while True:
@@ -101,8 +118,9 @@ class ConsoleService:
                     for tp, records in batch.items():
                         for rec in records:
                             self._fold(tp.topic, rec.key, rec.value)
-                    if not batch and consumer.assignment():
+                    if not self.loaded and consumer.assignment() and await rebuild.caught_up():
                         self.loaded = True
+                        log.info("console_views_loaded", partitions=len(rebuild.targets))
                     self._update_gauges()
             except asyncio.CancelledError:
                 raise
@@ -160,8 +178,20 @@ def _service(request: web.Request) -> ConsoleService:
     return request.app[SERVICE]
 
 
+def _cookie_session(request: web.Request) -> str | None:
+    """The session id of the request's cookie when this console signed it, else None."""
+    svc = _service(request)
+    return svc.csrf.unseal(request.cookies.get(svc.cookie))
+
+
+def _client(request: web.Request) -> str:
+    """The client's address (X-Forwarded-For believed only from TRIAGE_CONSOLE_TRUSTED_PROXIES)."""
+    return client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                          _service(request).settings.console_trusted_proxies)
+
+
 def _session(request: web.Request) -> str:
-    existing = request.cookies.get(COOKIE)
+    existing = _cookie_session(request)
     if existing and 8 <= len(existing) <= 64:
         return existing
     session: str = request.get(NEW_SESSION) or CsrfGuard.new_session()
@@ -185,7 +215,7 @@ def _html(request: web.Request, body: str, status: int = 200) -> web.Response:
 async def _signed_in(request: web.Request) -> web.StreamResponse | None:
     """None when the request may go on; else the answer for someone who has not signed in."""
     svc = _service(request)
-    who = svc.access.identify(request.cookies.get(COOKIE), request.headers)
+    who = svc.access.identify(_cookie_session(request), request.headers, request.remote)
     if who is not None:
         request[IDENTITY] = who
         return None
@@ -210,11 +240,22 @@ async def pages_middleware(request: web.Request, handler: Any) -> web.StreamResp
             raise
         response = _html(request, render.error_page(exc.status, exc.text or exc.reason, _ctx(request)), exc.status)
     cm.HTTP_REQUESTS.labels(route, str(response.status)).inc()
+    svc = _service(request)
+    if request.method == "POST" and request.path.startswith("/actions/"):
+        # The audit line of every action, done or refused: who, from where, what, and the answer.
+        who = request.get(IDENTITY)
+        log.info("console_action", path=request.path, user=who.name if who else None,
+                 role=who.role if who else None, client=_client(request), status=response.status)
     if NEW_SESSION in request:
-        response.set_cookie(COOKIE, request[NEW_SESSION], httponly=True, samesite="Strict", path="/")
+        # __Host- and Secure over HTTPS: the cookie is then this exact origin's, never a sibling's or HTTP's.
+        response.set_cookie(svc.cookie, svc.csrf.seal(request[NEW_SESSION]), httponly=True, samesite="Strict",
+                            path="/", secure=svc.settings.https())
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
+                                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
     return response
 
 
@@ -327,7 +368,7 @@ async def _checked_form(request: web.Request) -> dict[str, str]:
         raise actions.FormError(400, f"malformed form: {exc}") from exc
     form = {k: v for k, v in raw.items() if isinstance(v, str)}
     svc = _service(request)
-    if not svc.csrf.check(request.cookies.get(COOKIE), form.get("csrf")):
+    if not svc.csrf.check(_cookie_session(request), form.get("csrf")):
         raise actions.FormError(403, "the form's CSRF token is missing or stale: reload the page and try again")
     return form
 
@@ -349,8 +390,8 @@ async def _publish_or_503(svc: ConsoleService, action: str, topic: str, key: str
     except Exception as exc:
         cm.ACTIONS.labels(action, "failed").inc()
         log.warning("console_publish_failed", action=action, error=type(exc).__name__)
-        raise actions.FormError(503, "Kafka did not acknowledge the action; nothing was recorded, try again") \
-            from exc
+        raise actions.FormError(503, "Kafka did not acknowledge the action in time, so it may or may not have been "
+                                     "recorded: reload the page to see whether it was before trying again") from exc
     cm.ACTIONS.labels(action, "published").inc()
 
 
@@ -432,23 +473,33 @@ async def login_html(request: web.Request) -> web.Response:
 
 async def post_login(request: web.Request) -> web.Response:
     svc = _service(request)
+    client = _client(request)
+    wait = svc.login_throttle.wait(client)
+    if wait > 0:
+        log.info("console_login_throttled", client=client)
+        response = _html(request, render.error_page(429, "too many failed sign-ins from here: wait a minute",
+                                                    _ctx(request)), 429)
+        response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+        return response
     form = await _checked_form(request)
     next_url = actions.safe_next(form, "/")
     # A fresh session id on sign-in, so a session fixed before it is worth nothing after.
     session = CsrfGuard.new_session()
     who = svc.access.login(session, form.get("token", ""))
     if who is None:
-        log.info("console_login_refused")
+        svc.login_throttle.failed(client)
+        log.info("console_login_refused", client=client)
         return _html(request, render.login_page(_ctx(request), next_url, failed=True), 401)
+    svc.login_throttle.succeeded(client)
     request[NEW_SESSION] = session
-    log.info("console_login", user=who.name, role=who.role)
+    log.info("console_login", user=who.name, role=who.role, client=client)
     return _see_other(next_url)
 
 
 async def post_logout(request: web.Request) -> web.Response:
     svc = _service(request)
     await _checked_form(request)
-    svc.access.logout(request.cookies.get(COOKIE))
+    svc.access.logout(_cookie_session(request))
     request[NEW_SESSION] = CsrfGuard.new_session()
     return _see_other("/login" if svc.access.enabled else "/")
 
@@ -459,10 +510,12 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 only once the views caught up with what Kafka held at start: a console serving half-rebuilt views
+    would show responders an empty page and 404s during a rollout."""
     svc = _service(request)
-    ready = svc.consumer is not None
-    return web.json_response({"status": "ready" if ready else "waiting for Kafka", "loaded": svc.loaded},
-                             status=200 if ready else 503)
+    ready = svc.consumer is not None and svc.loaded
+    status = "ready" if ready else ("waiting for Kafka" if svc.consumer is None else "rebuilding the views")
+    return web.json_response({"status": status, "loaded": svc.loaded}, status=200 if ready else 503)
 
 
 async def metrics_page(_: web.Request) -> web.Response:

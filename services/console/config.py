@@ -1,14 +1,23 @@
-"""Console settings (env prefix `TRIAGE_`, e.g. `TRIAGE_CONSOLE_PORT=8090`)."""
+"""Console settings (env prefix `TRIAGE_`, e.g. `TRIAGE_CONSOLE_PORT=8090`).
+
+Who may use the console (`access.py`): sign-in tokens (`TRIAGE_CONSOLE_TOKENS`), or an authenticating
+proxy that names the user in `TRIAGE_CONSOLE_PROXY_USER_HEADER`, trusted only from
+`TRIAGE_CONSOLE_TRUSTED_PROXIES`. Bound to anything but loopback, the console refuses to start with
+neither (`missing_credentials`). Without either on loopback it is read-only, unless
+`TRIAGE_INSECURE_DEV=1` (set by `make demo` and `make up` only) lets anyone act.
+"""
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from services.common.settings import ServiceSettings
 
+Role = Literal["responder", "read-only"]
 DEFAULT_REPLIES_FILE = Path(__file__).resolve().parent / "replies.default.yaml"
 
 
@@ -17,7 +26,7 @@ class ConsoleToken(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     token: SecretStr = Field(min_length=16)
-    role: Literal["responder", "read-only"] = "responder"
+    role: Role = "responder"
 
 
 class ConsoleSettings(ServiceSettings):
@@ -36,9 +45,41 @@ class ConsoleSettings(ServiceSettings):
                                            "process when empty (forms then expire on restart)")
 
     console_tokens: list[ConsoleToken] = Field(default_factory=list, description='JSON list of {"name", "token", '
-                                               '"role": "responder"|"read-only"}; empty = no sign-in')
+                                               '"role": "responder"|"read-only"}; empty = no sign-in by token')
     console_proxy_user_header: str = Field("", description="header an authenticating proxy sets to the user's "
                                                            "name (e.g. X-Forwarded-User); empty = not trusted")
+    console_trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list, description='JSON list of CIDRs (e.g. ["10.0.3.0/24"]) whose requests may name the '
+        "user in the proxy header (and the client in X-Forwarded-For); from any other peer both are ignored")
+    console_proxy_roles: dict[str, Role] = Field(default_factory=dict, description='JSON {"user": "responder"} '
+                                                 "roles of the users the proxy names; anyone else gets "
+                                                 "TRIAGE_CONSOLE_PROXY_DEFAULT_ROLE")
+    console_proxy_default_role: Role = Field("read-only", description="role of a proxy-named user not in "
+                                                                      "TRIAGE_CONSOLE_PROXY_ROLES")
+    console_session_idle_seconds: float = Field(2 * 3600.0, gt=0, description="a session unused this long ends")
+    console_session_max_seconds: float = Field(12 * 3600.0, gt=0, description="a session ends this long after "
+                                                                            "sign-in, however active")
+    console_login_attempts_per_minute: int = Field(5, ge=1, description="failed sign-ins one client may make per "
+                                                   "minute; more are answered 429")
+    insecure_dev: bool = Field(False, description="developer's machine only (make demo/up set it): with no tokens "
+                               "and no proxy anyone may act, and no credential is required at start")
+
+    @model_validator(mode="after")
+    def _proxy_needs_trusted_peers(self) -> ConsoleSettings:
+        if self.console_proxy_user_header and not self.console_trusted_proxies:
+            raise ValueError("TRIAGE_CONSOLE_PROXY_USER_HEADER needs TRIAGE_CONSOLE_TRUSTED_PROXIES (the CIDRs of the "
+                             "authenticating proxy): from anyone else the header would be a forged sign-in")
+        return self
+
+    def missing_credentials(self) -> list[str]:
+        """What the console needs before other hosts may reach it: tokens or a trusted proxy."""
+        if self.console_tokens or self.console_proxy_user_header:
+            return []
+        return ["TRIAGE_CONSOLE_TOKENS (or TRIAGE_CONSOLE_PROXY_USER_HEADER with TRIAGE_CONSOLE_TRUSTED_PROXIES)"]
+
+    def https(self) -> bool:
+        """Served to browsers over HTTPS (the public URL says so): cookies are then `Secure` and `__Host-`."""
+        return self.console_url.lower().startswith("https://")
 
     def base_url(self) -> str:
         return (self.console_url or f"http://{self.console_host}:{self.console_port}").rstrip("/")

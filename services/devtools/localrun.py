@@ -46,6 +46,8 @@ def service_env(bootstrap: str, ports: Ports, run_dir: Path, extra: dict[str, st
         "TRIAGE_CONSOLE_URL": f"http://127.0.0.1:{ports.console}",
         "TRIAGE_DATA_DIR": str(run_dir / "faust-data"),
         "PYTHONUNBUFFERED": "1",
+        # A developer's machine (make up, make demo): ingest and the console open without credentials.
+        "TRIAGE_INSECURE_DEV": "1",
     })
     env.update(extra or {})
     return env

@@ -1,4 +1,10 @@
-"""Who may call ingest and how often: bearer tokens and per-client token-bucket rate limits (pure)."""
+"""Who may call ingest and how often: bearer tokens and token-bucket rate limits (pure).
+
+A request is limited per principal once authenticated (the configured token it carries: one bucket per
+token, however many addresses share it), else per client address (X-Forwarded-For only from a trusted
+proxy, `services.common.exposure.client_address`). Keying on anything the client writes freely, such as
+an arbitrary Authorization header, would give a new bucket per request.
+"""
 
 from __future__ import annotations
 
@@ -25,11 +31,24 @@ def bearer_ok(header: str | None, tokens: Sequence[str]) -> bool:
     return ok
 
 
-def client_key(authorization: str | None, remote: str | None) -> str:
-    """Rate-limit identity: a digest of the bearer token if any (never the token itself), else the address."""
-    if authorization:
-        return "t:" + hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return "a:" + (remote or "unknown")
+def principal(header: str | None, tokens: Sequence[str]) -> str | None:
+    """Who an authenticated request is: a digest of the configured token it carries (never the token
+    itself), or None when it carries none of them."""
+    if not bearer_ok(header, tokens):
+        return None
+    given = (header or "").partition(" ")[2].strip().encode()
+    for token in tokens:
+        if hmac.compare_digest(given, token.encode()):
+            return hashlib.sha256(token.encode()).hexdigest()[:16]
+    return None  # pragma: no cover (bearer_ok said one matched)
+
+
+def client_key(principal_id: str | None, client_address: str) -> str:
+    """Rate-limit identity: the authenticated principal, else the client's address (never a header the
+    client chose: a new Authorization value per request must not buy a new bucket)."""
+    if principal_id:
+        return "t:" + principal_id
+    return "a:" + client_address
 
 
 class RateLimiter:

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.common.exposure import client_address
 from services.common.logging import get_logger
 from services.ingest import access, webhooks
 from services.ingest import metrics as m
@@ -49,6 +50,10 @@ _DIAGNOSTIC_PATHS = {"/healthz", "/readyz", "/metrics"}
 
 async def post_mentions(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
+    if not settings.api_tokens and not settings.insecure_dev:
+        m.AUTH_REJECTED.labels("/v1/mentions", "not_configured").inc()
+        return error_response(401, "no API token is configured (TRIAGE_API_TOKENS): every request is refused",
+                              headers={"WWW-Authenticate": "Bearer"})
     if settings.api_tokens:
         tokens = [t.get_secret_value() for t in settings.api_tokens]
         if not access.bearer_ok(request.headers.get("Authorization"), tokens):
@@ -112,11 +117,22 @@ async def count_requests(request: web.Request, handler: Any) -> web.StreamRespon
     return response
 
 
+def _principal(request: web.Request) -> str | None:
+    """The API token a /v1/mentions request authenticated with (its digest), None for any other."""
+    settings = request.app[SETTINGS_KEY]
+    if request.path != "/v1/mentions" or not settings.api_tokens:
+        return None
+    return access.principal(request.headers.get("Authorization"), [t.get_secret_value() for t in settings.api_tokens])
+
+
 @web.middleware
 async def rate_limit(request: web.Request, handler: Any) -> web.StreamResponse:
     limiter = request.app[LIMITER_KEY]
     if limiter.enabled and request.method == "POST" and request.path not in _DIAGNOSTIC_PATHS:
-        key = access.client_key(request.headers.get("Authorization"), request.remote)
+        # Authenticate first, then limit who it is; unauthenticated requests share their address's bucket.
+        settings = request.app[SETTINGS_KEY]
+        address = client_address(request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
+        key = access.client_key(_principal(request), address)
         wait = limiter.acquire(key)
         if wait > 0:
             m.RATE_LIMITED.labels(_endpoint(request)).inc()

@@ -1,14 +1,18 @@
 """Ingest settings (env prefix `TRIAGE_`, e.g. `TRIAGE_INGEST_PORT=8080`).
 
 Secrets (webhook secrets, bearer tokens) are `SecretStr` so they never show in
-logs or reprs; every secret-protected feature is off while its secret is empty.
+logs or reprs. Fail closed: `/v1/mentions` answers 401 while no API token is configured, a webhook
+answers 401 while its secret is empty, and bound to anything but loopback ingest refuses to start
+without `TRIAGE_API_TOKENS` (`missing_credentials`). Only `TRIAGE_INSECURE_DEV=1` (set by `make demo`
+and `make up`) opens `/v1/mentions` without a token.
 """
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from services.common.settings import ServiceSettings, service_env
 
@@ -38,16 +42,27 @@ class IngestSettings(ServiceSettings):
                                         "complete within this (after connecting or after a response) is closed")
     max_connections_per_client: int = Field(64, ge=0, description="open connections one client address may "
                                             "hold; more are answered 429 and closed (0 = unlimited)")
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list, validation_alias=service_env("ingest", "trusted_proxies"),
+        description='JSON list of CIDRs of the proxies in front (the ingress controller), e.g. ["10.0.0.0/8"]: '
+                    "their X-Forwarded-For names the client (from anyone else it is ignored) and their "
+                    "connections count against max_connections_per_proxy")
+    max_connections_per_proxy: int = Field(1024, ge=0, description="open connections one trusted proxy may hold "
+                                           "(0 = unlimited)")
     kafka_probe_interval_seconds: float = Field(1.0, description="how often a down Kafka is probed to recover")
 
     # Brand tracking.
     brands_file: Path | None = Field(None, description="tracked brands YAML (default: services/ingest/"
                                                        "brands.default.yaml)")
 
-    # Access control of POST /v1/mentions: off unless tokens are configured.
+    # Access control of POST /v1/mentions: closed (401) unless tokens are configured or in dev mode.
     api_tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens accepted by /v1/mentions "
-                                        "(JSON list); empty = no authentication")
-    rate_limit_per_second: float = Field(0.0, description="requests/s per client on POST endpoints; 0 = unlimited")
+                                        "(JSON list); empty = every request is 401 (open only with "
+                                        "TRIAGE_INSECURE_DEV=1)")
+    insecure_dev: bool = Field(False, description="developer's machine only (make demo/up set it): /v1/mentions "
+                               "takes requests without a token, and no credential is required at start")
+    rate_limit_per_second: float = Field(0.0, description="requests/s on POST endpoints per API token (after "
+                                         "authentication), else per client address; 0 = unlimited")
     rate_limit_burst: int = Field(20, description="requests a client may send at once before being limited")
 
     # Webhooks: an endpoint answers 401 to everything until its secret is configured.
@@ -70,3 +85,16 @@ class IngestSettings(ServiceSettings):
     mastodon_token: SecretStr = Field(SecretStr(""), description="access token (read:statuses)")
     polls: list[PollSource] = Field(default_factory=list, description='JSON list of {"name", "kind": "feed"|'
                                     '"reddit", "url", "interval_seconds"}')
+
+    @model_validator(mode="after")
+    def _meta_webhook_whole(self) -> IngestSettings:
+        """A Meta webhook is configured by two secrets: one without the other is a mistake, not a choice."""
+        if bool(self.meta_app_secret.get_secret_value()) != bool(self.meta_verify_token.get_secret_value()):
+            raise ValueError("TRIAGE_META_APP_SECRET and TRIAGE_META_VERIFY_TOKEN go together (set both, or "
+                             "neither to leave /webhooks/meta closed)")
+        return self
+
+    def missing_credentials(self) -> list[str]:
+        """The settings ingest must have before other hosts may reach it (each webhook without its secret
+        answers 401 on its own, so only the API's tokens are required)."""
+        return [] if self.api_tokens else ["TRIAGE_API_TOKENS"]

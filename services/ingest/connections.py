@@ -5,8 +5,10 @@ one connection are read.
   address; past `max_connections_per_client` a new connection is answered 429 at once (JSON body,
   `Retry-After`, `Connection: close`), counted in `triage_ingest_connections_refused_total` and logged
   at most once a minute per cause, then closed, so a client opening sockets it never uses (slowloris)
-  holds at most that many. The peer is the TCP peer: behind a proxy every client is the proxy, so set
-  the limit there (or 0 here, unlimited).
+  holds at most that many. The peer is the TCP peer. A peer in `trusted_proxies` (the ingress
+  controller) carries many clients' requests, so it gets `max_connections_per_proxy` instead; the
+  clients behind it are told apart per request (X-Forwarded-For, believed only from those peers) by
+  the rate limit in app.py, since a connection has no headers yet when it is counted.
 - **Header-read and idle timeout.** aiohttp's keep-alive timer (`idle_timeout_seconds`) closes a
   connection whose request headers are not complete that long after connecting or after the last
   response, however slowly the bytes trickle in (see `server_options`).
@@ -27,13 +29,15 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 
+from services.common.exposure import in_networks
 from services.common.logging import get_logger
 from services.ingest import metrics as m
 from services.ingest.config import IngestSettings
@@ -51,19 +55,27 @@ class ConnectionLimiter:
     """Open connections per client (pure); `limit` 0 = unlimited. Refusals are logged at most once per
     `log_interval` seconds, with how many were refused since the last line."""
 
-    def __init__(self, limit: int, log_interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, limit: int, log_interval: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 trusted_proxies: Sequence[IPv4Network | IPv6Network] = (), proxy_limit: int = 0):
         self.limit = limit
+        self.trusted_proxies = list(trusted_proxies)
+        self.proxy_limit = proxy_limit
         self.log_interval = log_interval
         self._clock = clock
         self._open: dict[str, int] = {}
         self._refused_since_log = 0
         self._last_log: float | None = None
 
+    def limit_for(self, client: str) -> int:
+        """The connections `client` may hold: a trusted proxy's limit for a proxy, else the per-client one."""
+        return self.proxy_limit if in_networks(client, self.trusted_proxies) else self.limit
+
     def open(self, client: str) -> bool:
         """Counts a new connection of `client`; False (and not counted) when it is over the limit."""
         n = self._open.get(client, 0)
-        if self.limit and n >= self.limit:
-            self._refused(client)
+        limit = self.limit_for(client)
+        if limit and n >= limit:
+            self._refused(client, limit)
             return False
         self._open[client] = n + 1
         return True
@@ -81,13 +93,13 @@ class ConnectionLimiter:
     def total(self) -> int:
         return sum(self._open.values())
 
-    def _refused(self, client: str) -> None:
+    def _refused(self, client: str, limit: int) -> None:
         m.CONNECTIONS_REFUSED.labels("per_client_limit").inc()
         self._refused_since_log += 1
         now = self._clock()
         if self._last_log is None or now - self._last_log >= self.log_interval:
             # The address is the operator's to see (it is what to block); never a token or a body.
-            log.warning("connections_refused", reason="per_client_limit", client=client, limit=self.limit,
+            log.warning("connections_refused", reason="per_client_limit", client=client, limit=limit,
                         refused=self._refused_since_log)
             self._last_log = now
             self._refused_since_log = 0
@@ -151,7 +163,7 @@ class ConnectionLimitedServer(web.Server):
             # Answer before reading anything (the request is never parsed), half-close, and drop the socket
             # a moment later: the client reads a 429 rather than a reset.
             transport.pause_reading()
-            transport.write(_refusal(self.limiter.limit, self.retry_after))
+            transport.write(_refusal(self.limiter.limit_for(client), self.retry_after))
             if transport.can_write_eof():
                 transport.write_eof()
             asyncio.get_running_loop().call_later(1.0, handler.force_close)
@@ -173,7 +185,8 @@ class IngestRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, settings: IngestSettings, **kwargs: Any):
         super().__init__(app, **{**server_options(settings), **kwargs})
-        self.limiter = ConnectionLimiter(settings.max_connections_per_client)
+        self.limiter = ConnectionLimiter(settings.max_connections_per_client, trusted_proxies=settings.trusted_proxies,
+                                         proxy_limit=settings.max_connections_per_proxy)
         self._retry_after = settings.retry_after_seconds
 
     async def _make_server(self) -> web.Server:

@@ -5,7 +5,10 @@ pure so each scheme is unit-tested against the platform's documented examples.
 
 - X Account Activity API: GET ?crc_token=T is answered {"response_token": "sha256=" +
   base64(HMAC-SHA256(consumer_secret, T))}; each POST carries
-  `x-twitter-webhooks-signature: sha256=<base64 HMAC-SHA256(consumer_secret, body)>`.
+  `x-twitter-webhooks-signature: sha256=<base64 HMAC-SHA256(consumer_secret, body)>`. Both are the same
+  MAC under the same key, so a CRC answer for T *is* a valid delivery signature for a body equal to T:
+  only a token that looks like X's (`is_x_crc_token`: a short URL-safe/base64 string, never JSON) is
+  signed, or anyone could have a forged delivery signed for them.
 - Meta Graph webhooks: GET hub.mode=subscribe&hub.verify_token=V&hub.challenge=C echoes C
   when V is ours; each POST carries `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app_secret, body)>`.
 - Generic: `X-Triage-Timestamp: <unix seconds>` and `X-Triage-Signature: v1=<hex HMAC-SHA256(secret,
@@ -18,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections import OrderedDict
 
@@ -40,7 +44,22 @@ def _mac(secret: str, message: bytes) -> bytes:
     return hmac.new(secret.encode(), message, hashlib.sha256).digest()
 
 
+# X sends a random token (a UUID or URL-safe base64, 20-50 characters in practice). Anything signed here is
+# also a valid delivery signature for a body equal to it, so only this alphabet passes: no `{`, `[`, quote,
+# space or control character can appear, hence never a JSON document. 128 leaves room for longer tokens.
+X_CRC_TOKEN_MAX_CHARS = 128
+_X_CRC_TOKEN = re.compile(rf"[A-Za-z0-9_\-+/=]{{1,{X_CRC_TOKEN_MAX_CHARS}}}")
+
+
+def is_x_crc_token(token: str) -> bool:
+    """True when `token` is in X's CRC token alphabet and length (URL-safe or standard base64, UUIDs)."""
+    return _X_CRC_TOKEN.fullmatch(token) is not None
+
+
 def x_crc_response_token(consumer_secret: str, crc_token: str) -> str:
+    """The CRC answer for a token; refuses (ValueError) anything `is_x_crc_token` rejects."""
+    if not is_x_crc_token(crc_token):
+        raise ValueError("not an X CRC token: signing it could forge a delivery signature")
     return "sha256=" + base64.b64encode(_mac(consumer_secret, crc_token.encode())).decode()
 
 

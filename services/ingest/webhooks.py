@@ -7,6 +7,10 @@ Routes:
     POST /webhooks/meta                   X-Hub-Signature-256
     POST /webhooks/generic                X-Triage-Timestamp + X-Triage-Signature (body as /v1/mentions)
 
+Endpoints that answer with something derived from what the caller sent are the X CRC (an HMAC of
+the token: only X's token alphabet is signed, since the same HMAC signs deliveries) and Meta's
+`hub.challenge` echo (only after the verify token matched, and only a short token, never markup).
+
 The signature is checked on the exact bytes received, before any parsing; an
 unsigned or wrongly signed request gets 401, is counted, and nothing of it is
 produced. A signed platform delivery is answered 200 once Kafka acknowledged
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -46,6 +51,7 @@ from services.ingest.ingestor import KafkaUnavailable
 log = get_logger("ingest.webhooks")
 
 REPLAY_GUARD_KEY = web.AppKey("replay_guard", sig.ReplayGuard)
+META_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def _reject(endpoint: str, reason: str) -> web.Response:
@@ -59,8 +65,11 @@ async def x_crc(request: web.Request) -> web.Response:
     token = request.query.get("crc_token", "")
     if not secret:
         return _reject("/webhooks/x", "not_configured")
-    if not token or len(token) > 1024:
-        return error_response(400, "crc_token query parameter required")
+    if not sig.is_x_crc_token(token):
+        # Never sign what does not look like X's token: the answer would sign a forged delivery body.
+        m.AUTH_REJECTED.labels("/webhooks/x", "bad_crc_token").inc()
+        return error_response(400, f"crc_token must be 1-{sig.X_CRC_TOKEN_MAX_CHARS} characters of "
+                                   "A-Z a-z 0-9 - _ + / =", [{"field": "crc_token", "reason": "invalid"}])
     return web.json_response({"response_token": sig.x_crc_response_token(secret, token)})
 
 
@@ -78,6 +87,9 @@ async def meta_verify(request: web.Request) -> web.Response:
     q = request.query
     if q.get("hub.mode") != "subscribe" or not q.get("hub.challenge"):
         return error_response(400, "expected hub.mode=subscribe with hub.challenge")
+    if not META_CHALLENGE.fullmatch(q["hub.challenge"]):
+        # Meta's challenge is a number; echoing anything else would reflect attacker text from our origin.
+        return error_response(400, "hub.challenge must be 1-128 characters of A-Z a-z 0-9 - _")
     given = q.get("hub.verify_token", "")
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         return _reject("/webhooks/meta", "invalid_verify_token")

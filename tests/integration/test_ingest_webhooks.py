@@ -56,6 +56,20 @@ async def test_x_crc_challenge(ingest):
     assert (await ingest.get("/webhooks/x")).status_code == 400
 
 
+async def test_x_crc_cannot_be_used_to_sign_a_forged_delivery(ingest, kafka_bootstrap):
+    # Issue 25: the CRC answer for T is the delivery signature of a body equal to T.
+    tweet = json.loads(fixture("x_tweet_create_events.json"))
+    tweet["tweet_create_events"][0]["id_str"] = "crc-forged"
+    tweet["tweet_create_events"][0]["user"].update(followers_count=9_000_000, verified=True)
+    body = json.dumps(tweet, separators=(",", ":"))
+    crc = await ingest.get("/webhooks/x", params={"crc_token": body})
+    assert crc.status_code == 400 and "response_token" not in crc.json()
+    guessed = await ingest.post("/webhooks/x", content=body.encode(),
+                                headers={"x-twitter-webhooks-signature": "sha256=" + "A" * 43 + "="})
+    assert guessed.status_code == 401
+    assert await produced(kafka_bootstrap, {"x:crc-forged"}) == {}
+
+
 async def test_x_signed_delivery_is_produced_with_brands_and_replay_is_a_duplicate(ingest, kafka_bootstrap):
     body = fixture("x_tweet_create_events.json")
     headers = {"x-twitter-webhooks-signature": sig.x_signature(X_SECRET, body), "Content-Type": "application/json"}

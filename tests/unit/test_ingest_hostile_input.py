@@ -10,7 +10,7 @@ import pytest
 from services.common.timeutil import ts_from_epoch
 from services.ingest import jsonparse
 from services.ingest import signatures as sig
-from services.ingest.access import bearer_ok, client_key
+from services.ingest.access import bearer_ok, client_key, principal
 from services.ingest.adapters import meta_webhook, x_account_activity, x_tweet
 from services.ingest.brands import DEFAULT_BRANDS_FILE, BrandMatcher, load_brands
 from services.ingest.dedupe import DedupeWindow
@@ -189,7 +189,9 @@ def test_generic_signature_still_verifies():
 
 def test_non_ascii_authorization_is_refused_and_still_rate_limited_by_a_key():
     assert not bearer_ok("Bearer \udcff", ["t"])
-    assert client_key("Bearer \udcff", "1.2.3.4").startswith("t:")
+    # Not a principal, so it is limited by its address (a new header per request buys no new bucket).
+    assert principal("Bearer \udcff", ["t"]) is None
+    assert client_key(principal("Bearer \udcff", ["t"]), "1.2.3.4") == "a:1.2.3.4"
 
 
 def _outcomes(candidates):
