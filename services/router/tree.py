@@ -102,7 +102,7 @@ class RoutingTree:
     silences: list[Silence] = field(default_factory=list)
     inhibit_rules: list[InhibitRule] = field(default_factory=list)
     # Things in the file that load but do not act as they would in Alertmanager ("file:line: key: why"),
-    # shown by `triage route-check` and logged by the router at start.
+    # shown by `triage route-check` as `note:` lines.
     notices: list[str] = field(default_factory=list)
     # Receivers without any integration (Alertmanager's "null" receiver): a route to one sends nothing.
     null_receivers: set[str] = field(default_factory=set)
