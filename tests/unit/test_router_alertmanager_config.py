@@ -317,3 +317,32 @@ def test_route_check_speaks_amtool(capsys):
     assert capsys.readouterr().out.rstrip().endswith("\nteam-X-pager,team-X-chat")
     assert route_check([*args, "--verify.receivers=team-DB-pager"]) == 1
     assert "WARNING: Expected receivers did not match resolved receivers." in capsys.readouterr().out
+
+
+def test_alertmanager_receivers_build_the_projects_receivers_with_their_secrets(tmp_path):
+    import httpx
+
+    from services.router.registry import build_receivers
+
+    key = tmp_path / "pd-key"
+    key.write_text("pd-key-from-file\n")
+    tree = loads(f"""
+route: {{receiver: pd}}
+receivers:
+  - name: pd
+    pagerduty_configs: [{{routing_key_file: {key}}}]
+  - name: og
+    opsgenie_configs: [{{api_key: og-inline-key}}]
+  - name: hook
+    webhook_configs: [{{url: 'https://hooks.example.org/x', http_config: {{bearer_token: tok-1234}}}}]
+""")
+    built = build_receivers(tree.receivers, None, httpx.AsyncClient())  # type: ignore[arg-type]
+    assert built.pagers["pd"].routing_key == "pd-key-from-file"  # type: ignore[attr-defined]
+    assert built.pagers["og"].headers["Authorization"] == "GenieKey og-inline-key"  # type: ignore[attr-defined]
+    assert built.receivers["hook"].headers == {"Authorization": "Bearer tok-1234"}  # type: ignore[attr-defined]
+
+
+def test_slack_incoming_webhooks_are_refused_with_the_reason():
+    with pytest.raises(RoutingConfigError, match=r"chat\.postMessage and a bot token"):
+        loads("route: {receiver: s}\nreceivers:\n  - name: s\n    slack_configs: "
+              "[{api_url: 'https://hooks.slack.com/services/T/B/X'}]\n")
