@@ -1,6 +1,9 @@
-"""`triage route-check FILE [k=v ...] [--at TIME]`: validate a routing file; with labels, show which routes and
-receivers a mention hits (like `amtool config routes test`), whether it is paged as an incident or delivered
-per mention, its SLA, and whether a silence would mute its page at that time."""
+"""`triage route-check FILE [k=v ...] [--at TIME]`: validate a routing file (the project's, or a verbatim
+Alertmanager configuration); with labels, show which routes and receivers a mention hits, whether it is paged
+as an incident or delivered per mention, its SLA, and whether a silence would mute its page at that time.
+The last line is what `amtool config routes test` prints (the receivers, comma-joined), and
+`--verify.receivers=a,b` makes the exit status 1 when they differ, as amtool does. `--tree` prints the
+routing tree like `amtool config routes show`."""
 
 from __future__ import annotations
 
@@ -25,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file")
     parser.add_argument("labels", nargs="*", help='sample labels, e.g. priority=P1 intent=outage_report brand=acme')
     parser.add_argument("--at", help="evaluate time intervals and silences at this ISO 8601 time (default: now)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--tree", action="store_true", help="print the routing tree (amtool config routes show)")
+    parser.add_argument("--verify.receivers", dest="verify_receivers", default=None,
+                        help="expected receivers, comma-joined: exit status 1 when the labels resolve otherwise")
+    args = parser.parse_intermixed_args(argv)
     try:
         tree = routing.load(args.file)
     except routing.RoutingConfigError as exc:
@@ -34,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ok: {args.file}: {len(tree.receivers)} receivers, queues: {', '.join(tree.queues()) or '-'}, "
           f"{len(tree.time_intervals)} time intervals, {len(tree.silences)} silences, "
           f"{len(tree.inhibit_rules)} inhibit rules")
+    for notice in tree.notices:
+        print(f"note: {notice}")
+    if args.tree:
+        print("Routing tree:")
+        _print_tree(tree.root, "", True)
     if not args.labels:
         return 0
     labels = {}
@@ -42,17 +53,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bad label {item!r}: expected name=value", file=sys.stderr)
             return 2
         k, v = item.split("=", 1)
-        labels[k] = v
+        labels[k] = v[1:-1] if len(v) >= 2 and v[0] == v[-1] == '"' else v
     try:
         now = parse_instant(args.at) if args.at else time.time()
     except ValueError as exc:
         print(f"bad --at: {exc}", file=sys.stderr)
         return 2
     prio = labels.get("priority", "")
-    for route in tree.match(labels, now):
+    routes = tree.routes_for(labels, now)
+    for route in routes:
         matchers = ", ".join(str(m) for m in route.matchers) or "(root: matches everything)"
-        kind = tree.receivers[route.receiver].kind
+        cfg = tree.receivers.get(route.receiver)
+        kind = cfg.kind if cfg is not None else "null"
         print(f"{route.path} (line {route.line}) -> {route.receiver} ({kind})   [{matchers}]")
+        if cfg is None:
+            print("    sends nothing (a receiver without integrations)")
+            continue
+        if not route.in_time(now):
+            print("    muted at that time (when_muted: stay): the mention stays on this route and nothing is sent")
+            continue
         if kind != "kafka_queue" and tree.is_paging(route):
             by = "incident id, else " + (",".join(route.group_by) or "brand")
             print(f"    paged as an incident: grouped by {by}; group_wait {_dur(route.group_wait)}, "
@@ -69,8 +88,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    first response due in {_dur(route.sla[prio])}{bt}{esc}")
     skipped = [r for r in _timed_routes(tree.root) if r.matches(labels) and not r.in_time(now)]
     for r in skipped:
-        print(f"    (skipped {r.path} (line {r.line}) -> {r.receiver}: outside its time intervals at that time)")
+        if r.when_muted == "fall_through":
+            print(f"    (skipped {r.path} (line {r.line}) -> {r.receiver}: outside its time intervals at that time)")
+    resolved = ",".join(r.receiver for r in routes)
+    print(resolved)
+    if args.verify_receivers is not None and args.verify_receivers != resolved:
+        print("WARNING: Expected receivers did not match resolved receivers.")
+        return 1
     return 0
+
+
+def _print_tree(route: Route, prefix: str, last: bool) -> None:
+    """One line per route like amtool's: `{matchers}  continue: true  receiver: NAME`."""
+    slug = "{" + ",".join(str(m) for m in route.matchers) + "}" if route.matchers else "default-route"
+    if route.continue_:
+        slug += "  continue: true"
+    slug += f"  receiver: {route.receiver}"
+    print(f"{prefix}{'└── ' if last else '├── '}{slug}")
+    child_prefix = prefix + ("    " if last else "│   ")
+    for i, child in enumerate(route.routes):
+        _print_tree(child, child_prefix, i == len(route.routes) - 1)
 
 
 def _timed_routes(route: Route) -> list[Route]:

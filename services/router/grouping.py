@@ -152,10 +152,18 @@ class Page:
     at: float
 
 
+def grouping_labels(group_by: list[str], labels: dict[str, str]) -> list[str]:
+    """The labels a group is keyed by: `group_by`, every label for Alertmanager's `['...']`, default `brand`."""
+    if group_by == ["..."]:
+        return sorted(labels)
+    return list(group_by) or ["brand"]
+
+
 def group_key(receiver: str, route: str, incident_id: str, group_by: list[str], labels: dict[str, str]) -> str:
     if incident_id:
         return f"{receiver}|incident:{incident_id}"
-    parts = ",".join(f"{k}={labels.get(k, '')}" for k in sorted(group_by))
+    names = grouping_labels(group_by, labels) if group_by else []
+    parts = ",".join(f"{k}={labels.get(k, '')}" for k in sorted(names))
     return f"{receiver}|{route}|{parts}"
 
 
@@ -222,7 +230,7 @@ class IncidentGrouper:
         if g is None:
             gid = incident_id or "grp-" + hashlib.sha256(f"{key}|{now:.3f}".encode()).hexdigest()[:16]
             g = Group(key=key, id=gid, receiver=receiver, route=route, incident_id=incident_id,
-                      labels={k: labels.get(k, "") for k in (group_by or ["brand"])}, priority=priority,
+                      labels={k: labels.get(k, "") for k in grouping_labels(group_by, labels)}, priority=priority,
                       group_wait=group_wait, group_interval=group_interval, repeat_interval=repeat_interval,
                       quiet_period=quiet_period, first_at=now, last_at=now)
             self.groups[key] = g

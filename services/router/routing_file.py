@@ -2,6 +2,12 @@
 
 `load(path)` / `loads(text)` turn a routing file (format in tree.py and ROUTING.md) into a
 `tree.RoutingTree`; every problem is a `RoutingConfigError` naming the line and the key.
+
+A verbatim Alertmanager configuration loads too: `global`, `templates`, top-level `mute_time_intervals`,
+routes with `match` / `match_re` / `matchers`, `group_by: ['...']`, inhibit rules with
+`source_match(_re)` / `target_match(_re)`, and receivers with `*_configs` (am_receivers.py). It is
+refused for what Alertmanager refuses (config/config.go, timeinterval/timeinterval.go), with
+Alertmanager's reason; what loads but cannot act as in Alertmanager is listed in `RoutingTree.notices`.
 """
 
 from __future__ import annotations
@@ -14,13 +20,20 @@ from typing import Any
 import yaml
 
 from services.common.alerting.durations import parse_duration
-from services.common.alerting.matchers import Matcher
+from services.common.alerting.matchers import (
+    Matcher,
+    MatcherError,
+    is_classic_label_name,
+    is_valid_label_name,
+    parse_matchers,
+)
 from services.common.alerting.silences import Silence, parse_instant
 from services.common.alerting.timeintervals import IntervalEntry, IntervalError, TimeInterval
 from services.common.errors import TriageError
+from services.router import am_receivers
 from services.router.inhibition import InhibitRule
 from services.router.registry import RECEIVER_KINDS, ReceiverConfig
-from services.router.tree import Route, RoutingTree
+from services.router.tree import FALL_THROUGH, STAY, Route, RoutingTree
 
 DEFAULT_SLA = {"P1": 15 * 60.0, "P2": 3600.0, "P3": 86400.0}
 
@@ -63,9 +76,11 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
 
 
-_ROUTE_KEYS = {"receiver", "matchers", "continue", "routes", "group_by", "group_wait", "group_interval",
-               "repeat_interval", "sla", "active_time_intervals", "mute_time_intervals", "quiet_period",
-               "escalate_to", "sla_time_interval"}
+_ROUTE_KEYS = {"receiver", "matchers", "match", "match_re", "continue", "routes", "group_by", "group_wait",
+               "group_interval", "repeat_interval", "sla", "active_time_intervals", "mute_time_intervals",
+               "quiet_period", "escalate_to", "sla_time_interval", "when_muted"}
+_TOP_KEYS = {"route", "receivers", "sla", "time_intervals", "mute_time_intervals", "inhibit_rules", "silences",
+             "global", "templates"}
 
 
 def load(path: str | Path) -> RoutingTree:
@@ -88,28 +103,45 @@ def loads(text: str, source: str = "<routing>") -> RoutingTree:
     if not isinstance(doc, _LineDict):
         raise RoutingConfigError(source, 1, "$", "expected a mapping with `route` and `receivers`")
     for key in doc:
-        if key not in {"route", "receivers", "sla", "time_intervals", "inhibit_rules", "silences"}:
+        if key not in _TOP_KEYS:
             raise RoutingConfigError(source, doc.lines[key], str(key), "unknown top-level key")
-    receivers = _parse_receivers(doc, source)
+    notices: list[str] = []
+    glob = doc.get("global") or _LineDict()
+    if not isinstance(glob, dict):
+        raise RoutingConfigError(source, _line(doc, "global"), "global", "expected a mapping")
+    if "templates" in doc:
+        notices.append(f"{source}:{_line(doc, 'templates')}: templates: not used: the project renders its own "
+                       "messages (services/router/render.py)")
+    receivers, null_receivers, project_kinds = _parse_receivers(doc, source, glob, notices)
+    notices[:0] = am_receivers.global_notices(glob, source, _line(doc, "global"))
     intervals = _parse_time_intervals(doc, source)
     if "route" not in doc:
         raise RoutingConfigError(source, doc.line, "route", "missing (the root route is required)")
     default_sla = dict(DEFAULT_SLA)
     if "sla" in doc:
         default_sla.update(_parse_sla(doc["sla"], doc, "sla", source))
-    root = _parse_route(doc["route"], doc, "route", source, "root", receivers,
+    route_doc = doc["route"]
+    if isinstance(route_doc, _LineDict):
+        if route_doc.get("continue") is True:
+            raise RoutingConfigError(source, _line(route_doc, "continue"), "route.continue",
+                                     "cannot have continue in root route")
+        for k in ("match", "match_re", "matchers"):
+            if route_doc.get(k):
+                raise RoutingConfigError(source, _line(route_doc, k), f"route.{k}",
+                                         "root route must not have any matchers")
+    # A verbatim Alertmanager file (no receiver of the project's own kinds) keeps Alertmanager's semantics.
+    root = _parse_route(route_doc, doc, "route", source, "root", set(receivers) | null_receivers,
                         inherited={"group_by": [], "group_wait": 30.0, "group_interval": 300.0,
                                    "repeat_interval": 4 * 3600.0, "sla": default_sla, "quiet_period": 900.0,
-                                   "escalate_to": "", "sla_time_interval": None},
+                                   "escalate_to": "", "sla_time_interval": None,
+                                   "when_muted": FALL_THROUGH if project_kinds else STAY},
                         intervals=intervals)
-    if root.matchers:
-        raise RoutingConfigError(source, root.line, "route.matchers", "the root route must match everything")
     for k in ("active_time_intervals", "mute_time_intervals"):
-        if k in doc["route"]:
-            raise RoutingConfigError(source, _line(doc["route"], k), f"route.{k}",
+        if k in route_doc:
+            raise RoutingConfigError(source, _line(route_doc, k), f"route.{k}",
                                      "the root route must always match (put time intervals on child routes)")
     return RoutingTree(root, receivers, source, intervals, _parse_silences(doc, source),
-                       _parse_inhibit_rules(doc, source))
+                       _parse_inhibit_rules(doc, source), notices, null_receivers)
 
 
 def _mapping_items(doc: _LineDict, name: str, allowed: tuple[str, ...], source: str,
@@ -130,12 +162,16 @@ def _mapping_items(doc: _LineDict, name: str, allowed: tuple[str, ...], source: 
 
 
 def _parse_time_intervals(doc: _LineDict, source: str) -> dict[str, TimeInterval]:
+    """`time_intervals` and Alertmanager's older top-level `mute_time_intervals` (same format, one namespace)."""
     out: dict[str, TimeInterval] = {}
-    for key, item in _mapping_items(doc, "time_intervals", ("name", "time_intervals"), source,
-                                    "expected {name, time_intervals}", named=True):
+    items = [(k, i, "mute time interval") for k, i in _mapping_items(
+        doc, "mute_time_intervals", ("name", "time_intervals"), source, "expected {name, time_intervals}", named=True)]
+    items += [(k, i, "time interval") for k, i in _mapping_items(
+        doc, "time_intervals", ("name", "time_intervals"), source, "expected {name, time_intervals}", named=True)]
+    for key, item, what in items:
         name = item["name"]
         if name in out:
-            raise RoutingConfigError(source, _line(item, "name"), f"{key}.name", f"duplicate time interval {name!r}")
+            raise RoutingConfigError(source, _line(item, "name"), f"{key}.name", f"{what} {name!r} is not unique")
         entries = item.get("time_intervals")
         if not isinstance(entries, list) or not entries:
             raise RoutingConfigError(source, _line(item, "time_intervals"), f"{key}.time_intervals",
@@ -156,13 +192,35 @@ def _matcher_list(node: _LineDict, k: str, key: str, source: str, required: bool
     raw = node.get(k, [])
     if not isinstance(raw, list) or (required and not raw):
         raise RoutingConfigError(source, _line(node, k), f"{key}.{k}", "expected a non-empty list of matchers")
-    out = []
+    out: list[Matcher] = []
     for i, m in enumerate(raw):
         try:
-            out.append(Matcher.parse(str(m)))
-        except ValueError as exc:
+            out += parse_matchers(str(m))  # like Alertmanager, one entry may hold several: 'a="b", c=~"d"'
+        except MatcherError as exc:
             raise RoutingConfigError(source, _line(node, k), f"{key}.{k}[{i}]", str(exc)) from None
     return tuple(out)
+
+
+def _match_maps(node: _LineDict, key: str, source: str, prefix: str = "") -> list[Matcher]:
+    """Alertmanager's deprecated `match` (equality) and `match_re` (regex) maps, as dispatch/route.go reads them."""
+    out: list[Matcher] = []
+    for k, op in ((f"{prefix}match", "="), (f"{prefix}match_re", "=~")):
+        raw = node.get(k)
+        if raw is None:
+            continue
+        if not isinstance(raw, dict):
+            raise RoutingConfigError(source, _line(node, k), f"{key}.{k}", "expected a mapping of label: value")
+        for name, value in raw.items():
+            line = _line(raw, str(name))
+            if not isinstance(name, str) or not is_classic_label_name(name):
+                raise RoutingConfigError(source, line, f"{key}.{k}.{name}", f"invalid label name {str(name)!r}")
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise RoutingConfigError(source, line, f"{key}.{k}.{name}", "expected a string")
+            try:
+                out.append(Matcher.new(op, name, str(value)))
+            except MatcherError as exc:
+                raise RoutingConfigError(source, line, f"{key}.{k}.{name}", str(exc)) from None
+    return out
 
 
 def _parse_silences(doc: _LineDict, source: str) -> list[Silence]:
@@ -187,12 +245,23 @@ def _parse_silences(doc: _LineDict, source: str) -> list[Silence]:
 
 def _parse_inhibit_rules(doc: _LineDict, source: str) -> list[InhibitRule]:
     out = []
-    for key, item in _mapping_items(doc, "inhibit_rules", ("source_matchers", "target_matchers", "equal"), source):
+    allowed = ("name", "source_matchers", "target_matchers", "source_match", "source_match_re", "target_match",
+               "target_match_re", "equal")
+    for key, item in _mapping_items(doc, "inhibit_rules", allowed, source):
         equal = item.get("equal", [])
         if not isinstance(equal, list) or not all(isinstance(x, str) for x in equal):
             raise RoutingConfigError(source, _line(item, "equal"), f"{key}.equal", "expected a list of labels")
-        out.append(InhibitRule(_matcher_list(item, "source_matchers", key, source),
-                               _matcher_list(item, "target_matchers", key, source), tuple(equal), item.line))
+        for label in equal:
+            if not is_valid_label_name(label):
+                raise RoutingConfigError(source, _line(item, "equal"), f"{key}.equal",
+                                         f"invalid label name {label!r} in equal list")
+        sides = []
+        for side in ("source", "target"):
+            ms = _match_maps(item, key, source, f"{side}_")
+            # The project's own files must name `*_matchers`; Alertmanager's forms may stand alone.
+            required = not any(f"{side}_{k}" in item for k in ("match", "match_re"))
+            sides.append(tuple(ms) + _matcher_list(item, f"{side}_matchers", key, source, required=required))
+        out.append(InhibitRule(sides[0], sides[1], tuple(equal), item.line))
     return out
 
 
@@ -214,11 +283,15 @@ def _parse_sla(value: Any, parent: _LineDict, key: str, source: str) -> dict[str
     return out
 
 
-def _parse_receivers(doc: _LineDict, source: str) -> dict[str, ReceiverConfig]:
+def _parse_receivers(doc: _LineDict, source: str, glob: dict[str, Any],
+                     notices: list[str]) -> tuple[dict[str, ReceiverConfig], set[str], bool]:
+    """(receivers, the names of null receivers, whether any receiver is of the project's own kinds)."""
     items = doc.get("receivers")
     if not isinstance(items, list) or not items:
         raise RoutingConfigError(source, _line(doc, "receivers"), "receivers", "expected a non-empty list")
     out: dict[str, ReceiverConfig] = {}
+    nulls: set[str] = set()
+    project_kinds = False
     for i, item in enumerate(items):
         key = f"receivers[{i}]"
         if not isinstance(item, _LineDict):
@@ -226,9 +299,24 @@ def _parse_receivers(doc: _LineDict, source: str) -> dict[str, ReceiverConfig]:
         name = item.get("name")
         if not isinstance(name, str) or not name:
             raise RoutingConfigError(source, item.line, f"{key}.name", "missing or not a string")
-        if name in out:
-            raise RoutingConfigError(source, _line(item, "name"), f"{key}.name", f"duplicate receiver {name!r}")
+        if name in out or name in nulls:
+            raise RoutingConfigError(source, _line(item, "name"), f"{key}.name",
+                                     f"notification config name {name!r} is not unique")
         kinds = [k for k in item if k != "name"]
+        if all(k in am_receivers.AM_RECEIVER_KEYS for k in kinds):
+            try:
+                mapped = am_receivers.map_receiver(name, item, glob)
+            except am_receivers.ReceiverMappingError as exc:
+                raise RoutingConfigError(source, _line(exc.node, exc.key) if exc.node is not None else item.line,
+                                         f"{key}.{exc.path}" if exc.path else key, str(exc)) from None
+            notices += [f"{source}:{_line(n.node, n.key) if n.node is not None else item.line}: {key}"
+                        f"{'.' + n.path if n.path else ''}: {n.reason}" for n in mapped.notices]
+            if mapped.kind is None:
+                nulls.add(name)
+            else:
+                out[name] = ReceiverConfig(name, mapped.kind, mapped.options, item.line)
+            continue
+        project_kinds = True
         unknown = [k for k in kinds if k not in RECEIVER_KINDS]
         if unknown:
             raise RoutingConfigError(source, _line(item, unknown[0]), f"{key}.{unknown[0]}",
@@ -242,7 +330,7 @@ def _parse_receivers(doc: _LineDict, source: str) -> dict[str, ReceiverConfig]:
             raise RoutingConfigError(source, _line(item, kind), f"{key}.{kind}", "expected a mapping of options")
         _check_receiver_options(kind, opts, item, f"{key}.{kind}", source)
         out[name] = ReceiverConfig(name, kind, dict(opts), item.line)
-    return out
+    return out, nulls, project_kinds
 
 
 def _check_receiver_options(kind: str, opts: dict[str, Any], item: _LineDict, key: str, source: str) -> None:
@@ -264,7 +352,7 @@ def _check_receiver_options(kind: str, opts: dict[str, Any], item: _LineDict, ke
 
 
 def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
-                 receivers: dict[str, ReceiverConfig], inherited: dict[str, Any],
+                 receivers: set[str], inherited: dict[str, Any],
                  intervals: dict[str, TimeInterval]) -> Route:
     if not isinstance(node, _LineDict):
         raise RoutingConfigError(source, _line(parent, key) if isinstance(parent, _LineDict) else None, key,
@@ -278,15 +366,9 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
     if receiver not in receivers:
         raise RoutingConfigError(source, _line(node, "receiver"), f"{key}.receiver",
                                  f"unknown receiver {receiver!r}; defined: {', '.join(sorted(receivers))}")
-    matchers = []
-    raw_matchers = node.get("matchers", [])
-    if not isinstance(raw_matchers, list):
+    if not isinstance(node.get("matchers", []), list):
         raise RoutingConfigError(source, _line(node, "matchers"), f"{key}.matchers", "expected a list of strings")
-    for i, m in enumerate(raw_matchers):
-        try:
-            matchers.append(Matcher.parse(str(m)))
-        except ValueError as exc:
-            raise RoutingConfigError(source, _line(node, "matchers"), f"{key}.matchers[{i}]", str(exc)) from None
+    matchers = _match_maps(node, key, source) + list(_matcher_list(node, "matchers", key, source, required=False))
     values = dict(inherited)
     values["receiver"] = receiver
     for dk in ("group_wait", "group_interval", "repeat_interval", "quiet_period"):
@@ -295,10 +377,16 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
                 values[dk] = parse_duration(node[dk])
             except ValueError as exc:
                 raise RoutingConfigError(source, _line(node, dk), f"{key}.{dk}", str(exc)) from None
+            if dk in ("group_interval", "repeat_interval") and values[dk] == 0:
+                raise RoutingConfigError(source, _line(node, dk), f"{key}.{dk}", f"{dk} cannot be zero")
     if "group_by" in node:
-        if not isinstance(node["group_by"], list) or not all(isinstance(x, str) for x in node["group_by"]):
-            raise RoutingConfigError(source, _line(node, "group_by"), f"{key}.group_by", "expected a list of labels")
-        values["group_by"] = list(node["group_by"])
+        values["group_by"] = _group_by(node, key, source)
+    if "when_muted" in node:
+        if node["when_muted"] not in (FALL_THROUGH, STAY):
+            raise RoutingConfigError(source, _line(node, "when_muted"), f"{key}.when_muted",
+                                     f"expected {FALL_THROUGH} (the next sibling is tried) or {STAY} "
+                                     "(Alertmanager: the mention stays on the muted route, nothing is sent)")
+        values["when_muted"] = node["when_muted"]
     if "sla" in node:
         values["sla"] = {**inherited["sla"], **_parse_sla(node["sla"], node, f"{key}.sla", source)}
     if "escalate_to" in node:
@@ -324,7 +412,8 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
                   repeat_interval=values["repeat_interval"], sla=values["sla"], path=path, line=node.line,
                   active_time_intervals=timed["active_time_intervals"],
                   mute_time_intervals=timed["mute_time_intervals"], quiet_period=values["quiet_period"],
-                  escalate_to=values["escalate_to"], sla_time_interval=values["sla_time_interval"])
+                  escalate_to=values["escalate_to"], sla_time_interval=values["sla_time_interval"],
+                  when_muted=values["when_muted"])
     children = node.get("routes", [])
     if not isinstance(children, list):
         raise RoutingConfigError(source, _line(node, "routes"), f"{key}.routes", "expected a list of routes")
@@ -332,6 +421,25 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
         route.routes.append(_parse_route(child, node, f"{key}.routes[{i}]", source, f"{path}/{i}", receivers,
                                          values, intervals))
     return route
+
+
+def _group_by(node: _LineDict, key: str, source: str) -> list[str]:
+    """Alertmanager's rules (config.go Route.UnmarshalYAML): `...` alone groups by every label."""
+    raw, line = node["group_by"], _line(node, "group_by")
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise RoutingConfigError(source, line, f"{key}.group_by", "expected a list of labels")
+    for label in raw:
+        if label != "..." and not is_valid_label_name(label):
+            raise RoutingConfigError(source, line, f"{key}.group_by", f"invalid label name {label!r} in group_by list")
+    if "..." in raw and len(raw) > 1:
+        raise RoutingConfigError(source, line, f"{key}.group_by",
+                                 "cannot have wildcard group_by (`...`) and other labels at the same time")
+    seen: set[str] = set()
+    for label in raw:
+        if label in seen:
+            raise RoutingConfigError(source, line, f"{key}.group_by", f"duplicated label {label!r} in group_by")
+        seen.add(label)
+    return list(raw)
 
 
 def _interval_refs(names: list[Any], node: _LineDict, k: str, key: str, source: str,

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -94,8 +95,22 @@ def classify_http(resp: httpx.Response, what: str) -> None:
 
 
 def secret_from(opts: dict[str, Any], key: str = "secret_env") -> bytes | None:
-    """Secrets are never in the routing file: it names the env var that holds them."""
+    """The project's files name the env var that holds a secret (`routing_key_env`); a receiver mapped from
+    Alertmanager's configuration (am_receivers.py) carries it inline (`routing_key`) or in a file
+    (`routing_key_file`), as Alertmanager does."""
     env = opts.get(key)
+    base = key.removesuffix("_env")
+    if not env and base != key and (opts.get(base) or opts.get(f"{base}_file")):
+        if opts.get(base):
+            inline = str(opts[base])
+        else:
+            try:
+                inline = Path(str(opts[f"{base}_file"])).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read {opts[f'{base}_file']} (named by {base}_file): {exc.strerror}") from None
+        if len(inline) >= 4:
+            _SECRETS.add(inline)
+        return inline.encode()
     if not env:
         return None
     value = os.environ.get(str(env))

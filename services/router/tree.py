@@ -24,11 +24,15 @@ first child whose matchers all hold, recursively; the deepest matching routes
 are the result. `continue: true` on a matching route lets the siblings after
 it be tried as well. A route with no matching child is itself the match.
 
-Time: a route with `active_time_intervals` matches only inside one of them, and
-one with `mute_time_intervals` matches only outside all of them (names from the
-top-level `time_intervals`, see services/common/alerting/timeintervals.py); otherwise the mention falls
-through to the next sibling or stays with the parent, so it is never dropped.
-These two keys are not inherited and the root may not have them.
+Time: a route with `active_time_intervals` is muted outside all of them, and one with
+`mute_time_intervals` inside any of them (names from the top-level `time_intervals`, see
+services/common/alerting/timeintervals.py). What a muted route does is its `when_muted`:
+`fall_through` (the project's behaviour): the route does not match, the mention falls through to the
+next sibling or stays with the parent, so it is never dropped; `stay` (Alertmanager's): routing ignores
+time, the mention stays on the muted route and nothing is sent for it. `when_muted` is inherited; its
+default is `fall_through` in a file that declares any receiver of the project's own kinds
+(`kafka_queue`, `webhook`, `pagerduty`, ...) and `stay` in a verbatim Alertmanager file. The time
+interval keys are not inherited and the root may not have them.
 
 Paging: receivers of the kinds pagerduty, opsgenie, slack and alertmanager (and
 any receiver of a route with `group_by`) get incidents, not single mentions:
@@ -51,6 +55,8 @@ from services.common.alerting.timeintervals import TimeInterval
 from services.router.inhibition import InhibitRule
 from services.router.registry import PAGING_KINDS, ReceiverConfig
 
+FALL_THROUGH, STAY = "fall_through", "stay"  # Route.when_muted
+
 
 @dataclass
 class Route:
@@ -70,6 +76,12 @@ class Route:
     quiet_period: float = 900.0
     escalate_to: str = ""
     sla_time_interval: TimeInterval | None = None
+    when_muted: str = FALL_THROUGH
+
+    @property
+    def group_by_all(self) -> bool:
+        """`group_by: ['...']`: group by every label (Alertmanager's wildcard)."""
+        return self.group_by == ["..."]
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -89,10 +101,21 @@ class RoutingTree:
     time_intervals: dict[str, TimeInterval] = field(default_factory=dict)
     silences: list[Silence] = field(default_factory=list)
     inhibit_rules: list[InhibitRule] = field(default_factory=list)
+    # Things in the file that load but do not act as they would in Alertmanager ("file:line: key: why"),
+    # shown by `triage route-check` as `note:` lines.
+    notices: list[str] = field(default_factory=list)
+    # Receivers without any integration (Alertmanager's "null" receiver): a route to one sends nothing.
+    null_receivers: set[str] = field(default_factory=set)
 
     def match(self, labels: dict[str, str], now: float | None = None) -> list[Route]:
         """The routes a mention with these labels is delivered by (deepest matches, Alertmanager order),
-        at `now` (time intervals; default: the current time)."""
+        at `now` (time intervals; default: the current time). A route it stays on but that sends nothing
+        (muted with `when_muted: stay`, or a null receiver) is left out: see `routes_for`."""
+        t = time.time() if now is None else now
+        return [r for r in _match(self.root, labels, t) if r.in_time(t) and r.receiver not in self.null_receivers]
+
+    def routes_for(self, labels: dict[str, str], now: float | None = None) -> list[Route]:
+        """Every route the mention ends on, muted ones included (`amtool config routes test`)."""
         return _match(self.root, labels, time.time() if now is None else now)
 
     def silenced_by(self, labels: dict[str, str], now: float) -> Silence | None:
@@ -100,14 +123,15 @@ class RoutingTree:
 
     def is_paging(self, route: Route) -> bool:
         """Whether this route's receiver gets grouped incidents rather than single mentions."""
-        return self.receivers[route.receiver].kind in PAGING_KINDS or bool(route.group_by)
+        receiver = self.receivers.get(route.receiver)
+        return (receiver is not None and receiver.kind in PAGING_KINDS) or bool(route.group_by)
 
     def queues(self) -> list[str]:
         return sorted({r.options["queue"] for r in self.receivers.values() if r.kind == "kafka_queue"})
 
 
 def _match(route: Route, labels: dict[str, str], now: float) -> list[Route]:
-    if not route.matches(labels) or not route.in_time(now):
+    if not route.matches(labels) or (route.when_muted == FALL_THROUGH and not route.in_time(now)):
         return []
     found: list[Route] = []
     for child in route.routes:

@@ -61,8 +61,25 @@ def _ranges(values: Any, key: str, names: list[str] | None, lo: int, hi: int) ->
         if not (lo <= a <= hi or (key == "days_of_month" and -31 <= a <= -1)) or \
                 not (lo <= b <= hi or (key == "days_of_month" and -31 <= b <= -1)):
             raise IntervalError(key, f"{v!r} out of range {lo}..{hi}")
+        _check_order(key, a, b)
         out.append((a, b))
     return out
+
+
+def _check_order(key: str, a: int, b: int) -> None:
+    """Alertmanager's checks (timeinterval.go): a reversed range is an error, not a range that never holds."""
+    if key == "weekdays" and a % 7 > b % 7:  # Alertmanager counts sunday = 0: `monday:sunday` is reversed
+        raise IntervalError(key, "start day cannot be before end day")
+    if key == "months" and a > b:
+        raise IntervalError(key, f"end month {MONTHS[b - 1]} is before start month {MONTHS[a - 1]}")
+    if key == "years" and a > b:
+        raise IntervalError(key, f"end year {b} is before start year {a}")
+    if key == "days_of_month":
+        if a < 0 < b:
+            raise IntervalError(key, "end day must be negative if start day is negative")
+        # Like Alertmanager: with negative days only the always-reversed ranges (28-day month) are refused.
+        if (28 + a if a < 0 else a) > (28 + b if b < 0 else b):
+            raise IntervalError(key, f"end day {b} is always before start day {a}")
 
 
 def _minutes(text: Any, key: str) -> int:
@@ -100,7 +117,7 @@ class IntervalEntry:
                 raise IntervalError("times", "expected {start_time: 'HH:MM', end_time: 'HH:MM'}")
             a, b = _minutes(t["start_time"], "times.start_time"), _minutes(t["end_time"], "times.end_time")
             if b <= a:
-                raise IntervalError("times", f"end_time {t['end_time']} is not after start_time {t['start_time']}")
+                raise IntervalError("times", "start time cannot be equal or greater than end time")
             times.append((a, b))
         loc = str(spec.get("location", "UTC"))
         try:
