@@ -43,7 +43,7 @@ CALM = [
     "the @ReplayTel ad on tv is funny", "how do I change my @ReplayTel billing address",
     "@ReplayTel roaming prices for Spain?", "nice chat with @ReplayTel support today",
 ]
-SPEED = 20.0
+SPEED = 60.0   # event time: the speed only sets how long the replay takes
 
 
 def history(path: Path, now: float) -> int:

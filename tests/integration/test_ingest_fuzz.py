@@ -56,6 +56,7 @@ class IngestProcess:
         self.port = free_port()
         env = {"TRIAGE_KAFKA_BOOTSTRAP": bootstrap, "TRIAGE_INGEST_PORT": str(self.port),
                "TRIAGE_X_CONSUMER_SECRET": X_SECRET, "TRIAGE_META_APP_SECRET": META_SECRET,
+               "TRIAGE_META_VERIFY_TOKEN": "fuzz-verify",
                "TRIAGE_WEBHOOK_SECRET": GENERIC_SECRET, "TRIAGE_MAX_BODY_BYTES": "32000",
                "TRIAGE_INGEST_MAX_BATCH": "20", "TRIAGE_IDLE_TIMEOUT_SECONDS": "1.0",
                "TRIAGE_DEDUPE_WINDOW_SECONDS": str(DEDUPE_WINDOW), "TRIAGE_LOG_LEVEL": "INFO"}
