@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from services.common.alerting.durations import parse_duration
 from services.common.alerting.silence_feed import parse_matchers
 from services.common.codec import pb
+from services.common.errors import TriageError
 from services.common.timeutil import now_ts, ts_from_epoch
 from services.console.access import same_origin_path
 from services.console.views import ConsoleView, IncidentView, QueueItem
@@ -25,7 +26,7 @@ MAX_SILENCE_SECONDS = 30 * 86400.0
 MAX_MATCHERS = 20
 
 
-class FormError(Exception):
+class FormError(TriageError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import yaml
 
+from services.common.errors import TriageError
+
 REQUIRED_LANGUAGES = ("en", "es", "el", "ru", "fa", "hi", "ar", "fr", "de", "pt", "it")
 
 
-class RepliesError(ValueError):
+class RepliesError(TriageError, ValueError):
     """The replies file is malformed; the message names the file and the entry."""
 
 

@@ -44,6 +44,7 @@ from typing import IO
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from services.common.errors import TriageError
 from services.devtools.ports import free_port
 
 __all__ = [
@@ -99,7 +100,7 @@ logger.cleaner.level = WARN
 """
 
 
-class KafkaBrokerError(RuntimeError):
+class KafkaBrokerError(TriageError, RuntimeError):
     """The broker (or its jars) could not be fetched, started or stopped; the message says why."""
 
 

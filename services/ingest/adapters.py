@@ -25,8 +25,10 @@ from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
+from services.common.errors import TriageError
 
-class PayloadError(ValueError):
+
+class PayloadError(TriageError, ValueError):
     """The payload is not in the platform's documented envelope shape."""
 
 

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.common import codec, topics
 from services.common.deadletter import dead_letter
+from services.common.errors import TriageError
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_OUT
@@ -35,7 +36,7 @@ NOT_ACCEPTED = "not_accepted"
 UNKNOWN = "unknown"
 
 
-class KafkaUnavailable(RuntimeError):
+class KafkaUnavailable(TriageError, RuntimeError):
     """Kafka is down or did not acknowledge in time.
 
     `outcome` is what the caller may tell its client: `NOT_ACCEPTED` when nothing of the attempt reached

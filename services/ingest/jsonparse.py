@@ -20,6 +20,8 @@ import re
 from itertools import accumulate
 from typing import Any
 
+from services.common.errors import TriageError
+
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 1000  # far below Python's 4,300 limit; no real id or counter has more than 20
 
@@ -31,7 +33,7 @@ _DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
 _BAD_CHARS = re.compile("[\ud800-\udfff\ufffe\uffff]")
 
 
-class JSONLimitError(ValueError):
+class JSONLimitError(TriageError, ValueError):
     """The text is JSON-shaped but outside the limits: `field` is the JSON path ("$" when unknown)."""
 
     def __init__(self, field: str, reason: str) -> None:

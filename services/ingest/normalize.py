@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.common.codec import mention_id, pb
+from services.common.errors import TriageError
 from services.common.timeutil import ts_from_epoch
 from services.ingest import jsonparse
 
@@ -49,7 +50,7 @@ MAX_CREATED_AT_NUMBER = 10**17
 _DECIMAL = re.compile(r"\s*\+?\d+\s*")
 
 
-class MentionError(ValueError):
+class MentionError(TriageError, ValueError):
     """A mention that cannot be accepted: `field` is the JSON path, `reason` says why."""
 
     def __init__(self, field: str, reason: str, line: int | None = None) -> None:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.errors import TriageError
+
 SUPPORTED = {"pagerduty_configs": "pagerduty", "opsgenie_configs": "opsgenie", "slack_configs": "slack",
              "webhook_configs": "webhook", "msteams_configs": "webhook"}
 UNSUPPORTED = ("discord_configs", "email_configs", "incidentio_configs", "jira_configs", "mattermost_configs",
@@ -75,7 +77,7 @@ class MappedReceiver:
     notices: list[Notice] = field(default_factory=list)
 
 
-class ReceiverMappingError(ValueError):
+class ReceiverMappingError(TriageError, ValueError):
     def __init__(self, reason: str, path: str = "", node: Any = None, key: str = ""):
         super().__init__(reason)
         self.path, self.node, self.key = path, node, key

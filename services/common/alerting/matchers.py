@@ -30,6 +30,8 @@ from typing import Any
 
 import re2
 
+from services.common.errors import TriageError
+
 OPS = ("=", "!=", "=~", "!~")
 # Go's `\s` is ASCII whitespace only; `\Z` because Python's `$` also matches before a final newline.
 _CLASSIC = re.compile(r"^[\t\n\f\r ]*([a-zA-Z_:][a-zA-Z0-9_:]*)[\t\n\f\r ]*(=~|=|!=|!~)[\t\n\f\r ]*(.*?)[\t\n\f\r ]*\Z",
@@ -48,7 +50,7 @@ _GO_ERROR_CODES = {"missing ]": "missing closing ]", "missing )": "missing closi
                    "trailing \\": "trailing backslash at end of expression"}
 
 
-class MatcherError(ValueError):
+class MatcherError(TriageError, ValueError):
     """A matcher that cannot be parsed; the message is Alertmanager's where it has one."""
 
 

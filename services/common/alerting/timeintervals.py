@@ -25,12 +25,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from services.common.errors import TriageError
+
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
           "november", "december"]
 
 
-class IntervalError(ValueError):
+class IntervalError(TriageError, ValueError):
     """A bad interval field; `key` names it relative to the entry."""
 
     def __init__(self, key: str, reason: str):
