@@ -212,8 +212,12 @@ def map_receiver(name: str, item: dict[str, Any], glob: dict[str, Any]) -> Mappe
                 "resolve reply in the incident's thread; incoming webhooks cannot: set api_url "
                 "https://slack.com/api/chat.postMessage and http_config.authorization.credentials_file",
                 where, item, key)
+        if not cfg.get("channel"):
+            # Alertmanager may leave it to the incoming webhook's channel; chat.postMessage has none.
+            raise ReceiverMappingError("required: the project's Slack receiver posts with chat.postMessage, which "
+                                       "needs the channel to post to", f"{where}.channel", cfg, "channel")
         opts["token"] = cred
-        opts["channel"] = str(cfg.get("channel", ""))
+        opts["channel"] = str(cfg["channel"])
     else:  # webhook_configs, msteams_configs: the project's webhook (its own JSON document)
         url_key = "url" if key == "webhook_configs" else "webhook_url"
         if cfg.get(url_key):

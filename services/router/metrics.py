@@ -52,3 +52,6 @@ DUPLICATES_SKIPPED = Counter("triage_router_duplicates_skipped_total",
                              "again", ["receiver"])
 NOT_OWNED = Counter("triage_router_not_owned_total",
                     "Messages of a partition this replica lost in a rebalance a moment ago, left to its new owner")
+ALERT_HEARTBEATS = Counter("triage_router_alert_heartbeats_total",
+                           "Alertmanager alerts of open incidents re-posted before their endsAt, per receiver, "
+                           "outcome (sent / failed) and the failure's reason", ["receiver", "outcome", "reason"])

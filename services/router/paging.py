@@ -5,18 +5,21 @@ classes only add HTTP, auth headers and the reason of a failure (DeliveryError: 
 rate_limited, client_error, server_error, timeout, network; see transport.py). Each is a
 `receivers.Pager`.
 
-- PagerDuty Events API v2: POST /v2/enqueue, {routing_key, event_action, dedup_key (= incident id),
+- PagerDuty Events API v2: POST /v2/enqueue, {routing_key, event_action, dedup_key (= incident id, <= 255),
   payload{summary, source, severity, timestamp, component, group, class, custom_details}, links, client}.
   Updates are `trigger` events with the same dedup_key (PagerDuty adds them to the open alert).
-- Opsgenie Alert API: POST /v2/alerts {message, alias (= incident id), description, priority P1-P5, details, tags,
-  entity, source} with `Authorization: GenieKey <key>`; updates add a note
+- Opsgenie Alert API: POST /v2/alerts {message, alias (= incident id, <= 512), description, priority P1-P5,
+  details, tags, entity, source} with `Authorization: GenieKey <key>`; updates add a note
   (POST /v2/alerts/{alias}/notes?identifierType=alias); resolve closes
   (POST /v2/alerts/{alias}/close?identifierType=alias).
 - Slack: incoming webhooks cannot thread, so this uses chat.postMessage with a bot token: the trigger posts a
   Block Kit message, its `ts` is kept in the group state, updates and the resolve are replies with `thread_ts`
   (one thread per incident). Slack answers HTTP 200 with {"ok": false, "error": ...} for API errors.
 - Alertmanager: POST /api/v2/alerts with a list of {labels, annotations, startsAt, endsAt, generatorURL};
-  re-posting the same labels updates the alert, an `endsAt` in the past resolves it.
+  re-posting the same labels updates the alert, an `endsAt` in the past resolves it. Every firing post sets
+  `endsAt` 3 heartbeats ahead and the router re-posts open alerts every `heartbeat` (heartbeat.py).
+
+What each receiver accepts beyond the JSON shape (escaping, lengths) is in contracts.py.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from urllib.parse import quote
 import httpx
 
 from services.common.errors import DeliveryReason
+from services.router.contracts import opsgenie_alias
 from services.router.grouping import Page
-from services.router.render import alertmanager_alerts, opsgenie_alert, pagerduty_event, slack_message, summary
+from services.router.heartbeat import DEFAULT_HEARTBEAT_SECONDS, alert_ttl
+from services.router.render import alertmanager_alerts, opsgenie_alert, opsgenie_note, pagerduty_event, slack_message
 from services.router.transport import USER_AGENT, classify_http, delivery_error, transport_failure
 
 # Slack answers HTTP 200 with {"ok": false, "error": ...}: the reason of each error it documents that matters.
@@ -85,16 +90,13 @@ class OpsgenieReceiver(_HttpPager):
         self.base, self.headers = url.rstrip("/"), {"Authorization": f"GenieKey {api_key}"}
 
     async def notify(self, page: Page) -> str:
-        g = page.group
         if page.action == "trigger":
             await self._post(f"{self.base}/v2/alerts", opsgenie_alert(page, self.console_url), self.headers)
-        elif page.action == "update":
-            note = f"{g.count} mentions; top: " + "; ".join(f"{r} ({n})" for r, n in g.top_reasons(3))
-            await self._post(f"{self.base}/v2/alerts/{_quote(g.id)}/notes?identifierType=alias",
-                             {"note": note[:25000], "source": "social-triage"}, self.headers)
-        else:
-            await self._post(f"{self.base}/v2/alerts/{_quote(g.id)}/close?identifierType=alias",
-                             {"note": summary(g, "resolve"), "source": "social-triage"}, self.headers)
+            return ""
+        alias = _quote(opsgenie_alias(page.group.id))  # the alias the trigger created, bounded the same way
+        verb = "notes" if page.action == "update" else "close"
+        await self._post(f"{self.base}/v2/alerts/{alias}/{verb}?identifierType=alias", opsgenie_note(page),
+                         self.headers)
         return ""
 
 
@@ -127,11 +129,14 @@ class SlackReceiver(_HttpPager):
 class AlertmanagerReceiver(_HttpPager):
     kind = "alertmanager"
 
-    def __init__(self, name: str, client: httpx.AsyncClient, url: str, console_url: str = ""):
+    def __init__(self, name: str, client: httpx.AsyncClient, url: str, console_url: str = "",
+                 heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS):
         super().__init__(name, client, console_url)
         base = url.rstrip("/")
         self.url = base if base.endswith("/api/v2/alerts") else base + "/api/v2/alerts"
+        self.heartbeat_seconds = heartbeat_seconds  # open alerts are re-posted this often (heartbeat.py)
 
     async def notify(self, page: Page) -> str:
-        await self._post(self.url, alertmanager_alerts(page, console_url=self.console_url))
+        await self._post(self.url, alertmanager_alerts(page, console_url=self.console_url,
+                                                       ttl=alert_ttl(self.heartbeat_seconds)))
         return ""

@@ -8,6 +8,9 @@ leaves the page due, backing off from the group's state; a rejected one (client_
 is dead-lettered at once. The group's state is written before the attempt's record goes to `pages`
 (the page history the console shows, with the failure's reason), so a restart resumes the page.
 
+After the pages, the open incidents' Alertmanager alerts that are a heartbeat old are re-posted
+(heartbeat.py), so they stay firing for as long as the incident is open.
+
 `send` is the other way to page: a one-off page outside the grouper (an SLA escalation), retried in
 place with the delivery policy.
 """
@@ -29,6 +32,7 @@ from services.router.config import RouterSettings
 from services.router.dead_letters import DeadLetters
 from services.router.delivery import ReceiverGuard, RetryPolicy, attempt_once, call_with_retry
 from services.router.grouping import IncidentGrouper, Page, PageAction
+from services.router.heartbeat import AlertHeartbeat
 from services.router.receivers import Pager
 from services.router.state import StateLog
 
@@ -61,6 +65,7 @@ class PagingStage:
         self.producer = producer
         self.dead_letters = dead_letters
         self.clock = clock
+        self.heartbeat = AlertHeartbeat()
         self.delivery_policy = RetryPolicy(settings.delivery_attempts, settings.delivery_backoff_seconds,
                                            settings.delivery_backoff_max_seconds)
         # Attempts are unbounded in count (bounded by page_retry_budget_seconds); triggers and resolves back off
@@ -73,6 +78,7 @@ class PagingStage:
         for page, reason, attempts in self.grouper.give_up(now, self.settings.page_retry_budget_seconds):
             await self.given_up(page, reason, attempts)
         await asyncio.gather(*(self.attempt(page) for page in self.grouper.due(now)))
+        await self.heartbeat.run(self.grouper.open_groups(), self.pagers, now)
         router_metrics.OPEN_INCIDENTS.set(len(self.grouper.open_groups()))
         router_metrics.PAGES_RETRYING.clear()
         for (receiver, action), n in self.grouper.retrying().items():

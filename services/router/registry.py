@@ -1,7 +1,8 @@
-"""The receiver registry: each receiver kind a routing file may name, and the factory that builds it.
+"""The receiver registry: each receiver kind a routing file may name, its options, and the factory that builds it.
 
-The routing file's allowed kinds (`routing_file`/`tree`) and the paging kinds derive from here, so a
-new receiver is added in one place. `ReceiverConfig` is a receiver as the routing file configures
+The routing file's allowed kinds and options (`routing_file`/`tree`: a missing required option or an
+unknown one is a `route-check` error with its line) and the paging kinds derive from here, so a new
+receiver is added in one place. `ReceiverConfig` is a receiver as the routing file configures
 it; `build_receivers` turns those into the runtime objects, the `Receiver`s (one mention at a time)
 and the `Pager`s (incident pages) of receivers.py.
 """
@@ -16,6 +17,8 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from services.common.alerting.durations import parse_duration
+from services.router.heartbeat import DEFAULT_HEARTBEAT_SECONDS
 from services.router.paging import AlertmanagerReceiver, OpsgenieReceiver, PagerDutyReceiver, SlackReceiver
 from services.router.receivers import KafkaQueueReceiver, Pager, Receiver, WebhookReceiver
 from services.router.transport import required_secret, secret_from
@@ -76,27 +79,32 @@ def _opsgenie(name: str, o: dict[str, Any], t: Transports) -> Pager:
 
 def _slack(name: str, o: dict[str, Any], t: Transports) -> Pager:
     return SlackReceiver(name, t.client, required_secret(o, "token_env", f"receiver {name}"),
-                         str(o.get("channel", "")), str(o["url"]), t.console_url)
+                         str(o["channel"]), str(o["url"]), t.console_url)
 
 
 def _alertmanager(name: str, o: dict[str, Any], t: Transports) -> Pager:
-    return AlertmanagerReceiver(name, t.client, str(o["url"]), t.console_url)
+    return AlertmanagerReceiver(name, t.client, str(o["url"]), t.console_url,
+                                parse_duration(o.get("heartbeat", DEFAULT_HEARTBEAT_SECONDS)))
 
 
 @dataclass(frozen=True)
 class KindEntry:
     factory: Factory
     pages: bool  # a paging receiver: gets grouped incidents (Page) instead of single mentions
+    required: tuple[str, ...] = ()  # options the routing file must give (non-empty)
+    optional: tuple[str, ...] = ()  # the other options it may give; any receiver may set `rate_per_minute`
 
 
 REGISTRY: dict[ReceiverKind, KindEntry] = {
-    ReceiverKind.KAFKA_QUEUE: KindEntry(_kafka_queue, pages=False),
-    ReceiverKind.WEBHOOK: KindEntry(_webhook, pages=False),
-    ReceiverKind.PAGERDUTY: KindEntry(_pagerduty, pages=True),
-    ReceiverKind.OPSGENIE: KindEntry(_opsgenie, pages=True),
-    ReceiverKind.SLACK: KindEntry(_slack, pages=True),
-    ReceiverKind.ALERTMANAGER: KindEntry(_alertmanager, pages=True),
+    ReceiverKind.KAFKA_QUEUE: KindEntry(_kafka_queue, pages=False, required=("queue",)),
+    ReceiverKind.WEBHOOK: KindEntry(_webhook, pages=False, required=("url",), optional=("secret_env", "headers")),
+    ReceiverKind.PAGERDUTY: KindEntry(_pagerduty, pages=True, required=("routing_key_env",), optional=("url",)),
+    ReceiverKind.OPSGENIE: KindEntry(_opsgenie, pages=True, required=("api_key_env",), optional=("url",)),
+    # chat.postMessage needs the channel (an incoming webhook's fixed channel cannot thread, see paging.py)
+    ReceiverKind.SLACK: KindEntry(_slack, pages=True, required=("url", "token_env", "channel")),
+    ReceiverKind.ALERTMANAGER: KindEntry(_alertmanager, pages=True, required=("url",), optional=("heartbeat",)),
 }
+COMMON_OPTIONS: tuple[str, ...] = ("rate_per_minute",)
 RECEIVER_KINDS: tuple[str, ...] = tuple(REGISTRY)
 PAGING_KINDS: tuple[str, ...] = tuple(k for k, e in REGISTRY.items() if e.pages)
 

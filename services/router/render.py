@@ -1,13 +1,17 @@
 """Rendering of pages (grouping.Page) into the documents each paging API expects: pure functions.
 
-- PagerDuty Events API v2: {routing_key, event_action, dedup_key (= incident id), payload{summary, source,
+- PagerDuty Events API v2: {routing_key, event_action, dedup_key (= incident id, <= 255), payload{summary, source,
   severity, timestamp, component, group, class, custom_details}, links, client}. Updates are `trigger`
   events with the same dedup_key (PagerDuty adds them to the open alert).
-- Opsgenie Alert API: {message, alias (= incident id), description, priority P1-P5, details, tags, entity, source}.
+- Opsgenie Alert API: {message, alias (= incident id, <= 512), description, priority P1-P5, details, tags, entity,
+  source}; updates and the resolve are notes on the same alias (`opsgenie_note`).
 - Slack chat.postMessage: a Block Kit message; updates and the resolve are replies with `thread_ts`.
-- Alertmanager /api/v2/alerts: a list of {labels, annotations, startsAt, endsAt, generatorURL}; an `endsAt`
-  in the past resolves the alert.
+- Alertmanager /api/v2/alerts: a list of {labels, annotations, startsAt, endsAt, generatorURL}; every firing
+  post sets `endsAt` ahead (re-posted by heartbeat.py before it lapses), an `endsAt` of now resolves it.
 - Generic webhooks on a grouping route: a signed incident document (`webhook_page`).
+
+Escaping and the receivers' documented limits (Slack mrkdwn, field and block limits; PagerDuty and
+Opsgenie sizes; Alertmanager label names) are applied through contracts.py, one section per receiver.
 
 With the router's `console_url` (`TRIAGE_CONSOLE_URL`) set, every page links back to the incident in the
 responder console (`console_link`): PagerDuty's first `links[]` entry and its `client_url`, Opsgenie's
@@ -22,6 +26,31 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from services.router.contracts import (
+    OPSGENIE_DESCRIPTION,
+    OPSGENIE_ENTITY,
+    OPSGENIE_MESSAGE,
+    OPSGENIE_NOTE,
+    PAGERDUTY_SUMMARY,
+    SLACK_CONTEXT_TEXT,
+    SLACK_FIELD_TEXT,
+    SLACK_MAX_BLOCKS,
+    SLACK_MESSAGE_TEXT,
+    SLACK_SECTION_TEXT,
+    alertmanager_labels,
+    cut,
+    http_url,
+    opsgenie_alias,
+    opsgenie_details,
+    opsgenie_tags,
+    pagerduty_bounded,
+    pagerduty_dedup_key,
+    slack_code,
+    slack_cut,
+    slack_link,
+    slack_mrkdwn,
+    slack_plain,
+)
 from services.router.grouping import Group, Page
 
 SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": "info"}
@@ -37,7 +66,8 @@ def summary(g: Group, action: str = "trigger") -> str:
     top = g.top_reasons(1)
     what = f" - {top[0][0]}" if top else ""
     verb = "resolved: " if action == "resolve" else ""
-    return f"{verb}[{g.priority}] {brand}: {g.count} mention{'s' if g.count != 1 else ''}{what}"[:1024]
+    return cut(f"{verb}[{g.priority}] {brand}: {g.count} mention{'s' if g.count != 1 else ''}{what}",
+               PAGERDUTY_SUMMARY)
 
 
 def details(g: Group) -> dict[str, Any]:
@@ -70,18 +100,20 @@ def _console_text(g: Group) -> str:
 def links(g: Group, console_url: str = "") -> list[dict[str, str]]:
     console = console_link(g, console_url)
     first = [{"href": console, "text": _console_text(g)}] if console else []
-    return first + [{"href": s["url"], "text": f"sample {s['mention_id']}"} for s in g.samples if s.get("url")]
+    return first + [{"href": url, "text": f"sample {s['mention_id']}"} for s in g.samples
+                    if (url := http_url(s.get("url", "")))]
 
 
 def pagerduty_event(page: Page, routing_key: str, source: str = "social-triage",
                     console_url: str = "") -> dict[str, Any]:
     g = page.group
+    dedup_key = pagerduty_dedup_key(g.id)  # the same (bounded) key for trigger, acknowledge and resolve
     if page.action in ("resolve", "acknowledge"):
-        return {"routing_key": routing_key, "event_action": page.action, "dedup_key": g.id}
+        return {"routing_key": routing_key, "event_action": page.action, "dedup_key": dedup_key}
     event: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": "trigger",
-        "dedup_key": g.id,
+        "dedup_key": dedup_key,
         "payload": {
             "summary": summary(g),
             "source": source,
@@ -99,7 +131,10 @@ def pagerduty_event(page: Page, routing_key: str, source: str = "social-triage",
     }
     if console := console_link(g, console_url):
         event["client_url"] = console  # shown by PagerDuty as "View in social-triage"
-    return event
+    return pagerduty_bounded(event)
+
+
+_OPSGENIE_DETAILS_FIRST = ("incident_id", "console_url", "route", "mentions", "first_seen", "last_seen")
 
 
 def opsgenie_alert(page: Page, console_url: str = "") -> dict[str, Any]:
@@ -108,67 +143,107 @@ def opsgenie_alert(page: Page, console_url: str = "") -> dict[str, Any]:
     console = console_link(g, console_url)
     if console:
         d["console_url"] = console
+    # Details are cut to Opsgenie's 8,000 characters in this order: identifiers first, then labels, then the
+    # long lists (reasons, languages, samples).
+    order = [k for k in _OPSGENIE_DETAILS_FIRST if k in d] + sorted(k for k in d if k.startswith("label_")) \
+        + [k for k in d if k not in _OPSGENIE_DETAILS_FIRST and not k.startswith("label_")]
+    brand = g.labels.get("brand", "")
     # The link goes first in the description so the 15,000-character cut never drops it.
     return {
-        "message": summary(g)[:130],
-        "alias": g.id[:512],
-        "description": "\n".join(([f"Console: {console}"] if console else [])
-                                 + ["Top reasons:"] + [f"- {r}" for r in d["top_reasons"]]
-                                 + ["Samples:"] + [f"- {s['text']} {s['url']}" for s in d["samples"]])[:15000],
+        "message": cut(summary(g), OPSGENIE_MESSAGE),
+        "alias": opsgenie_alias(g.id),
+        "description": cut("\n".join(([f"Console: {console}"] if console else [])
+                                     + ["Top reasons:"] + [f"- {r}" for r in d["top_reasons"]]
+                                     + ["Samples:"] + [f"- {s['text']} {s['url']}" for s in d["samples"]]),
+                           OPSGENIE_DESCRIPTION),
         "priority": OPSGENIE_PRIORITY.get(g.priority, "P1"),
-        "details": {k: (v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)) for k, v in d.items()},
-        "tags": ["social-triage", g.labels.get("brand", "")],
-        "entity": g.labels.get("brand", ""),
+        "details": opsgenie_details({k: (d[k] if isinstance(d[k], str) else json.dumps(d[k], ensure_ascii=False))
+                                     for k in order}),
+        "tags": opsgenie_tags(["social-triage", brand]),
+        "entity": cut(brand, OPSGENIE_ENTITY),
         "source": "social-triage",
     }
 
 
-def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def opsgenie_note(page: Page) -> dict[str, str]:
+    """The body of an update (a note on the alert) or of the resolve (the close request's note)."""
+    g = page.group
+    if page.action == "resolve":
+        note = summary(g, "resolve")
+    else:
+        note = f"{g.count} mentions; top: " + "; ".join(f"{r} ({n})" for r, n in g.top_reasons(3))
+    return {"note": cut(note, OPSGENIE_NOTE), "source": "social-triage"}
 
 
 def slack_message(page: Page, channel: str, thread_ts: str = "", console_url: str = "") -> dict[str, Any]:
+    """The Block Kit message: every piece of user or model text is escaped (contracts.slack_escape), every
+    text object within Slack's limits; links are built only by `slack_link`."""
     g = page.group
     title = {"trigger": ":rotating_light: Incident", "update": ":arrows_counterclockwise: Update",
              "resolve": ":white_check_mark: Resolved"}[page.action]
-    text = f"{title}: {summary(g, page.action)}"
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
+    text = f"{title}: {slack_plain(summary(g, page.action))}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": slack_mrkdwn("*" + slack_cut(text, SLACK_SECTION_TEXT - 2) + "*",
+                                                 SLACK_SECTION_TEXT)}]
     if page.action != "resolve":
-        reasons = "\n".join(f"• {r} ({n})" for r, n in g.top_reasons()) or "•"
-        langs = ", ".join(f"{k} {v}" for k, v in sorted(g.languages.items(), key=lambda kv: -kv[1]))
+        reasons = "\n".join(f"• {slack_plain(cut(r, 300))} ({n})" for r, n in g.top_reasons()) or "•"
+        langs = ", ".join(f"{slack_plain(cut(k, 20))} {v}"
+                          for k, v in sorted(g.languages.items(), key=lambda kv: -kv[1]))
         blocks.append({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*Top reasons*\n{reasons}"},
-            {"type": "mrkdwn", "text": f"*Mentions* {g.count}\n*Languages* {langs}"}]})
-        samples = "\n".join(f"> {s['text'][:200]}" + (f" <{s['url']}|link>" if s["url"] else "") for s in g.samples)
-        if samples:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": samples[:2900]}})
-    context = f"incident `{g.id}` · route {g.route}"
-    if console := console_link(g, console_url):
-        # A mrkdwn link rather than a button: a URL button still sends Slack an interaction the app must
-        # acknowledge, and this bot has no interaction endpoint.
-        context += f" · <{_slack_escape(console)}|open in the console>"
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
-    msg: dict[str, Any] = {"channel": channel, "text": text, "blocks": blocks, "unfurl_links": False}
+            slack_mrkdwn(f"*Top reasons*\n{reasons}", SLACK_FIELD_TEXT),
+            slack_mrkdwn(f"*Mentions* {g.count}\n*Languages* {langs}", SLACK_FIELD_TEXT)]})
+        # Each sample gets an equal share of the section, so a post full of `&` (5 characters each once
+        # escaped) never pushes the later samples and their links out.
+        share = SLACK_SECTION_TEXT // max(1, len(g.samples)) - 1
+        lines = []
+        for s in g.samples:
+            link = slack_link(s.get("url", ""), "link")
+            link = f" {link}" if link and len(link) < share // 2 else ""
+            lines.append("> " + slack_cut(slack_plain(cut(s["text"], 200)), share - 2 - len(link)) + link)
+        if lines:
+            blocks.append({"type": "section", "text": slack_mrkdwn("\n".join(lines), SLACK_SECTION_TEXT)})
+    # A mrkdwn link rather than a button: a URL button still sends Slack an interaction the app must
+    # acknowledge, and this bot has no interaction endpoint. The link goes last and is never cut.
+    link = slack_link(console_link(g, console_url), "open in the console")
+    tail = f" · {link}" if link else ""
+    context = slack_cut(f"incident {slack_code(g.id)} · route {slack_plain(g.route)}",
+                        SLACK_CONTEXT_TEXT - len(tail)) + tail
+    blocks.append({"type": "context", "elements": [slack_mrkdwn(context, SLACK_CONTEXT_TEXT)]})
+    msg: dict[str, Any] = {"channel": channel, "text": slack_cut(text, SLACK_MESSAGE_TEXT),
+                           "blocks": blocks[:SLACK_MAX_BLOCKS], "unfurl_links": False}
     if thread_ts:
         msg["thread_ts"] = thread_ts
     return msg
 
 
-def alertmanager_alerts(page: Page, generator_url: str = "", console_url: str = "") -> list[dict[str, Any]]:
+ALERT_TTL_SECONDS = 180.0  # endsAt ahead of each post when the receiver sets none (heartbeat.py: 3 heartbeats)
+
+
+def alertmanager_alerts(page: Page, generator_url: str = "", console_url: str = "",
+                        ttl: float = ALERT_TTL_SECONDS) -> list[dict[str, Any]]:
+    """One alert per incident. Its labels identify the incident for its whole life (priority and severity,
+    which change, are annotations: a changed label set would be another alert, and the old one would stay
+    firing). Every firing post sets `endsAt` `ttl` ahead, so the alert lives while the router re-posts it
+    (heartbeat.py) and lapses on its own if the router is gone; the resolve sets `endsAt` to now."""
     g = page.group
-    labels = {"alertname": "SocialMentionIncident", "incident": g.id, "priority": g.priority,
-              **{k: v for k, v in g.labels.items() if v}}
+    labels = alertmanager_labels({"alertname": "SocialMentionIncident", "incident": g.id, **g.labels})
+    annotations = alertmanager_labels({
+        "summary": summary(g, page.action),
+        "description": "; ".join(f"{r} ({n})" for r, n in g.top_reasons()),
+        "mentions": str(g.count),
+        "priority": g.priority,
+        "severity": SEVERITY.get(g.priority, "critical"),
+    })
     alert: dict[str, Any] = {
         "labels": labels,
-        "annotations": {"summary": summary(g, page.action),
-                        "description": "; ".join(f"{r} ({n})" for r, n in g.top_reasons()),
-                        "mentions": str(g.count)},
+        "annotations": annotations,
         "startsAt": _iso(g.first_at),
-        "generatorURL": generator_url or console_link(g, console_url)
-        or (g.samples[0]["url"] if g.samples and g.samples[0]["url"] else ""),
+        "endsAt": _iso(page.at if page.action == "resolve" else page.at + ttl),
     }
-    if page.action == "resolve":
-        alert["endsAt"] = _iso(page.at)
+    url = http_url(generator_url or console_link(g, console_url)
+                   or (g.samples[0]["url"] if g.samples and g.samples[0]["url"] else ""))
+    if url:
+        alert["generatorURL"] = url
     return [alert]
 
 

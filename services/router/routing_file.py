@@ -32,7 +32,7 @@ from services.common.alerting.timeintervals import IntervalEntry, IntervalError,
 from services.common.errors import TriageError
 from services.router import am_receivers
 from services.router.inhibition import InhibitRule
-from services.router.registry import RECEIVER_KINDS, ReceiverConfig
+from services.router.registry import COMMON_OPTIONS, RECEIVER_KINDS, REGISTRY, ReceiverConfig, ReceiverKind
 from services.router.tree import FALL_THROUGH, STAY, Route, RoutingTree
 
 DEFAULT_SLA = {"P1": 15 * 60.0, "P2": 3600.0, "P3": 86400.0}
@@ -334,10 +334,13 @@ def _parse_receivers(doc: _LineDict, source: str, glob: dict[str, Any],
 
 
 def _check_receiver_options(kind: str, opts: dict[str, Any], item: _LineDict, key: str, source: str) -> None:
-    required = {"kafka_queue": ["queue"], "webhook": ["url"], "slack": ["url"], "alertmanager": ["url"],
-                "pagerduty": [], "opsgenie": []}[kind]
-    for r in required:
-        if not opts.get(r):
+    entry = REGISTRY[ReceiverKind(kind)]
+    for k in opts:
+        if k not in (*entry.required, *entry.optional, *COMMON_OPTIONS):
+            known = ", ".join((*entry.required, *entry.optional, *COMMON_OPTIONS))
+            raise RoutingConfigError(source, _line(opts, str(k)), f"{key}.{k}", f"unknown option; expected {known}")
+    for r in entry.required:
+        if opts.get(r) in (None, ""):
             raise RoutingConfigError(source, _line(item, kind), f"{key}.{r}", "required")
     if kind == "kafka_queue":
         from services.common.topics import queue_topic
@@ -349,6 +352,18 @@ def _check_receiver_options(kind: str, opts: dict[str, Any], item: _LineDict, ke
     for k in ("url",):
         if k in opts and not re.match(r"^https?://", str(opts[k])):
             raise RoutingConfigError(source, _line(opts, k), f"{key}.{k}", "must be an http(s) URL")
+    if "heartbeat" in opts:
+        try:
+            every = parse_duration(opts["heartbeat"])
+        except ValueError as exc:
+            raise RoutingConfigError(source, _line(opts, "heartbeat"), f"{key}.heartbeat", str(exc)) from None
+        if every <= 0:
+            raise RoutingConfigError(source, _line(opts, "heartbeat"), f"{key}.heartbeat", "must be positive")
+    if "rate_per_minute" in opts:
+        rate = opts["rate_per_minute"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
+            raise RoutingConfigError(source, _line(opts, "rate_per_minute"), f"{key}.rate_per_minute",
+                                     "expected a number of requests per minute (0: no limit)")
 
 
 def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,

@@ -69,3 +69,48 @@ def test_the_documented_example_and_the_default_file_are_valid(tmp_path, capsys)
     rc, out, _ = run(tmp_path, capsys, example.group(1), "priority=P2", "--at", "2026-11-23T10:00:00Z")
     assert rc == 0 and "-> day-desk (kafka_queue)" in out and "of business_hours" in out
     assert main([str(root / "routes.default.yaml")]) == 0
+
+
+PAGING = """\
+route:
+  receiver: chat
+receivers:
+  - name: chat
+    slack: {url: "https://slack.com/api/chat.postMessage", token_env: SLACK_BOT_TOKEN, channel: C0INCIDENTS}
+  - name: ops
+    opsgenie: {api_key_env: OPSGENIE_KEY}
+  - name: am
+    alertmanager: {url: "http://alertmanager:9093", heartbeat: 30s}
+"""
+
+
+def test_paging_receivers_missing_a_required_option_are_rejected_with_the_line(tmp_path, capsys):
+    assert run(tmp_path, capsys, PAGING)[0] == 0
+    cases = {
+        # chat.postMessage needs a channel; before, the receiver was accepted and sent `channel: ""`
+        ", channel: C0INCIDENTS}": "routes.yaml:5: receivers[0].slack.channel: required",
+        "{api_key_env: OPSGENIE_KEY}": "routes.yaml:7: receivers[1].opsgenie.api_key_env: required",
+        "token_env: SLACK_BOT_TOKEN, ": "routes.yaml:5: receivers[0].slack.token_env: required",
+        "heartbeat: 30s": "routes.yaml:9: receivers[2].alertmanager.heartbeat: bad duration 'soon'",
+        "channel: C0INCIDENTS}": "routes.yaml:5: receivers[0].slack.chanel: unknown option; expected url, token_env",
+    }
+    replacement = {"{api_key_env: OPSGENIE_KEY}": "{url: 'https://api.eu.opsgenie.com'}",
+                   "heartbeat: 30s": "heartbeat: soon", "channel: C0INCIDENTS}": "chanel: C0INCIDENTS}"}
+    for old, expected in cases.items():
+        rc, _, err = run(tmp_path, capsys, PAGING.replace(old, replacement.get(old, "}" if old.endswith("}") else "")))
+        assert rc == 1 and expected in err, (old, err)
+
+
+def test_an_alertmanager_slack_config_without_a_channel_is_rejected_with_the_line(tmp_path, capsys):
+    am_file = """\
+route: {receiver: chat}
+receivers:
+  - name: chat
+    slack_configs:
+      - api_url: https://slack.com/api/chat.postMessage
+        http_config: {authorization: {credentials: xoxb-1111-2222-token}}
+"""
+    rc, _, err = run(tmp_path, capsys, am_file)
+    assert rc == 1 and "routes.yaml:5: receivers[0].slack_configs[0].channel: required" in err, err
+    rc, _, _ = run(tmp_path, capsys, am_file + "        channel: '#incidents'\n")
+    assert rc == 0

@@ -156,7 +156,8 @@ def test_opsgenie_slack_alertmanager_shapes():
     upd = render.slack_message(_page("update"), "C1", "1700000000.000100")
     assert upd["thread_ts"] == "1700000000.000100" and upd["blocks"][0]["type"] == "section"
     firing = render.alertmanager_alerts(_page("trigger"))[0]
-    assert firing["labels"]["incident"] == "inc-1" and "endsAt" not in firing
+    # A firing alert lapses on its own unless re-posted (heartbeat.py): endsAt is ahead of the post, never absent.
+    assert firing["labels"]["incident"] == "inc-1" and firing["endsAt"] == "2027-01-15T08:04:00Z"  # post + 3 min
     assert render.alertmanager_alerts(_page("resolve"))[0]["endsAt"].endswith("Z")
 
 
