@@ -35,7 +35,17 @@ from services.console.access import ANONYMOUS, Access, Identity, LoginThrottle
 from services.console.config import ConsoleSettings
 from services.console.csrf import CsrfGuard, cookie_name
 from services.console.replies import ReplyBook
-from services.console.views import ConsoleView
+from services.console.views import (
+    ConsoleView,
+    IncidentGroup,
+    QueueFilter,
+    QueueItem,
+    facet_counts,
+    filter_items,
+    group_by_incident,
+    page_number,
+    paginate,
+)
 
 log = get_logger("console")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -289,11 +299,38 @@ def _queue_name(request: web.Request) -> str:
     return name
 
 
+def _queue_filter(request: web.Request) -> QueueFilter:
+    try:
+        return QueueFilter.from_query(request.query)
+    except ValueError as exc:
+        raise actions.FormError(400, str(exc)) from None
+
+
+def _page_args(request: web.Request, default_per_page: int) -> tuple[int, int]:
+    svc = _service(request)
+    try:
+        number = page_number(request.query)
+        per_page = page_number(request.query, "per_page", default_per_page)
+    except ValueError as exc:
+        raise actions.FormError(400, str(exc)) from None
+    return number, min(per_page, svc.settings.console_max_items)
+
+
 async def queue_html(request: web.Request) -> web.Response:
+    """A queue, filtered (`brand`, `language`, `priority`, `intent`, `incident`, `breached`, `q`) and paged
+    (`page`, `per_page`); the items of one incident are one group unless the filter is that incident."""
     svc = _service(request)
     name = _queue_name(request)
-    items = svc.view.queue_items(name, limit=svc.settings.console_max_items)
-    return _html(request, render.queue_page(name, items, _ctx(request), svc.replies))
+    ctx = _ctx(request)
+    flt = _queue_filter(request)
+    number, per_page = _page_args(request, svc.settings.console_page_size)
+    open_items = svc.view.queue_items(name)
+    found = filter_items(open_items, flt, ctx.now)
+    entries: list[QueueItem | IncidentGroup] = (
+        list(found) if flt.incident else group_by_incident(found, svc.settings.console_group_min_items))
+    return _html(request, render.queue_page(name, found, ctx, svc.replies, flt=flt,
+                                            counts=facet_counts(open_items, flt, ctx.now),
+                                            page=paginate(entries, number, per_page), total_open=len(open_items)))
 
 
 # ---- JSON API --------------------------------------------------------------------------------------------------
@@ -342,20 +379,29 @@ async def silences_api(request: web.Request) -> web.Response:
 
 
 async def queue_api(request: web.Request) -> web.Response:
+    """The queue's items as JSON: the same filters as the page (`brand`, `language`, `priority`, `intent`,
+    `incident`, `breached=1`, `q`), `all=1` for answered items too, paged by `page` and `per_page` (default
+    and most: TRIAGE_CONSOLE_MAX_ITEMS); `counts` per filter value and `incidents`, the groups of the found items."""
     svc = _service(request)
     try:
         name = _queue_name(request)
+        flt = _queue_filter(request)
+        number, per_page = _page_args(request, svc.settings.console_max_items)
     except actions.FormError as err:
         return web.json_response({"error": err.message}, status=err.status)
     now = time.time()
-    items = svc.view.queue_items(name, include_done=request.query.get("all") == "1",
-                                 limit=svc.settings.console_max_items)
+    items = svc.view.queue_items(name, include_done=request.query.get("all") == "1")
+    found = filter_items(items, flt, now)
+    page = paginate(found, number, per_page)
     out = []
-    for item in items:
+    for item in page.entries:
         d = item.to_json(now)
         d["suggested_reply"] = svc.replies.suggest(item.intent, item.language, item.author, item.brand)
         out.append(d)
-    return web.json_response({"queue": name, "loaded": svc.loaded, "items": out})
+    groups = [g.to_json() for g in group_by_incident(found, 1) if isinstance(g, IncidentGroup)]
+    return web.json_response({"queue": name, "loaded": svc.loaded, "items": out, "total": page.total,
+                              "page": page.number, "pages": page.pages, "per_page": page.per_page,
+                              "counts": facet_counts(items, flt, now), "incidents": groups})
 
 
 # ---- actions ---------------------------------------------------------------------------------------------------

@@ -21,7 +21,17 @@ from markupsafe import Markup
 from services.console.actions import INTENTS, PRIORITIES
 from services.console.chart import mentions_chart
 from services.console.replies import ReplyBook
-from services.console.views import ConsoleView, IncidentView, QueueItem, incident_labels
+from services.console.views import (
+    FACETS,
+    ConsoleView,
+    IncidentGroup,
+    IncidentView,
+    Page,
+    QueueFilter,
+    QueueItem,
+    incident_labels,
+    paginate,
+)
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -78,8 +88,8 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(ago=ago, utc=utc, urlpart=_urlpart)
-    env.tests["web_url"] = _web_url
-    env.globals.update(priorities=PRIORITIES, intents=INTENTS, style=Markup(STYLE))
+    env.tests.update(web_url=_web_url, incident_group=lambda v: isinstance(v, IncidentGroup))
+    env.globals.update(priorities=PRIORITIES, intents=INTENTS, facets=FACETS, style=Markup(STYLE))
     return env
 
 
@@ -134,9 +144,18 @@ def incidents_page(view: ConsoleView, incidents: list[IncidentView], ctx: PageCo
                    precision=precision_lines(view))
 
 
-def queue_page(name: str, items: list[QueueItem], ctx: PageContext, replies: ReplyBook) -> str:
+def queue_page(name: str, items: list[QueueItem], ctx: PageContext, replies: ReplyBook,
+               flt: QueueFilter | None = None, counts: dict[str, dict[str, int]] | None = None,
+               page: Page[QueueItem | IncidentGroup] | None = None, total_open: int | None = None) -> str:
+    """A queue's `items` (those the filter found), shown as `page` of its entries (items and incident groups)."""
+    flt = flt or QueueFilter()
+    if counts is None:
+        counts = {f: {} for f in FACETS} | {"breached": {"1": 0}}
     return _render("queue.html", f"queue {name}", ctx, name=name, items=items, suggest=_suggester(replies),
-                   breached=sum(1 for i in items if i.breached(ctx.now)))
+                   breached=sum(1 for i in items if i.breached(ctx.now)), flt=flt, counts=counts,
+                   page=page or paginate(list(items), 1, max(1, len(items))),
+                   total_open=len(items) if total_open is None else total_open,
+                   whole_group=IncidentGroup(flt.incident, items))
 
 
 @dataclass(frozen=True)
