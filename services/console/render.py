@@ -9,6 +9,7 @@ escaped labels). The only script is the vendored static/console.js (page refresh
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from markupsafe import Markup
 
 from services.console.actions import INTENTS, PRIORITIES
 from services.console.chart import mentions_chart
-from services.console.replies import ReplyBook
+from services.console.replies import ReplyBook, reply_language
 from services.console.views import (
     FACETS,
     ConsoleView,
@@ -96,8 +97,18 @@ def _environment() -> Environment:
 ENV = _environment()
 
 
-def _render(template: str, title: str, ctx: PageContext, **values: Any) -> str:
-    return ENV.get_template(template).render(title=title, ctx=ctx, **values)
+def _render(template: str, title: str, ctx: PageContext, replies: ReplyBook | None = None, **values: Any) -> str:
+    return ENV.get_template(template).render(title=title, ctx=ctx, suggest=_suggester(replies),
+                                             status_updates=_status_updates(replies), **values)
+
+
+def _status_updates(replies: ReplyBook | None) -> Callable[[IncidentGroup], list[tuple[str, int, str]]]:
+    """Per language of a group's posts (most posts first): (language, posts, the status update to edit)."""
+    def status_updates(group: IncidentGroup) -> list[tuple[str, int, str]]:
+        langs = Counter(reply_language(i.language) for i in group.items)
+        return [(lang, n, replies.status_update(lang, group.brand) if replies else "")
+                for lang, n in sorted(langs.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return status_updates
 
 
 def _suggester(replies: ReplyBook | None) -> Callable[[QueueItem], str]:
@@ -151,7 +162,7 @@ def queue_page(name: str, items: list[QueueItem], ctx: PageContext, replies: Rep
     flt = flt or QueueFilter()
     if counts is None:
         counts = {f: {} for f in FACETS} | {"breached": {"1": 0}}
-    return _render("queue.html", f"queue {name}", ctx, name=name, items=items, suggest=_suggester(replies),
+    return _render("queue.html", f"queue {name}", ctx, replies, name=name, items=items,
                    breached=sum(1 for i in items if i.breached(ctx.now)), flt=flt, counts=counts,
                    page=page or paginate(list(items), 1, max(1, len(items))),
                    total_open=len(items) if total_open is None else total_open,
@@ -188,4 +199,4 @@ def incident_page(view: ConsoleView, inc: IncidentView, ctx: PageContext, replie
         page_mark=view.page_feedback.get(inc.id), paged=view.paged(inc.id),
         silences=view.silences_for(inc, ctx.now),
         prefill="\n".join(f'{k}="{v}"' for k, v in incident_labels(inc).items() if v),
-        open_items=open_items, suggest=_suggester(replies))
+        open_items=open_items, group=IncidentGroup(inc.id, open_items), replies=replies)

@@ -170,6 +170,7 @@ class ConsoleView:
         self.responses: dict[tuple[str, str], tuple[str, str, float]] = {}
         self.feedback: dict[str, dict[str, Any]] = {}  # mention id -> latest correction
         self.page_feedback: dict[str, dict[str, Any]] = {}  # incident id -> latest "wrong page" mark
+        self.excluded: set[tuple[str, str]] = set()  # (incident id, mention id) a responder said do not belong
         self.silences = SilenceFeed()  # the router's own store of the `silences` topic
         self.records = 0
 
@@ -217,6 +218,8 @@ class ConsoleView:
         old = items.get(item.mention_id)
         if old is not None and old.state != "open":
             item.state, item.responder, item.responded_at = old.state, old.responder, old.responded_at
+        if (item.incident_id, item.mention_id) in self.excluded:
+            item.incident_id = ""
         done = self.responses.get((name, item.mention_id)) or self.responses.get(("", item.mention_id))
         if done:
             item.state, item.responder, item.responded_at = done
@@ -252,6 +255,14 @@ class ConsoleView:
                     "corrected_priority": pb.Priority.Name(fb.corrected_priority) if fb.corrected_priority else "",
                     "comment": fb.comment, "at": epoch(fb.at)}
             return
+        if fb.not_in_incident:
+            self.excluded.add((fb.not_in_incident, fb.mention_id))
+            for items in self.queues.values():
+                item = items.get(fb.mention_id)
+                if item is not None and item.incident_id == fb.not_in_incident:
+                    item.incident_id = ""
+            if not fb.corrected_priority and not fb.corrected_intent:
+                return  # not a correction of the classifier: not "marked wrong"
         self.feedback[fb.mention_id] = {
             "mention_id": fb.mention_id, "queue": fb.queue, "brand": fb.brand,
             "original_priority": pb.Priority.Name(fb.original_priority) if fb.original_priority else "",
