@@ -36,6 +36,7 @@ from services.console.config import ConsoleSettings
 from services.console.csrf import CsrfGuard, cookie_name
 from services.console.replies import ReplyBook
 from services.console.views import (
+    SILENCE_STATES,
     ConsoleView,
     IncidentGroup,
     QueueFilter,
@@ -45,6 +46,7 @@ from services.console.views import (
     group_by_incident,
     page_number,
     paginate,
+    silences_overview,
 )
 
 log = get_logger("console")
@@ -353,6 +355,19 @@ async def queue_html(request: web.Request) -> web.Response:
                                             page=paginate(entries, number, per_page), total_open=len(open_items)))
 
 
+async def silences_html(request: web.Request) -> web.Response:
+    """Every silence (`?state=active|pending|expired`), with what it mutes now; expire from the list."""
+    svc = _service(request)
+    ctx = _ctx(request)
+    state = request.query.get("state", "")
+    if state not in ("", *SILENCE_STATES):
+        raise actions.FormError(400, f"state must be active, pending or expired, not {state!r}")
+    every = silences_overview(svc.view, ctx.now)
+    totals = {st: sum(1 for r in every if r.state == st) for st in SILENCE_STATES}
+    rows = [r for r in every if not state or r.state == state]
+    return _html(request, render.silences_page(rows, totals, state, ctx))
+
+
 # ---- JSON API --------------------------------------------------------------------------------------------------
 def silence_json(s: Silence, now: float) -> dict[str, Any]:
     return {"id": s.id, "matchers": [str(m) for m in s.matchers], "starts_at": s.starts_at, "ends_at": s.ends_at,
@@ -652,6 +667,7 @@ def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) 
     app.router.add_get("/", incidents_html)
     app.router.add_get("/incidents/{incident_id}", incident_html)
     app.router.add_get("/queues/{name}", queue_html)
+    app.router.add_get("/silences", silences_html)
     app.router.add_get("/api/incidents", incidents_api)
     app.router.add_get("/api/incidents/{incident_id}", incident_api)
     app.router.add_get("/api/queues/{name}", queue_api)

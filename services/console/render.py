@@ -30,6 +30,7 @@ from services.console.views import (
     Page,
     QueueFilter,
     QueueItem,
+    SilenceReach,
     incident_labels,
     paginate,
 )
@@ -200,3 +201,9 @@ def incident_page(view: ConsoleView, inc: IncidentView, ctx: PageContext, replie
         silences=view.silences_for(inc, ctx.now),
         prefill="\n".join(f'{k}="{v}"' for k, v in incident_labels(inc).items() if v),
         open_items=open_items, group=IncidentGroup(inc.id, open_items), replies=replies)
+
+
+def silences_page(rows: list[SilenceReach], totals: dict[str, int], state: str, ctx: PageContext) -> str:
+    here = "/silences" + (f"?state={state}" if state else "")
+    return _render("silences.html", "silences", ctx, rows=rows, totals=totals, state=state, here=here,
+                   states=("active", "pending", "expired"))

@@ -20,6 +20,7 @@ from services.common.alerting.silence_feed import SilenceFeed
 from services.common.alerting.silences import Silence
 from services.common.codec import pb
 from services.common.timeutil import epoch
+from services.common.vocabulary import INTENT_THRESHOLD, reach_tier
 
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 RESPONSE_STATES = {pb.RESPONDED: "responded", pb.RESOLVED_NO_REPLY: "resolved_no_reply"}
@@ -516,3 +517,54 @@ def group_by_incident(items: Sequence[QueueItem], min_size: int = 2) -> list[Que
             placed.add(item.incident_id)
             out.append(IncidentGroup(item.incident_id, group))
     return out
+
+
+# ---- the Silences page: every silence, and what it mutes now --------------------------------------------------
+SILENCE_STATES = ("active", "pending", "expired")
+# The routing labels (services/router/labels.py) the console can rebuild from a queue item; a silence on
+# another label (author_verified, brands) cannot be evaluated here.
+ITEM_LABELS = frozenset({"priority", "intent", "intents", "sentiment", "language", "brand", "source", "incident",
+                         "reach"})
+
+
+def item_labels(item: QueueItem) -> dict[str, str]:
+    """The routing labels of a queue item, as the router gave them to its mention."""
+    present = sorted(k for k, v in item.intents.items() if v >= INTENT_THRESHOLD)
+    return {"priority": item.priority, "intents": ",".join(present),
+            "intent": item.intent if item.intent in present else "none", "sentiment": item.sentiment,
+            "language": item.language or "und", "brand": item.brand, "source": item.mention_id.partition(":")[0],
+            "incident": item.incident_id, "reach": reach_tier(item.reach)}
+
+
+@dataclass(frozen=True)
+class SilenceReach:
+    """What a silence mutes now: the open incidents whose pages it holds back and the open items it matches
+    (None when its matchers name a label the console does not know)."""
+
+    silence: Silence
+    state: str
+    incidents: list[str]
+    items: int | None
+
+
+def silences_overview(view: ConsoleView, now: float, state: str = "") -> list[SilenceReach]:
+    """Every silence (or those in `state`): active first (soonest end first), then pending, then expired
+    (most recently ended first), each with what it mutes now (nothing, unless active)."""
+    open_items = [i for items in view.queues.values() for i in items.values() if i.state == "open"]
+    out = []
+    for s in view.silences.silences.values():
+        st = s.state(now)
+        if state and st != state:
+            continue
+        incidents: list[str] = []
+        items: int | None = 0
+        if st == "active":
+            incidents = sorted(i.id for i in view.incidents.values() if i.is_open and (
+                s.incident_id == i.id or all(m.name in ("brand", "incident") and m.matches(incident_labels(i))
+                                             for m in s.matchers)))
+            known = all(m.name in ITEM_LABELS for m in s.matchers)
+            items = sum(1 for i in open_items if s.silences(item_labels(i), now)) if known else None
+        out.append(SilenceReach(s, st, incidents, items))
+    order = {st: k for k, st in enumerate(SILENCE_STATES)}
+    return sorted(out, key=lambda r: (order[r.state], -r.silence.ends_at if r.state == "expired"
+                                      else r.silence.ends_at, r.silence.id))
