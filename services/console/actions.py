@@ -1,5 +1,7 @@
 """What a console form turns into: a ResponseEvent for `responses`, a LabelFeedback for `feedback`, or a
-Silence for `silences` (created from an incident page, or the same silence expired).
+Silence for `silences` (created from an incident page, or the same silence expired). An incident's bulk
+actions turn one form into one ResponseEvent per open item of the incident (none for an item already
+answered, so sending the form twice records nothing twice).
 
 Parsing is strict and pure: a missing or unknown field raises FormError with the HTTP status and a
 sentence for the error page, and nothing is published.
@@ -16,6 +18,7 @@ from services.common.codec import pb
 from services.common.errors import TriageError
 from services.common.timeutil import now_ts, ts_from_epoch
 from services.console.access import same_origin_path
+from services.console.replies import fill_reply, reply_language
 from services.console.views import ConsoleView, IncidentView, QueueItem
 
 RESPONSE_KINDS = {"responded": pb.RESPONDED, "resolved_no_reply": pb.RESOLVED_NO_REPLY}
@@ -62,6 +65,63 @@ def response_event(view: ConsoleView, form: Mapping[str, str], default_responder
         raise FormError(400, f"kind must be one of {sorted(RESPONSE_KINDS)}, not {kind!r}")
     return pb.ResponseEvent(mention_id=item.mention_id, kind=RESPONSE_KINDS[kind], queue=item.queue,
                             responder=_field(form, "responder", required=False) or default_responder, at=now_ts())
+
+
+def incident_open_items(view: ConsoleView, form: Mapping[str, str]) -> list[QueueItem]:
+    """The open items of the form's incident (`incident_id`), only those of `queue` when the form names one."""
+    incident_id = _field(form, "incident_id")
+    queue = _field(form, "queue", required=False)
+    items = view.incident_items(incident_id)
+    if incident_id not in view.incidents and not items:
+        raise FormError(404, f"there is no incident {incident_id!r}")
+    return [i for i in items if i.state == "open" and (not queue or i.queue == queue)]
+
+
+def bulk_response(view: ConsoleView, form: Mapping[str, str], default_responder: str) -> list[pb.ResponseEvent]:
+    """"Mark all responded" / "resolve all without reply": one ResponseEvent per open item of the incident."""
+    kind = _field(form, "kind")
+    if kind not in RESPONSE_KINDS:
+        raise FormError(400, f"kind must be one of {sorted(RESPONSE_KINDS)}, not {kind!r}")
+    responder = _field(form, "responder", required=False) or default_responder
+    at = now_ts()
+    return [pb.ResponseEvent(mention_id=i.mention_id, kind=RESPONSE_KINDS[kind], queue=i.queue, responder=responder,
+                             at=at) for i in incident_open_items(view, form)]
+
+
+def bulk_reply(view: ConsoleView, form: Mapping[str, str], default_responder: str) -> list[pb.ResponseEvent]:
+    """"Reply to all" with the status update: each open item gets the text of its language (`reply_<lang>`,
+    else `reply_en`) with its author and the status page link (`status_page`) filled in, recorded as the
+    ResponseEvent's `reply`."""
+    status_page = _field(form, "status_page", required=False)
+    if status_page and not status_page.startswith(("https://", "http://")):
+        raise FormError(400, "the status page link must start with https:// or http://")
+    responder = _field(form, "responder", required=False) or default_responder
+    at = now_ts()
+    out = []
+    for item in incident_open_items(view, form):
+        lang = reply_language(item.language)
+        template = _field(form, f"reply_{lang}", required=False) or _field(form, "reply_en", required=False)
+        if not template:
+            raise FormError(400, f"no status update for language {lang!r} (nor English)")
+        if "{status_page}" in template and not status_page:
+            raise FormError(400, "the status update links the status page: give its link")
+        out.append(pb.ResponseEvent(mention_id=item.mention_id, kind=pb.RESPONDED, queue=item.queue,
+                                    responder=responder, at=at, reply=fill_reply(template, item.author, status_page)))
+    return out
+
+
+def exclusion(view: ConsoleView, form: Mapping[str, str], default_responder: str) -> pb.LabelFeedback:
+    """"Not about this incident": a LabelFeedback naming the incident in `not_in_incident` (no correction of
+    priority or intent); the console then drops the item from the incident's group."""
+    item = find_item(view, form)
+    if not item.incident_id:
+        raise FormError(409, f"item {item.mention_id!r} belongs to no incident")
+    return pb.LabelFeedback(
+        mention_id=item.mention_id, queue=item.queue, incident_id=item.incident_id, brand=item.brand,
+        language=item.language, text=item.text, original_priority=pb.Priority.Value(item.priority),
+        original_intent=item.intent, model_version=item.model_version, not_in_incident=item.incident_id,
+        responder=_field(form, "responder", required=False) or default_responder,
+        comment=_field(form, "comment", required=False), at=now_ts())
 
 
 def label_feedback(view: ConsoleView, form: Mapping[str, str], default_responder: str) -> pb.LabelFeedback:

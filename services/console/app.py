@@ -35,7 +35,19 @@ from services.console.access import ANONYMOUS, Access, Identity, LoginThrottle
 from services.console.config import ConsoleSettings
 from services.console.csrf import CsrfGuard, cookie_name
 from services.console.replies import ReplyBook
-from services.console.views import ConsoleView
+from services.console.views import (
+    SILENCE_STATES,
+    ConsoleView,
+    IncidentGroup,
+    QueueFilter,
+    QueueItem,
+    facet_counts,
+    filter_items,
+    group_by_incident,
+    page_number,
+    paginate,
+    silences_overview,
+)
 
 log = get_logger("console")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -88,6 +100,7 @@ class ConsoleService:
         self.loaded = False  # True once the views hold everything the topics held when the console started
         self._task: asyncio.Task[None] | None = None
         self._producer_lock = asyncio.Lock()
+        self.action_lock = asyncio.Lock()
 
     async def start(self) -> None:
         if self.consume:
@@ -154,7 +167,7 @@ class ConsoleService:
             if seen:
                 cm.PAGES_MARKED_WRONG_RATIO.labels(brand or "none").set(wrong / seen)
 
-    async def publish(self, topic: str, key: str, msg: Message) -> None:
+    async def _producer(self) -> Any:
         async with self._producer_lock:
             if self.producer is None:
                 producer = make_producer(self.settings.kafka_bootstrap,
@@ -162,8 +175,27 @@ class ConsoleService:
                                          **self.settings.kafka_client_options())
                 await producer.start()
                 self.producer = producer
-        await asyncio.wait_for(self.producer.send_and_wait(topic, codec.encode(msg), key=key.encode()), 15)
+        return self.producer
+
+    async def publish(self, topic: str, key: str, msg: Message) -> None:
+        producer = await self._producer()
+        await asyncio.wait_for(producer.send_and_wait(topic, codec.encode(msg), key=key.encode()), 15)
         MESSAGES_OUT.labels("console", topic).inc()
+
+    async def publish_many(self, topic: str, records: list[tuple[str, Message]]) -> list[BaseException | None]:
+        """Send every record, then wait for the acknowledgements together (not one round trip each): per
+        record None when Kafka acknowledged it, else the error."""
+        if not records:
+            return []
+        try:
+            producer = await self._producer()
+            futures = [await producer.send(topic, codec.encode(msg), key=key.encode()) for key, msg in records]
+            results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
+        except Exception as exc:
+            return [exc] * len(records)
+        out: list[BaseException | None] = [r if isinstance(r, BaseException) else None for r in results]
+        MESSAGES_OUT.labels("console", topic).inc(sum(1 for r in out if r is None))
+        return out
 
 
 SERVICE = web.AppKey("console_service", ConsoleService)
@@ -289,11 +321,51 @@ def _queue_name(request: web.Request) -> str:
     return name
 
 
+def _queue_filter(request: web.Request) -> QueueFilter:
+    try:
+        return QueueFilter.from_query(request.query)
+    except ValueError as exc:
+        raise actions.FormError(400, str(exc)) from None
+
+
+def _page_args(request: web.Request, default_per_page: int) -> tuple[int, int]:
+    svc = _service(request)
+    try:
+        number = page_number(request.query)
+        per_page = page_number(request.query, "per_page", default_per_page)
+    except ValueError as exc:
+        raise actions.FormError(400, str(exc)) from None
+    return number, min(per_page, svc.settings.console_max_items)
+
+
 async def queue_html(request: web.Request) -> web.Response:
+    """A queue, filtered (`brand`, `language`, `priority`, `intent`, `incident`, `breached`, `q`) and paged
+    (`page`, `per_page`); the items of one incident are one group unless the filter is that incident."""
     svc = _service(request)
     name = _queue_name(request)
-    items = svc.view.queue_items(name, limit=svc.settings.console_max_items)
-    return _html(request, render.queue_page(name, items, _ctx(request), svc.replies))
+    ctx = _ctx(request)
+    flt = _queue_filter(request)
+    number, per_page = _page_args(request, svc.settings.console_page_size)
+    open_items = svc.view.queue_items(name)
+    found = filter_items(open_items, flt, ctx.now)
+    entries: list[QueueItem | IncidentGroup] = (
+        list(found) if flt.incident else group_by_incident(found, svc.settings.console_group_min_items))
+    return _html(request, render.queue_page(name, found, ctx, svc.replies, flt=flt,
+                                            counts=facet_counts(open_items, flt, ctx.now),
+                                            page=paginate(entries, number, per_page), total_open=len(open_items)))
+
+
+async def silences_html(request: web.Request) -> web.Response:
+    """Every silence (`?state=active|pending|expired`), with what it mutes now; expire from the list."""
+    svc = _service(request)
+    ctx = _ctx(request)
+    state = request.query.get("state", "")
+    if state not in ("", *SILENCE_STATES):
+        raise actions.FormError(400, f"state must be active, pending or expired, not {state!r}")
+    every = silences_overview(svc.view, ctx.now)
+    totals = {st: sum(1 for r in every if r.state == st) for st in SILENCE_STATES}
+    rows = [r for r in every if not state or r.state == state]
+    return _html(request, render.silences_page(rows, totals, state, ctx))
 
 
 # ---- JSON API --------------------------------------------------------------------------------------------------
@@ -342,20 +414,29 @@ async def silences_api(request: web.Request) -> web.Response:
 
 
 async def queue_api(request: web.Request) -> web.Response:
+    """The queue's items as JSON: the same filters as the page (`brand`, `language`, `priority`, `intent`,
+    `incident`, `breached=1`, `q`), `all=1` for answered items too, paged by `page` and `per_page` (default
+    and most: TRIAGE_CONSOLE_MAX_ITEMS); `counts` per filter value and `incidents`, the groups of the found items."""
     svc = _service(request)
     try:
         name = _queue_name(request)
+        flt = _queue_filter(request)
+        number, per_page = _page_args(request, svc.settings.console_max_items)
     except actions.FormError as err:
         return web.json_response({"error": err.message}, status=err.status)
     now = time.time()
-    items = svc.view.queue_items(name, include_done=request.query.get("all") == "1",
-                                 limit=svc.settings.console_max_items)
+    items = svc.view.queue_items(name, include_done=request.query.get("all") == "1")
+    found = filter_items(items, flt, now)
+    page = paginate(found, number, per_page)
     out = []
-    for item in items:
+    for item in page.entries:
         d = item.to_json(now)
         d["suggested_reply"] = svc.replies.suggest(item.intent, item.language, item.author, item.brand)
         out.append(d)
-    return web.json_response({"queue": name, "loaded": svc.loaded, "items": out})
+    groups = [g.to_json() for g in group_by_incident(found, 1) if isinstance(g, IncidentGroup)]
+    return web.json_response({"queue": name, "loaded": svc.loaded, "items": out, "total": page.total,
+                              "page": page.number, "pages": page.pages, "per_page": page.per_page,
+                              "counts": facet_counts(items, flt, now), "incidents": groups})
 
 
 # ---- actions ---------------------------------------------------------------------------------------------------
@@ -403,16 +484,20 @@ def _see_other(location: str) -> web.Response:
 class _Action:
     """One responder action: the form becomes a message (`build`, actions.py), published on `topic` under
     `key` (an action Kafka did not acknowledge answers 503 and records nothing), folded into the view at
-    once (`apply`), logged, and answered with a redirect to the form's `next` or `back_to`."""
+    once (`apply`), logged, and answered with a redirect to the form's `next` or `back_to`.
+
+    A `bulk` action (an incident's "mark all responded") builds a list of messages, published together and
+    each folded in; `logged` and `back_to` then get the list (maybe empty: everything was already done)."""
 
     name: str  # the `action` label of triage_console_actions_total
     topic: str
-    build: Callable[[ConsoleView, dict[str, str], str], Any]  # (view, form, responder) -> protobuf message
+    build: Callable[[ConsoleView, dict[str, str], str], Any]  # (view, form, responder) -> protobuf message(s)
     key: Callable[[Any], str]
     apply: Callable[[ConsoleView, Any], object]
-    logged: Callable[[Any], tuple[str, dict[str, Any]]]  # message -> (log event, its fields)
+    logged: Callable[[Any], tuple[str, dict[str, Any]]]  # message (bulk: the list) -> (log event, its fields)
     back_to: Callable[[Any], str]
     signed_in_author: bool = False  # silences: a signed-in person is the author, whatever the form says
+    bulk: bool = False
 
 
 def _action_handler(action: _Action) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -421,14 +506,38 @@ def _action_handler(action: _Action) -> Callable[[web.Request], Awaitable[web.Re
         form, responder = await _action_form(request)
         if action.signed_in_author and form.get("responder"):
             form["created_by"] = form["responder"]
-        msg = action.build(svc.view, form, responder)
-        await _publish_or_503(svc, action.name, action.topic, action.key(msg), msg)
-        action.apply(svc.view, msg)
-        event, fields = action.logged(msg)
+        # One action at a time per console: two clicks on "mark all responded" must not both see the items open.
+        async with svc.action_lock:
+            built = action.build(svc.view, form, responder)
+            msgs: list[Any] = built if action.bulk else [built]
+            if action.bulk:
+                await _publish_many_or_503(svc, action, msgs)
+            else:
+                await _publish_or_503(svc, action.name, action.topic, action.key(built), built)
+                action.apply(svc.view, built)
+        event, fields = action.logged(built)
         log.info(event, **fields)
-        return _see_other(actions.safe_next(form, action.back_to(msg)))
+        return _see_other(actions.safe_next(form, action.back_to(built)))
 
     return handler
+
+
+async def _publish_many_or_503(svc: ConsoleService, action: _Action, msgs: list[Any]) -> None:
+    """Publish a bulk action's messages together; those Kafka acknowledged are folded in even when others
+    were not (the page then shows what is still open), and any failure answers 503."""
+    results = await svc.publish_many(action.topic, [(action.key(m), m) for m in msgs])
+    failed = 0
+    for msg, result in zip(msgs, results, strict=True):
+        if isinstance(result, BaseException):
+            failed += 1
+        else:
+            action.apply(svc.view, msg)
+    if msgs:
+        cm.ACTIONS.labels(action.name, "published" if not failed else "failed").inc()
+    if failed:
+        log.warning("console_publish_failed", action=action.name, failed=failed, of=len(msgs))
+        raise actions.FormError(503, f"Kafka did not acknowledge {failed} of {len(msgs)} records in time: reload "
+                                     "the page to see which items are still open before trying again")
 
 
 def _incident_page(incident_id: str) -> str:
@@ -445,6 +554,19 @@ post_feedback = _action_handler(_Action(
     apply=ConsoleView.apply_feedback,
     logged=lambda fb: ("console_feedback", {"queue": fb.queue, "brand": fb.brand}),
     back_to=lambda fb: f"/queues/{fb.queue}"))
+post_incident_response = _action_handler(_Action(
+    "incident_response", topics.RESPONSES, actions.bulk_response, key=lambda ev: ev.mention_id,
+    apply=ConsoleView.apply_response,
+    logged=lambda evs: ("console_incident_response", {"items": len(evs), "kind": evs[0].kind if evs else None}),
+    back_to=lambda evs: "/", bulk=True))
+post_incident_reply = _action_handler(_Action(
+    "incident_reply", topics.RESPONSES, actions.bulk_reply, key=lambda ev: ev.mention_id,
+    apply=ConsoleView.apply_response, logged=lambda evs: ("console_incident_reply", {"items": len(evs)}),
+    back_to=lambda evs: "/", bulk=True))
+post_exclude = _action_handler(_Action(
+    "exclude", topics.FEEDBACK, actions.exclusion, key=lambda fb: fb.mention_id, apply=ConsoleView.apply_feedback,
+    logged=lambda fb: ("console_excluded_from_incident", {"queue": fb.queue, "incident": fb.not_in_incident}),
+    back_to=lambda fb: _incident_page(fb.not_in_incident)))
 post_page_feedback = _action_handler(_Action(
     "page_feedback", topics.FEEDBACK, actions.page_feedback, key=lambda fb: fb.incident_id,
     apply=ConsoleView.apply_feedback,
@@ -545,12 +667,16 @@ def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) 
     app.router.add_get("/", incidents_html)
     app.router.add_get("/incidents/{incident_id}", incident_html)
     app.router.add_get("/queues/{name}", queue_html)
+    app.router.add_get("/silences", silences_html)
     app.router.add_get("/api/incidents", incidents_api)
     app.router.add_get("/api/incidents/{incident_id}", incident_api)
     app.router.add_get("/api/queues/{name}", queue_api)
     app.router.add_post("/actions/response", post_response)
     app.router.add_post("/actions/feedback", post_feedback)
     app.router.add_post("/actions/page-feedback", post_page_feedback)
+    app.router.add_post("/actions/incident/response", post_incident_response)
+    app.router.add_post("/actions/incident/reply", post_incident_reply)
+    app.router.add_post("/actions/exclude", post_exclude)
     app.router.add_post("/actions/silence", post_silence)
     app.router.add_post("/actions/silence/expire", post_silence_expire)
     app.router.add_get("/api/silences", silences_api)

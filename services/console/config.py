@@ -40,7 +40,12 @@ class ConsoleSettings(ServiceSettings):
     console_responder: str = Field("console", description="responder recorded when the form leaves it empty")
     console_poll_seconds: float = Field(5.0, ge=1.0, description="how often open pages refresh themselves")
     console_recent_hours: float = Field(24.0, description="resolved incidents stay on / this long")
-    console_max_items: int = Field(500, ge=1, description="items shown per queue page")
+    console_max_items: int = Field(500, ge=1, description="most items one queue page or API answer may "
+                                   "hold (`per_page` is capped to it); the API's default page size")
+    console_group_min_items: int = Field(10, ge=2, description="an incident with at least this many open items "
+                                         "in a queue page is shown as one group (count, languages, newest posts, "
+                                         "actions on all); fewer are shown as separate cards")
+    console_page_size: int = Field(50, ge=1, description="items (or incident groups) per queue page")
     console_csrf_secret: SecretStr = Field(SecretStr(""), description="key of the CSRF tokens; random per "
                                            "process when empty (forms then expire on restart)")
 

@@ -9,6 +9,7 @@ import yaml
 
 from services.common.errors import TriageError
 
+STATUS_UPDATE = "status_update"  # the intent-less template of an incident's "reply to all"
 REQUIRED_LANGUAGES = ("en", "es", "el", "ru", "fa", "hi", "ar", "fr", "de", "pt", "it")
 
 
@@ -42,13 +43,31 @@ class ReplyBook:
         return cls(replies={str(k): dict(v) for k, v in replies.items()}, team=str(doc.get("team", "{brand}")),
                    brand_teams=teams)
 
-    def suggest(self, intent: str, language: str, author: str, brand: str) -> str:
-        """The reply for an intent in a language, falling back to `default`, then to English."""
-        lang = (language or "en").split("-")[0].lower()
+    def template(self, intent: str, language: str, brand: str) -> str:
+        """The reply for an intent in a language (falling back to `default`, then to English) in the brand's
+        voice, with {author} (and {status_page}) still to fill."""
+        lang = reply_language(language)
         by_lang = self.replies.get(intent) or self.replies["default"]
         template = by_lang.get(lang) or self.replies["default"].get(lang) or by_lang.get("en") \
             or self.replies["default"]["en"]
         brand_name = brand or "our"
         team = self.brand_teams.get(brand, self.team).replace("{brand}", brand_name)
-        return template.replace("{author}", author.lstrip("@") or "there").replace("{team}", team) \
-            .replace("{brand}", brand_name)
+        return template.replace("{team}", team).replace("{brand}", brand_name)
+
+    def suggest(self, intent: str, language: str, author: str, brand: str) -> str:
+        """The reply for an intent in a language, falling back to `default`, then to English."""
+        return fill_reply(self.template(intent, language, brand), author)
+
+    def status_update(self, language: str, brand: str) -> str:
+        """An incident's status update in a language: {author} and {status_page} still to fill."""
+        return self.template(STATUS_UPDATE, language, brand)
+
+
+def reply_language(language: str) -> str:
+    """The templates' language code of a post's language ("pt-BR" -> "pt"; none -> "en")."""
+    return (language or "en").split("-")[0].lower()
+
+
+def fill_reply(template: str, author: str, status_page: str = "") -> str:
+    text = template.replace("{author}", author.lstrip("@") or "there")
+    return text.replace("{status_page}", status_page) if status_page else text

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
@@ -19,10 +20,12 @@ from services.common.alerting.silence_feed import SilenceFeed
 from services.common.alerting.silences import Silence
 from services.common.codec import pb
 from services.common.timeutil import epoch
+from services.common.vocabulary import INTENT_THRESHOLD, reach_tier
 
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 RESPONSE_STATES = {pb.RESPONDED: "responded", pb.RESOLVED_NO_REPLY: "resolved_no_reply"}
 SENTIMENTS = ("negative", "neutral", "positive")
+T = TypeVar("T")
 
 
 @dataclass
@@ -168,6 +171,7 @@ class ConsoleView:
         self.responses: dict[tuple[str, str], tuple[str, str, float]] = {}
         self.feedback: dict[str, dict[str, Any]] = {}  # mention id -> latest correction
         self.page_feedback: dict[str, dict[str, Any]] = {}  # incident id -> latest "wrong page" mark
+        self.excluded: set[tuple[str, str]] = set()  # (incident id, mention id) a responder said do not belong
         self.silences = SilenceFeed()  # the router's own store of the `silences` topic
         self.records = 0
 
@@ -215,6 +219,8 @@ class ConsoleView:
         old = items.get(item.mention_id)
         if old is not None and old.state != "open":
             item.state, item.responder, item.responded_at = old.state, old.responder, old.responded_at
+        if (item.incident_id, item.mention_id) in self.excluded:
+            item.incident_id = ""
         done = self.responses.get((name, item.mention_id)) or self.responses.get(("", item.mention_id))
         if done:
             item.state, item.responder, item.responded_at = done
@@ -250,6 +256,14 @@ class ConsoleView:
                     "corrected_priority": pb.Priority.Name(fb.corrected_priority) if fb.corrected_priority else "",
                     "comment": fb.comment, "at": epoch(fb.at)}
             return
+        if fb.not_in_incident:
+            self.excluded.add((fb.not_in_incident, fb.mention_id))
+            for items in self.queues.values():
+                item = items.get(fb.mention_id)
+                if item is not None and item.incident_id == fb.not_in_incident:
+                    item.incident_id = ""
+            if not fb.corrected_priority and not fb.corrected_intent:
+                return  # not a correction of the classifier: not "marked wrong"
         self.feedback[fb.mention_id] = {
             "mention_id": fb.mention_id, "queue": fb.queue, "brand": fb.brand,
             "original_priority": pb.Priority.Name(fb.original_priority) if fb.original_priority else "",
@@ -343,3 +357,214 @@ class ConsoleView:
             wrong = sum(1 for mid in ids if mid in self.feedback)
             out[brand] = (wrong, len(ids))
         return out
+
+
+# ---- working a long queue: filters, search, counts per filter, paging, incident groups -------------------------
+FACETS = ("brand", "language", "priority", "intent", "incident")
+
+
+def _facet_value(item: QueueItem, facet: str) -> str:
+    return item.incident_id if facet == "incident" else str(getattr(item, facet))
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What a responder narrowed a queue to: exact facet values, breached only, and a free-text search
+    (case-insensitive, in the text, the author's handle and the mention id). Empty fields match all."""
+
+    brand: str = ""
+    language: str = ""
+    priority: str = ""
+    intent: str = ""
+    incident: str = ""
+    breached: bool = False
+    search: str = ""
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> QueueFilter:
+        """From a page's or the API's query string (`q` is the search); a bad value raises ValueError."""
+        values = {f: query.get(f, "").strip()[:200] for f in FACETS}
+        if values["priority"] and values["priority"] not in PRIORITY_RANK:
+            raise ValueError(f"priority must be one of {sorted(PRIORITY_RANK)}, not {values['priority']!r}")
+        breached = query.get("breached", "").strip().lower()
+        if breached not in ("", "0", "1", "true", "false", "on"):
+            raise ValueError(f"breached must be 1 or 0, not {breached!r}")
+        return cls(**values, breached=breached in ("1", "true", "on"), search=query.get("q", "").strip()[:200])
+
+    @property
+    def active(self) -> bool:
+        return self != QueueFilter()
+
+    def matches(self, item: QueueItem, now: float, ignore: str = "") -> bool:
+        """Whether the item passes every filter but `ignore` (a facet: its counts are of the other filters)."""
+        for facet in FACETS:
+            wanted = getattr(self, facet)
+            if wanted and facet != ignore and _facet_value(item, facet) != wanted:
+                return False
+        if self.breached and ignore != "breached" and not item.breached(now):
+            return False
+        if self.search:
+            needle = self.search.casefold()
+            if not any(needle in s.casefold() for s in (item.text, item.author, item.mention_id)):
+                return False
+        return True
+
+    def params(self, **changes: str | bool) -> dict[str, str]:
+        """The query parameters of this filter with `changes` applied (a facet set to "" is dropped)."""
+        values: dict[str, str | bool] = {f: getattr(self, f) for f in FACETS}
+        values.update(breached=self.breached, q=self.search)
+        values.update(changes)
+        return {k: ("1" if v is True else str(v)) for k, v in values.items() if v}
+
+
+def filter_items(items: Iterable[QueueItem], flt: QueueFilter, now: float) -> list[QueueItem]:
+    return [i for i in items if flt.matches(i, now)]
+
+
+def facet_counts(items: Iterable[QueueItem], flt: QueueFilter, now: float) -> dict[str, dict[str, int]]:
+    """Per facet, how many items each value would leave under the other filters (a faceted search's
+    counts: choosing a value shows exactly that many), most first; `breached` counts the breached ones."""
+    items = list(items)
+    out: dict[str, dict[str, int]] = {}
+    for facet in FACETS:
+        counts = Counter(_facet_value(i, facet) for i in items if flt.matches(i, now, ignore=facet))
+        counts.pop("", None)
+        out[facet] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    out["breached"] = {"1": sum(1 for i in items if i.breached(now) and flt.matches(i, now, ignore="breached"))}
+    return out
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a longer list: `entries` are those of page `number` (1-based) of `pages`."""
+
+    entries: list[T]
+    number: int
+    pages: int
+    total: int
+    per_page: int
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+
+def paginate(entries: Sequence[T], number: int, per_page: int) -> Page[T]:
+    """Page `number` of `entries`; a number past the end gives the last page, below 1 the first."""
+    per_page = max(1, per_page)
+    pages = max(1, math.ceil(len(entries) / per_page))
+    number = min(max(1, number), pages)
+    start = (number - 1) * per_page
+    return Page(list(entries[start:start + per_page]), number, pages, len(entries), per_page)
+
+
+def page_number(query: Mapping[str, str], name: str = "page", default: int = 1) -> int:
+    raw = query.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a whole number from 1, not {raw!r}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class IncidentGroup:
+    """The open items of one incident in a list, worked as one: how many, in which languages, the newest."""
+
+    incident_id: str
+    items: list[QueueItem]
+
+    @property
+    def count(self) -> int:
+        return len(self.items)
+
+    @property
+    def brand(self) -> str:
+        return self.items[0].brand if self.items else ""
+
+    @property
+    def languages(self) -> dict[str, int]:
+        counts = Counter(i.language or "?" for i in self.items)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def newest(self, n: int = 3) -> list[QueueItem]:
+        return sorted(self.items, key=lambda i: (-i.created_at, i.mention_id))[:n]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"incident_id": self.incident_id, "brand": self.brand, "count": self.count,
+                "languages": self.languages, "newest": [i.mention_id for i in self.newest()],
+                "mention_ids": [i.mention_id for i in self.items]}
+
+
+def group_by_incident(items: Sequence[QueueItem], min_size: int = 2) -> list[QueueItem | IncidentGroup]:
+    """The items in their order, with those of one incident (at least `min_size` of them) folded into one
+    IncidentGroup where the incident's first item stood."""
+    by_incident: dict[str, list[QueueItem]] = defaultdict(list)
+    for item in items:
+        if item.incident_id:
+            by_incident[item.incident_id].append(item)
+    out: list[QueueItem | IncidentGroup] = []
+    placed: set[str] = set()
+    for item in items:
+        group = by_incident.get(item.incident_id) if item.incident_id else None
+        if group is None or len(group) < min_size:
+            out.append(item)
+        elif item.incident_id not in placed:
+            placed.add(item.incident_id)
+            out.append(IncidentGroup(item.incident_id, group))
+    return out
+
+
+# ---- the Silences page: every silence, and what it mutes now --------------------------------------------------
+SILENCE_STATES = ("active", "pending", "expired")
+# The routing labels (services/router/labels.py) the console can rebuild from a queue item; a silence on
+# another label (author_verified, brands) cannot be evaluated here.
+ITEM_LABELS = frozenset({"priority", "intent", "intents", "sentiment", "language", "brand", "source", "incident",
+                         "reach"})
+
+
+def item_labels(item: QueueItem) -> dict[str, str]:
+    """The routing labels of a queue item, as the router gave them to its mention."""
+    present = sorted(k for k, v in item.intents.items() if v >= INTENT_THRESHOLD)
+    return {"priority": item.priority, "intents": ",".join(present),
+            "intent": item.intent if item.intent in present else "none", "sentiment": item.sentiment,
+            "language": item.language or "und", "brand": item.brand, "source": item.mention_id.partition(":")[0],
+            "incident": item.incident_id, "reach": reach_tier(item.reach)}
+
+
+@dataclass(frozen=True)
+class SilenceReach:
+    """What a silence mutes now: the open incidents whose pages it holds back and the open items it matches
+    (None when its matchers name a label the console does not know)."""
+
+    silence: Silence
+    state: str
+    incidents: list[str]
+    items: int | None
+
+
+def silences_overview(view: ConsoleView, now: float, state: str = "") -> list[SilenceReach]:
+    """Every silence (or those in `state`): active first (soonest end first), then pending, then expired
+    (most recently ended first), each with what it mutes now (nothing, unless active)."""
+    open_items = [i for items in view.queues.values() for i in items.values() if i.state == "open"]
+    out = []
+    for s in view.silences.silences.values():
+        st = s.state(now)
+        if state and st != state:
+            continue
+        incidents: list[str] = []
+        items: int | None = 0
+        if st == "active":
+            incidents = sorted(i.id for i in view.incidents.values() if i.is_open and (
+                s.incident_id == i.id or all(m.name in ("brand", "incident") and m.matches(incident_labels(i))
+                                             for m in s.matchers)))
+            known = all(m.name in ITEM_LABELS for m in s.matchers)
+            items = sum(1 for i in open_items if s.silences(item_labels(i), now)) if known else None
+        out.append(SilenceReach(s, st, incidents, items))
+    order = {st: k for k, st in enumerate(SILENCE_STATES)}
+    return sorted(out, key=lambda r: (order[r.state], -r.silence.ends_at if r.state == "expired"
+                                      else r.silence.ends_at, r.silence.id))

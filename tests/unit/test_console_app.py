@@ -23,6 +23,10 @@ class RecordingService(ConsoleService):
     async def publish(self, topic: str, key: str, msg: object) -> None:  # type: ignore[override]
         self.published.append((topic, key, msg))
 
+    async def publish_many(self, topic: str, records: list[tuple[str, Any]]) -> list[BaseException | None]:
+        self.published.extend((topic, key, msg) for key, msg in records)
+        return [None] * len(records)
+
 
 def _view() -> ConsoleView:
     v = ConsoleView()
