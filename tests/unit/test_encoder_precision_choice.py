@@ -35,3 +35,42 @@ def test_explicit_modes_are_taken_as_configured(mode: str) -> None:
 def test_unknown_precision_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
         choose_precision("fp8", NeverCalled())
+
+
+class CountingModel:
+    """A stand-in encoder whose forward passes are counted (the measurement's cost)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, **_: object) -> None:
+        self.calls += 1
+
+    def to(self, *_: object) -> CountingModel:
+        return self
+
+
+def test_a_measured_choice_is_cached_per_key_and_reused(tmp_path) -> None:
+    from services.classify.encoder.precision import PrecisionCache
+
+    cache = PrecisionCache(tmp_path / "choices.json")
+    model = CountingModel()
+    first = choose_precision("auto", model, flags={"amx_bf16"}, cache=cache, cache_key="k1")
+    measured = model.calls
+    assert measured > 0 and "ms" in first.reason
+    again = choose_precision("auto", model, flags={"amx_bf16"}, cache=cache, cache_key="k1")
+    assert model.calls == measured                       # no second measurement
+    assert again.mode == first.mode and "ms" in again.reason and "cached" in again.reason
+    choose_precision("auto", model, flags={"amx_bf16"}, cache=cache, cache_key="k2")
+    assert model.calls == 2 * measured                   # another machine/model/thread count measures
+
+
+def test_an_unwritable_cache_only_means_measuring_again(tmp_path) -> None:
+    from services.classify.encoder.precision import PrecisionCache
+
+    cache = PrecisionCache(tmp_path / "missing-dir" / "choices.json")
+    model = CountingModel()
+    choose_precision("auto", model, flags={"amx_bf16"}, cache=cache, cache_key="k")
+    calls = model.calls
+    choose_precision("auto", model, flags={"amx_bf16"}, cache=cache, cache_key="k")
+    assert model.calls == 2 * calls

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from services.classify.encoder.precision import Precision, choose_precision
+from services.classify.encoder.precision import Precision, PrecisionCache, choose_precision
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "multilingual-e5-small"
+PRECISION_CACHE_FILE = "precision-choices.json"  # measured `auto` choices per machine (precision.PrecisionCache)
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_PREFIX = "query: "
 DEFAULT_MAX_LENGTH = 128
@@ -343,7 +344,10 @@ def load_encoder(name_or_path: str, device: str = "cpu", torch_threads: int | No
                   max_length=max_length, batch_size=batch_size, adapter_sha256=adapter_version)
     # Hash the fp32 weights now (~1 s for 470 MB), before any conversion and not in the first scored batch.
     enc.version  # noqa: B018
-    chosen = enc.precision = choose_precision(precision, enc.model)
+    # The measured choice is remembered beside a local model (cold start pays for it once per machine).
+    cache = PrecisionCache(local / PRECISION_CACHE_FILE if local is not None else None)
+    key = PrecisionCache.key(enc.version, threads=torch.get_num_threads())
+    chosen = enc.precision = choose_precision(precision, enc.model, cache=cache, cache_key=key)
     enc.model = chosen.prepare(enc.model)
     log.info("loaded encoder %s (dim %d, precision %s: %s%s) in %.1fs", name_or_path, enc.dim, chosen.mode,
              chosen.reason, f", adapter {adapter_version[:12]}" if adapter_version else "",

@@ -13,12 +13,30 @@
 ``avx512_bf16`` in /proc/cpuinfo) **and** a measurement here shows bf16 faster than fp32; without
 them bf16 is emulated and slower, so ``auto`` stays on fp32. The choice is logged and exported as
 the ``precision`` label of ``triage_classify_model_info``.
+
+The measurement (a dozen forward passes, with oneDNN's first-call kernel builds: seconds on a busy
+machine) is remembered in ``PrecisionCache`` (a JSON file beside the model, when writable) under a
+key of everything that decides it: the weights' hash, torch's version, the CPU's model name and
+matrix flags, the thread count and the requested mode. A process that starts on the same machine
+with the same model reuses it, so cold start pays for it once per machine, not once per process.
+
+Example:
+
+    from services.classify.encoder.precision import PrecisionCache, choose_precision
+
+    cache = PrecisionCache(model_dir / "precision-choices.json")
+    chosen = choose_precision("auto", model, cache=cache, cache_key=cache.key(weights_sha, threads=2))
+    chosen.mode, chosen.reason   # ('bf16-weights', 'amx_bf16+avx512_bf16; fp32 40 ms, ... (measured ...)')
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
+import os
+import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -110,10 +128,75 @@ def _bf16_copy(model: Any) -> Iterator[Any]:
         del clone
 
 
-def choose_precision(requested: str, model: Any, flags: set[str] | None = None) -> Precision:
-    """Resolve ``requested`` (one of ``PRECISIONS``) to a concrete mode for ``model`` on this CPU."""
-    import torch
+def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` where unreadable)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
+
+class PrecisionCache:
+    """Measured precision choices remembered in one JSON file, keyed by what decides them.
+
+    A file that cannot be read is an empty cache; one that cannot be written (a read-only model
+    volume) only means the next process measures again. Writes are atomic (temp file + rename), so
+    processes starting side by side never read a half-written file.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    @staticmethod
+    def key(weights_sha256: str, threads: int, flags: set[str] | None = None) -> str:
+        """The cache key: weights, torch version, CPU model and matrix flags, thread count."""
+        import torch
+
+        flags = cpu_flags() if flags is None else flags
+        matrix = sorted(f for f in flags if f.startswith(("amx", "avx512", "avx2", "avx_vnni", "fma")))
+        raw = json.dumps([weights_sha256, torch.__version__, cpu_model_name(), matrix, threads])
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+    def _read(self) -> dict[str, dict[str, str]]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, key: str) -> Precision | None:
+        hit = self._read().get(key)
+        if not isinstance(hit, dict) or hit.get("mode") not in PRECISIONS:
+            return None
+        return Precision(str(hit["mode"]), f"{hit.get('reason', '')} (measured {hit.get('at', '?')}, cached)")
+
+    def put(self, key: str, chosen: Precision) -> None:
+        if self.path is None:
+            return
+        data = self._read()
+        data[key] = {"mode": chosen.mode, "reason": chosen.reason,
+                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+        except OSError as err:
+            log.info("precision choice not cached (%s): the next start measures again", err)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def choose_precision(requested: str, model: Any, flags: set[str] | None = None,
+                     cache: PrecisionCache | None = None, cache_key: str = "") -> Precision:
+    """Resolve ``requested`` (one of ``PRECISIONS``) to a concrete mode for ``model`` on this CPU.
+
+    With a ``cache`` and ``cache_key``, a measured choice is looked up first and stored after.
+    """
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if requested in ("fp32", "bf16-autocast", "bf16-weights", "int8"):
@@ -121,6 +204,20 @@ def choose_precision(requested: str, model: Any, flags: set[str] | None = None) 
     native = native_bf16(flags)
     if requested == "auto" and not native:
         return Precision("fp32", "CPU has no native bf16 (amx_bf16/avx512_bf16)")
+    key = f"{requested}:{cache_key}"
+    if cache is not None and cache_key:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    chosen = _measure(requested, model, native)
+    if cache is not None and cache_key:
+        cache.put(key, chosen)
+    return chosen
+
+
+def _measure(requested: str, model: Any, native: list[str]) -> Precision:
+    import torch
+
     fp32_s = _time_forward(model, contextlib.nullcontext) if requested == "auto" else float("inf")
     autocast_s = _time_forward(model, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     with _bf16_copy(model) as clone:
