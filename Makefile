@@ -4,6 +4,9 @@ PY := .venv/bin/python
 STAMP := .venv/.installed
 DURATION ?= 0
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (tests/conftest.py groups them: one module per worker at a time, the
+# multi-process pipelines one after another); TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 4
 SEED ?= 7
 SEEDS ?=
 
@@ -51,7 +54,7 @@ demo: $(STAMP) proto kafka-jars model
 
 test: $(STAMP) proto kafka-jars model
 	$(PY) -m services.devtools.protobuild --check
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # Hostile-input fuzz of every ingest endpoint on a real broker, against `triage ingest` as its own
 # process: 25,000 requests per property (100,000 in all, FUZZ_MIN_REQUESTS checked), each property

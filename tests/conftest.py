@@ -4,6 +4,12 @@ One broker serves the whole session (``kafka_broker``/``kafka_bootstrap``); test
 restart a broker take a private one from ``kafka_broker_factory`` so they cannot disturb the others.
 Every test under tests/integration is marked ``integration``, under tests/e2e ``e2e``; unit tests
 never request the broker, so `pytest tests/unit` starts no JVM.
+
+`make test` runs the suite on several pytest-xdist workers (``--dist loadgroup``), each with a session
+broker of its own. Each test module is one xdist group, so a module's fixtures (a loaded model, a
+started service) are built once, on one worker. The pipelines that run several service processes at
+once (``HEAVY``) share one group: they run one after another, never two side by side on a 2-core box,
+where their timing-sensitive waits would compete for the same cores.
 """
 
 from __future__ import annotations
@@ -27,6 +33,11 @@ _HERE = Path(__file__).resolve().parent
 _START_TIMEOUT_S = 90.0
 
 
+# Whole pipelines as separate processes (ingest, several classify and router replicas, a broker of their own).
+HEAVY = frozenset({"test_chaos.py", "test_scale_out.py", "test_pipeline.py", "test_replay_event_time_pipeline.py",
+                   "test_crisis_pipeline.py"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # This hook sees the whole session's items, not just this directory's.
     for item in items:
@@ -35,6 +46,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         elif _HERE / "e2e" in parents:
             item.add_marker(pytest.mark.e2e)
+        if not item.get_closest_marker("xdist_group"):
+            group = "heavy-pipelines" if item.path.name in HEAVY else item.path.name
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _start(broker: KafkaBroker) -> KafkaBroker:
