@@ -74,6 +74,22 @@ class PreparedBatch:
 
 
 class Scorer:
+    """Scores texts: encoder embeddings -> sentiment and intent heads, language ID, priority and reasons.
+
+    The worker, `triage score`, `triage backtest` and `make eval` build it with ``build_scorer``.
+
+    Example:
+
+        from services.classify.config import ClassifySettings
+        from services.classify.factory import build_scorer
+
+        scorer = build_scorer(ClassifySettings())          # loads the encoder, heads and language ID
+        [score] = scorer.score_texts(["@AcmeBank app down again, can't log in"])
+        score.language, score.intents["outage_report"], score.priority, score.reasons
+        # ('en', 0.93, 2, ['outage report 0.93', ...])
+        scorer.model_version                               # 'e5s-<weights>+heads-<heads>'
+    """
+
     def __init__(self, encoder: Any, heads: HeadSet, langid: LanguageDetector,
                  policy: PriorityPolicy | None = None, max_length: int = 128, batch_size: int = 32):
         self.encoder = encoder

@@ -4,6 +4,17 @@ Faust has no protobuf codec of its own. Rather than register one, the workers
 consume raw bytes (`value_serializer="raw"`) and call `decode` here, so a bad
 record raises in our code, where it is dead-lettered with its reason, instead
 of being logged and skipped inside Faust.
+
+Example:
+
+    from services.common import codec, topics
+    from services.common.codec import pb
+
+    raw = codec.encode(pb.Mention(source=pb.SOURCE_X, external_id="1850", text="app down again"))
+    mention = codec.decode(raw, codec.type_for_topic(topics.MENTIONS_RAW))   # -> pb.Mention
+    codec.mention_id(mention.source, mention.external_id)                     # 'x:1850'
+    codec.to_json(mention)     # '{"external_id": "1850", "source": "SOURCE_X", "text": "app down again"}'
+    codec.decode(b"\x0a\xff", pb.Mention)   # raises DecodeError: the caller dead-letters it with the reason
 """
 
 from __future__ import annotations

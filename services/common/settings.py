@@ -40,7 +40,21 @@ def env_names(settings_cls: type[BaseSettings]) -> dict[str, tuple[str, ...]]:
 
 
 class ServiceSettings(BaseSettings):
-    """Base of every service's settings; values come from `TRIAGE_*` env vars or a .env file."""
+    """Base of every service's settings; values come from `TRIAGE_*` env vars or a .env file.
+
+    Each service subclasses it (``IngestSettings``, ``ClassifySettings``, ``RouterSettings``,
+    ``ConsoleSettings``); a bad value stops the start-up with the variable's name and the reason.
+
+    Example:
+
+        import os
+        from services.ingest.config import IngestSettings
+
+        os.environ["TRIAGE_KAFKA_BOOTSTRAP"] = "kafka-0:9093"
+        settings = IngestSettings()                  # reads TRIAGE_* (and .env)
+        settings.kafka_bootstrap                     # 'kafka-0:9093'
+        IngestSettings(kafka_bootstrap="127.0.0.1:9092")   # or explicit values, e.g. in tests
+    """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", populate_by_name=True)
 

@@ -53,7 +53,26 @@ class KafkaUnavailable(TriageError, RuntimeError):
 
 
 class MentionIngestor:
-    """The request-independent core: turns validated mentions into acknowledged Kafka records."""
+    """The request-independent core: turns validated mentions into acknowledged Kafka records.
+
+    Every source (the HTTP API, webhooks, stream and poll connectors, `triage replay`) goes through it.
+
+    Example:
+
+        from services.ingest.adapters import Candidate
+        from services.ingest.config import IngestSettings
+        from services.ingest.dedupe import DedupeWindow
+        from services.ingest.ingestor import MentionIngestor
+
+        settings = IngestSettings()
+        ingestor = MentionIngestor(None, settings, DedupeWindow(settings.dedupe_window_seconds,
+                                                                settings.dedupe_max_entries))
+        await ingestor.connect()                          # idempotent producer, acks=all
+        mentions, errors = ingestor.build([Candidate(obj={"source": "x", "external_id": "1850",
+                                                          "text": "app down"}, raw=b"...")])
+        accepted, duplicates = await ingestor.produce(mentions)   # after Kafka acknowledged them
+        await ingestor.close()
+    """
 
     def __init__(self, producer: AIOKafkaProducer | None, settings: IngestSettings, dedupe: DedupeWindow,
                  matcher: BrandMatcher | None = None):

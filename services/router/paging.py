@@ -69,6 +69,21 @@ class _HttpPager:
 
 
 class PagerDutyReceiver(_HttpPager):
+    """A `Pager` for PagerDuty's Events API v2: trigger, acknowledge and resolve with dedup_key = incident.
+
+    Opsgenie, Slack and Alertmanager pagers below have the same shape; the registry builds them from
+    a routing file's receivers, and the paging stage calls ``notify`` once per due page.
+
+    Example:
+
+        import httpx
+        from services.router.paging import PagerDutyReceiver
+
+        async with httpx.AsyncClient(timeout=10) as client:
+            pager = PagerDutyReceiver("oncall", client, routing_key=os.environ["PD_ROUTING_KEY"])
+            await pager.notify(page)     # raises DeliveryError(reason=auth_error|rate_limited|...) on failure
+    """
+
     kind = "pagerduty"
 
     def __init__(self, name: str, client: httpx.AsyncClient, routing_key: str,
