@@ -61,6 +61,9 @@ WHY = {
                 "write them); 365 d so they stay usable as a labelled dev set.",
     "silences": "silences created from the console (Silence, keyed by silence id): compacted, the latest "
                 "version of each (expired ones too, as Alertmanager keeps them); 1 partition (people write them).",
+    "claims": "responders' claims on queue items from the console (Claim, keyed by mention id): compacted, the "
+              "latest of each (a claim lives minutes, so compaction runs often); 3 partitions; every console "
+              "replica reads them all.",
     "mentions.dlq": "dead letters with their reason; 1 partition (low volume, read by people and replay); "
                     "30 d to notice and replay them.",
     "ingest.checkpoints": "connector cursors, latest per connector name: compacted; 1 partition (a few keys).",

@@ -45,6 +45,7 @@ TOPIC_TYPES: dict[str, type[Message]] = {
     topics.PAGES: pb.PageRecord,
     topics.FEEDBACK: pb.LabelFeedback,
     topics.SILENCES: pb.Silence,
+    topics.CLAIMS: pb.Claim,
     topics.MENTIONS_DLQ: pb.DeadLetter,
 }
 

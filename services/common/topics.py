@@ -16,6 +16,9 @@ PAGES = "pages"
 FEEDBACK = "feedback"
 # Silences created from the console (Silence, keyed by silence id; compacted: the latest version of each).
 SILENCES = "silences"
+# Responders' claims on queue items (Claim, keyed by the item's mention id; compacted: the latest of each), from
+# the console; every console replica folds them, so two people never work the same item unknowingly.
+CLAIMS = "claims"
 MENTIONS_DLQ = "mentions.dlq"
 # The router's page requests: a mention's contribution to an incident group, keyed by the group's key, so
 # the one replica that owns a group (its partition) counts every mention of it and pages it once.
@@ -72,6 +75,9 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(PAGES, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}, key="incident id"),
     TopicSpec(FEEDBACK, 1, {"retention.ms": str(365 * 24 * 3600 * 1000)}, key="mention id"),
     TopicSpec(SILENCES, 1, {"cleanup.policy": "compact"}, key="silence id"),
+    # Compacted, and a claim lives minutes: the latest claim of each item is all a console needs at start.
+    TopicSpec(CLAIMS, 3, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                          "segment.ms": str(3600 * 1000)}, key="mention id"),
     TopicSpec(MENTIONS_DLQ, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}, key="mention / incident id"),
     TopicSpec(INGEST_CHECKPOINTS, 1, {"cleanup.policy": "compact"}, key="connector name"),
 )
@@ -154,8 +160,8 @@ def service_kafka_access(classify_app_id: str = "triage-classify", router_app_id
         ),
         "console": KafkaAccess(
             "triage-console",
-            reads=(INCIDENTS, PAGES, RESPONSES, FEEDBACK, SILENCES),
-            writes=(RESPONSES, FEEDBACK, SILENCES),
+            reads=(INCIDENTS, PAGES, RESPONSES, FEEDBACK, SILENCES, CLAIMS),
+            writes=(RESPONSES, FEEDBACK, SILENCES, CLAIMS),
             read_prefixes=(QUEUE_PREFIX,),
             group_prefixes=(console_group_prefix,),  # one group per replica: triage-console-<pod>
         ),

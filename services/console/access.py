@@ -91,6 +91,15 @@ class Access:
         self._sessions.move_to_end(session)
         return found.who
 
+    def is_responder(self, name: str) -> bool:
+        """Whether `name` may act when they use the console (a hand-over's target must): a responder token's
+        name, a user the proxy names with the responder role, or anyone on an insecure dev console."""
+        if not self.enabled:
+            return self.insecure_dev
+        if any(n == name and role == RESPONDER for n, role, _ in self._tokens):
+            return True
+        return bool(self.proxy_user_header) and self.proxy_roles.get(name, self.proxy_default_role) == RESPONDER
+
     def login(self, session: str, token: str) -> Identity | None:
         given = token.encode("utf-8", "surrogateescape")
         found: Identity | None = None

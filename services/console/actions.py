@@ -1,5 +1,6 @@
-"""What a console form turns into: a ResponseEvent for `responses`, a LabelFeedback for `feedback`, or a
-Silence for `silences` (created from an incident page, or the same silence expired). An incident's bulk
+"""What a console form turns into: a ResponseEvent for `responses`, a LabelFeedback for `feedback`, a
+Silence for `silences` (created from an incident page, or the same silence expired), or a Claim for
+`claims` (claim, hand over, release; claims.py decides whose turn it is). An incident's bulk
 actions turn one form into one ResponseEvent per open item of the incident (none for an item already
 answered, so sending the form twice records nothing twice).
 
@@ -9,8 +10,9 @@ sentence for the error page, and nothing is published.
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from services.common.alerting.durations import parse_duration
 from services.common.alerting.silence_feed import parse_matchers
@@ -18,6 +20,7 @@ from services.common.codec import pb
 from services.common.errors import TriageError
 from services.common.timeutil import now_ts, ts_from_epoch
 from services.console.access import same_origin_path
+from services.console.claims import ClaimConflict
 from services.console.replies import fill_reply, reply_language
 from services.console.views import ConsoleView, IncidentView, QueueItem
 
@@ -27,6 +30,8 @@ INTENTS = ("complaint", "question", "outage_report", "safety_or_legal_threat", "
 MAX_FIELD = 500
 MAX_SILENCE_SECONDS = 30 * 86400.0
 MAX_MATCHERS = 20
+CLAIM_ACTIONS = ("claim", "hand_over", "release")
+RESPONDER_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")  # the names sign-in tokens may have (config.py)
 
 
 class FormError(TriageError):
@@ -218,6 +223,29 @@ def expired_silence(view: ConsoleView, form: Mapping[str, str], default_author: 
     msg.ends_at.CopyFrom(ts_from_epoch(now))
     msg.created_at.CopyFrom(ts_from_epoch(current.created_at))
     return msg
+
+
+def claim_record(view: ConsoleView, form: Mapping[str, str], responder: str, now: float, action: str,
+                 is_responder: Callable[[str], bool]) -> pb.Claim:
+    """"Claim", "hand over to" (`to`: a responder's name) or "release" an open item (`queue`, `mention_id`);
+    409 when it is someone else's (claims.py), 400 when `to` names nobody who may act."""
+    if action not in CLAIM_ACTIONS:
+        raise FormError(400, f"a claim action is one of {list(CLAIM_ACTIONS)}, not {action!r}")
+    item = find_item(view, form)
+    if item.state != "open":
+        raise FormError(409, f"item {item.mention_id!r} is already {item.state.replace('_', ' ')}")
+    book = view.claims
+    try:
+        if action == "claim":
+            return book.claim(item.mention_id, item.queue, responder, now)
+        if action == "release":
+            return book.release(item.mention_id, item.queue, responder, now)
+        to = _field(form, "to")
+        if not RESPONDER_NAME.match(to) or not is_responder(to):
+            raise FormError(400, f"{to!r} is not a responder of this console: hand it over to someone who may act")
+        return book.hand_over(item.mention_id, item.queue, responder, to, now)
+    except ClaimConflict as exc:
+        raise FormError(409, str(exc)) from None
 
 
 def safe_next(form: Mapping[str, str], fallback: str) -> str:

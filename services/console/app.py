@@ -1,9 +1,10 @@
 """The console's aiohttp app: HTML pages and a JSON API over the view model, and the actions.
 
-One consumer (its own group) reads `incidents`, the queue topics, `pages`, `responses` and
-`feedback` from the beginning on every start and folds them into a ConsoleView; there is no other
-store. Actions are published with the idempotent producer and folded in at once, so the page that
-follows already shows them (the consumed copy later changes nothing).
+One consumer (its own group) reads `incidents`, the queue topics, `pages`, `responses`,
+`feedback`, `silences` and `claims` from the beginning on every start and folds them into a
+ConsoleView; there is no other store. Actions are published with the idempotent producer and
+folded in at once, so the page that follows already shows them (the consumed copy later changes
+nothing).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ from services.console.views import (
 log = get_logger("console")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TOPIC_PATTERN = (r"^(" + "|".join(t.replace(".", r"\.") for t in (topics.INCIDENTS, topics.PAGES, topics.RESPONSES,
-                                                                     topics.FEEDBACK, topics.SILENCES))
+                                                                     topics.FEEDBACK, topics.SILENCES,
+                                                                     topics.CLAIMS))
                  + "|" + topics.QUEUE_PREFIX.replace(".", r"\.") + r".+)$")
 
 class _ReadFromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -89,7 +91,8 @@ class ConsoleService:
     def __init__(self, settings: ConsoleSettings, view: ConsoleView | None = None, consume: bool = True) -> None:
         self.settings = settings
         self.consume = consume  # False: serve a given view only (tests of the pages)
-        self.view = view or ConsoleView()
+        self.view = view or ConsoleView(settings.console_claim_ttl_seconds)
+        self.view.claims.ttl = settings.console_claim_ttl_seconds
         self.replies = ReplyBook.load(settings.console_replies_file)
         self.csrf = CsrfGuard(settings.console_csrf_secret.get_secret_value())
         self.access = Access(settings)
@@ -352,7 +355,8 @@ async def queue_html(request: web.Request) -> web.Response:
         list(found) if flt.incident else group_by_incident(found, svc.settings.console_group_min_items))
     return _html(request, render.queue_page(name, found, ctx, svc.replies, flt=flt,
                                             counts=facet_counts(open_items, flt, ctx.now),
-                                            page=paginate(entries, number, per_page), total_open=len(open_items)))
+                                            page=paginate(entries, number, per_page), total_open=len(open_items),
+                                            claims=svc.view.claims))
 
 
 async def silences_html(request: web.Request) -> web.Response:
@@ -432,6 +436,8 @@ async def queue_api(request: web.Request) -> web.Response:
     for item in page.entries:
         d = item.to_json(now)
         d["suggested_reply"] = svc.replies.suggest(item.intent, item.language, item.author, item.brand)
+        claim = svc.view.claims.holder(item.mention_id, now)
+        d["claim"] = claim.to_json(now) if claim else None
         out.append(d)
     groups = [g.to_json() for g in group_by_incident(found, 1) if isinstance(g, IncidentGroup)]
     return web.json_response({"queue": name, "loaded": svc.loaded, "items": out, "total": page.total,
@@ -587,6 +593,28 @@ post_silence_expire = _action_handler(_Action(
     back_to=lambda msg: _incident_page(msg.incident_id) if msg.incident_id else "/", signed_in_author=True))
 
 
+def _claim_handler(action: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Claim, hand over or release a queue item: a Claim on `claims` keyed by the item, folded in at once (every
+    other console replica folds the consumed copy). Only a responder acts, as themselves when signed in."""
+    async def handler(request: web.Request) -> web.Response:
+        svc = _service(request)
+        form, default = await _action_form(request)
+        responder = form.get("responder", "").strip() or default
+        async with svc.action_lock:
+            msg = actions.claim_record(svc.view, form, responder, time.time(), action, svc.access.is_responder)
+            await _publish_or_503(svc, action, topics.CLAIMS, msg.item_id, msg)
+            svc.view.apply_claim(msg)
+        log.info("console_claim", action=action, queue=msg.queue, handed_over=bool(msg.handed_over_to))
+        return _see_other(actions.safe_next(form, f"/queues/{quote(msg.queue, safe='')}"))
+
+    return handler
+
+
+post_claim = _claim_handler("claim")
+post_hand_over = _claim_handler("hand_over")
+post_release = _claim_handler("release")
+
+
 # ---- signing in ------------------------------------------------------------------------------------------------
 async def login_html(request: web.Request) -> web.Response:
     next_url = actions.safe_next(dict(request.query), "/")
@@ -679,6 +707,9 @@ def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) 
     app.router.add_post("/actions/exclude", post_exclude)
     app.router.add_post("/actions/silence", post_silence)
     app.router.add_post("/actions/silence/expire", post_silence_expire)
+    app.router.add_post("/actions/claim", post_claim)
+    app.router.add_post("/actions/claim/hand-over", post_hand_over)
+    app.router.add_post("/actions/claim/release", post_release)
     app.router.add_get("/api/silences", silences_api)
     app.router.add_get("/static/console.js", script)
     app.router.add_get("/login", login_html)

@@ -45,6 +45,9 @@ class ConsoleSettings(ServiceSettings):
     console_group_min_items: int = Field(10, ge=2, description="an incident with at least this many open items "
                                          "in a queue page is shown as one group (count, languages, newest posts, "
                                          "actions on all); fewer are shown as separate cards")
+    console_claim_ttl_seconds: float = Field(15 * 60.0, gt=0, description="a claim on a queue item (\"ana is on "
+                                             "it\") lapses this long after it was made or handed over when the "
+                                             "item is still unanswered; the item is then offered again")
     console_page_size: int = Field(50, ge=1, description="items (or incident groups) per queue page")
     console_csrf_secret: SecretStr = Field(SecretStr(""), description="key of the CSRF tokens; random per "
                                            "process when empty (forms then expire on restart)")

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from services.console.actions import INTENTS, PRIORITIES
 from services.console.chart import mentions_chart
+from services.console.claims import ActiveClaim, ClaimBook
 from services.console.replies import ReplyBook, reply_language
 from services.console.views import (
     FACETS,
@@ -98,9 +99,25 @@ def _environment() -> Environment:
 ENV = _environment()
 
 
-def _render(template: str, title: str, ctx: PageContext, replies: ReplyBook | None = None, **values: Any) -> str:
+def _render(template: str, title: str, ctx: PageContext, replies: ReplyBook | None = None,
+            claims: ClaimBook | None = None, **values: Any) -> str:
     return ENV.get_template(template).render(title=title, ctx=ctx, suggest=_suggester(replies),
-                                             status_updates=_status_updates(replies), **values)
+                                             status_updates=_status_updates(replies),
+                                             claim_of=_claim_finder(claims, ctx.now), claim_line=claim_line,
+                                             **values)
+
+
+def _claim_finder(claims: ClaimBook | None, now: float) -> Callable[[QueueItem], ActiveClaim | None]:
+    def claim_of(item: QueueItem) -> ActiveClaim | None:
+        return claims.holder(item.mention_id, now) if claims is not None and item.state == "open" else None
+    return claim_of
+
+
+def claim_line(claim: ActiveClaim, now: float, user: str = "") -> str:
+    """What a card says about its claim: "ana is on it, 3 min" (handed over: "…, from bo")."""
+    who = "you are" if user and claim.holder == user else f"{claim.holder} is"
+    line = f"{who} on it, {claim.minutes(now)} min"
+    return line + (f", from {claim.handed_over_by}" if claim.handed_over_by else "")
 
 
 def _status_updates(replies: ReplyBook | None) -> Callable[[IncidentGroup], list[tuple[str, int, str]]]:
@@ -158,12 +175,13 @@ def incidents_page(view: ConsoleView, incidents: list[IncidentView], ctx: PageCo
 
 def queue_page(name: str, items: list[QueueItem], ctx: PageContext, replies: ReplyBook,
                flt: QueueFilter | None = None, counts: dict[str, dict[str, int]] | None = None,
-               page: Page[QueueItem | IncidentGroup] | None = None, total_open: int | None = None) -> str:
+               page: Page[QueueItem | IncidentGroup] | None = None, total_open: int | None = None,
+               claims: ClaimBook | None = None) -> str:
     """A queue's `items` (those the filter found), shown as `page` of its entries (items and incident groups)."""
     flt = flt or QueueFilter()
     if counts is None:
         counts = {f: {} for f in FACETS} | {"breached": {"1": 0}}
-    return _render("queue.html", f"queue {name}", ctx, replies, name=name, items=items,
+    return _render("queue.html", f"queue {name}", ctx, replies, claims, name=name, items=items,
                    breached=sum(1 for i in items if i.breached(ctx.now)), flt=flt, counts=counts,
                    page=page or paginate(list(items), 1, max(1, len(items))),
                    total_open=len(items) if total_open is None else total_open,
@@ -195,7 +213,7 @@ def incident_samples(view: ConsoleView, inc: IncidentView) -> list[Sample]:
 def incident_page(view: ConsoleView, inc: IncidentView, ctx: PageContext, replies: ReplyBook) -> str:
     open_items = [i for i in view.incident_items(inc.id) if i.state == "open"]
     return _render(
-        "incident.html", f"incident {inc.id}", ctx, inc=inc, samples=incident_samples(view, inc),
+        "incident.html", f"incident {inc.id}", ctx, claims=view.claims, inc=inc, samples=incident_samples(view, inc),
         chart=Markup(mentions_chart(view.mentions_per_minute(inc.id))), pages=view.pages.get(inc.id, []),
         page_mark=view.page_feedback.get(inc.id), paged=view.paged(inc.id),
         silences=view.silences_for(inc, ctx.now),

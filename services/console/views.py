@@ -21,6 +21,7 @@ from services.common.alerting.silences import Silence
 from services.common.codec import pb
 from services.common.timeutil import epoch
 from services.common.vocabulary import INTENT_THRESHOLD, reach_tier
+from services.console.claims import ClaimBook
 
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 RESPONSE_STATES = {pb.RESPONDED: "responded", pb.RESOLVED_NO_REPLY: "resolved_no_reply"}
@@ -162,7 +163,7 @@ def incident_view(inc: Any) -> IncidentView:
 class ConsoleView:
     """The console's whole state, rebuilt from the topics on every start."""
 
-    def __init__(self) -> None:
+    def __init__(self, claim_ttl: float = 15 * 60.0) -> None:
         self.incidents: dict[str, IncidentView] = {}
         self.queues: dict[str, dict[str, QueueItem]] = {}
         self.pages: dict[str, list[PageView]] = defaultdict(list)
@@ -173,6 +174,7 @@ class ConsoleView:
         self.page_feedback: dict[str, dict[str, Any]] = {}  # incident id -> latest "wrong page" mark
         self.excluded: set[tuple[str, str]] = set()  # (incident id, mention id) a responder said do not belong
         self.silences = SilenceFeed()  # the router's own store of the `silences` topic
+        self.claims = ClaimBook(claim_ttl)  # who is on which item (the `claims` topic)
         self.records = 0
 
     # ---- folding -----------------------------------------------------------------------------------------
@@ -185,6 +187,8 @@ class ConsoleView:
         if value is None:
             if topic == topics.INCIDENTS and key:
                 self.incidents.pop(key.decode(errors="replace"), None)
+            elif topic == topics.CLAIMS and key:
+                self.claims.forget(key.decode(errors="replace"))
             return
         msg: Message = codec.decode(value, codec.type_for_topic(topic))
         if topic == topics.INCIDENTS:
@@ -197,6 +201,8 @@ class ConsoleView:
             self.apply_response(msg)
         elif topic == topics.FEEDBACK:
             self.apply_feedback(msg)
+        elif topic == topics.CLAIMS:
+            self.apply_claim(msg)
 
     def apply_incident(self, inc: Any) -> None:
         view = incident_view(inc)
@@ -271,6 +277,9 @@ class ConsoleView:
             "original_intent": fb.original_intent, "corrected_intent": fb.corrected_intent,
             "responder": fb.responder, "comment": fb.comment, "at": epoch(fb.at),
         }
+
+    def apply_claim(self, msg: Any) -> None:
+        self.claims.apply(msg)
 
     def apply_silence(self, msg: Any) -> Silence:
         return self.silences.apply(msg)
