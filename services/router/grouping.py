@@ -12,6 +12,15 @@ from the mentions added and the time, which notification is due:
   `incidents`), or for a group without a classifier incident after
   `quiet_period` without new mentions.
 
+Triage: a group of a route with `triage: true` is *held* from its first mention: no trigger until a
+person decides on the console's Triage page (`decide`: "page now" triggers at once, "dismiss" ends
+the group without a page), or until `triage_timeout` passes undecided, when it triggers on its own so
+nothing is lost:
+
+    held --page now--> trigger (at once)
+     |  --dismiss---> resolved, never paged ("the page was wrong")
+     +--triage_timeout undecided--> trigger
+
 500 outage posts therefore make 1 trigger, a few updates and 1 resolve. The
 state is plain JSON so the worker can persist it and a restart neither
 re-pages nor forgets an open incident. A mention reaches its group as a
@@ -51,6 +60,7 @@ from services.router.sla import SlaItem
 MAX_SAMPLES = 5
 RESOLVED_RETENTION = 24 * 3600.0  # keep resolved incident groups so late mentions do not re-page
 PAGE_TYPE = "triage.router.Page+json"  # DeadLetter.original_type of a failed page (JSON, see page_doc)
+TRIAGE_PAGE_NOW, TRIAGE_DISMISS = "page_now", "dismissed"  # Group.triage_decision
 
 
 @dataclass
@@ -92,6 +102,11 @@ class Group:
     outbox: dict[str, Any] = field(default_factory=dict)
     abandoned: bool = False
     failure_reason: str = ""      # why the last attempt failed (a DeliveryReason); "" once a page got through
+    # Triage (module doc): held until `triage_until` (0: not a triage route) unless a person decided first:
+    # `triage_decision` is "" (undecided), "page_now" or "dismissed", made by `triage_by`.
+    triage_until: float = 0.0
+    triage_decision: str = ""
+    triage_by: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +143,14 @@ class Group:
         if self.abandoned:
             return "dead_lettered"
         return "delivered" if self.triggered_at else "pending"
+
+    def triage_state(self, now: float) -> str:
+        """"" (not held for triage), held, paged_now, dismissed or timed_out."""
+        if not self.triage_until:
+            return ""
+        if self.triage_decision:
+            return {TRIAGE_PAGE_NOW: "paged_now", TRIAGE_DISMISS: "dismissed"}.get(self.triage_decision, "")
+        return "held" if now < self.triage_until else "timed_out"
 
     def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
         return Counter(self.reasons).most_common(n)
@@ -193,9 +216,13 @@ class PageRequest:
     group_interval: float
     repeat_interval: float
     quiet_period: float
+    triage_timeout: float = 0.0   # the route's triage_timeout when it has `triage: true`, else 0 (no hold)
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True).encode()
+        d = asdict(self)
+        if not self.triage_timeout:
+            del d["triage_timeout"]  # a request of a route without triage reads as before to any version
+        return json.dumps(d, ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> PageRequest:
@@ -207,7 +234,8 @@ class PageRequest:
                    labels={str(k): str(v) for k, v in dict(d["labels"]).items()}, priority=str(d["priority"]),
                    reasons=[str(r) for r in d["reasons"]], sample=Sample(**d["sample"]), now=float(d["now"]),
                    group_wait=float(d["group_wait"]), group_interval=float(d["group_interval"]),
-                   repeat_interval=float(d["repeat_interval"]), quiet_period=float(d["quiet_period"]))
+                   repeat_interval=float(d["repeat_interval"]), quiet_period=float(d["quiet_period"]),
+                   triage_timeout=float(d.get("triage_timeout", 0.0)))
 
 
 class IncidentGrouper:
@@ -218,8 +246,9 @@ class IncidentGrouper:
 
     def add(self, *, receiver: str, route: str, incident_id: str, group_by: list[str], labels: dict[str, str],
             priority: str, reasons: list[str], sample: Sample, now: float, group_wait: float, group_interval: float,
-            repeat_interval: float, quiet_period: float) -> Group | None:
-        """Count a mention into its group (creating it); None when its incident was already resolved."""
+            repeat_interval: float, quiet_period: float, triage_timeout: float = 0.0) -> Group | None:
+        """Count a mention into its group (creating it); None when its incident was already resolved. A group
+        created with a `triage_timeout` is held for triage that long."""
         key = group_key(receiver, route, incident_id, group_by, labels)
         g = self.groups.get(key)
         if g is not None and g.resolved_at:
@@ -232,7 +261,8 @@ class IncidentGrouper:
             g = Group(key=key, id=gid, receiver=receiver, route=route, incident_id=incident_id,
                       labels={k: labels.get(k, "") for k in grouping_labels(group_by, labels)}, priority=priority,
                       group_wait=group_wait, group_interval=group_interval, repeat_interval=repeat_interval,
-                      quiet_period=quiet_period, first_at=now, last_at=now)
+                      quiet_period=quiet_period, first_at=now, last_at=now,
+                      triage_until=now + triage_timeout if triage_timeout > 0 else 0.0)
             self.groups[key] = g
         g.count += 1
         g.last_at = max(g.last_at, now)
@@ -250,7 +280,8 @@ class IncidentGrouper:
                         group_by=list(request.group_by), labels=dict(request.labels), priority=request.priority,
                         reasons=list(request.reasons), sample=request.sample, now=request.now,
                         group_wait=request.group_wait, group_interval=request.group_interval,
-                        repeat_interval=request.repeat_interval, quiet_period=request.quiet_period)
+                        repeat_interval=request.repeat_interval, quiet_period=request.quiet_period,
+                        triage_timeout=request.triage_timeout)
 
     def restore(self, group: Group) -> None:
         """Put back a group read from the state topic."""
@@ -272,9 +303,12 @@ class IncidentGrouper:
     def wanted(self, g: Group, now: float) -> str | None:
         """The notification the group's state calls for now (ignoring backoff), or None."""
         if not g.triggered_at:
-            if g.closing:
+            if g.closing or g.triage_decision == TRIAGE_DISMISS:
                 return None  # nothing to trigger; a failed trigger is dead-lettered by give_up
-            return PageAction.TRIGGER if now >= g.first_at + g.group_wait else None
+            if g.triage_decision == TRIAGE_PAGE_NOW:
+                return PageAction.TRIGGER
+            start = max(g.first_at + g.group_wait, g.triage_until)  # held for triage until triage_until
+            return PageAction.TRIGGER if now >= start else None
         quiet = not g.incident_id and now - g.last_at >= g.quiet_period
         if g.closing or quiet:
             return PageAction.RESOLVE
@@ -357,6 +391,33 @@ class IncidentGrouper:
             return
         g.resolved_at = now
         g.abandoned = g.abandoned or action == PageAction.TRIGGER
+
+    def decide(self, key: str, decision: str, by: str, now: float) -> tuple[Group | None, str]:
+        """A person's triage decision on a held group: "page_now" (it triggers on the next tick) or "dismissed"
+        (it ends without a page). Returns the group and what happened: decided, or why not (unknown group,
+        not held for triage, already paged, already decided, already resolved); a decision is idempotent."""
+        if decision not in (TRIAGE_PAGE_NOW, TRIAGE_DISMISS):
+            raise ValueError(f"a triage decision is {TRIAGE_PAGE_NOW!r} or {TRIAGE_DISMISS!r}, not {decision!r}")
+        g = self.groups.get(key)
+        if g is None:
+            return None, "unknown group"
+        if not g.triage_until:
+            return g, "not held for triage"
+        if g.triage_decision:
+            return g, f"already decided: {g.triage_decision}"
+        if g.triggered_at or g.outbox:
+            return g, "already paged"
+        if g.resolved_at or g.closing:
+            return g, "already resolved"
+        g.triage_decision, g.triage_by = decision, by
+        if decision == TRIAGE_DISMISS:
+            g.resolved_at = now
+        return g, "decided"
+
+    def held(self, now: float) -> list[Group]:
+        """Groups held for triage now (undecided, before their triage_timeout), the oldest first."""
+        return sorted((g for g in self.groups.values() if not g.resolved_at and not g.closing and not g.triggered_at
+                       and g.triage_state(now) == "held"), key=lambda g: g.first_at)
 
     def open_groups(self) -> list[Group]:
         return [g for g in self.groups.values() if not g.resolved_at]

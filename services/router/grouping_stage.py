@@ -97,7 +97,8 @@ class GroupingStage:
             group_by=list(route.group_by), labels=labels, priority=priority, reasons=list(scored.reasons),
             sample=Sample(mention.mention_id, mention.text[:500], mention.url, labels["language"]), now=now,
             group_wait=route.group_wait, group_interval=route.group_interval,
-            repeat_interval=route.repeat_interval, quiet_period=route.quiet_period)
+            repeat_interval=route.repeat_interval, quiet_period=route.quiet_period,
+            triage_timeout=route.triage_timeout if route.triage else 0.0)
 
     def count(self, request: PageRequest) -> None:
         """Count a request into its group (on the group's owner)."""

@@ -76,9 +76,10 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
 
 
+DEFAULT_TRIAGE_TIMEOUT = 600.0  # a held page goes out on its own after 10 min unless a person handled it
 _ROUTE_KEYS = {"receiver", "matchers", "match", "match_re", "continue", "routes", "group_by", "group_wait",
                "group_interval", "repeat_interval", "sla", "active_time_intervals", "mute_time_intervals",
-               "quiet_period", "escalate_to", "sla_time_interval", "when_muted"}
+               "quiet_period", "escalate_to", "sla_time_interval", "when_muted", "triage", "triage_timeout"}
 _TOP_KEYS = {"route", "receivers", "sla", "time_intervals", "mute_time_intervals", "inhibit_rules", "silences",
              "global", "templates"}
 
@@ -133,7 +134,8 @@ def loads(text: str, source: str = "<routing>") -> RoutingTree:
     root = _parse_route(route_doc, doc, "route", source, "root", set(receivers) | null_receivers,
                         inherited={"group_by": [], "group_wait": 30.0, "group_interval": 300.0,
                                    "repeat_interval": 4 * 3600.0, "sla": default_sla, "quiet_period": 900.0,
-                                   "escalate_to": "", "sla_time_interval": None,
+                                   "escalate_to": "", "sla_time_interval": None, "triage": False,
+                                   "triage_timeout": DEFAULT_TRIAGE_TIMEOUT,
                                    "when_muted": FALL_THROUGH if project_kinds else STAY},
                         intervals=intervals)
     for k in ("active_time_intervals", "mute_time_intervals"):
@@ -386,14 +388,18 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
     matchers = _match_maps(node, key, source) + list(_matcher_list(node, "matchers", key, source, required=False))
     values = dict(inherited)
     values["receiver"] = receiver
-    for dk in ("group_wait", "group_interval", "repeat_interval", "quiet_period"):
+    for dk in ("group_wait", "group_interval", "repeat_interval", "quiet_period", "triage_timeout"):
         if dk in node:
             try:
                 values[dk] = parse_duration(node[dk])
             except ValueError as exc:
                 raise RoutingConfigError(source, _line(node, dk), f"{key}.{dk}", str(exc)) from None
-            if dk in ("group_interval", "repeat_interval") and values[dk] == 0:
+            if dk in ("group_interval", "repeat_interval", "triage_timeout") and values[dk] == 0:
                 raise RoutingConfigError(source, _line(node, dk), f"{key}.{dk}", f"{dk} cannot be zero")
+    if "triage" in node:
+        if not isinstance(node["triage"], bool):
+            raise RoutingConfigError(source, _line(node, "triage"), f"{key}.triage", "expected true or false")
+        values["triage"] = node["triage"]
     if "group_by" in node:
         values["group_by"] = _group_by(node, key, source)
     if "when_muted" in node:
@@ -428,7 +434,8 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
                   active_time_intervals=timed["active_time_intervals"],
                   mute_time_intervals=timed["mute_time_intervals"], quiet_period=values["quiet_period"],
                   escalate_to=values["escalate_to"], sla_time_interval=values["sla_time_interval"],
-                  when_muted=values["when_muted"])
+                  when_muted=values["when_muted"], triage=values["triage"],
+                  triage_timeout=values["triage_timeout"])
     children = node.get("routes", [])
     if not isinstance(children, list):
         raise RoutingConfigError(source, _line(node, "routes"), f"{key}.routes", "expected a list of routes")

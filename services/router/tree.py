@@ -37,8 +37,11 @@ interval keys are not inherited and the root may not have them.
 Paging: receivers of the kinds pagerduty, opsgenie, slack and alertmanager (and
 any receiver of a route with `group_by`) get incidents, not single mentions:
 see grouping.py (`group_wait`, `group_interval`, `repeat_interval`,
-`quiet_period`). `silences` (services/common/alerting/silences.py) and `inhibit_rules` (inhibition.py)
-suppress those pages; queue and webhook deliveries are never suppressed.
+`quiet_period`). A paging route with `triage: true` holds a new incident's trigger for a person to
+confirm ("page now" / "dismiss" on the console's Triage page) for at most `triage_timeout` (default
+10m), after which it pages on its own (grouping.py, "Triage"). `silences`
+(services/common/alerting/silences.py) and `inhibit_rules` (inhibition.py) suppress those pages;
+queue and webhook deliveries are never suppressed.
 
 SLA: `sla` gives the first-response time per priority, `sla_time_interval`
 makes it business time, `escalate_to` names the receiver of breaches (sla.py).
@@ -77,6 +80,8 @@ class Route:
     escalate_to: str = ""
     sla_time_interval: TimeInterval | None = None
     when_muted: str = FALL_THROUGH
+    triage: bool = False             # hold a new incident's trigger for a person to confirm first
+    triage_timeout: float = 600.0    # ... for at most this long, then it pages on its own
 
     @property
     def group_by_all(self) -> bool:
