@@ -147,8 +147,9 @@ class IncidentConfig:
     top_terms: int = 10
     max_samples: int = 10
     recent_mentions: int = 40                # per brand, seeds the evidence of a newly opened incident
-    seen_ttl_seconds: float = 1800.0         # engagement updates of a post seen this recently are not volume
-    max_seen: int = 5000                     # per brand bound of that memory
+    seen_ttl_seconds: float = 1800.0         # a first sighting of a post created longer ago is an update
+    max_seen: int = 5000                     # per brand: post ids remembered (least recently seen forgotten
+    #                                          first, one at a time; a later sighting is an update, not volume)
     duplicate_min_chars: int = 20            # normalised texts this long that repeat within seen_ttl_seconds
     #                                          count once for volume (copies, retweets; still reach/viral)
     pile_up_min: int = 3                     # mentions stamped on one identical instant beyond

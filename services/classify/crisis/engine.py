@@ -16,8 +16,9 @@ engine clock (the watermark's leading edge), since history has no time of observ
 largest event time seen and the watermark is clock - `lateness_seconds` (Flink's bounded out-of-orderness):
 posts up to that far behind still count in their own windows; older ones are late (below).
 
-Volume counts a post once: an engagement update of a mention id seen within `seen_ttl_seconds` (or of a
-post created before that) only feeds the viral detector. Real feeds need more (issue 16), so volume (the
+Volume counts a post once: a later sighting of a mention id still in the brand's memory (the
+`max_seen` least recently seen ids) or of a post created more than `seen_ttl_seconds` ago is an engagement
+update and only feeds the viral detector. Real feeds need more (issue 16), so volume (the
 spike windows and the outage detector's "other" traffic) also skips:
 - exact and near-duplicate texts (same text after dropping urls, handles, "RT", case and punctuation) seen
   within `seen_ttl_seconds`, if at least `duplicate_min_chars` long (short texts repeat naturally);
@@ -151,15 +152,19 @@ class BrandState:
         return not (piled or dup), not piled
 
     def is_new_post(self, mention_id: str, t: float, created_at: float) -> bool:
+        """First sighting of a post id (volume counts a post once; later sightings are engagement updates).
+
+        The memory is least-recently-seen first out, one id at a time: it used to be wiped down to its last
+        `seen_ttl_seconds` whenever it held `max_seen` ids, so how long a post was remembered cycled with
+        the brand's traffic (every max_seen / new posts a day: 145 days for ~34 a day), and a day-end
+        re-collection of the day's posts counted as new volume on the day of each wipe (issue 24)."""
         ttl = self.cfg.incident.seen_ttl_seconds
         if mention_id in self.seen:
+            del self.seen[mention_id]   # move to the end: dicts keep insertion order
             self.seen[mention_id] = t
             return False
-        if len(self.seen) >= self.cfg.incident.max_seen:
-            cutoff = t - ttl
-            self.seen = {k: v for k, v in self.seen.items() if v >= cutoff}
-            while len(self.seen) >= self.cfg.incident.max_seen:   # still full: forget the oldest
-                self.seen.pop(next(iter(self.seen)))
+        while len(self.seen) >= self.cfg.incident.max_seen:   # forget the least recently seen
+            self.seen.pop(next(iter(self.seen)))
         self.seen[mention_id] = t
         # A post we have not seen but that is older than our memory is an update of an old post.
         return not (created_at and t - created_at > ttl)
