@@ -88,3 +88,58 @@ def test_day_end_recollection_of_seen_posts_never_counts_as_volume_however_long_
     st = engine.brands["utility"]
     assert len(st.seen) <= 300
     assert st.skipped == 0   # the copies were recognised as the same posts, not as duplicates of text
+
+
+VOCAB = [f"{a}{b}" for a in ("bla", "cro", "dri", "fen", "glo", "har", "jin", "kel", "lum", "mor", "nep", "pra",
+                             "quo", "rin", "sal", "tev", "ulm", "vor", "wex", "yal")
+         for b in ("ta", "no", "ri", "sem", "dol", "vik", "pra", "lu", "zon", "mex")]
+COMMON = ("i've", "some", "him")
+
+
+def sparse_days(days: int, pile: int = 14, seed: int = 5) -> list[tuple[float, pb.ScoredMention]]:
+    """A sparse brand (a few posts a day) whose source piles `pile` unrelated chatter posts (distinct posts,
+    distinct words, neutral) into the last two minutes of every day."""
+    rng = random.Random(seed)
+    events: list[tuple[float, pb.ScoredMention]] = []
+    for d in range(days):
+        day = T0 + d * DAY
+        for k in range(rng.randint(2, 6)):
+            t = day + rng.uniform(7 * 3600, 21 * 3600)
+            events.append((t, scored(t, f"d{d}n{k}", "my utility bill " + " ".join(rng.sample(VOCAB, 4)))))
+        for k in range(pile):
+            t = day + DAY - 120 + rng.uniform(0, 119)
+            words = [*rng.sample(COMMON, 1), *rng.sample(VOCAB, 5)]
+            events.append((t, scored(t, f"d{d}c{k}", " ".join(words), negative=rng.uniform(0.0, 0.3))))
+    return events
+
+
+def test_day_end_pile_of_unrelated_chatter_opens_nothing_and_is_counted():
+    engine = CrisisEngine()
+    out = replay(engine, sparse_days(8))
+    assert opened(out) == []
+    held = engine.take_held()
+    assert held and {reason for _, reason, _ in held} == {"incoherent"}
+    assert all("normal volume" in detail for _, _, detail in held)
+    # The same stream without the coherence condition: the piles were volume spikes (what the issue saw).
+    cfg = CrisisConfig()
+    plain = CrisisEngine(replace(cfg, spike=replace(cfg.spike, coherence=False)))
+    assert len(opened(replay(plain, sparse_days(8)))) >= 4
+
+
+def test_topical_negative_spike_still_opens_and_its_evidence_shows_the_topic():
+    engine = CrisisEngine()
+    events = sparse_days(5)
+    rng = random.Random(9)
+    start = T0 + 5 * DAY + 15 * 3600
+    for k in range(14):   # a real burst: 14 posts in 2 minutes about the same thing, mostly negative
+        t = start + k * 8 + rng.uniform(0, 3)
+        text = f"gas smell on {rng.choice(('main', 'oak', 'elm'))} street, crews evacuating " + rng.choice(VOCAB)
+        events.append((t, scored(t, f"burst{k}", text, negative=0.85)))
+    out = replay(engine, events)
+    spikes = [u for u in out if u.state == pb.OPEN and u.kind == pb.VOLUME_SPIKE]
+    assert len(spikes) == 1 and spikes[0].opened_at.seconds >= start
+    why = " | ".join(spikes[0].reasons)
+    topic = why.split("shared topic: ", 1)[1].split(";")[0]
+    assert {t.split()[0] for t in topic.split(", ")} <= {"gas", "smell", "street", "crews", "evacuating"}
+    assert "negative 100%" in why
+    assert {"smell", "street", "evacuating"} <= set(spikes[0].evidence.top_terms)

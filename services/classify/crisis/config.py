@@ -40,6 +40,19 @@ class SpikeConfig:
     update_clip_ratio: float = 2.0           # baseline learns at most this x expected per minute (bursts
     #                                          must not teach the baseline that a crisis is normal)
     max_gap_minutes: int = 1440              # a silent brand's baseline decays minute by minute up to this
+    # Coherence (issue 24): a firing spike opens an incident only when the posts of its window share a topic
+    # (a term) or shift the brand's sentiment or intents (negative / complaint / outage_report share) beyond
+    # the brand's usual; an incoherent jump (a collection artefact, a pile of unrelated chatter) is counted
+    # (triage_classify_crisis_volume_held_total{reason="incoherent"}) and logged, not opened.
+    coherence: bool = True
+    coherence_p_value: float = 1e-4          # beta-binomial tail of the share vs the usual share (terms:
+    #                                          Bonferroni over the distinct terms of the window's posts)
+    coherence_min_posts: int = 3             # a shared term / flag is in at least this many of the posts ...
+    coherence_min_share: float = 0.4         # ... and in at least this share of them
+    coherence_prior_posts: float = 50.0      # the brand's usual share is shrunk towards a pooled prior worth
+    coherence_term_prior: float = 0.01       #   this many posts: any one term's share ...
+    coherence_flag_priors: tuple[tuple[str, float], ...] = (("negative", 0.2), ("complaint", 0.1),
+                                                            ("outage_report", 0.02))   # ... each flag's
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,10 @@ from services.classify.crisis.config import CrisisConfig
 from services.classify.crisis.incidents import IncidentTracker, MentionSummary, OpenIncident, terms_of
 from services.classify.crisis.outage import OutageDetector
 from services.classify.crisis.spike import SpikeDetector
+from services.classify.crisis.stats import betabinom_sf
 from services.classify.crisis.surge import SurgeDetector
 from services.classify.crisis.viral import ViralDetector, weighted_engagement
+from services.classify.crisis.windows import Verdict
 from services.common.codec import pb
 from services.common.timeutil import epoch
 
@@ -95,11 +97,14 @@ class BrandState:
         self.base_terms: Counter[str] = Counter()   # documents per term over the brand's traffic (decayed)
         self.base_flags: Counter[str] = Counter()   # outage_report / complaint flagged documents (same decay)
         self.base_docs = 0.0
+        self.spike_held = False                  # this spike episode was held as incoherent (counted once)
+        self.held: list[tuple[str, str]] = []    # (reason, detail) of held spikes, for the monitor to count
 
     def learn_baseline(self, s: MentionSummary) -> None:
         """The brand's usual words and intents, so an incident's evidence says what is unusual about it."""
         self.base_terms.update(set(s.terms))
-        self.base_flags.update([k for k, on in (("outage_report", s.outage), ("complaint", s.complaint)) if on])
+        self.base_flags.update([k for k, on in (("outage_report", s.outage), ("complaint", s.complaint),
+                                                ("negative", s.negative)) if on])
         self.base_docs += 1
         if self.base_docs >= _BASE_DOCS:   # decay: halve everything, forget rare terms
             self.base_docs /= 2
@@ -121,6 +126,63 @@ class BrandState:
         if not parts and not flags:
             return ""
         return "about: " + ", ".join(parts) + ("; " if parts and flags else "") + ", ".join(flags)
+
+    def coherence(self, now: float) -> str:
+        """What the posts of the spike's window share beyond the brand's usual ("" when nothing: incoherent).
+
+        The window's posts (the last `recent_mentions` within the long window) against the brand's usual
+        shares (the decayed baseline, minus the window's own posts, shrunk towards pooled priors worth
+        `coherence_prior_posts` posts so a new brand has a usual too): a flag (negative, complaint,
+        outage_report) or a term is shared when it is in >= coherence_min_posts and >= coherence_min_share
+        of the posts and its beta-binomial tail is <= coherence_p_value (terms: / the number of distinct terms
+        in the posts, Bonferroni: with a few posts, some word is in three of them by chance)."""
+        c = self.cfg.spike
+        window = [s for s in self.recent if s.t > now - c.long_window_seconds]
+        n = len(window)
+        if n < c.coherence_min_posts:
+            return ""
+        docs = max(0.0, self.base_docs - n)
+        m = c.coherence_prior_posts
+        need = max(c.coherence_min_posts, c.coherence_min_share * n)
+
+        def tail(k: int, base: float, prior: float) -> tuple[float, float]:
+            base = min(max(0.0, base), docs)
+            a, b = base + prior * m, docs - base + (1 - prior) * m
+            return betabinom_sf(k, n, a, b), a / (a + b)
+
+        found = []
+        for flag, prior in c.coherence_flag_priors:
+            k = sum(1 for s in window if getattr(s, "outage" if flag == "outage_report" else flag))
+            if k >= need:
+                p, usual = tail(k, self.base_flags.get(flag, 0.0) - k, prior)
+                if p <= c.coherence_p_value:
+                    found.append(f"{flag} {k / n:.0%} (usual {usual:.0%})")
+        counts: Counter[str] = Counter(t for s in window for t in set(s.terms))
+        terms = []
+        for term, k in counts.most_common():
+            if k < need:
+                break
+            p, usual = tail(k, self.base_terms.get(term, 0.0) - k, c.coherence_term_prior)
+            if p <= c.coherence_p_value / len(counts):   # Bonferroni over every term the posts hold
+                terms.append(f"{term} {k / n:.0%} (usual {usual:.0%})")
+        if terms:
+            found.insert(0, "shared topic: " + ", ".join(terms[:3]))
+        return "; ".join(found)
+
+    def judge_spike(self, v: Verdict, now: float) -> Verdict:
+        """A firing spike opens only if coherent (its reason says what is shared); else held and counted once."""
+        if not v.active:
+            self.spike_held = False
+        if not (v.firing and self.cfg.spike.coherence) or pb.VOLUME_SPIKE in self.tracker.open:
+            return v
+        why = self.coherence(now)
+        if why:
+            v.reasons.append(why)
+            return v
+        if not self.spike_held:
+            self.spike_held = True
+            self.held.append(("incoherent", "; ".join(v.reasons)))
+        return Verdict(firing=False, active=v.active, severity=v.severity, reasons=v.reasons)
 
     def counts_for_volume(self, text: str, t: float, created: float, now: float) -> tuple[bool, bool]:
         """(counts for volume, counts for the outage windows): duplicates and pile-ups do not."""
@@ -204,7 +266,7 @@ class BrandState:
         seed = [s for s in self.recent if s.complaint] if opening(pb.COMPLAINT_SURGE, v.firing) else []
         if (inc := tr.consider(pb.COMPLAINT_SURGE, v, now, seed)) is not None:
             out.append(inc)
-        v = self.spike.evaluate(now)
+        v = self.judge_spike(self.spike.evaluate(now), now)
         cause = tr.open.get(pb.OUTAGE_CLUSTER) or tr.open.get(pb.VIRAL_COMPLAINT)
         # An outage (or viral post) just resolved and back within its cooldown explains the volume as well.
         back = any(verdict.active and now < tr.cooldown_until.get(kind, 0.0)
@@ -245,7 +307,7 @@ class BrandState:
                 "base": [self.base_docs, dict(self.base_terms), dict(self.base_flags)],
                 "tracker": self.tracker.to_dict(),
                 "recent": [s.to_list() for s in self.recent], "seen": self.seen, "texts": self.texts,
-                "late": self.late, "skipped": self.skipped}
+                "late": self.late, "skipped": self.skipped, "spike_held": self.spike_held}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], cfg: CrisisConfig) -> BrandState:
@@ -263,6 +325,7 @@ class BrandState:
         st.seen = {str(k): float(v) for k, v in d["seen"].items()}
         st.texts = {str(k): float(v) for k, v in d.get("texts", {}).items()}
         st.late, st.skipped = int(d.get("late", 0)), int(d.get("skipped", 0))
+        st.spike_held = bool(d.get("spike_held", False))
         return st
 
 
@@ -314,6 +377,7 @@ class CrisisEngine:
                 mention_id=m.mention_id, t=t, url=m.url, language=scored.language or m.language_hint,
                 source=_source_name(m.source), terms=terms_of(m.text, frozenset(b.lower() for b in m.brands))[:30],
                 outage=st.outage.is_outage_report(intents), complaint=st.surge.is_complaint(intents),
+                negative=scored.sentiment.negative >= self.cfg.viral.negative_threshold,
                 thread_ids=[x for x in (m.reply_to_id, m.conversation_id) if x])
             if st.is_new_post(m.mention_id, t, created):
                 if t < self.clock - self.cfg.incident.lateness_seconds:
@@ -348,6 +412,14 @@ class CrisisEngine:
             out += st.tracker.expire(self.clock)
             if len(out) > before:
                 self.dirty.add(name)
+        return out
+
+    def take_held(self) -> list[tuple[str, str, str]]:
+        """(brand, reason, detail) of the volume spikes held back since the last call (incoherent jumps)."""
+        out = []
+        for name, st in self.brands.items():
+            out += [(name, reason, detail) for reason, detail in st.held]
+            st.held.clear()
         return out
 
     def open_incidents(self) -> list[str]:
