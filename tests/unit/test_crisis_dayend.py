@@ -143,3 +143,23 @@ def test_topical_negative_spike_still_opens_and_its_evidence_shows_the_topic():
     assert {t.split()[0] for t in topic.split(", ")} <= {"gas", "smell", "street", "crews", "evacuating"}
     assert "negative 100%" in why
     assert {"smell", "street", "evacuating"} <= set(spikes[0].evidence.top_terms)
+
+
+def test_ice_storm_ten_outage_reports_an_hour_on_a_sparse_utility_open_one_outage_within_30_minutes():
+    # Issue 24: a utility with a few mentions a day (and its day-end chatter) gets ~10 outage reports an
+    # hour; the fixed floors (6 in 1 min, 8 in 5 min) never saw it. Its own rate, shrunk towards the pooled
+    # share, makes 10 an hour thousands of times normal.
+    engine = CrisisEngine()
+    events = sparse_days(4)
+    rng = random.Random(11)
+    first = T0 + 4 * DAY + 6 * 3600 + 120
+    for k in range(20):   # two hours, ~10 an hour
+        t = first + k * 360 + rng.uniform(0, 60)
+        text = rng.choice(("no power since last night", "power out on elm street", "still no electricity here",
+                           "power keeps flickering then died")) + f" #{k}"
+        events.append((t, scored(t, f"storm{k}", text, negative=0.7, intents={"outage_report": 0.8})))
+    out = replay(engine, events)
+    outages = [u for u in out if u.state == pb.OPEN and u.kind == pb.OUTAGE_CLUSTER]
+    assert len(outages) == 1
+    assert outages[0].opened_at.seconds - first <= 30 * 60
+    assert "outage reports in" in outages[0].reasons[0]

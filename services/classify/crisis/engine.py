@@ -336,11 +336,27 @@ class CrisisEngine:
         self.clock = 0.0
         self.late = 0                  # events behind the watermark since start (all brands; a metric)
         self.dirty: set[str] = set()   # brands whose state changed since the last `take_dirty()`
+        self.pooled_share = self.cfg.outage.prior_share   # outage reports per mention over all brands
+        self._pooled_at = -math.inf
+
+    def pool(self) -> float:
+        """Empirical-Bayes prior of the outage detectors: the share of outage reports among all brands'
+        mentions (their learned rates), blended with `outage.prior_share` worth one mention a minute;
+        recomputed at most once a minute of event time and handed to every brand's detector."""
+        if self.clock - self._pooled_at >= 60.0:
+            self._pooled_at = self.clock
+            reports = sum(st.outage.rate for st in self.brands.values())
+            volume = sum(st.outage.rate + st.outage.other_rate for st in self.brands.values())
+            self.pooled_share = (reports + self.cfg.outage.prior_share) / (volume + 1.0)
+            for st in self.brands.values():
+                st.outage.pooled_share = self.pooled_share
+        return self.pooled_share
 
     def brand(self, name: str) -> BrandState:
         st = self.brands.get(name)
         if st is None:
             st = self.brands[name] = BrandState(name, self.cfg)
+            st.outage.pooled_share = self.pooled_share
         return st
 
     def event_time_of(self, scored: pb.ScoredMention) -> float:
@@ -395,6 +411,7 @@ class CrisisEngine:
                     elif volume and not summary.outage:
                         st.outage.add_other(t)
                     st.recent.append(summary)
+            self.pool()
             st.viral.observe(m.mention_id, t, eng, m.author.follower_count,
                              st.viral.eligible(scored.sentiment.negative, intents), created, m.url)
             updates += st.evaluate(self.clock)
@@ -405,6 +422,7 @@ class CrisisEngine:
     def tick(self, now: float) -> list[pb.Incident]:
         """Advance the clock: evaluate every brand (windows empty on a quiet stream) and resolve quiet incidents."""
         self.clock = max(self.clock, now)
+        self.pool()
         out: list[pb.Incident] = []
         for name, st in self.brands.items():
             before = len(out)
@@ -439,6 +457,7 @@ class CrisisEngine:
 
     def load_brand_state(self, d: dict[str, Any]) -> None:
         st = BrandState.from_dict(d, self.cfg)
+        st.outage.pooled_share = self.pooled_share
         self.brands[st.brand] = st
 
     def to_dict(self) -> dict[str, Any]:
