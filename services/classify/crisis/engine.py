@@ -282,6 +282,15 @@ class BrandState:
             out.append(inc)
         return out
 
+    def idle(self, now: float) -> bool:
+        """No open incident and no detector that could fire or change state before the brand's next mention:
+        ticks until then only learn the quiet minutes (which the next evaluation does anyway)."""
+        if self.tracker.open or not (self.spike.idle(now) and self.outage.idle(now) and self.surge.idle(now)
+                                     and self.viral.idle(now)):
+            return False
+        self.spike_held = False   # what the next evaluation would do: the held spike is over
+        return True
+
     def match(self, s: MentionSummary) -> str:
         """The open incident this mention belongs to ("" if none); adds it to that incident's evidence."""
         for kind in _MATCH_ORDER:
@@ -342,9 +351,12 @@ class CrisisEngine:
     def pool(self) -> float:
         """Empirical-Bayes prior of the outage detectors: the share of outage reports among all brands'
         mentions (their learned rates), blended with `outage.prior_share` worth one mention a minute;
-        recomputed at most once a minute of event time and handed to every brand's detector."""
+        recomputed at most once a minute of event time, on mentions only (so a replay that skips quiet ticks
+        pools exactly as one that ticks), with every brand's detector brought up to the clock first."""
         if self.clock - self._pooled_at >= 60.0:
             self._pooled_at = self.clock
+            for st in self.brands.values():
+                st.outage.advance(self.clock)
             reports = sum(st.outage.rate for st in self.brands.values())
             volume = sum(st.outage.rate + st.outage.other_rate for st in self.brands.values())
             self.pooled_share = (reports + self.cfg.outage.prior_share) / (volume + 1.0)
@@ -422,7 +434,6 @@ class CrisisEngine:
     def tick(self, now: float) -> list[pb.Incident]:
         """Advance the clock: evaluate every brand (windows empty on a quiet stream) and resolve quiet incidents."""
         self.clock = max(self.clock, now)
-        self.pool()
         out: list[pb.Incident] = []
         for name, st in self.brands.items():
             before = len(out)
@@ -439,6 +450,11 @@ class CrisisEngine:
             out += [(name, reason, detail) for reason, detail in st.held]
             st.held.clear()
         return out
+
+    def idle(self) -> bool:
+        """Every brand idle at the clock (see BrandState.idle): a replay may jump to the next mention, with a
+        tick at least every `max_idle_seconds` so no brand's baseline sees a gap beyond its max_gap."""
+        return all(st.idle(self.clock) for st in self.brands.values())
 
     def open_incidents(self) -> list[str]:
         return [inc.id for st in self.brands.values() for inc in st.tracker.open.values()]

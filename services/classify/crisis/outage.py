@@ -214,6 +214,13 @@ class OutageDetector:
         streak = self.streak.update(hit, int(now // c.bucket_seconds))
         return Verdict.from_window_checks(streak, c.persistence, hit, act, best_ratio, why)
 
+    def idle(self, now: float) -> bool:
+        """Without new reports no evaluation from `now` on can be anomalous or change state: no episode, no
+        streak, and fewer than `min_count` reports in the longest window."""
+        c = self.cfg
+        return (self.streak.length == 0 and not self.fired_window
+                and self.count(now, self.windows[-1]) < c.min_count)
+
     # -- state ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"counter": self.counter.to_dict(), "other": self.other.to_dict(), "rate": self.rate,

@@ -143,6 +143,14 @@ class SpikeDetector:
         streak = self.streak.update(anomalous, bucket)
         return Verdict.from_window_checks(streak, c.persistence, anomalous, active, best_ratio, why)
 
+    def idle(self, now: float) -> bool:
+        """Without new mentions no evaluation from `now` on can be anomalous or change the streak (counts only
+        fall): fewer mentions in the long window than either minimum, and no streak running."""
+        c = self.cfg
+        return (self.streak.length == 0
+                and self.counter.count(now, max(c.short_window_seconds, c.long_window_seconds))
+                < min(c.min_count_short, c.min_count_long))
+
     # -- state ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"counter": self.counter.to_dict(), "level": self.level, "n": self.history_minutes,
