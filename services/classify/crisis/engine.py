@@ -159,7 +159,7 @@ class BrandState:
                     found.append(f"{flag} {k / n:.0%} (usual {usual:.0%})")
         counts: Counter[str] = Counter(t for s in window for t in set(s.terms))
         terms = []
-        for term, k in counts.most_common():
+        for term, k in sorted(counts.items(), key=lambda x: (-x[1], x[0])):   # ties by term: replayable
             if k < need:
                 break
             p, usual = tail(k, self.base_terms.get(term, 0.0) - k, c.coherence_term_prior)
