@@ -27,6 +27,7 @@ import glob
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import sys
@@ -40,7 +41,7 @@ from services.common.codec import pb
 from services.common.timeutil import epoch, ts_from_epoch
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("TRIAGE_SHARED_DATA", REPO.parent / "shared" / "data"))   # as services/classify/datasets
 CACHE = REPO / ".cache" / "eval_crisis"
 DAY = 86_400.0
 WEEK_START = 1_793_577_600.0   # Monday 2026-11-02 00:00 UTC

@@ -50,6 +50,10 @@ LATE_EVENTS = Counter("triage_classify_crisis_late_events_total",
                       "Mentions behind the crisis watermark (older than the clock - crisis_lateness_seconds): "
                       "counted, kept out of the windows")
 
+VOLUME_HELD = Counter("triage_classify_crisis_volume_held_total",
+                      "Volume spikes not opened as incidents, by reason (incoherent: the window's posts share no "
+                      "topic and shift neither sentiment nor intents, e.g. a collection artefact)", ["reason"])
+
 STATE_TABLE = "crisis-state"
 
 
@@ -157,6 +161,9 @@ class CrisisMonitor:
                 self.engine.dirty.add(brand)   # not yet: keep it for the next checkpoint
 
     def _count(self, updates: list[pb.Incident]) -> None:
+        for brand, reason, detail in self.engine.take_held():
+            VOLUME_HELD.labels(reason).inc()
+            log.info("volume_spike_held", brand=brand, reason=reason, detail=detail)
         for inc in updates:
             INCIDENT_UPDATES.labels(pb.IncidentKind.Name(inc.kind), pb.IncidentState.Name(inc.state)).inc()
             log.info("incident", id=inc.id, state=pb.IncidentState.Name(inc.state), brand=inc.brand,

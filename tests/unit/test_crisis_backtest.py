@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import json
 import random
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-from services.classify.crisis.backtest import main, parse_lines, run_backtest, score_rows
+from services.classify.backtest import main, parse_lines, run_backtest, score_rows
 from services.common.timeutil import epoch
 
 T0 = 1_793_577_600.0   # 2026-11-02T00:00:00Z
@@ -77,3 +77,43 @@ def test_calm_history_opens_nothing():
     result = run_backtest(score_rows(rows, None))
     assert result.opened() == []
     assert result.mentions[("busy", "2026-11-02")] > 6000
+
+
+def test_skipping_quiet_event_time_opens_exactly_what_ticking_does():
+    # Issue 24: a backtest stepped through empty event time tick by tick. A sparse history (a few posts,
+    # half a day of silence, an outage burst, silence again) opens and resolves the same incidents, at
+    # the same times, when the replay jumps over the stretches where every brand is idle.
+    lines = (calm_lines("acme", T0, 120, 0.5, seed=5) + outage_lines("acme", T0 + 14 * 3600, 12, 20.0)
+             + calm_lines("acme", T0 + 20 * 3600, 60, 0.5, seed=6) + calm_lines("beta", T0 + 3600, 30, 1, seed=7))
+    rows = sorted(parse_lines(lines), key=lambda r: epoch(r.mention.created_at))
+    ticked = run_backtest(score_rows(rows, None), skip_idle=False)
+    skipped = run_backtest(score_rows(rows, None))
+    assert [e["kind"] for e in ticked.opened()] == ["OUTAGE_CLUSTER"]
+    assert skipped.events == ticked.events
+
+
+def test_scores_file_from_triage_score_is_used_instead_of_the_model(tmp_path: Path, monkeypatch):
+    # `triage score FILE > SCORES` then `triage backtest FILE --scores SCORES`: no model is loaded.
+    import services.classify.factory as factory
+
+    def no_model(*_a: object, **_k: object) -> None:
+        raise AssertionError("the model was loaded although every line has scores")
+
+    monkeypatch.setattr(factory, "build_scorer", no_model)
+    rows = [json.loads(x) for x in calm_lines("acme", T0, 120, 2) + outage_lines("acme", T0 + 100 * 60, 30, 2.0)]
+    mentions, scores = tmp_path / "m.jsonl", tmp_path / "scores.jsonl"
+    with mentions.open("w") as fm, scores.open("w") as fs:
+        for i, r in enumerate(rows, start=1):
+            given = {"intents": r.pop("intents"), "sentiment": r.pop("sentiment")}
+            fm.write(json.dumps(r) + "\n")
+            neg = given["sentiment"]["negative"]
+            fs.write(json.dumps({"line": i, "language": "en", "sentiment": {"label": "negative" if neg > .5 else
+                                                                            "neutral", **given["sentiment"]},
+                                 "intents": given["intents"], "urgency": 0.1, "priority": "P3", "reasons": [],
+                                 "model_version": "test-model"}) + "\n")
+    buf, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(buf), redirect_stderr(err):
+        assert main([str(mentions), "--scores", str(scores), "--no-table"]) == 0
+    opened = [json.loads(x) for x in buf.getvalue().splitlines() if '"OPEN"' in x]
+    assert [e["kind"] for e in opened] == ["OUTAGE_CLUSTER"]
+    assert "mentions, 1 incidents opened in" in err.getvalue()   # the elapsed time is reported

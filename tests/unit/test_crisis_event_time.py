@@ -8,9 +8,9 @@ import random
 import pytest
 from prometheus_client import REGISTRY
 
+from services.classify.backtest import run_backtest
 from services.classify.config import ClassifySettings
 from services.classify.crisis import CrisisConfig, CrisisEngine
-from services.classify.crisis.backtest import run_backtest
 from services.classify.crisis_agent import CrisisMonitor, crisis_config
 from services.common.codec import pb
 from services.common.timeutil import epoch, ts_from_epoch

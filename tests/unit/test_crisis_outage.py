@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 from services.classify.crisis.outage import OutageDetector
@@ -37,12 +38,18 @@ def test_cold_start_burst_fires_within_a_minute():
 
 def test_background_noise_never_fires():
     det = OutageDetector()
-    # One report every ~7 minutes (a model's false positives) for two days.
-    assert feed(det, T0, 2 * 1440, lambda t: 0.15) == []
+    # One report every ~7 minutes (a model's false positives, 2% of a brand's ~7.5 mentions a minute) for
+    # two days: the expectation is the brand's share of outage reports among its mentions.
+    assert _stream(det, T0, 2 * 1440, 7.5 * 1440, lambda d: 0.02, seed=7) == []
 
 
 def test_a_handful_of_reports_is_not_an_outage():
     det = OutageDetector()
+    # ~0.1 stray outage scores a minute among ~5 mentions a minute (the expectation is the brand's own rate
+    # shrunk towards the pooled share of its volume: a brand's outage reports come with its other traffic)
+    for m in range(600):
+        for k in range(5):
+            det.add_other(T0 + m * 60 + k * 12)
     feed(det, T0, 600, lambda t: 0.1)
     t = T0 + 600 * 60
     for i in range(4):
@@ -89,3 +96,69 @@ def test_expected_reports_scale_with_volume_so_a_campaign_is_not_an_outage():
     onset = start + 3600
     got = feed(det, onset, 2, lambda t: 30)   # a real outage on top of it
     assert got and got[0] - onset <= 60
+
+
+def _stream(det: OutageDetector, start: float, minutes: int, per_day: float, share: Callable[[int], float],
+            seed: int, extra: Callable[[float], int] = lambda t: 0) -> list[float]:
+    """A brand's mentions (Poisson, `per_day`), a `share(day)` of them stray outage scores, plus `extra(t)`
+    outage reports per 10 s; evaluated every 10 s; returns the times it fired."""
+    rng = random.Random(seed)
+    fired = []
+    lam = per_day / 8640.0
+    for step in range(minutes * 6):
+        t = start + step * 10
+        n = 0
+        p, x = rng.random(), 1.0
+        threshold = 2.718281828459045 ** -lam
+        while x * p > threshold:   # Poisson by multiplication (lam is small per 10 s)
+            n += 1
+            x *= p
+            p = rng.random()
+        day = int((t - T0) // 86400)
+        for i in range(n):
+            if rng.random() < share(day):
+                det.add(t + i * 10 / (n + 1))
+            else:
+                det.add_other(t + i * 10 / (n + 1))
+        for i in range(extra(t)):
+            det.add(t + 1 + i)
+        if det.evaluate(t + 9.99).firing:
+            fired.append(t + 9.99)
+    return fired
+
+
+def test_sparse_brand_ten_reports_in_an_hour_open_within_30_minutes():
+    # Issue 24's ice storm: a utility with ~4 mentions a day gets ~10 outage reports an hour. Its own rate
+    # is tiny, so 10 an hour is thousands of times it, and the 3-report safety floor is the only floor.
+    det = OutageDetector()
+    assert _stream(det, T0, 5 * 1440, 4, lambda d: 0.02, seed=1) == []
+    onset = T0 + 5 * 86400 + 9 * 3600
+    reports = [onset + k * 360 + 37 for k in range(10)]   # one every 6 minutes
+    fired = _stream(det, onset, 60, 4, lambda d: 0.02, seed=2,
+                    extra=lambda t: sum(1 for r in reports if t <= r < t + 10))
+    assert fired and fired[0] - reports[0] <= 30 * 60
+
+
+def test_two_stray_reports_on_a_sparse_brand_do_not_page():
+    det = OutageDetector()
+    _stream(det, T0, 3 * 1440, 4, lambda d: 0.02, seed=3)
+    t = T0 + 3 * 86400
+    det.add(t)
+    det.add(t + 20)
+    assert not any(det.evaluate(t + 30 + s).firing for s in range(0, 3600, 10))
+
+
+def test_slow_outage_of_30_reports_over_60_minutes_opens():
+    det = OutageDetector()   # 1,000 mentions a day, 2% stray outage scores (20 a day)
+    assert _stream(det, T0, 2 * 1440, 1000, lambda d: 0.02, seed=4) == []
+    onset = T0 + 2 * 86400 + 14 * 3600
+    fired = _stream(det, onset, 70, 1000, lambda d: 0.02, seed=5,
+                    extra=lambda t: 1 if onset <= t < onset + 3600 and int(t - onset) % 120 == 0 else 0)
+    assert fired and fired[0] - onset <= 60 * 60
+
+
+def test_large_brand_ordinary_stray_outage_scores_never_fire():
+    # 30,000 mentions a day, 1-4% of them stray outage scores, the share changing from day to day.
+    det = OutageDetector()
+    shares = [0.01, 0.04, 0.02, 0.035]
+    assert _stream(det, T0, 4 * 1440, 30_000, lambda d: shares[d % 4], seed=6) == []

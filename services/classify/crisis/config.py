@@ -40,28 +40,45 @@ class SpikeConfig:
     update_clip_ratio: float = 2.0           # baseline learns at most this x expected per minute (bursts
     #                                          must not teach the baseline that a crisis is normal)
     max_gap_minutes: int = 1440              # a silent brand's baseline decays minute by minute up to this
+    # Coherence (issue 24): a firing spike opens an incident only when the posts of its window share a topic
+    # (a term) or shift the brand's sentiment or intents (negative / complaint / outage_report share) beyond
+    # the brand's usual; an incoherent jump (a collection artefact, a pile of unrelated chatter) is counted
+    # (triage_classify_crisis_volume_held_total{reason="incoherent"}) and logged, not opened.
+    coherence: bool = True
+    coherence_p_value: float = 1e-4          # beta-binomial tail of the share vs the usual share (terms:
+    #                                          Bonferroni over the distinct terms of the window's posts)
+    coherence_min_posts: int = 3             # a shared term / flag is in at least this many of the posts ...
+    coherence_min_share: float = 0.4         # ... and in at least this share of them
+    coherence_prior_posts: float = 50.0      # the brand's usual share is shrunk towards a pooled prior worth
+    coherence_term_prior: float = 0.01       #   this many posts: any one term's share ...
+    coherence_flag_priors: tuple[tuple[str, float], ...] = (("negative", 0.2), ("complaint", 0.1),
+                                                            ("outage_report", 0.02))   # ... each flag's
 
 
 @dataclass(frozen=True)
 class OutageConfig:
-    """Outage cluster: outage_report mentions per brand (any language) in sliding windows."""
+    """Outage cluster: outage_report mentions per brand (any language) over windows of 1 min to 6 h, judged by
+    their improbability under the brand's own rate shrunk towards a rate pooled over brands (see outage.py)."""
 
     intent: str = "outage_report"
     intent_threshold: float = INTENT_THRESHOLD  # a mention is an outage report at or above this probability
     bucket_seconds: int = 10
-    short_window_seconds: int = 60
-    long_window_seconds: int = 300
+    windows_seconds: tuple[int, ...] = (60, 300, 900, 1800, 3600, 7200, 21600)   # the scan: 1 min ... 6 h
     baseline_half_life_minutes: float = 720.0  # outage reports are rare: a long memory of their usual rate
-    prior_rate_per_minute: float = 0.05      # cold start: assumed usual rate before any history
-    warm_minutes: int = 120                  # until then the baseline is max(prior, learned)
-    dispersion: float = 0.1
-    open_p_value: float = 1e-6
-    open_ratio: float = 5.0
-    min_count_short: int = 6                 # a handful of reports is not an outage (floors: the rate-relative
-    min_count_long: int = 8                  #   ratio and tail decide above them; 6-9 reports in a minute on a
-    #                                          sparse brand are an outage, issue 16)
+    prior_share: float = 0.02                # pooled prior: outage reports per mention, until the engine has
+    #                                          pooled its brands' own rates (stray model scores are ~1-4%)
+    prior_mentions: float = 200.0            # a brand's share is shrunk towards the pooled share with this many
+    #                                          pseudo-mentions (brands' stray shares differ by ~1%: Beta(4, 196))
+    prior_rate_per_minute: float = 0.05      # cold start: the rate is at least this until warm_minutes
+    warm_minutes: int = 120
+    dispersion: float = 0.1                  # overdispersion on top of the posterior's (1 / gamma shape)
+    open_p_value: float = 1e-6               # family-wise over the windows (Bonferroni: / len(windows))
+    open_ratio: float = 4.0                  # ... and observed >= this x expected
+    min_count: int = 3                       # safety floor only: 1-2 posts never page; above it the tail decides
     close_ratio: float = 2.0
-    close_min_count: int = 2                 # still active while >= this many reports in the long window
+    close_min_count: int = 2                 # still active while >= this many reports at >= close_ratio x
+    close_window_seconds: int = 300          #   expected in a window up to this long (or 4x the shortest
+    #                                          that fired: a slow outage stays open between its reports)
     volume_prior_count: float = 20.0         # the volume scaling of the expectation is shrunk by this many
     #   pseudo-mentions: (other + prior) / (usual other + prior), so a sparse brand's handful of companion
     #   posts cannot multiply the expectation and cancel a real cluster (issue 16)
@@ -147,8 +164,9 @@ class IncidentConfig:
     top_terms: int = 10
     max_samples: int = 10
     recent_mentions: int = 40                # per brand, seeds the evidence of a newly opened incident
-    seen_ttl_seconds: float = 1800.0         # engagement updates of a post seen this recently are not volume
-    max_seen: int = 5000                     # per brand bound of that memory
+    seen_ttl_seconds: float = 1800.0         # a first sighting of a post created longer ago is an update
+    max_seen: int = 5000                     # per brand: post ids remembered (least recently seen forgotten
+    #                                          first, one at a time; a later sighting is an update, not volume)
     duplicate_min_chars: int = 20            # normalised texts this long that repeat within seen_ttl_seconds
     #                                          count once for volume (copies, retweets; still reach/viral)
     pile_up_min: int = 3                     # mentions stamped on one identical instant beyond

@@ -16,8 +16,9 @@ engine clock (the watermark's leading edge), since history has no time of observ
 largest event time seen and the watermark is clock - `lateness_seconds` (Flink's bounded out-of-orderness):
 posts up to that far behind still count in their own windows; older ones are late (below).
 
-Volume counts a post once: an engagement update of a mention id seen within `seen_ttl_seconds` (or of a
-post created before that) only feeds the viral detector. Real feeds need more (issue 16), so volume (the
+Volume counts a post once: a later sighting of a mention id still in the brand's memory (the
+`max_seen` least recently seen ids) or of a post created more than `seen_ttl_seconds` ago is an engagement
+update and only feeds the viral detector. Real feeds need more (issue 16), so volume (the
 spike windows and the outage detector's "other" traffic) also skips:
 - exact and near-duplicate texts (same text after dropping urls, handles, "RT", case and punctuation) seen
   within `seen_ttl_seconds`, if at least `duplicate_min_chars` long (short texts repeat naturally);
@@ -40,8 +41,10 @@ from services.classify.crisis.config import CrisisConfig
 from services.classify.crisis.incidents import IncidentTracker, MentionSummary, OpenIncident, terms_of
 from services.classify.crisis.outage import OutageDetector
 from services.classify.crisis.spike import SpikeDetector
+from services.classify.crisis.stats import betabinom_sf
 from services.classify.crisis.surge import SurgeDetector
 from services.classify.crisis.viral import ViralDetector, weighted_engagement
+from services.classify.crisis.windows import Verdict
 from services.common.codec import pb
 from services.common.timeutil import epoch
 
@@ -94,11 +97,14 @@ class BrandState:
         self.base_terms: Counter[str] = Counter()   # documents per term over the brand's traffic (decayed)
         self.base_flags: Counter[str] = Counter()   # outage_report / complaint flagged documents (same decay)
         self.base_docs = 0.0
+        self.spike_held = False                  # this spike episode was held as incoherent (counted once)
+        self.held: list[tuple[str, str]] = []    # (reason, detail) of held spikes, for the monitor to count
 
     def learn_baseline(self, s: MentionSummary) -> None:
         """The brand's usual words and intents, so an incident's evidence says what is unusual about it."""
         self.base_terms.update(set(s.terms))
-        self.base_flags.update([k for k, on in (("outage_report", s.outage), ("complaint", s.complaint)) if on])
+        self.base_flags.update([k for k, on in (("outage_report", s.outage), ("complaint", s.complaint),
+                                                ("negative", s.negative)) if on])
         self.base_docs += 1
         if self.base_docs >= _BASE_DOCS:   # decay: halve everything, forget rare terms
             self.base_docs /= 2
@@ -120,6 +126,63 @@ class BrandState:
         if not parts and not flags:
             return ""
         return "about: " + ", ".join(parts) + ("; " if parts and flags else "") + ", ".join(flags)
+
+    def coherence(self, now: float) -> str:
+        """What the posts of the spike's window share beyond the brand's usual ("" when nothing: incoherent).
+
+        The window's posts (the last `recent_mentions` within the long window) against the brand's usual
+        shares (the decayed baseline, minus the window's own posts, shrunk towards pooled priors worth
+        `coherence_prior_posts` posts so a new brand has a usual too): a flag (negative, complaint,
+        outage_report) or a term is shared when it is in >= coherence_min_posts and >= coherence_min_share
+        of the posts and its beta-binomial tail is <= coherence_p_value (terms: / the number of distinct terms
+        in the posts, Bonferroni: with a few posts, some word is in three of them by chance)."""
+        c = self.cfg.spike
+        window = [s for s in self.recent if s.t > now - c.long_window_seconds]
+        n = len(window)
+        if n < c.coherence_min_posts:
+            return ""
+        docs = max(0.0, self.base_docs - n)
+        m = c.coherence_prior_posts
+        need = max(c.coherence_min_posts, c.coherence_min_share * n)
+
+        def tail(k: int, base: float, prior: float) -> tuple[float, float]:
+            base = min(max(0.0, base), docs)
+            a, b = base + prior * m, docs - base + (1 - prior) * m
+            return betabinom_sf(k, n, a, b), a / (a + b)
+
+        found = []
+        for flag, prior in c.coherence_flag_priors:
+            k = sum(1 for s in window if getattr(s, "outage" if flag == "outage_report" else flag))
+            if k >= need:
+                p, usual = tail(k, self.base_flags.get(flag, 0.0) - k, prior)
+                if p <= c.coherence_p_value:
+                    found.append(f"{flag} {k / n:.0%} (usual {usual:.0%})")
+        counts: Counter[str] = Counter(t for s in window for t in set(s.terms))
+        terms = []
+        for term, k in sorted(counts.items(), key=lambda x: (-x[1], x[0])):   # ties by term: replayable
+            if k < need:
+                break
+            p, usual = tail(k, self.base_terms.get(term, 0.0) - k, c.coherence_term_prior)
+            if p <= c.coherence_p_value / len(counts):   # Bonferroni over every term the posts hold
+                terms.append(f"{term} {k / n:.0%} (usual {usual:.0%})")
+        if terms:
+            found.insert(0, "shared topic: " + ", ".join(terms[:3]))
+        return "; ".join(found)
+
+    def judge_spike(self, v: Verdict, now: float) -> Verdict:
+        """A firing spike opens only if coherent (its reason says what is shared); else held and counted once."""
+        if not v.active:
+            self.spike_held = False
+        if not (v.firing and self.cfg.spike.coherence) or pb.VOLUME_SPIKE in self.tracker.open:
+            return v
+        why = self.coherence(now)
+        if why:
+            v.reasons.append(why)
+            return v
+        if not self.spike_held:
+            self.spike_held = True
+            self.held.append(("incoherent", "; ".join(v.reasons)))
+        return Verdict(firing=False, active=v.active, severity=v.severity, reasons=v.reasons)
 
     def counts_for_volume(self, text: str, t: float, created: float, now: float) -> tuple[bool, bool]:
         """(counts for volume, counts for the outage windows): duplicates and pile-ups do not."""
@@ -151,15 +214,19 @@ class BrandState:
         return not (piled or dup), not piled
 
     def is_new_post(self, mention_id: str, t: float, created_at: float) -> bool:
+        """First sighting of a post id (volume counts a post once; later sightings are engagement updates).
+
+        The memory is least-recently-seen first out, one id at a time: it used to be wiped down to its last
+        `seen_ttl_seconds` whenever it held `max_seen` ids, so how long a post was remembered cycled with
+        the brand's traffic (every max_seen / new posts a day: 145 days for ~34 a day), and a day-end
+        re-collection of the day's posts counted as new volume on the day of each wipe (issue 24)."""
         ttl = self.cfg.incident.seen_ttl_seconds
         if mention_id in self.seen:
+            del self.seen[mention_id]   # move to the end: dicts keep insertion order
             self.seen[mention_id] = t
             return False
-        if len(self.seen) >= self.cfg.incident.max_seen:
-            cutoff = t - ttl
-            self.seen = {k: v for k, v in self.seen.items() if v >= cutoff}
-            while len(self.seen) >= self.cfg.incident.max_seen:   # still full: forget the oldest
-                self.seen.pop(next(iter(self.seen)))
+        while len(self.seen) >= self.cfg.incident.max_seen:   # forget the least recently seen
+            self.seen.pop(next(iter(self.seen)))
         self.seen[mention_id] = t
         # A post we have not seen but that is older than our memory is an update of an old post.
         return not (created_at and t - created_at > ttl)
@@ -199,7 +266,7 @@ class BrandState:
         seed = [s for s in self.recent if s.complaint] if opening(pb.COMPLAINT_SURGE, v.firing) else []
         if (inc := tr.consider(pb.COMPLAINT_SURGE, v, now, seed)) is not None:
             out.append(inc)
-        v = self.spike.evaluate(now)
+        v = self.judge_spike(self.spike.evaluate(now), now)
         cause = tr.open.get(pb.OUTAGE_CLUSTER) or tr.open.get(pb.VIRAL_COMPLAINT)
         # An outage (or viral post) just resolved and back within its cooldown explains the volume as well.
         back = any(verdict.active and now < tr.cooldown_until.get(kind, 0.0)
@@ -214,6 +281,15 @@ class BrandState:
         if (inc := tr.consider(pb.VOLUME_SPIKE, v, now, seed)) is not None:
             out.append(inc)
         return out
+
+    def idle(self, now: float) -> bool:
+        """No open incident and no detector that could fire or change state before the brand's next mention:
+        ticks until then only learn the quiet minutes (which the next evaluation does anyway)."""
+        if self.tracker.open or not (self.spike.idle(now) and self.outage.idle(now) and self.surge.idle(now)
+                                     and self.viral.idle(now)):
+            return False
+        self.spike_held = False   # what the next evaluation would do: the held spike is over
+        return True
 
     def match(self, s: MentionSummary) -> str:
         """The open incident this mention belongs to ("" if none); adds it to that incident's evidence."""
@@ -240,7 +316,7 @@ class BrandState:
                 "base": [self.base_docs, dict(self.base_terms), dict(self.base_flags)],
                 "tracker": self.tracker.to_dict(),
                 "recent": [s.to_list() for s in self.recent], "seen": self.seen, "texts": self.texts,
-                "late": self.late, "skipped": self.skipped}
+                "late": self.late, "skipped": self.skipped, "spike_held": self.spike_held}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], cfg: CrisisConfig) -> BrandState:
@@ -258,6 +334,7 @@ class BrandState:
         st.seen = {str(k): float(v) for k, v in d["seen"].items()}
         st.texts = {str(k): float(v) for k, v in d.get("texts", {}).items()}
         st.late, st.skipped = int(d.get("late", 0)), int(d.get("skipped", 0))
+        st.spike_held = bool(d.get("spike_held", False))
         return st
 
 
@@ -268,11 +345,30 @@ class CrisisEngine:
         self.clock = 0.0
         self.late = 0                  # events behind the watermark since start (all brands; a metric)
         self.dirty: set[str] = set()   # brands whose state changed since the last `take_dirty()`
+        self.pooled_share = self.cfg.outage.prior_share   # outage reports per mention over all brands
+        self._pooled_at = -math.inf
+
+    def pool(self) -> float:
+        """Empirical-Bayes prior of the outage detectors: the share of outage reports among all brands'
+        mentions (their learned rates), blended with `outage.prior_share` worth one mention a minute;
+        recomputed at most once a minute of event time, on mentions only (so a replay that skips quiet ticks
+        pools exactly as one that ticks), with every brand's detector brought up to the clock first."""
+        if self.clock - self._pooled_at >= 60.0:
+            self._pooled_at = self.clock
+            for st in self.brands.values():
+                st.outage.advance(self.clock)
+            reports = sum(st.outage.rate for st in self.brands.values())
+            volume = sum(st.outage.rate + st.outage.other_rate for st in self.brands.values())
+            self.pooled_share = (reports + self.cfg.outage.prior_share) / (volume + 1.0)
+            for st in self.brands.values():
+                st.outage.pooled_share = self.pooled_share
+        return self.pooled_share
 
     def brand(self, name: str) -> BrandState:
         st = self.brands.get(name)
         if st is None:
             st = self.brands[name] = BrandState(name, self.cfg)
+            st.outage.pooled_share = self.pooled_share
         return st
 
     def event_time_of(self, scored: pb.ScoredMention) -> float:
@@ -309,6 +405,7 @@ class CrisisEngine:
                 mention_id=m.mention_id, t=t, url=m.url, language=scored.language or m.language_hint,
                 source=_source_name(m.source), terms=terms_of(m.text, frozenset(b.lower() for b in m.brands))[:30],
                 outage=st.outage.is_outage_report(intents), complaint=st.surge.is_complaint(intents),
+                negative=scored.sentiment.negative >= self.cfg.viral.negative_threshold,
                 thread_ids=[x for x in (m.reply_to_id, m.conversation_id) if x])
             if st.is_new_post(m.mention_id, t, created):
                 if t < self.clock - self.cfg.incident.lateness_seconds:
@@ -326,6 +423,7 @@ class CrisisEngine:
                     elif volume and not summary.outage:
                         st.outage.add_other(t)
                     st.recent.append(summary)
+            self.pool()
             st.viral.observe(m.mention_id, t, eng, m.author.follower_count,
                              st.viral.eligible(scored.sentiment.negative, intents), created, m.url)
             updates += st.evaluate(self.clock)
@@ -345,6 +443,19 @@ class CrisisEngine:
                 self.dirty.add(name)
         return out
 
+    def take_held(self) -> list[tuple[str, str, str]]:
+        """(brand, reason, detail) of the volume spikes held back since the last call (incoherent jumps)."""
+        out = []
+        for name, st in self.brands.items():
+            out += [(name, reason, detail) for reason, detail in st.held]
+            st.held.clear()
+        return out
+
+    def idle(self) -> bool:
+        """Every brand idle at the clock (see BrandState.idle): a replay may jump to the next mention, with a
+        tick at least every `max_idle_seconds` so no brand's baseline sees a gap beyond its max_gap."""
+        return all(st.idle(self.clock) for st in self.brands.values())
+
     def open_incidents(self) -> list[str]:
         return [inc.id for st in self.brands.values() for inc in st.tracker.open.values()]
 
@@ -362,6 +473,7 @@ class CrisisEngine:
 
     def load_brand_state(self, d: dict[str, Any]) -> None:
         st = BrandState.from_dict(d, self.cfg)
+        st.outage.pooled_share = self.pooled_share
         self.brands[st.brand] = st
 
     def to_dict(self) -> dict[str, Any]:

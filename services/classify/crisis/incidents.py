@@ -33,6 +33,9 @@ a an and are as at be been but by can cannot can't could did do does doing don't
 if in into is isn't it it's its just me my no not now of on or our out so still than that the their them then
 there these they this to too up us very was we were what when where which who why will with won't would you
 your again any all also again get got im dont cant wont thanks thank please why really
+he him his she her hers i've i'll i'd you're you've we're we've they're they've he's she's that's there's what's
+let's some more most other such only own same both each few here because while about through during before
+after should shall might must may been being am ive youre thats whats lol
 el la los las de del y que en un una es por con para no se lo al mi me ya muy pero como más mas esta está
 le les des et est une pour pas avec sur ce qui ne je il elle au aux du mon ma mes vous nous sont ça
 der die das und ist nicht ein eine mit den dem zu von auf für es ich sie wir ihr mein kann noch schon
@@ -66,15 +69,16 @@ class MentionSummary:
     outage: bool = False
     thread_ids: list[str] = field(default_factory=list)   # reply_to / conversation ids (viral grouping)
     complaint: bool = False
+    negative: bool = False
 
     def to_list(self) -> list[Any]:
         return [self.mention_id, self.t, self.url, self.language, self.source, self.terms, self.outage,
-                self.thread_ids, self.complaint]
+                self.thread_ids, self.complaint, self.negative]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> MentionSummary:
         return cls(str(v[0]), float(v[1]), str(v[2]), str(v[3]), str(v[4]), list(v[5]), bool(v[6]), list(v[7]),
-                   bool(v[8]) if len(v) > 8 else False)
+                   bool(v[8]) if len(v) > 8 else False, bool(v[9]) if len(v) > 9 else False)
 
 
 @dataclass

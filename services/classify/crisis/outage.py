@@ -1,14 +1,34 @@
-"""Outage cluster detector: the rate of outage_report mentions of a brand (any language) vs. its usual rate.
+"""Outage cluster detector: outage_report mentions of a brand (any language) over windows from 1 minute to
+6 hours, judged by how improbable each count is under the brand's own rate (issue 24).
 
-A mention counts when its `outage_report` intent probability is >= intent_threshold. The usual rate is a
-long-memory EWMA of per-minute outage counts (outage reports are rare, so a short memory would forget
-what normal is), floored by `prior_rate_per_minute` until `warm_minutes` of history (cold start is
-conservative: the prior is the floor, and the minimum counts apply from the first minute). Once warm, the
-expectation also scales with the brand's current volume (shrunk and capped, see `expected_count`), so a
-campaign that multiplies volume does not look like an outage. A window is
-anomalous when its count is >= a minimum, >= open_ratio x expected and has a negative-binomial tail
-probability <= open_p_value; the detector fires after `persistence` consecutive anomalous buckets.
-Evidence (languages, sources, phrases, samples) is aggregated by the incident tracker.
+A mention counts when its `outage_report` probability is >= intent_threshold. Per brand the detector learns
+the usual rate of outage reports and of its other mentions per minute (EWMAs with a long memory, outage
+reports being rare). The expectation for a window is an empirical-Bayes estimate: the brand's own rate over
+its effective memory H (= min(history, 1/alpha) minutes), shrunk towards a prior pooled over brands (the
+pooled share of mentions that are outage reports, worth `prior_mentions` mentions), so a new or sparse
+brand borrows strength from the others instead of from a hard floor:
+
+    share = (O + pooled_share * prior_mentions) / (N + prior_mentions),   rate = share * volume_rate
+
+(O outage reports among N mentions over H minutes), and the count of a window is negative-binomial with
+that mean and dispersion `dispersion` + 1 / (O + pooled_share * prior_mentions) (the share's uncertainty:
+a brand that has seen a handful of reports needs more to be surprised). Minutes are learned winsorised, so a
+cluster does not teach the baseline that outages are normal. Once warm the expectation
+scales with the brand's current volume (shrunk and capped, see `expected_count`), so a campaign that
+multiplies volume does not look like an outage. Cold start: until `warm_minutes` of history the rate is
+at least `prior_rate_per_minute`.
+
+A window is anomalous when its tail probability is <= open_p_value / (number of windows) (Bonferroni over
+the windows: the scan over 1 min ... 6 h keeps one family-wise level), its count >= open_ratio x expected
+and >= `min_count`, a tiny absolute safety floor (3: one or two stray posts never page, however quiet the
+brand). It fires after `persistence` consecutive anomalous buckets. Targets (tests/unit/test_crisis_outage.py):
+10 reports in an hour on a brand with a few mentions a day open within 30 min, a slow outage of 30
+reports over 60 minutes opens, a 30,000-a-day brand's ordinary 1-4% of stray outage scores does not.
+The incident stays active while any window up to 4x the shortest one that fired (at least
+`close_window_seconds`) keeps >= close_min_count reports at >= close_ratio x expected, so a slow outage
+(anomalous only over 15+ minutes) does not flap open and closed between its reports, and a burst closes
+as before. Windows of 5 minutes or less are counted in 10 s
+buckets, longer ones in whole closed minutes plus the current minute.
 """
 
 from __future__ import annotations
@@ -18,51 +38,111 @@ from typing import Any
 
 from services.classify.crisis.config import OutageConfig
 from services.classify.crisis.stats import half_life_alpha, nbinom_sf
-from services.classify.crisis.windows import Streak, Verdict, WindowCounter
+from services.classify.crisis.windows import MinuteRing, Streak, Verdict, WindowCounter, scan_windows
+
+_SHORT = 300   # windows up to this many seconds are counted in buckets, longer ones in minutes
 
 
 class OutageDetector:
     def __init__(self, config: OutageConfig | None = None):
         self.cfg = config or OutageConfig()
         c = self.cfg
-        self.counter = WindowCounter(c.bucket_seconds, max(c.short_window_seconds, c.long_window_seconds) + 60)
-        self.other = WindowCounter(c.bucket_seconds, max(c.short_window_seconds, c.long_window_seconds) + 60)
+        self.windows = tuple(sorted(c.windows_seconds))
+        self.counter = WindowCounter(c.bucket_seconds, _SHORT + 60)
+        self.other = WindowCounter(c.bucket_seconds, _SHORT + 60)
+        spans = [w // 60 - 1 for w in self.windows if w > _SHORT]
+        longest = max([1, *spans])
+        self.ring = MinuteRing(longest, spans or [1])
+        self.other_ring = MinuteRing(longest, spans or [1])
         self.rate = 0.0              # learned outage reports per minute
         self.other_rate = 0.0        # learned other (non-outage) mentions per minute, same memory
         self.history_minutes = 0
         self.last_minute: int | None = None
         self.streak = Streak()
+        self.fired_window = 0        # shortest window anomalous in the current episode (close hysteresis)
+        self.episode_end = 0.0       # when the last episode ended: windows reaching back before it do not fire
+        self.pooled_share = c.prior_share   # set by the engine: outage reports / mentions over all brands
         self._alpha = half_life_alpha(c.baseline_half_life_minutes)
 
     def is_outage_report(self, intents: dict[str, float]) -> bool:
         return float(intents.get(self.cfg.intent, 0.0)) >= self.cfg.intent_threshold
 
+    # -- baseline -------------------------------------------------------------------------------------
+    def _memory(self) -> float:
+        return float(min(self.history_minutes, 1.0 / self._alpha))
+
+    def posterior(self) -> tuple[float, float]:
+        """(expected outage reports per minute, shape a of the share's beta posterior).
+
+        The brand's share of outage reports among its mentions ~ Beta(pooled * k, (1 - pooled) * k) a priori
+        (k = prior_mentions: brands differ, 200 pseudo-mentions is a share sd of ~1% at 2%), updated with
+        its own O reports among N mentions over its memory: share = (O + pooled k) / (N + k); the expected
+        rate is share x the brand's volume per minute."""
+        c = self.cfg
+        h = self._memory()
+        volume = self.rate + self.other_rate
+        a = self.rate * h + self.pooled_share * c.prior_mentions
+        mean = a / (volume * h + c.prior_mentions) * volume
+        if self.history_minutes < c.warm_minutes:   # cold start is conservative: never below the prior
+            mean = max(c.prior_rate_per_minute, self.rate, mean)   # floor nor the brand's own rate so far
+            a = max(a, c.prior_mentions * c.prior_share)
+        return max(mean, 1e-6), max(a, 1e-3)
+
     def expected_per_minute(self) -> float:
-        if self.history_minutes < self.cfg.warm_minutes:
-            return max(self.cfg.prior_rate_per_minute, self.rate)
-        return max(self.rate, 1e-3)
+        return self.posterior()[0]
+
+    def _learn(self, y: float, z: float) -> None:
+        yhat = self.expected_per_minute()
+        # A cluster must not teach the baseline that outages are normal: minutes are learned winsorised (not
+        # frozen during an episode: a wrong baseline must still converge, or its episode would never end).
+        y = min(y, max(yhat * self.cfg.update_clip_ratio, yhat + 3 * math.sqrt(yhat) + 1))
+        alpha = max(self._alpha, 1.0 / (self.history_minutes + 1))
+        self.rate = alpha * y + (1 - alpha) * self.rate
+        self.other_rate = alpha * z + (1 - alpha) * self.other_rate
+        self.history_minutes += 1
+
+    def _learn_zeros(self, n: int) -> None:
+        """`n` empty minutes: the EWMAs in closed form once alpha is constant (a quiet stretch costs O(1))."""
+        while n > 0 and 1.0 / (self.history_minutes + 1) > self._alpha:
+            self._learn(0.0, 0.0)
+            n -= 1
+        if n > 0:
+            decay = (1 - self._alpha) ** n
+            self.rate *= decay
+            self.other_rate *= decay
+            self.history_minutes += n
 
     def advance(self, now: float) -> None:
+        """Learn every minute that closed before `now`; empty stretches in closed form."""
         cur = int(now // 60)
         if self.last_minute is None:
-            self.last_minute = min([cur, *self.counter.minutes])
+            self.last_minute = min([cur, *self.counter.minutes, *self.other.minutes])
         if cur - self.last_minute > 1440:
             for m in [m for m in self.counter.minutes if m < cur - 1440]:
                 self.counter.pop_minute(m)
+            for m in [m for m in self.other.minutes if m < cur - 1440]:
+                self.other.pop_minute(m)
             self.last_minute = cur - 1440
         while self.last_minute < cur:
-            y = float(self.counter.pop_minute(self.last_minute))
-            z = float(self.other.pop_minute(self.last_minute))
-            yhat = self.expected_per_minute()
-            y = min(y, max(yhat * self.cfg.update_clip_ratio, yhat + 3 * math.sqrt(yhat) + 1))
-            alpha = max(self._alpha, 1.0 / (self.history_minutes + 1))
-            self.rate = alpha * y + (1 - alpha) * self.rate
-            self.other_rate = alpha * z + (1 - alpha) * self.other_rate
-            self.history_minutes += 1
+            pending = [m for m in (*self.counter.minutes, *self.other.minutes) if self.last_minute <= m < cur]
+            stop = min(pending) if pending else cur
+            if stop > self.last_minute:        # a quiet stretch up to the next minute with mentions
+                n = stop - self.last_minute
+                self._learn_zeros(n)
+                self.ring.push_zeros(n)
+                self.other_ring.push_zeros(n)
+                self.last_minute = stop
+                continue
+            y = self.counter.pop_minute(self.last_minute)
+            z = self.other.pop_minute(self.last_minute)
+            self._learn(float(y), float(z))
+            self.ring.push(y)
+            self.other_ring.push(z)
             self.last_minute += 1
         self.counter.prune(now)
         self.other.prune(now)
 
+    # -- detection ------------------------------------------------------------------------------------
     def add(self, t: float, n: int = 1) -> None:
         """Count outage reports."""
         self.counter.add(t, n)
@@ -71,44 +151,83 @@ class OutageDetector:
         """Count the brand's other mentions: outage reports are expected in proportion to volume."""
         self.other.add(t, n)
 
+    def _count(self, counter: WindowCounter, ring: MinuteRing, now: float, seconds: int) -> int:
+        if seconds <= _SHORT:
+            return counter.count(now, seconds)
+        return ring.last(seconds // 60 - 1) + counter.minutes.get(int(now // 60), 0)
+
+    def count(self, now: float, seconds: int) -> int:
+        return self._count(self.counter, self.ring, now, seconds)
+
     def expected_count(self, now: float, seconds: int) -> float:
         """The usual rate over the window, scaled up by how much the brand's other volume is above its usual:
         a campaign that triples volume triples the model's false outage reports too, and that is not an
-        outage. The scale is shrunk by `volume_prior_count` pseudo-mentions and capped: the old estimate
-        (usual share x the window's other mentions) let a sparse brand's handful of companion posts (the
-        outage's own complaints) raise the expectation above the cluster and cancel it (issue 16)."""
+        outage. The scale is shrunk by `volume_prior_count` pseudo-mentions and capped, so a sparse brand's
+        handful of companion posts (the outage's own complaints) cannot cancel a real cluster (issue 16)."""
         c = self.cfg
         by_rate = self.expected_per_minute() * seconds / 60.0
         if self.history_minutes < c.warm_minutes or self.other_rate <= 0:
             return by_rate
         usual_other = self.other_rate * seconds / 60.0
-        scale = (self.other.count(now, seconds) + c.volume_prior_count) / (usual_other + c.volume_prior_count)
+        other = self._count(self.other, self.other_ring, now, seconds)
+        scale = (other + c.volume_prior_count) / (usual_other + c.volume_prior_count)
         return by_rate * min(c.max_volume_scale, max(1.0, scale))
 
     def evaluate(self, now: float) -> Verdict:
         c = self.cfg
         self.advance(now)
-        anomalous, active, best_ratio, why = False, False, 0.0, ""
-        for seconds, min_count in ((c.short_window_seconds, c.min_count_short),
-                                   (c.long_window_seconds, c.min_count_long)):
-            observed = self.counter.count(now, seconds)
-            expected = self.expected_count(now, seconds)
-            ratio = observed / expected
-            if (observed >= min_count and ratio >= c.open_ratio
-                    and nbinom_sf(observed, expected, c.dispersion) <= c.open_p_value):
-                anomalous = True
-            if seconds == c.long_window_seconds and observed >= c.close_min_count and ratio >= c.close_ratio:
-                active = True
-            if observed >= min_count and ratio > best_ratio:
-                best_ratio = ratio
-                why = f"{observed} outage reports in {seconds // 60} min ({expected:.1f} expected)"
-        streak = self.streak.update(anomalous, int(now // c.bucket_seconds))
-        return Verdict.from_window_checks(streak, c.persistence, anomalous, active, best_ratio, why)
+        _, shape = self.posterior()
+        dispersion = c.dispersion + 1.0 / shape
+        p_open = c.open_p_value / len(self.windows)
+        seen: dict[int, tuple[int, float]] = {}
 
+        def count(seconds: int) -> int:
+            return self.count(now, seconds)
+
+        def anomalous(seconds: int, observed: int, expected: float) -> bool:
+            seen[seconds] = (observed, expected)
+            if now - seconds < self.episode_end:   # holds the last episode's reports: judged already
+                return False
+            return observed >= c.open_ratio * expected and nbinom_sf(observed, expected, dispersion) <= p_open
+
+        def describe(seconds: int, observed: int, expected: float) -> str:
+            span = f"{seconds // 3600} h" if seconds >= 3600 and seconds % 3600 == 0 else f"{seconds // 60} min"
+            return f"{observed} outage reports in {span} ({expected:.1f} expected)"
+
+        hit, _, best_ratio, why, hits = scan_windows(
+            count, [(w, c.min_count) for w in self.windows], lambda s: self.expected_count(now, s), anomalous,
+            lambda s, o, e: False, describe)
+        # Active (hysteresis): >= close_min_count reports at >= close_ratio x expected in a window up to 4x the
+        # shortest window that fired in this episode (at least close_window_seconds): a burst closes minutes
+        # after it ends, a slow outage stays open between its reports. Long windows stay anomalous for hours
+        # after a burst, so a window counts as anomalous only while the episode is active, and windows that
+        # reach back into a finished episode are not judged again.
+        shortest = min([*hits, *([self.fired_window] if self.fired_window else [])], default=0)
+        close_upto = max(c.close_window_seconds, 4 * shortest)
+        act = any(w <= close_upto and o >= c.close_min_count and o >= c.close_ratio * e for w, (o, e) in seen.items())
+        hit = hit and act
+        if hit:
+            self.fired_window = shortest
+        elif not act and self.fired_window:
+            self.fired_window = 0
+            self.episode_end = now
+        streak = self.streak.update(hit, int(now // c.bucket_seconds))
+        return Verdict.from_window_checks(streak, c.persistence, hit, act, best_ratio, why)
+
+    def idle(self, now: float) -> bool:
+        """Without new reports no evaluation from `now` on can be anomalous or change state: no episode, no
+        streak, and fewer than `min_count` reports in the longest window."""
+        c = self.cfg
+        return (self.streak.length == 0 and not self.fired_window
+                and self.count(now, self.windows[-1]) < c.min_count)
+
+    # -- state ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"counter": self.counter.to_dict(), "other": self.other.to_dict(), "rate": self.rate,
                 "other_rate": self.other_rate, "n": self.history_minutes,
-                "last": self.last_minute, "streak": self.streak.to_dict()}
+                "last": self.last_minute, "streak": self.streak.to_dict(), "ring": self.ring.to_dict(),
+                "other_ring": self.other_ring.to_dict(), "fired": self.fired_window,
+                "episode_end": self.episode_end}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], config: OutageConfig | None = None) -> OutageDetector:
@@ -118,4 +237,9 @@ class OutageDetector:
         det.rate, det.other_rate, det.history_minutes = float(d["rate"]), float(d["other_rate"]), int(d["n"])
         det.last_minute = None if d["last"] is None else int(d["last"])
         det.streak.load(d["streak"])
+        if "ring" in d:
+            det.ring.load(d["ring"])
+            det.other_ring.load(d["other_ring"])
+        det.fired_window = int(d.get("fired", 0))
+        det.episode_end = float(d.get("episode_end", 0.0))
         return det

@@ -23,7 +23,7 @@ from typing import Any
 
 from services.classify.crisis.config import SpikeConfig
 from services.classify.crisis.stats import half_life_alpha, nbinom_sf
-from services.classify.crisis.windows import Streak, Verdict, WindowCounter
+from services.classify.crisis.windows import Streak, Verdict, WindowCounter, scan_windows
 
 _FACTOR_MIN, _FACTOR_MAX = 0.05, 20.0
 
@@ -125,21 +125,31 @@ class SpikeDetector:
         warm = self.history_minutes >= c.warm_minutes
         p_open = c.open_p_value if warm else c.cold_open_p_value
         r_open = c.open_ratio if warm else c.cold_open_ratio
-        anomalous, active, best_ratio, why = False, False, 0.0, ""
-        for seconds, min_count in ((c.short_window_seconds, c.min_count_short),
-                                   (c.long_window_seconds, c.min_count_long)):
-            observed = self.counter.count(now, seconds)
-            expected = self.expected_count(now, seconds)
+        windows = ((c.short_window_seconds, c.min_count_short), (c.long_window_seconds, c.min_count_long))
+
+        def anomalous_at(seconds: int, observed: int, expected: float) -> bool:
+            return observed / expected >= r_open and nbinom_sf(observed, expected, c.dispersion) <= p_open
+
+        def active_at(seconds: int, observed: int, expected: float) -> bool:
+            return observed >= c.min_count_short and observed / expected >= c.close_ratio
+
+        def describe(seconds: int, observed: int, expected: float) -> str:
             ratio = observed / expected
-            if observed >= min_count and ratio >= r_open and nbinom_sf(observed, expected, c.dispersion) <= p_open:
-                anomalous = True
-            if observed >= c.min_count_short and ratio >= c.close_ratio:
-                active = True
-            if observed >= min_count and ratio > best_ratio:
-                best_ratio = ratio
-                why = f"{ratio:.0f}x normal volume in {seconds // 60} min ({observed} vs {expected:.1f} expected)"
+            return f"{ratio:.0f}x normal volume in {seconds // 60} min ({observed} vs {expected:.1f} expected)"
+
+        anomalous, active, best_ratio, why, _ = scan_windows(
+            lambda s: self.counter.count(now, s), windows, lambda s: self.expected_count(now, s),
+            anomalous_at, active_at, describe)
         streak = self.streak.update(anomalous, bucket)
         return Verdict.from_window_checks(streak, c.persistence, anomalous, active, best_ratio, why)
+
+    def idle(self, now: float) -> bool:
+        """Without new mentions no evaluation from `now` on can be anomalous or change the streak (counts only
+        fall): fewer mentions in the long window than either minimum, and no streak running."""
+        c = self.cfg
+        return (self.streak.length == 0
+                and self.counter.count(now, max(c.short_window_seconds, c.long_window_seconds))
+                < min(c.min_count_short, c.min_count_long))
 
     # -- state ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -145,6 +145,13 @@ class SurgeDetector:
         v = max(((k - 1) * s2 + c.count_prior_days * prior) / (k - 1 + c.count_prior_days), m) * (1 + 1 / k)
         return nbinom_sf(observed, m, max(v - m, 0.0) / (m * m))
 
+    def idle(self, now: float) -> bool:
+        """No streak and fewer than min_count complaints in the longest window: no evaluation without new
+        complaints can be anomalous."""
+        c = self.cfg
+        return (self.streak.length == 0
+                and self._window(int(now // c.bucket_seconds), max(c.window_hours)) < c.min_count)
+
     def evaluate(self, now: float) -> Verdict:
         """Judged once per bucket (hours-scale windows: a bucket's delay is nothing, the cost is)."""
         bucket = int(now // self.cfg.bucket_seconds)

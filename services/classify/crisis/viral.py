@@ -65,6 +65,9 @@ class ViralDetector:
         """Record a snapshot; returns the post's weighted velocity (0 when it cannot be computed yet)."""
         c = self.cfg
         track = self.posts.pop(post_id, None)   # re-inserted below: dict order = least recently seen first
+        if track is not None and t - track.last_seen > c.post_ttl_seconds:
+            self.hot.discard(post_id)   # forgotten (as `prune` would have), whenever prune last ran
+            track = None
         if track is None:
             if len(self.posts) >= c.max_posts:
                 oldest = next(iter(self.posts))
@@ -134,6 +137,10 @@ class ViralDetector:
             else:
                 hot.append((tr.velocity, pid))
         return [pid for _, pid in sorted(hot, reverse=True)]
+
+    def idle(self, now: float) -> bool:
+        """No post is hot: evaluations without new snapshots open and change nothing."""
+        return not self.hot_posts(now)
 
     def evaluate(self, now: float) -> Verdict:
         c = self.cfg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,29 @@ class Verdict:
         if why and (anomalous or active):
             verdict.reasons.append(why)
         return verdict
+
+
+def scan_windows(counts: Callable[[int], int], windows: Iterable[tuple[int, int]],
+                 expected: Callable[[int], float], anomalous: Callable[[int, int, float], bool],
+                 active: Callable[[int, int, float], bool], describe: Callable[[int, int, float], str]
+                 ) -> tuple[bool, bool, float, str, list[int]]:
+    """The window loop the rate detectors share: for each (seconds, min_count) window, the observed count and
+    its expectation; returns (any anomalous, any active, best ratio among windows at their minimum, the
+    best one's description, the anomalous windows' seconds). `anomalous`/`active`/`describe` get
+    (seconds, observed, expected)."""
+    any_anomalous, any_active, best_ratio, why, hits = False, False, 0.0, "", []
+    for seconds, min_count in windows:
+        observed = counts(seconds)
+        exp = expected(seconds)
+        ratio = observed / exp
+        if observed >= min_count and anomalous(seconds, observed, exp):
+            any_anomalous = True
+            hits.append(seconds)
+        if active(seconds, observed, exp):
+            any_active = True
+        if observed >= min_count and ratio > best_ratio:
+            best_ratio, why = ratio, describe(seconds, observed, exp)
+    return any_anomalous, any_active, best_ratio, why, hits
 
 
 def severity_from_ratio(ratio: float) -> float:
@@ -74,6 +98,47 @@ class WindowCounter:
     def load(self, d: dict[str, Any]) -> None:
         self.buckets = {int(k): int(v) for k, v in d.get("b", [])}
         self.minutes = {int(k): int(v) for k, v in d.get("m", [])}
+
+
+class MinuteRing:
+    """Counts of the last `size` closed minutes with running sums over given spans (O(1) per minute), for
+    windows too long to sum bucket by bucket at every evaluation."""
+
+    def __init__(self, size: int, spans: Iterable[int]):
+        self.size = max(1, size)
+        self.values = [0] * self.size
+        self.pos = 0                       # index of the next minute to write
+        self.spans = sorted({max(1, min(self.size, int(k))) for k in spans})
+        self.sums = {k: 0 for k in self.spans}
+
+    def push(self, value: int) -> None:
+        for k in self.spans:
+            self.sums[k] += value - self.values[(self.pos - k) % self.size]
+        self.values[self.pos] = value
+        self.pos = (self.pos + 1) % self.size
+
+    def push_zeros(self, n: int) -> None:
+        """`n` empty minutes at once (a quiet stretch): at most `size` writes, whatever n."""
+        if n >= self.size:
+            self.values = [0] * self.size
+            self.sums = {k: 0 for k in self.spans}
+            return
+        for _ in range(n):
+            self.push(0)
+
+    def last(self, minutes: int) -> int:
+        return self.sums[max(1, min(self.size, minutes))] if minutes > 0 else 0
+
+    def to_dict(self) -> list[Any]:
+        return [self.pos, [[i, v] for i, v in enumerate(self.values) if v]]
+
+    def load(self, d: list[Any]) -> None:
+        self.pos = int(d[0]) % self.size
+        self.values = [0] * self.size
+        for i, v in d[1]:
+            if int(i) < self.size:
+                self.values[int(i)] = int(v)
+        self.sums = {k: sum(self.values[(self.pos - j) % self.size] for j in range(1, k + 1)) for k in self.spans}
 
 
 class Streak:
