@@ -42,7 +42,7 @@ TOOLING = ("devtools", "cli")
 OFFLINE = ("services.classify.training",)
 # module -> {service package it may import: why}. Remove an entry when its reason is gone.
 CROSS_SERVICE_ALLOWED: dict[str, dict[str, str]] = {
-    "services.classify.crisis.backtest": {
+    "services.classify.backtest": {
         "services.ingest": "offline CLI: reads a JSONL file in the ingest schema through ingest's own normalize "
                            "and brand matcher, so a backtest sees what the live pipeline would",
     },
