@@ -145,7 +145,7 @@ class BrandState:
         m = c.coherence_prior_posts
         need = max(c.coherence_min_posts, c.coherence_min_share * n)
 
-        def tail(k: int, base: float, prior: float) -> tuple[float, float]:
+        def share_tail(k: int, base: float, prior: float) -> tuple[float, float]:
             base = min(max(0.0, base), docs)
             a, b = base + prior * m, docs - base + (1 - prior) * m
             return betabinom_sf(k, n, a, b), a / (a + b)
@@ -154,7 +154,7 @@ class BrandState:
         for flag, prior in c.coherence_flag_priors:
             k = sum(1 for s in window if getattr(s, "outage" if flag == "outage_report" else flag))
             if k >= need:
-                p, usual = tail(k, self.base_flags.get(flag, 0.0) - k, prior)
+                p, usual = share_tail(k, self.base_flags.get(flag, 0.0) - k, prior)
                 if p <= c.coherence_p_value:
                     found.append(f"{flag} {k / n:.0%} (usual {usual:.0%})")
         counts: Counter[str] = Counter(t for s in window for t in set(s.terms))
@@ -162,7 +162,7 @@ class BrandState:
         for term, k in sorted(counts.items(), key=lambda x: (-x[1], x[0])):   # ties by term: replayable
             if k < need:
                 break
-            p, usual = tail(k, self.base_terms.get(term, 0.0) - k, c.coherence_term_prior)
+            p, usual = share_tail(k, self.base_terms.get(term, 0.0) - k, c.coherence_term_prior)
             if p <= c.coherence_p_value / len(counts):   # Bonferroni over every term the posts hold
                 terms.append(f"{term} {k / n:.0%} (usual {usual:.0%})")
         if terms:
