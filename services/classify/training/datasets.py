@@ -93,3 +93,29 @@ def load_realdev(root: Path = REALDEV_DIR, labels_glob: str = "pass1.*.jsonl") -
                 out.labels.append(intents)
                 out.langs.append(item["lang"])
     return out
+
+
+OUTAGE_EVAL_DIR = REPO_ROOT / "data" / "outage_eval"
+
+
+@dataclass
+class OutagePost:
+    id: str
+    source: str
+    lang: str
+    label: str            # "outage" | "complaint" (ordinary: not an outage report) | "other"
+    service: str | None   # power_gas_water, telecom, transport, payments, apps_sites_logins (or None)
+    text: str
+
+
+def load_outage_eval(root: Path = OUTAGE_EVAL_DIR) -> list[OutagePost]:
+    """The team-labelled outage evaluation set (data/outage_eval/eval.jsonl; never trained on). Empty when absent."""
+    path = root / "eval.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            out.append(OutagePost(r["id"], r["source"], r["lang"], r["label"], r["service"], r["text"]))
+    return out

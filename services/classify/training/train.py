@@ -35,9 +35,12 @@ from services.classify.training.datasets import REPO_ROOT, load_intents, load_re
 from services.classify.training.intent_sources import (
     SOURCE_WEIGHTS,
     IntentExample,
+    check_disjoint_from_outage_eval,
     dev_texts,
     example_weights,
+    loose_key,
     normalise,
+    outage_eval_keys,
     summary,
     training_examples,
 )
@@ -159,10 +162,12 @@ def macro_f1_by_lang(y: np.ndarray, pred: np.ndarray, langs: list[str]) -> dict[
 
 
 def umsab_train_without_dev():
-    """UMSAB train minus the texts drawn into the real-text intent dev set (that set is never trained on)."""
+    """UMSAB train minus the texts drawn into the real-text intent dev set and the outage evaluation set
+    (neither is ever trained on)."""
     train = load_umsab("train")
     held_out = dev_texts()
-    keep = [i for i, t in enumerate(train.texts) if normalise(t) not in held_out]
+    eval_keys = outage_eval_keys()
+    keep = [i for i, t in enumerate(train.texts) if normalise(t) not in held_out and loose_key(t) not in eval_keys]
     train.texts = [train.texts[i] for i in keep]
     train.labels = [train.labels[i] for i in keep]
     train.langs = [train.langs[i] for i in keep]
@@ -304,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the adapter already in the output directory; refit the heads only")
     parser.add_argument("--intents-only", action="store_true",
                         help="like --heads-only, and keep the sentiment head and romanised-Hindi detector too")
+    parser.add_argument("--finetune-only", action="store_true",
+                        help="fine-tune the adapter and stop (fit the heads later with --heads-only)")
     parser.add_argument("--precision", default="auto", help="encoder precision for the head embeddings")
     args = parser.parse_args(argv)
     args.heads_only = args.heads_only or args.intents_only
@@ -316,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     model_dir = args.model or str(ensure_default_model())
     examples = training_examples()
+    # The outage evaluation set (data/outage_eval) is never trained on: refuse to train if any text leaked in.
+    check_disjoint_from_outage_eval([ex.text for ex in examples])
     meta_f: dict = {}
     adapter = None
     if not args.no_finetune:
@@ -323,12 +332,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.heads_only:
             previous = json.loads((args.out / "heads.json").read_text()) if (args.out / "heads.json").exists() else {}
             meta_f = {"finetune": previous.get("finetune", {})}
+            if adapter is not None and (adapter / "finetune.json").exists():  # written by --finetune-only
+                meta_f = json.loads((adapter / "finetune.json").read_text())
         else:
             sent = umsab_train_without_dev()
             items = build_items(sent.texts, sent.labels, training_examples(team_pool=False))
+            check_disjoint_from_outage_eval([it.text for it in items])
             print(f"fine-tuning on {len(items)} examples ({len(sent.texts)} sentiment, {len(items) - len(sent.texts)} "
                   "intent)", file=sys.stderr)
             meta_f = finetune(model_dir, items, adapter, FinetuneConfig(max_examples=args.finetune_examples))
+            if args.finetune_only:
+                (adapter / "finetune.json").write_text(json.dumps(meta_f, indent=2, sort_keys=True) + "\n")
+                print(f"wrote the adapter to {adapter} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+                return 0
     encoder = load_encoder(model_dir, precision=args.precision, adapter=adapter)
     if args.intents_only:
         kept = HeadSet.load(args.out)
