@@ -10,7 +10,7 @@ TEST_WORKERS ?= 4
 SEED ?= 7
 SEEDS ?=
 
-.PHONY: help venv proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
+.PHONY: help venv lock sbom audit tools proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
         kafka-up kafka-down fuzz train eval eval-crisis bench bench-e2e bench-scale manifests deploy-check clean chaos
 
 help:
@@ -24,15 +24,59 @@ help:
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
 	@echo "make eval-crisis [SEED=7 | SEEDS=7,8,9]  crisis scenarios: generator-score table + real-text table (real model)"
 	@echo "make chaos [CHAOS_RUNS=3]    kill -9 / broker crash / pager 500s under 2,000 mentions, invariants table"
+	@echo "make lock                regenerate the hashed lock files from pyproject.toml (LOCK_ARGS=--upgrade to move pins)"
+	@echo "make sbom                CycloneDX SBOM of requirements.lock -> $(SBOM)"
+	@echo "make audit               pip-audit over requirements.lock (needs PyPI's JSON API and the OSV/PyPA advisories)"
 	@echo "make lint                ruff + mypy + stale-protobuf check + import rules: cycles, cross-service (tools/check_imports.py)"
 
-$(STAMP): pyproject.toml
+# The venv installs exactly requirements.lock (every package pinned, every file checked against its sha256),
+# then the project itself without resolving anything (its build backend, setuptools + wheel, is in the lock
+# too, hence --no-build-isolation). A changed lock or pyproject.toml rebuilds it.
+$(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# ------------------------------------------------------------------ supply chain
+# The release tools live in their own throwaway venv (never in .venv, never in an image), pinned here.
+TOOLS := .cache/tools
+TOOLS_STAMP = $(TOOLS)/.installed-uv$(UV_VERSION)-audit$(PIP_AUDIT_VERSION)-cdx$(CYCLONEDX_VERSION)
+UV_VERSION := 0.13.9
+PIP_AUDIT_VERSION := 2.10.1
+CYCLONEDX_VERSION := 7.5.0
+SBOM ?= build/sbom.cdx.json
+$(TOOLS_STAMP):
+	rm -rf $(TOOLS) && python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION) pip-audit==$(PIP_AUDIT_VERSION) cyclonedx-bom==$(CYCLONEDX_VERSION)
+	@touch $@
+
+tools: $(TOOLS_STAMP)
+
+# Three locks, all resolved for CPython 3.11 on x86_64 manylinux (the images' platform) with a sha256 for every
+# file: requirements.lock = core + model + dev + the build backend (make, CI); requirements-classify.lock = core +
+# model (the classify image); requirements-slim.lock = core only (the ingest/router/console images: no torch).
+# The two image locks are constrained by requirements.lock, so a package has one version everywhere
+# (tests/unit/test_lock.py). uv keeps the pins already in a lock; LOCK_ARGS=--upgrade moves them.
+LOCK_ARGS ?=
+UV_COMPILE = $(TOOLS)/bin/uv pip compile -q pyproject.toml --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_ARGS)
+lock: $(TOOLS_STAMP)
+	python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+		| $(UV_COMPILE) - --extra model --extra dev -o requirements.lock
+	$(UV_COMPILE) --extra model -c requirements.lock -o requirements-classify.lock
+	$(UV_COMPILE) -c requirements.lock -o requirements-slim.lock
+
+sbom: $(TOOLS_STAMP)
+	@mkdir -p $(dir $(SBOM))
+	$(TOOLS)/bin/cyclonedx-py requirements requirements.lock --pyproject pyproject.toml --output-reproducible \
+		--of JSON -o $(SBOM)
+	@echo "wrote $(SBOM)"
+
+audit: $(TOOLS_STAMP)
+	$(TOOLS)/bin/pip-audit --require-hashes --disable-pip -r requirements.lock
 
 # Generated protobuf code is rebuilt whenever a .proto is newer than it.
 services/common/pb/triage/v1/triage_pb2.py: $(STAMP) $(wildcard protos/triage/v1/*.proto)
