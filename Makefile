@@ -60,13 +60,17 @@ tools: $(TOOLS_STAMP)
 # model (the classify image); requirements-slim.lock = core only (the ingest/router/console images: no torch).
 # The two image locks are constrained by requirements.lock, so a package has one version everywhere
 # (tests/unit/test_lock.py). uv keeps the pins already in a lock; LOCK_ARGS=--upgrade moves them.
+# torch from PyPI depends on the CUDA wheels (nvidia-*); where the PyTorch index is reachable,
+# CLASSIFY_LOCK_ARGS="--torch-backend cpu" would lock the CPU build for the classify image (not tried: only PyPI
+# was reachable when these locks were made).
 LOCK_ARGS ?=
+CLASSIFY_LOCK_ARGS ?=
 UV_COMPILE = $(TOOLS)/bin/uv pip compile -q pyproject.toml --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_ARGS)
 lock: $(TOOLS_STAMP)
 	python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
 		| $(UV_COMPILE) - --extra model --extra dev -o requirements.lock
-	$(UV_COMPILE) --extra model -c requirements.lock -o requirements-classify.lock
+	$(UV_COMPILE) --extra model -c requirements.lock $(CLASSIFY_LOCK_ARGS) -o requirements-classify.lock
 	$(UV_COMPILE) -c requirements.lock -o requirements-slim.lock
 
 sbom: $(TOOLS_STAMP)
