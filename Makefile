@@ -25,8 +25,8 @@ help:
 	@echo "make eval-crisis [SEED=7 | SEEDS=7,8,9]  crisis scenarios: generator-score table + real-text table (real model)"
 	@echo "make chaos [CHAOS_RUNS=3]    kill -9 / broker crash / pager 500s under 2,000 mentions, invariants table"
 	@echo "make lock                regenerate the hashed lock files from pyproject.toml (LOCK_ARGS=--upgrade to move pins)"
-	@echo "make sbom                CycloneDX SBOM of requirements.lock -> $(SBOM)"
-	@echo "make audit               pip-audit over requirements.lock (needs PyPI's JSON API and the OSV/PyPA advisories)"
+	@echo "make sbom                CycloneDX SBOMs of the three lock files -> $(SBOM_DIR)/"
+	@echo "make audit               pip-audit over the lock files (needs PyPI's per-release JSON API or OSV; not in lint)"
 	@echo "make lint                ruff + mypy + stale-protobuf check + import rules: cycles, cross-service (tools/check_imports.py)"
 
 # The venv installs exactly requirements.lock (every package pinned, every file checked against its sha256),
@@ -47,7 +47,7 @@ TOOLS_STAMP = $(TOOLS)/.installed-uv$(UV_VERSION)-audit$(PIP_AUDIT_VERSION)-cdx$
 UV_VERSION := 0.13.9
 PIP_AUDIT_VERSION := 2.10.1
 CYCLONEDX_VERSION := 7.5.0
-SBOM ?= build/sbom.cdx.json
+SBOM_DIR ?= build/sbom
 $(TOOLS_STAMP):
 	rm -rf $(TOOLS) && python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION) pip-audit==$(PIP_AUDIT_VERSION) cyclonedx-bom==$(CYCLONEDX_VERSION)
@@ -73,14 +73,24 @@ lock: $(TOOLS_STAMP)
 	$(UV_COMPILE) --extra model -c requirements.lock $(CLASSIFY_LOCK_ARGS) -o requirements-classify.lock
 	$(UV_COMPILE) -c requirements.lock -o requirements-slim.lock
 
+# CycloneDX 1.6 JSON, one per lock (the dev/CI set and what each image installs): every package with its purl
+# and the sha256 of each of its files. build/ is gitignored.
 sbom: $(TOOLS_STAMP)
-	@mkdir -p $(dir $(SBOM))
-	$(TOOLS)/bin/cyclonedx-py requirements requirements.lock --pyproject pyproject.toml --output-reproducible \
-		--of JSON -o $(SBOM)
-	@echo "wrote $(SBOM)"
+	@mkdir -p $(SBOM_DIR)
+	for lock in requirements requirements-slim requirements-classify; do \
+		PYTHONWARNINGS=ignore::UserWarning $(TOOLS)/bin/cyclonedx-py requirements $$lock.lock \
+			--pyproject pyproject.toml --output-reproducible --of JSON -o $(SBOM_DIR)/$$lock.cdx.json || exit 1; \
+		echo "wrote $(SBOM_DIR)/$$lock.cdx.json"; \
+	done
 
+# Known vulnerabilities (PyPI's per-release JSON, which carries the PyPA advisory database; AUDIT_ARGS="-s osv"
+# asks OSV instead) for every pinned package of requirements.lock (the image locks are subsets of it). --strict: a package that could not be looked up
+# fails the audit instead of being skipped, since without it pip-audit prints "No known vulnerabilities found"
+# and exits 0 having checked nothing. Needs the network, so it is not part of `make lint`.
+AUDIT_ARGS ?=
 audit: $(TOOLS_STAMP)
-	$(TOOLS)/bin/pip-audit --require-hashes --disable-pip -r requirements.lock
+	$(TOOLS)/bin/pip-audit --strict --require-hashes --disable-pip --progress-spinner off $(AUDIT_ARGS) \
+		-r requirements.lock
 
 # Generated protobuf code is rebuilt whenever a .proto is newer than it.
 services/common/pb/triage/v1/triage_pb2.py: $(STAMP) $(wildcard protos/triage/v1/*.proto)
