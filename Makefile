@@ -10,7 +10,7 @@ TEST_WORKERS ?= 4
 SEED ?= 7
 SEEDS ?=
 
-.PHONY: help venv proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
+.PHONY: help venv lock sbom audit tools proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
         kafka-up kafka-down fuzz train eval eval-crisis bench bench-e2e bench-scale manifests deploy-check clean chaos
 
 help:
@@ -24,15 +24,73 @@ help:
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
 	@echo "make eval-crisis [SEED=7 | SEEDS=7,8,9]  crisis scenarios: generator-score table + real-text table (real model)"
 	@echo "make chaos [CHAOS_RUNS=3]    kill -9 / broker crash / pager 500s under 2,000 mentions, invariants table"
+	@echo "make lock                regenerate the hashed lock files from pyproject.toml (LOCK_ARGS=--upgrade to move pins)"
+	@echo "make sbom                CycloneDX SBOMs of the three lock files -> $(SBOM_DIR)/"
+	@echo "make audit               pip-audit over the lock files (needs PyPI's per-release JSON API or OSV; not in lint)"
 	@echo "make lint                ruff + mypy + stale-protobuf check + import rules: cycles, cross-service (tools/check_imports.py)"
 
-$(STAMP): pyproject.toml
+# The venv installs exactly requirements.lock (every package pinned, every file checked against its sha256),
+# then the project itself without resolving anything (its build backend, setuptools + wheel, is in the lock
+# too, hence --no-build-isolation). A changed lock or pyproject.toml rebuilds it.
+$(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# ------------------------------------------------------------------ supply chain
+# The release tools live in their own throwaway venv (never in .venv, never in an image), pinned here.
+TOOLS := .cache/tools
+TOOLS_STAMP = $(TOOLS)/.installed-uv$(UV_VERSION)-audit$(PIP_AUDIT_VERSION)-cdx$(CYCLONEDX_VERSION)
+UV_VERSION := 0.13.9
+PIP_AUDIT_VERSION := 2.10.1
+CYCLONEDX_VERSION := 7.5.0
+SBOM_DIR ?= build/sbom
+$(TOOLS_STAMP):
+	rm -rf $(TOOLS) && python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION) pip-audit==$(PIP_AUDIT_VERSION) cyclonedx-bom==$(CYCLONEDX_VERSION)
+	@touch $@
+
+tools: $(TOOLS_STAMP)
+
+# Three locks, all resolved for CPython 3.11 on x86_64 manylinux (the images' platform) with a sha256 for every
+# file: requirements.lock = core + model + dev + the build backend (make, CI); requirements-classify.lock = core +
+# model (the classify image); requirements-slim.lock = core only (the ingest/router/console images: no torch).
+# The two image locks are constrained by requirements.lock, so a package has one version everywhere
+# (tests/unit/test_lock.py). uv keeps the pins already in a lock; LOCK_ARGS=--upgrade moves them.
+# torch from PyPI depends on the CUDA wheels (nvidia-*); where the PyTorch index is reachable,
+# CLASSIFY_LOCK_ARGS="--torch-backend cpu" would lock the CPU build for the classify image (not tried: only PyPI
+# was reachable when these locks were made).
+LOCK_ARGS ?=
+CLASSIFY_LOCK_ARGS ?=
+UV_COMPILE = $(TOOLS)/bin/uv pip compile -q pyproject.toml --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(LOCK_ARGS)
+lock: $(TOOLS_STAMP)
+	python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+		| $(UV_COMPILE) - --extra model --extra dev -o requirements.lock
+	$(UV_COMPILE) --extra model -c requirements.lock $(CLASSIFY_LOCK_ARGS) -o requirements-classify.lock
+	$(UV_COMPILE) -c requirements.lock -o requirements-slim.lock
+
+# CycloneDX 1.6 JSON, one per lock (the dev/CI set and what each image installs): every package with its purl
+# and the sha256 of each of its files. build/ is gitignored.
+sbom: $(TOOLS_STAMP)
+	@mkdir -p $(SBOM_DIR)
+	for lock in requirements requirements-slim requirements-classify; do \
+		PYTHONWARNINGS=ignore::UserWarning $(TOOLS)/bin/cyclonedx-py requirements $$lock.lock \
+			--pyproject pyproject.toml --output-reproducible --of JSON -o $(SBOM_DIR)/$$lock.cdx.json || exit 1; \
+		echo "wrote $(SBOM_DIR)/$$lock.cdx.json"; \
+	done
+
+# Known vulnerabilities (PyPI's per-release JSON, which carries the PyPA advisory database; AUDIT_ARGS="-s osv"
+# asks OSV instead) for every pinned package of requirements.lock (the image locks are subsets of it). --strict: a package that could not be looked up
+# fails the audit instead of being skipped, since without it pip-audit prints "No known vulnerabilities found"
+# and exits 0 having checked nothing. Needs the network, so it is not part of `make lint`.
+AUDIT_ARGS ?=
+audit: $(TOOLS_STAMP)
+	$(TOOLS)/bin/pip-audit --strict --require-hashes --disable-pip --progress-spinner off $(AUDIT_ARGS) \
+		-r requirements.lock
 
 # Generated protobuf code is rebuilt whenever a .proto is newer than it.
 services/common/pb/triage/v1/triage_pb2.py: $(STAMP) $(wildcard protos/triage/v1/*.proto)

@@ -15,6 +15,7 @@ Command line (detached broker for the Makefile and the demo)::
     python -m services.devtools.kafka_broker up [--port 9092] [--run-dir run]
     python -m services.devtools.kafka_broker status [--run-dir run]
     python -m services.devtools.kafka_broker down [--run-dir run]
+    python -m services.devtools.kafka_broker checksums [--write]   # the sha256 list in tools/kafka/jars.sha256
 """
 
 from __future__ import annotations
@@ -50,12 +51,15 @@ from services.devtools.ports import free_port
 __all__ = [
     "DEFAULT_CACHE_DIR",
     "DEFAULT_LIBS_DIR",
+    "JAR_CHECKSUMS",
     "KAFKA_VERSION",
     "KafkaBroker",
     "KafkaBrokerError",
     "create_topics",
     "ensure_jars",
+    "jar_checksum_problems",
     "main",
+    "read_jar_checksums",
     "wait_until_ready",
 ]
 
@@ -65,6 +69,8 @@ log = logging.getLogger(__name__)
 KAFKA_VERSION = "4.4.0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM_PATH = REPO_ROOT / "tools" / "kafka" / "pom.xml"
+# sha256 of every jar the pom resolves to, committed: `python -m services.devtools.kafka_broker checksums --write`.
+JAR_CHECKSUMS = REPO_ROOT / "tools" / "kafka" / "jars.sha256"
 DEFAULT_CACHE_DIR = REPO_ROOT / ".cache" / "kafka"
 DEFAULT_LIBS_DIR = DEFAULT_CACHE_DIR / "libs"
 
@@ -111,49 +117,98 @@ def _pom_digest(pom: Path) -> str:
     return hashlib.sha256(pom.read_bytes()).hexdigest()
 
 
-def _jars_complete(libs: Path, digest: str) -> bool:
+def read_jar_checksums(path: Path = JAR_CHECKSUMS) -> dict[str, str]:
+    """The committed ``jar name -> sha256`` list (``sha256sum`` format: ``<hex>  <name>``, ``#`` comments)."""
+    expected: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        digest, _, name = line.partition("  ")
+        if len(digest) != 64 or not name.endswith(".jar") or "/" in name:
+            raise KafkaBrokerError(f"{path}:{number}: not '<sha256>  <name>.jar': {line!r}")
+        expected[name] = digest.lower()
+    return expected
+
+
+def jar_checksum_problems(libs: Path, expected: Mapping[str, str]) -> list[str]:
+    """What differs between the jars in ``libs`` and ``expected``: missing, unexpected or altered jars."""
+    actual = {}
+    for jar in libs.glob("*.jar"):
+        with open(jar, "rb") as f:
+            actual[jar.name] = hashlib.file_digest(f, "sha256").hexdigest()
+    problems = [f"{name}: missing" for name in sorted(expected.keys() - actual.keys())]
+    problems += [f"{name}: not in the checksum list" for name in sorted(actual.keys() - expected.keys())]
+    problems += [f"{name}: sha256 {actual[name]}, expected {expected[name]}"
+                 for name in sorted(actual.keys() & expected.keys()) if actual[name] != expected[name]]
+    return problems
+
+
+def _jars_complete(libs: Path, digest: str, expected: Mapping[str, str]) -> bool:
     marker = libs / _MARKER
     try:
-        return marker.read_text().strip() == digest and any(libs.glob("kafka_2.13-*.jar"))
+        if marker.read_text().strip() != digest or not any(libs.glob("kafka_2.13-*.jar")):
+            return False
     except OSError:
         return False
+    problems = jar_checksum_problems(libs, expected)
+    if problems:
+        log.warning("cached kafka jars in %s fail their checksums, fetching again: %s", libs, "; ".join(problems))
+    return not problems
 
 
-def ensure_jars(cache_dir: Path = DEFAULT_CACHE_DIR, *, pom: Path = POM_PATH) -> Path:
+def _fetch_jars(pom: Path, dest: Path) -> None:
+    """Maven copies the broker's runtime jars into ``dest``; ``--strict-checksums`` makes it refuse any file
+    (artifact, pom or plugin) whose checksum does not match the one the repository publishes beside it."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise KafkaBrokerError(
+            "Maven (`mvn`) is not on PATH; it fetches the Kafka broker jars from Maven Central "
+            "(Debian/Ubuntu: apt-get install maven; needs Java 17+ too)"
+        )
+    shutil.rmtree(dest, ignore_errors=True)
+    cmd = [
+        mvn, "-q", "-B", "--strict-checksums", "-f", str(pom), "dependency:copy-dependencies",
+        f"-DoutputDirectory={dest}", "-DincludeScope=runtime",
+    ]  # fmt: skip
+    log.info("fetching kafka jars: %s", " ".join(cmd))
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not any(dest.glob("kafka_2.13-*.jar")):
+        output = (result.stdout + result.stderr).strip().splitlines()
+        raise KafkaBrokerError(
+            f"`{' '.join(cmd)}` failed (exit {result.returncode}); last output:\n" + "\n".join(output[-30:])
+        )
+
+
+def ensure_jars(cache_dir: Path = DEFAULT_CACHE_DIR, *, pom: Path = POM_PATH, checksums: Path = JAR_CHECKSUMS) -> Path:
     """Return ``cache_dir/libs`` holding the broker's jars, running Maven only when they are missing.
 
-    The libs dir is complete when its marker file holds the hash of ``pom``; a changed pom (a Kafka
-    upgrade) fetches again. Maven writes into a scratch dir that replaces ``libs`` only on success, and a
-    file lock serialises concurrent callers (parallel test workers), so a half-fetched dir is never used.
+    The libs dir is complete when its marker file holds the hash of ``pom`` and every jar matches the
+    committed sha256 list ``checksums`` (no jar missing, none extra); a changed pom (a Kafka upgrade) or an
+    altered cached jar fetches again, and a fetch whose jars do not match the list fails. Maven itself runs
+    with ``--strict-checksums`` (every download checked against the repository's checksum). Maven writes into
+    a scratch dir that replaces ``libs`` only on success, and a file lock serialises concurrent callers
+    (parallel test workers), so a half-fetched or unverified dir is never used.
     """
     cache_dir = Path(cache_dir)
     libs = cache_dir / "libs"
     digest = _pom_digest(pom)
-    if _jars_complete(libs, digest):
+    expected = read_jar_checksums(checksums)
+    if _jars_complete(libs, digest, expected):
         return libs
     cache_dir.mkdir(parents=True, exist_ok=True)
     with open(cache_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _jars_complete(libs, digest):  # another process fetched them while we waited
+        if _jars_complete(libs, digest, expected):  # another process fetched them while we waited
             return libs
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise KafkaBrokerError(
-                "Maven (`mvn`) is not on PATH; it fetches the Kafka broker jars from Maven Central "
-                "(Debian/Ubuntu: apt-get install maven; needs Java 17+ too)"
-            )
         partial = cache_dir / "libs.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        cmd = [
-            mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-            f"-DoutputDirectory={partial}", "-DincludeScope=runtime",
-        ]  # fmt: skip
-        log.info("fetching kafka jars: %s", " ".join(cmd))
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if result.returncode != 0 or not any(partial.glob("kafka_2.13-*.jar")):
-            output = (result.stdout + result.stderr).strip().splitlines()
+        _fetch_jars(pom, partial)
+        problems = jar_checksum_problems(partial, expected)
+        if problems:
+            shutil.rmtree(partial, ignore_errors=True)
             raise KafkaBrokerError(
-                f"`{' '.join(cmd)}` failed (exit {result.returncode}); last output:\n" + "\n".join(output[-30:])
+                f"the Kafka jars Maven fetched do not match {checksums}:\n  " + "\n  ".join(problems)
+                + "\nafter a deliberate change of tools/kafka/pom.xml, regenerate the list with "
+                "`python -m services.devtools.kafka_broker checksums --write` and review its diff"
             )
         (partial / _MARKER).write_text(digest + "\n")
         shutil.rmtree(libs, ignore_errors=True)
@@ -736,6 +791,30 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 3  # LSB "program is not running"
 
 
+def _cmd_checksums(args: argparse.Namespace) -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kafka-jars-") as tmp:
+        try:
+            _fetch_jars(POM_PATH, Path(tmp) / "libs")
+        except KafkaBrokerError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        lines = []
+        for jar in sorted((Path(tmp) / "libs").glob("*.jar")):
+            with open(jar, "rb") as f:
+                lines.append(f"{hashlib.file_digest(f, 'sha256').hexdigest()}  {jar.name}")
+    text = (f"# sha256 of the Kafka {KAFKA_VERSION} broker jars tools/kafka/pom.xml resolves to (Maven Central,\n"
+            "# fetched with --strict-checksums); ensure_jars() refuses any other set. Regenerate after a pom change:\n"
+            "#   python -m services.devtools.kafka_broker checksums --write\n" + "\n".join(lines) + "\n")
+    if args.write:
+        JAR_CHECKSUMS.write_text(text)
+        print(f"wrote {len(lines)} checksums to {JAR_CHECKSUMS}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m services.devtools.kafka_broker",
@@ -752,8 +831,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = sub.add_parser("status", help="exit 0 if the broker runs, 3 if not")
     for command in (up, down, status):
         command.add_argument("--run-dir", default="run", help="pid file, log and data dir (default ./run)")
+    checksums = sub.add_parser("checksums", help="fetch the jars the pom resolves to and print their sha256 list")
+    checksums.add_argument("--write", action="store_true", help=f"write it to {JAR_CHECKSUMS.relative_to(REPO_ROOT)}")
     args = parser.parse_args(argv)
-    handlers = {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status}
+    handlers = {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status, "checksums": _cmd_checksums}
     return handlers[args.command](args)
 
 
