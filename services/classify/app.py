@@ -217,13 +217,13 @@ class ClassifyWorker:
         if updates:
             MESSAGES_OUT.labels("classify", topics.INCIDENTS).inc(len(updates))
 
-    async def process(self, records: list[bytes]) -> None:
+    async def process(self, records: list[bytes], deletion_flags: list[bool] | None = None) -> None:
         """One batch through the three stages in turn (tests, tools); the agent overlaps them instead."""
         loop = asyncio.get_running_loop()
         batch: DecodedBatch | None = None
         result: list[codec.pb.ScoredMention] | BaseException
         try:
-            batch = await loop.run_in_executor(self.prepare_executor, self.prepare, records)
+            batch = await loop.run_in_executor(self.prepare_executor, self.prepare, records, deletion_flags)
             result = await loop.run_in_executor(self.executor, self.infer, batch)
         except Exception as exc:
             result = exc

@@ -1,0 +1,160 @@
+"""Deleted means deleted, on the real broker: a post routed to a queue topic, then its X delete event through
+ingest. Ingest, the classify worker (real model) and the router run in-process; the topics between them are
+real, and each stage reads its input from Kafka with the records' headers, as the Faust agents do.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from support import running_app
+
+from services.classify.app import ClassifyWorker
+from services.classify.config import ClassifySettings
+from services.common import codec, topics
+from services.common.codec import pb
+from services.common.deletions import is_deletion
+from services.common.kafka import ensure_topics
+from services.common.topics import all_topic_specs
+from services.ingest import signatures as sig
+from services.ingest.app import build_app
+from services.ingest.config import IngestSettings
+from services.router.app import RouterWorker
+from services.router.config import RouterSettings
+from services.router.routing_file import loads
+
+X_SECRET = "x-consumer-secret"
+
+
+class Reader:
+    """Reads a topic from the beginning, keeping its place: (key, value, is a deletion) of the new records."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.bootstrap, self.topic = bootstrap, topic
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> Reader:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        await self.consumer.start()
+        await self.consumer.topics()  # fetches the metadata of every topic
+        parts = self.consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_beginning(*tps)
+        return self
+
+    async def new(self, keys: set[bytes], idle: float = 1.5) -> list[tuple[bytes, bytes, bool]]:
+        assert self.consumer is not None
+        out: list[tuple[bytes, bytes, bool]] = []
+        last = time.monotonic()
+        while time.monotonic() - last < idle:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for r in records:
+                    last = time.monotonic()
+                    if r.key in keys:
+                        out.append((r.key, r.value, is_deletion(r.headers)))
+        return out
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+
+@pytest.fixture(scope="module")
+def classify_worker():
+    from services.classify.factory import build_scorer
+
+    settings = ClassifySettings(precision="fp32")
+    return ClassifyWorker(settings, build_scorer(settings))  # its producer is stopped by each test
+
+
+def tweet(tid: str, text: str, likes: int = 0) -> dict:
+    return {"id_str": tid, "text": text, "timestamp_ms": str(int(time.time() * 1000)), "favorite_count": likes,
+            "user": {"id_str": "3198576760", "screen_name": "ana_k", "followers_count": 1200}}
+
+
+async def signed_post(client: httpx.AsyncClient, payload: dict) -> httpx.Response:
+    body = json.dumps(payload).encode()
+    return await client.post("/webhooks/x", content=body,
+                             headers={"x-twitter-webhooks-signature": sig.x_signature(X_SECRET, body),
+                                      "Content-Type": "application/json"})
+
+
+async def test_a_deleted_post_leaves_its_queue_and_a_replay_is_not_routed_again(kafka_bootstrap, classify_worker):
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    run = uuid.uuid4().hex[:10]
+    tid, mid = f"{run}1", f"x:{run}1"
+    queue = f"del-{run}"
+    await ensure_topics(kafka_bootstrap, [topics.TopicSpec(topics.queue_topic(queue), 3)])
+    tree = loads(f"route:\n  receiver: q\nreceivers:\n  - name: q\n    kafka_queue: {{queue: {queue}}}\n")
+    router = RouterWorker(RouterSettings(kafka_bootstrap=kafka_bootstrap,
+                                         router_app_id=f"test-router-{run}"), tree)
+    classify_worker.settings = classify_worker.settings.model_copy(update={"kafka_bootstrap": kafka_bootstrap})
+    raw, scored, queued = (Reader(kafka_bootstrap, topics.MENTIONS_RAW),
+                           Reader(kafka_bootstrap, topics.MENTIONS_SCORED),
+                           Reader(kafka_bootstrap, topics.queue_topic(queue)))
+    for reader in (raw, scored, queued):
+        await reader.start()
+    keys = {mid.encode()}
+
+    async def pipeline() -> list[tuple[bytes, bytes, bool]]:
+        """One pass: mentions.raw -> classify -> mentions.scored -> router -> the queue topic (new records)."""
+        got = await raw.new(keys)
+        if got:
+            await classify_worker.process([v for _k, v, _d in got], [d for _k, _v, d in got])
+        out = await scored.new(keys)
+        if out:
+            await router.process([v for _k, v, _d in out], [d for _k, _v, d in out])
+        return out
+
+    settings = IngestSettings(kafka_bootstrap=kafka_bootstrap, x_consumer_secret=X_SECRET)
+    try:
+        async with running_app(build_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            created = await signed_post(client, {"for_user_id": "1", "tweet_create_events": [
+                tweet(tid, "@AcmeBank app down again, cannot log in, call me")]})
+            assert created.status_code == 200 and created.json()["accepted"] == [mid]
+            await pipeline()
+            first = await queued.new(keys)
+            assert [d for _k, _v, d in first] == [False], "the post was not routed to the queue topic"
+
+            t0 = time.monotonic()
+            deleted = await signed_post(client, {"for_user_id": "1", "tweet_delete_events": [
+                {"status": {"id": tid, "user_id": "3198576760"}, "timestamp_ms": str(int(time.time() * 1000))}]})
+            assert deleted.status_code == 200 and deleted.json()["deleted"] == [mid]
+            await pipeline()
+            notices = await queued.new(keys, idle=0.5)
+            elapsed = time.monotonic() - t0
+            assert [d for _k, _v, d in notices] == [True], "no MentionDeleted notice on the queue topic"
+            notice = codec.decode(notices[0][1], pb.MentionDeleted)
+            assert notice.mention_id == mid and notice.reason == pb.PLATFORM_DELETE
+            assert elapsed < 10, f"the notice took {elapsed:.1f} s"
+
+            # A replay: the same post again with new counters (a new version ingest lets through) ...
+            again = await signed_post(client, {"for_user_id": "1", "tweet_create_events": [
+                tweet(tid, "@AcmeBank app down again, cannot log in, call me", likes=5)]})
+            assert again.status_code == 200 and again.json()["accepted"] == [mid]
+            replayed_scored = await pipeline()
+            assert replayed_scored == [], "classify scored a deleted mention"
+            # ... and the router, handed the original scored copy again (a replay of mentions.scored), skips it.
+            await router.process([first_scored(first)], [False])
+            assert await queued.new(keys, idle=1.0) == [], "a replay of the deleted mention was routed again"
+    finally:
+        for reader in (raw, scored, queued):
+            await reader.stop()
+        await router.stop()
+        if classify_worker.producer is not None:
+            await classify_worker.producer.stop()
+            classify_worker.producer = None
+
+
+def first_scored(queued: list[tuple[bytes, bytes, bool]]) -> bytes:
+    """The ScoredMention inside the RoutedMention the queue topic got (with new counters: not a ledger replay)."""
+    routed = codec.decode(queued[0][1], pb.RoutedMention)
+    routed.scored.mention.engagement.likes = 99
+    return codec.encode(routed.scored)
