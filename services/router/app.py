@@ -45,6 +45,7 @@ from services.router.escalation import SlaEscalation
 from services.router.grouping import IncidentGrouper, PageRequest
 from services.router.grouping_stage import GroupingStage
 from services.router.ledger import RoutedLedger
+from services.router.masking import mask_receivers
 from services.router.ownership import PartitionOwnership, StateSource
 from services.router.paging_stage import PagingStage
 from services.router.registry import ReceiverSet, build_receivers
@@ -116,8 +117,10 @@ class RouterWorker:
             self.producer = producer  # (reset below when the start fails)
             try:
                 self.client = httpx.AsyncClient(timeout=self.settings.delivery_timeout_seconds)
-                receivers = self.receivers = build_receivers(self.tree.receivers, producer, self.client,
-                                                             console_url=self.settings.console_url)
+                # Personal data is masked at the one point between the router and what leaves it (masking.py).
+                receivers = self.receivers = mask_receivers(
+                    build_receivers(self.tree.receivers, producer, self.client, console_url=self.settings.console_url),
+                    self.settings.mask_pii, self.settings.mask_pii_receivers)
                 guards = {name: ReceiverGuard.for_receiver(cfg, self.settings)
                           for name, cfg in self.tree.receivers.items()}
                 state = self.state = StateLog(

@@ -5,14 +5,15 @@ real, and each stage reads its input from Kafka with the records' headers, as th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from support import running_app
+from aiokafka import AIOKafkaConsumer
+from support import PD_KEY, SLACK_TOKEN, FakeApis, running_app, wait_for
 
 from services.classify.app import ClassifyWorker
 from services.classify.config import ClassifySettings
@@ -39,13 +40,15 @@ class Reader:
         self.consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> Reader:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
+                                         auto_offset_reset="earliest", metadata_max_age_ms=1000)
         await self.consumer.start()
-        await self.consumer.topics()  # fetches the metadata of every topic
-        parts = self.consumer.partitions_for_topic(self.topic) or set()
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_beginning(*tps)
+        self.consumer.subscribe([self.topic])  # no group: every partition, from the beginning
+        for _ in range(200):  # up to 20 s for the partitions' metadata
+            if self.consumer.assignment():
+                break
+            await asyncio.sleep(0.1)
+        assert self.consumer.assignment(), f"no partitions of {self.topic}"
         return self
 
     async def new(self, keys: set[bytes], idle: float = 1.5) -> list[tuple[bytes, bytes, bool]]:
@@ -158,3 +161,66 @@ def first_scored(queued: list[tuple[bytes, bytes, bool]]) -> bytes:
     routed = codec.decode(queued[0][1], pb.RoutedMention)
     routed.scored.mention.engagement.likes = 99
     return codec.encode(routed.scored)
+
+
+PAGING_ROUTES = """\
+route:
+  receiver: urgent
+  routes:
+    - matchers: ['priority="P1"']
+      receiver: pagerduty
+      group_wait: 1s
+      continue: true
+    - matchers: ['priority="P1"']
+      receiver: slack
+      group_wait: 1s
+      continue: true
+    - matchers: ['priority="P1"']
+      receiver: urgent
+receivers:
+  - name: pagerduty
+    pagerduty: {url: "%(base)s/v2/enqueue", routing_key_env: TEST_PD_KEY}
+  - name: slack
+    slack: {url: "%(base)s/api/chat.postMessage", token_env: TEST_SLACK_TOKEN, channel: C0INCIDENTS}
+  - name: urgent
+    kafka_queue: {queue: %(queue)s}
+"""
+
+
+async def test_a_page_for_a_post_with_a_phone_and_a_card_number_carries_neither(kafka_bootstrap, monkeypatch):
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    monkeypatch.setenv("TEST_PD_KEY", PD_KEY)
+    monkeypatch.setenv("TEST_SLACK_TOKEN", SLACK_TOKEN)
+    run = uuid.uuid4().hex[:10]
+    queue = f"pii-{run}"
+    await ensure_topics(kafka_bootstrap, [topics.TopicSpec(topics.queue_topic(queue), 3)])
+    text = "@AcmeBank app down and my card 4556 7375 8689 9855 was charged twice, call me on +1 415 555 2671"
+    sm = pb.ScoredMention(priority=pb.P1, language="en", reasons=["outage report 0.94"], incident_id=f"inc-{run}")
+    sm.mention.source, sm.mention.external_id, sm.mention.mention_id = pb.SOURCE_X, run, f"x:{run}"
+    sm.mention.text, sm.mention.url = text, f"https://x.com/ana_k/status/{run}"
+    sm.mention.brands.append("acmebank")
+    now = [time.time()]
+    apis = FakeApis()
+    async with running_app(apis.app()) as base:
+        tree = loads(PAGING_ROUTES % {"base": base, "queue": queue})
+        router = RouterWorker(RouterSettings(kafka_bootstrap=kafka_bootstrap, router_app_id=f"test-router-{run}"),
+                              tree, clock=lambda: now[0])
+        try:
+            await router.process([codec.encode(sm)])
+            now[0] += 5
+            await router.tick()
+            await wait_for(lambda: apis.pagerduty and apis.slack, 20, "the pages")
+        finally:
+            await router.stop()
+    pages = json.dumps([apis.pagerduty, apis.slack], ensure_ascii=False)
+    assert "app down" in pages, "the page carries no sample text: the test would prove nothing"
+    for secret in ("4556", "8689", "9855", "415 555 2671", "5552671"):
+        assert secret not in pages, f"{secret!r} was sent to PagerDuty/Slack"
+    assert "[card]" in pages and "[phone]" in pages
+    # The queue topic (the console, inbox apps: responders) keeps the original.
+    reader = await Reader(kafka_bootstrap, topics.queue_topic(queue)).start()
+    try:
+        [(_k, value, _d)] = await reader.new({sm.mention.mention_id.encode()})
+    finally:
+        await reader.stop()
+    assert codec.decode(value, pb.RoutedMention).scored.mention.text == text
