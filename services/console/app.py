@@ -433,8 +433,10 @@ async def queue_api(request: web.Request) -> web.Response:
     found = filter_items(items, flt, now)
     page = paginate(found, number, per_page)
     out = []
+    ctx = _ctx(request)
     for item in page.entries:
         d = item.to_json(now)
+        d["text"] = render.shown_text(item.text, ctx)
         d["suggested_reply"] = svc.replies.suggest(item.intent, item.language, item.author, item.brand)
         claim = svc.view.claims.holder(item.mention_id, now)
         d["claim"] = claim.to_json(now) if claim else None
