@@ -13,15 +13,19 @@ import uuid
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from support import PD_KEY, SLACK_TOKEN, FakeApis, running_app, wait_for
+from support import PD_KEY, SLACK_TOKEN, FakeApis, consume, running_app, wait_for
 
 from services.classify.app import ClassifyWorker
 from services.classify.config import ClassifySettings
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.deletions import is_deletion
-from services.common.kafka import ensure_topics
+from services.common.erasure import Subject
+from services.common.forget_cli import forget
+from services.common.kafka import ensure_topics, make_producer
+from services.common.settings import ServiceSettings
 from services.common.topics import all_topic_specs
+from services.console.views import ConsoleView
 from services.ingest import signatures as sig
 from services.ingest.app import build_app
 from services.ingest.config import IngestSettings
@@ -224,3 +228,80 @@ async def test_a_page_for_a_post_with_a_phone_and_a_card_number_carries_neither(
     finally:
         await reader.stop()
     assert codec.decode(value, pb.RoutedMention).scored.mention.text == text
+
+
+async def test_forget_an_author_leaves_none_of_their_posts_readable_and_prints_the_audit(
+        kafka_bootstrap, classify_worker, capsys):
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    run = uuid.uuid4().hex[:10]
+    handle, queue = f"ana{run}", f"forget-{run}"
+    await ensure_topics(kafka_bootstrap, [topics.TopicSpec(topics.queue_topic(queue), 3)])
+    tree = loads(f"route:\n  receiver: q\nreceivers:\n  - name: q\n    kafka_queue: {{queue: {queue}}}\n")
+    router = RouterWorker(RouterSettings(kafka_bootstrap=kafka_bootstrap, router_app_id=f"test-router-{run}"), tree)
+    classify_worker.settings = classify_worker.settings.model_copy(update={"kafka_bootstrap": kafka_bootstrap})
+    mids = [f"x:{run}{i}" for i in range(3)]
+    keys = {m.encode() for m in mids} | {f"author:x:@{handle}".encode()}
+    raw, scored = Reader(kafka_bootstrap, topics.MENTIONS_RAW), Reader(kafka_bootstrap, topics.MENTIONS_SCORED)
+    for reader in (raw, scored):
+        await reader.start()
+
+    async def pipeline() -> None:
+        got = await raw.new(keys)
+        if got:
+            await classify_worker.process([v for _k, v, _d in got], [d for _k, _v, d in got])
+        out = await scored.new(keys)
+        if out:
+            await router.process([v for _k, v, _d in out], [d for _k, _v, d in out])
+
+    settings = IngestSettings(kafka_bootstrap=kafka_bootstrap, x_consumer_secret=X_SECRET)
+    try:
+        async with running_app(build_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            tweets = [{**tweet(m.split(":")[1], f"@AcmeBank app down again ({i})"),
+                       "user": {"id_str": "77", "screen_name": handle, "followers_count": 10}}
+                      for i, m in enumerate(mids)]
+            assert (await signed_post(client, {"for_user_id": "1", "tweet_create_events": tweets})).status_code == 200
+            await pipeline()
+        # An incident that shows one of them as a sample, a correction made on one in the console.
+        producer = make_producer(kafka_bootstrap, "test-forget")
+        await producer.start()
+        inc = pb.Incident(id=f"inc-{run}", brand="acmebank", kind=pb.OUTAGE_CLUSTER, state=pb.RESOLVED)
+        inc.evidence.sample_mention_ids.extend([mids[0], "x:someone-else"])
+        fb = pb.LabelFeedback(mention_id=mids[1], text="@AcmeBank app down again (1)", queue=queue)
+        await (await producer.send(topics.INCIDENTS, codec.encode(inc), key=inc.id.encode()))
+        await (await producer.send(topics.FEEDBACK, codec.encode(fb), key=mids[1].encode()))
+        await producer.stop()
+
+        record = await forget(Subject.author("x", handle), "dpo@acme", ServiceSettings(kafka_bootstrap=kafka_bootstrap),
+                              router_app_id=f"test-router-{run}")
+        await pipeline()   # the deletions go through classify and the router like a platform's
+    finally:
+        for reader in (raw, scored):
+            await reader.stop()
+        await router.stop()
+        if classify_worker.producer is not None:
+            await classify_worker.producer.stop()
+            classify_worker.producer = None
+
+    printed = capsys.readouterr().out
+    assert record.mentions_found == 3 and codec.to_json(record) in printed
+    assert handle not in codec.to_json(record) and all(m not in codec.to_json(record) for m in mids)
+    assert any(line.startswith(f"expires: {topics.MENTIONS_RAW}: 3 mention(s)") for line in printed.splitlines())
+    # What the console would show, rebuilt from the topics as it does on start.
+    view = ConsoleView()
+    consumer = AIOKafkaConsumer(topics.INCIDENTS, topics.FEEDBACK, topics.queue_topic(queue), group_id=None,
+                                bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        for _ in range(20):
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                for r in records:
+                    view.apply_record(tp.topic, r.key, r.value, r.headers)
+    finally:
+        await consumer.stop()
+    assert view.queue_items(queue, include_done=True) == [], "an erased post is still in its queue"
+    assert view.incidents[inc.id].sample_mention_ids == ["x:someone-else"]
+    assert mids[1] not in view.feedback
+    audit = [codec.decode(v, pb.ErasureRecord) for _t, _k, v in await consume(kafka_bootstrap, [topics.ERASURES],
+                                                                                idle=1.0, timeout=20)]
+    assert record.id in [a.id for a in audit]
