@@ -249,7 +249,8 @@ class ConsoleView:
             for mention_id in [k for k, item in items.items() if self._deleted(item)]:
                 gone.add(mention_id)
                 del items[mention_id]
-        gone |= self.deleted_ids
+        self.deleted_ids |= gone  # an author's posts, by id: their corrections read later stay hidden too
+        gone = set(self.deleted_ids)
         for inc in self.incidents.values():
             _drop_samples(inc, gone)
         for mention_id in gone:
@@ -309,6 +310,8 @@ class ConsoleView:
                 item.state, item.responder, item.responded_at = done
 
     def apply_feedback(self, fb: Any) -> None:
+        if fb.mention_id in self.deleted_ids:
+            return  # a correction of a deleted post, read after its deletion (another topic): not shown
         if not fb.mention_id:  # about an incident's page, not one mention (actions.page_feedback)
             if fb.incident_id:
                 self.page_feedback[fb.incident_id] = {

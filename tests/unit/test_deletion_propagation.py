@@ -62,3 +62,11 @@ def test_console_removes_every_post_of_a_deleted_author_routed_before_the_deleti
     assert v.queue_items("urgent", include_done=True) == []
     v.apply_record(q("urgent"), b"x:3", routed("3", created=T0 + 200))   # posted after: shown
     assert [i.mention_id for i in v.queue_items("urgent")] == ["x:3"]
+
+
+def test_a_correction_read_after_the_deletion_is_not_shown():
+    v = ConsoleView()
+    v.apply_record(q("urgent"), b"x:1", deleted("1"), deletion_headers())
+    fb = pb.LabelFeedback(mention_id="x:1", queue="urgent", text="text 1", corrected_priority=pb.P3)
+    v.apply_record(topics.FEEDBACK, b"x:1", codec.encode(fb))
+    assert "x:1" not in v.feedback
