@@ -41,7 +41,8 @@ WHY: dict[str, tuple[str, str, str]] = {
     topics.INGEST_CHECKPOINTS: ("no post text", "connector cursors", "nothing to remove"),
     topics.ERASURES: ("no personal data (digests)", "the proof that an erasure was done", "kept"),
     "triage-router-state-changelog": ("text (SLA clocks, group samples)", "live groups and SLA clocks",
-                                      "`sla:<mention id>` tombstoned by the router and `triage forget`"),
+                                      "`sla:<mention id>` tombstoned (router, `triage forget`); groups re-written "
+                                      "without the sample"),
     "triage-classify-__assignor-__leader": ("nothing", "Faust's assignment", "nothing to remove"),
     "triage-router-__assignor-__leader": ("nothing", "Faust's assignment", "nothing to remove"),
     "triage-classify-crisis-state-changelog": ("sample ids and URLs", "crisis detection's state per brand",

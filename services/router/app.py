@@ -148,7 +148,7 @@ class RouterWorker:
                 # half-open behind.
                 await self.stop()
                 raise
-            deletions = DeletionStage(receivers, self.ledger, self.sla, state, producer)
+            deletions = DeletionStage(receivers, self.ledger, self.sla, state, producer, self.grouper)
             self.stages = Stages(dead_letters, routing, paging, escalation, state, producer, deletions)
             return self.stages
 

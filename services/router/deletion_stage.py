@@ -6,7 +6,9 @@ For each `MentionDeleted` read from `mentions.scored` (services/common/deletions
   keyed by the mention id with the header `triage-type: triage.v1.MentionDeleted` (an author's to every
   partition), so inbox apps and the console remove the item;
 - stops and forgets its SLA clock (no escalation of a post that no longer exists) and tombstones it on the
-  state topic, which also held the scored mention (`sla:<mention id>`).
+  state topic, which also held the scored mention (`sla:<mention id>`);
+- drops it from the samples of the incident groups this replica holds (their next page no longer carries
+  it) and persists those groups.
 The router's `DeletionMemory` (RouterWorker) keeps a later or replayed copy of the mention from being routed.
 Every call returns the futures to await before the batch is committed.
 """
@@ -23,6 +25,7 @@ from services.common.codec import pb
 from services.common.deletions import covers, deletion_headers, deletion_key, is_author_deletion
 from services.common.logging import get_logger
 from services.router import metrics as router_metrics
+from services.router.grouping import IncidentGrouper
 from services.router.ledger import RoutedLedger
 from services.router.registry import ReceiverSet
 from services.router.sla import SlaItem, SlaTracker
@@ -42,13 +45,14 @@ def _item_covered(deleted: pb.MentionDeleted, item: SlaItem) -> bool:
 class DeletionStage:
     """Example:
 
-        stage = DeletionStage(receivers, ledger, sla, state, producer)
+        stage = DeletionStage(receivers, ledger, sla, state, producer, grouper)
         pending = await stage.delete(deleted)     # notices sent, SLA clock gone
     """
 
     def __init__(self, receivers: ReceiverSet, ledger: RoutedLedger, sla: SlaTracker, state: StateLog,
-                 producer: AIOKafkaProducer):
+                 producer: AIOKafkaProducer, grouper: IncidentGrouper | None = None):
         self.receivers = receivers
+        self.grouper = grouper or IncidentGrouper()
         self.ledger = ledger
         self.sla = sla
         self.state = state
@@ -70,5 +74,8 @@ class DeletionStage:
             router_metrics.DELETION_NOTICES.labels(topic).inc()
         for mention_id in self.sla.drop(lambda item: _item_covered(deleted, item)):
             pending.append(await self.state.put(f"sla:{mention_id}", None, mention_id))
+        if deleted.mention_id:
+            for g in self.grouper.drop_samples_of(deleted.mention_id):
+                pending.append(await self.state.put(f"group:{g.key}", g.to_json(), g.key))
         log.info("mention_deleted", reason=pb.DeletionReason.Name(deleted.reason), notices=len(pending))
         return pending

@@ -70,3 +70,16 @@ def test_a_correction_read_after_the_deletion_is_not_shown():
     fb = pb.LabelFeedback(mention_id="x:1", queue="urgent", text="text 1", corrected_priority=pb.P3)
     v.apply_record(topics.FEEDBACK, b"x:1", codec.encode(fb))
     assert "x:1" not in v.feedback
+
+
+def test_a_deleted_post_leaves_the_samples_of_the_incident_groups():
+    from services.router.grouping import Group, IncidentGrouper
+
+    grouper = IncidentGrouper()
+    g = Group(key="k", id="g1", receiver="oncall", route="root", incident_id="inc-1", labels={}, priority="P1",
+              group_wait=0, group_interval=60, repeat_interval=3600, quiet_period=600, first_at=0, last_at=0,
+              count=2, samples=[{"mention_id": "x:1", "text": "call me", "url": ""},
+                                {"mention_id": "x:2", "text": "down", "url": ""}])
+    grouper.groups["k"] = g
+    assert grouper.drop_samples_of("x:1") == [g] and [s["mention_id"] for s in g.samples] == ["x:2"]
+    assert grouper.drop_samples_of("x:1") == [] and g.count == 2
