@@ -5,7 +5,8 @@ Reads every topic that holds posts (`mentions.raw`, `mentions.scored`, the queue
 1. publishes a `MentionDeleted` (reason erasure) per mention found, and one for the author, to
    `mentions.raw` keyed like the mention: classify, the router, the queue topics' consumers and the console
    remove them (services/common/deletions.py);
-2. tombstones the router's state keys of those mentions (`sla:<mention id>`: the state held the scored post);
+2. tombstones the compacted keys of those mentions: the router's state (`sla:<mention id>`: it held the
+   scored post) and `claims` (keyed by mention id);
 3. re-publishes the incidents that show one of them as a sample, without it;
 4. prints where copies remain until their topic's retention drops them, and when;
 5. writes the audit record (services/common/erasure.py: no personal data) to `erasures` and prints it.
@@ -166,10 +167,12 @@ async def forget(subject: erasure.Subject, requested_by: str, settings: ServiceS
         for m in ids:
             futures.append(await producer.send(state, None, key=f"sla:{m}".encode(),
                                                partition=topics.partition_for(m, topics.ROUTER_PARTITIONS)))
+            futures.append(await producer.send(topics.CLAIMS, None, key=m.encode()))  # keyed by the mention
         for inc in republish:
             futures.append(await producer.send(topics.INCIDENTS, codec.encode(inc), key=inc.id.encode()))
         record = erasure.plan(subject, scan.findings.values(), requested_by, now, notices=len(deletions),
-                              tombstones={state: len(ids)} if ids else {}, republished=len(republish))
+                              tombstones={state: len(ids), topics.CLAIMS: len(ids)} if ids else {},
+                              republished=len(republish))
         futures.append(await producer.send(topics.ERASURES, codec.encode(record), key=record.id.encode()))
         await asyncio.gather(*futures)
     finally:

@@ -35,6 +35,8 @@ WHY: dict[str, tuple[str, str, str]] = {
     topics.PAGES: ("no post text", "audit trail for post-incident reviews", "nothing to remove"),
     topics.FEEDBACK: ("text, mention id", "a labelled dev set", "the console stops showing it; expires by "
                       "retention (`triage forget` lists it)"),
+    topics.CLAIMS: ("mention ids, responder names", "who works on which item (a claim lives minutes)",
+                    "`triage forget` tombstones the mention's key"),
     topics.SILENCES: ("no post text", "the latest version of each silence", "nothing to remove"),
     topics.MENTIONS_DLQ: ("original bytes", "time to notice and replay", "expires by retention (`triage forget` "
                           "lists it)"),
