@@ -13,6 +13,7 @@
     triage demo [--duration S]                run the whole pipeline locally on the demo file
     triage topics create                      create the pipeline's topics
     triage dlq replay [--receiver NAME] [--dry-run]   deliver the router's dead letters again
+    triage forget --author HANDLE --source x | --mention ID   erase a person's posts (audit on `erasures`)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("services.devtools.demo", "run the pipeline locally on the demo file"),
     "topics": ("services.common.topics_cli", "create the pipeline's topics"),
     "dlq": ("services.router.dlq_replay", "dlq replay: deliver the router's dead letters again"),
+    "forget": ("services.common.forget_cli", "erase an author's or a mention's posts, with an audit record"),
 }
 
 

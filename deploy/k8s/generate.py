@@ -67,6 +67,8 @@ WHY = {
     "mentions.dlq": "dead letters with their reason; 1 partition (low volume, read by people and replay); "
                     "30 d to notice and replay them.",
     "ingest.checkpoints": "connector cursors, latest per connector name: compacted; 1 partition (a few keys).",
+    "erasures": "audit records of `triage forget` (what was erased where, when, by whom; no personal data); "
+                "1 partition; kept for good (retention -1): they are the proof that an erasure was done.",
     "triage-classify-__assignor-__leader": "Faust's assignor topic of classify (no records): laid out here so that "
                                            "the cluster, not Faust, sets its replication.",
     "triage-router-__assignor-__leader": "Faust's assignor topic of the router (no records): laid out here so that "

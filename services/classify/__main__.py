@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.common.faust_app import run_worker
 
     settings = ClassifySettings()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, settings.mask_pii)
     scorer = build_scorer(settings)
     worker = ClassifyWorker(settings, scorer)
     app = create_app(settings, worker)

@@ -32,10 +32,12 @@ from services.classify import metrics as cm
 from services.classify.batching import BatchPolicy
 from services.classify.config import ClassifySettings
 from services.classify.crisis_agent import CrisisMonitor, attach_crisis, produce_incidents
+from services.classify.deletion_gate import DeletionGate
 from services.classify.pipeline import StagedBatches
 from services.classify.scorer import PreparedBatch, Scorer
 from services.common import codec, topics
 from services.common.deadletter import dead_letter
+from services.common.deletions import deletion_headers, deletion_key, is_author_deletion, is_deletion
 from services.common.faust_app import faust_app, retry_until_done
 from services.common.kafka import make_producer
 from services.common.lag import ConsumerLagMonitor, attach_to_faust
@@ -51,10 +53,13 @@ CRISIS_PRIMARY_HEADER = "triage-crisis-primary"  # "1" on the copy that goes on 
 
 @dataclass
 class DecodedBatch:
-    """One batch after the prepare stage: what decoded (and was tokenised), and what did not."""
+    """One batch after the prepare stage: what decoded (and was tokenised), and what did not; the deletions
+    it carried (forwarded to `mentions.scored`) and the mentions dropped because they were deleted."""
 
     prepared: PreparedBatch
     undecodable: list[tuple[bytes, Exception]] = field(default_factory=list)
+    deletions: list[codec.pb.MentionDeleted] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
 
 class ClassifyWorker:
@@ -76,6 +81,8 @@ class ClassifyWorker:
         # True under Faust with crisis detection: scored mentions go through the crisis input (keyed by
         # brand) instead of being annotated in the scoring batch (one process, tests).
         self.crisis_stage = False
+        # Touched only by the prepare thread (`prepare`): deletions remembered for the dedupe window.
+        self.gate = DeletionGate(settings.classify_deletion_window_seconds)
         cm.MODEL_INFO.info({"version": scorer.model_version, "precision": scorer.encoder.precision.label})
 
     async def start_producer(self) -> AIOKafkaProducer:
@@ -94,15 +101,13 @@ class ClassifyWorker:
         self.executor.shutdown(wait=False)
 
     # ------------------------------------------------------------------ stages
-    def prepare(self, records: list[bytes]) -> DecodedBatch:
-        """Decode and tokenise (runs in the prepare thread); undecodable records are kept for the DLQ."""
-        mentions, bad = [], []
-        for raw in records:
-            try:
-                mentions.append(codec.decode(raw, codec.pb.Mention))
-            except Exception as exc:
-                bad.append((raw, exc))
-        return DecodedBatch(self.scorer.prepare(mentions), bad)
+    def prepare(self, records: list[bytes], deletion_flags: list[bool] | None = None) -> DecodedBatch:
+        """Decode and tokenise (runs in the prepare thread); undecodable records are kept for the DLQ.
+        `deletion_flags[i]`: record i is a MentionDeleted (its type header); deleted mentions are not scored."""
+        flags = deletion_flags or [False] * len(records)
+        admitted = self.gate.admit(list(zip(records, flags, strict=True)))
+        return DecodedBatch(self.scorer.prepare(admitted.mentions), admitted.undecodable, admitted.deletions,
+                            admitted.dropped)
 
     def infer(self, batch: DecodedBatch) -> list[codec.pb.ScoredMention]:
         """The model (runs in the inference thread)."""
@@ -140,11 +145,17 @@ class ClassifyWorker:
         # batch, so a retried send below does not count the batch into the windows twice.
         inline = self.crisis is not None and scored and not self.crisis_stage
         updates = self.crisis.annotate(scored) if inline and self.crisis is not None else []
-        await retry_until_done(self._send, (scored, updates, dead), what="classify outputs")
+        deletions = batch.deletions if batch is not None else []
+        if batch is not None and batch.dropped:
+            cm.DELETED_UNSCORED.inc(len(batch.dropped))
+        if deletions and self.crisis is not None:
+            # Open incidents of the brands this worker holds lose the deleted samples, and are re-published.
+            updates += self.crisis.forget([d.mention_id for d in deletions if d.mention_id])
+        await retry_until_done(self._send, (scored, updates, dead, deletions), what="classify outputs")
 
     async def _send(self, outputs: tuple[list[codec.pb.ScoredMention], list[codec.pb.Incident],
-                                         list[codec.pb.DeadLetter]]) -> None:
-        scored, updates, dead = outputs
+                                         list[codec.pb.DeadLetter], list[codec.pb.MentionDeleted]]) -> None:
+        scored, updates, dead, deletions = outputs
         producer = await self.start_producer()
         futures = [await producer.send(topics.MENTIONS_DLQ, codec.encode(dl)) for dl in dead]
         now = time.time()
@@ -160,6 +171,7 @@ class ClassifyWorker:
                     topics.CLASSIFY_CRISIS_INPUT, body, key=brand.encode(),
                     headers=[(CRISIS_BRAND_HEADER, brand.encode()), (CRISIS_PRIMARY_HEADER, b"1" if i == 0 else b"0")]))
         futures += await produce_incidents(producer, updates)
+        futures += await forward_deletions(producer, deletions)
         await asyncio.gather(*futures)
         for sm in scored:
             cm.SCORED.labels(f"P{sm.priority}").inc()
@@ -205,13 +217,13 @@ class ClassifyWorker:
         if updates:
             MESSAGES_OUT.labels("classify", topics.INCIDENTS).inc(len(updates))
 
-    async def process(self, records: list[bytes]) -> None:
+    async def process(self, records: list[bytes], deletion_flags: list[bool] | None = None) -> None:
         """One batch through the three stages in turn (tests, tools); the agent overlaps them instead."""
         loop = asyncio.get_running_loop()
         batch: DecodedBatch | None = None
         result: list[codec.pb.ScoredMention] | BaseException
         try:
-            batch = await loop.run_in_executor(self.prepare_executor, self.prepare, records)
+            batch = await loop.run_in_executor(self.prepare_executor, self.prepare, records, deletion_flags)
             result = await loop.run_in_executor(self.executor, self.infer, batch)
         except Exception as exc:
             result = exc
@@ -225,9 +237,27 @@ class ClassifyWorker:
             for event in events:
                 await ack(event)
 
-        return StagedBatches(self.policy, lambda events: self.prepare([e.value for e in events]), self.infer, emit,
+        def prepare(events: list[Any]) -> DecodedBatch:
+            return self.prepare([e.value for e in events], [is_deletion(e.message.headers) for e in events])
+
+        return StagedBatches(self.policy, prepare, self.infer, emit,
                              intake_limit=4 * self.settings.max_batch, prepare_pool=self.prepare_executor,
                              infer_pool=self.executor)
+
+
+async def forward_deletions(producer: AIOKafkaProducer, deletions: list[codec.pb.MentionDeleted]) -> list[Any]:
+    """Deletions on to `mentions.scored`, keyed like their mention; an author's to every partition."""
+    futures = []
+    for d in deletions:
+        key, body = deletion_key(d).encode(), codec.encode(d)
+        partitions = (sorted(await producer.partitions_for(topics.MENTIONS_SCORED)) if is_author_deletion(d)
+                      else [None])
+        for p in partitions:
+            futures.append(await producer.send(topics.MENTIONS_SCORED, body, key=key, partition=p,
+                                               headers=deletion_headers()))
+    if deletions:
+        MESSAGES_OUT.labels("classify", topics.MENTIONS_SCORED).inc(len(futures))
+    return futures
 
 
 def attach_crisis_stage(app: faust.App, worker: ClassifyWorker, settings: ClassifySettings) -> None:

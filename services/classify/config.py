@@ -36,6 +36,9 @@ class ClassifySettings(WorkerSettings):
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = the CPUs this process may use")
     classify_metrics_port: int = Field(9101, description="port of the worker's /metrics")
     languages: str = Field("", description="comma-separated ISO codes for language ID; empty = defaults")
+    classify_deletion_window_seconds: float = Field(
+        3600.0, ge=0, description="how long a deletion is remembered, so a late or replayed copy of its mention is "
+                                  "dropped unscored (ingest's dedupe window)")
 
     # Crisis detection (services/classify/crisis/, the Faust glue in crisis_agent.py).
     crisis_enabled: bool = Field(True, description="run crisis detection in the classify worker")

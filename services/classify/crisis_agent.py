@@ -131,6 +131,16 @@ class CrisisMonitor:
         self._count(updates)
         return updates
 
+    def forget(self, mention_ids: list[str]) -> list[pb.Incident]:
+        """Deleted posts out of the held open incidents' samples; the updates to produce (checkpointed now)."""
+        if not mention_ids:
+            return []
+        self.load()
+        updates = self.engine.forget(mention_ids)
+        if updates:
+            self.checkpoint(self.clock(), force=True)
+        return updates
+
     def tick(self, now: float | None = None) -> list[pb.Incident]:
         self.load()
         wall = self.clock() if now is None else now

@@ -21,3 +21,5 @@ PIPELINE_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 MODEL_INFO = Info("triage_classify_model", "Model version in use (hash of encoder weights + heads)")
+DELETED_UNSCORED = Counter("triage_classify_deleted_unscored_total",
+                           "Mentions dropped before scoring because they (or their author) were deleted")

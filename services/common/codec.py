@@ -47,6 +47,7 @@ TOPIC_TYPES: dict[str, type[Message]] = {
     topics.SILENCES: pb.Silence,
     topics.CLAIMS: pb.Claim,
     topics.MENTIONS_DLQ: pb.DeadLetter,
+    topics.ERASURES: pb.ErasureRecord,
 }
 
 

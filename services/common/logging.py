@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 import structlog
 
+from services.common.pii import mask_value
 
-def configure_logging(level: str = "INFO", json_logs: bool = False) -> None:
+
+def _mask_pii(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """Every string field of a log event masked (services/common/pii.py): a post's text logged by mistake
+    leaves no phone or card number in the logs."""
+    return {k: (v if k in ("timestamp", "level") else mask_value(v)) for k, v in event.items()}
+
+
+def configure_logging(level: str = "INFO", json_logs: bool = False, mask_pii: bool = True) -> None:
     lvl = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(stream=sys.stderr, level=lvl, format="%(message)s")
     renderer: structlog.types.Processor = (
@@ -22,6 +32,7 @@ def configure_logging(level: str = "INFO", json_logs: bool = False) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *([_mask_pii] if mask_pii else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),

@@ -29,6 +29,8 @@ CLASSIFY_CRISIS_INPUT = "triage.classify.crisis-input"
 QUEUE_PREFIX = "triage.queue."
 # Ingest connectors' cursors (latest per connector name; compacted).
 INGEST_CHECKPOINTS = "ingest.checkpoints"
+# Audit records of `triage forget` (ErasureRecord, keyed by erasure id; no personal data): kept for good.
+ERASURES = "erasures"
 
 _QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -80,6 +82,7 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
                           "segment.ms": str(3600 * 1000)}, key="mention id"),
     TopicSpec(MENTIONS_DLQ, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}, key="mention / incident id"),
     TopicSpec(INGEST_CHECKPOINTS, 1, {"cleanup.policy": "compact"}, key="connector name"),
+    TopicSpec(ERASURES, 1, {"retention.ms": "-1"}, key="erasure id"),
 )
 
 def router_state_spec(app_id: str = "triage-router") -> TopicSpec:

@@ -14,7 +14,7 @@ from services.console.config import ConsoleSettings
 
 def main(argv: list[str] | None = None) -> int:
     settings = ConsoleSettings()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, settings.mask_pii)
     refusal = start_refusal("console", settings.console_host, settings.missing_credentials(), settings.insecure_dev)
     if refusal:
         get_logger("console").error("console_refused_to_start", reason=refusal)

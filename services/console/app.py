@@ -133,7 +133,7 @@ class ConsoleService:
                     batch = await consumer.getmany(timeout_ms=500, max_records=2000)
                     for tp, records in batch.items():
                         for rec in records:
-                            self._fold(tp.topic, rec.key, rec.value)
+                            self._fold(tp.topic, rec.key, rec.value, rec.headers)
                     if not self.loaded and consumer.assignment() and await rebuild.caught_up():
                         self.loaded = True
                         log.info("console_views_loaded", partitions=len(rebuild.targets))
@@ -148,9 +148,9 @@ class ConsoleService:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
 
-    def _fold(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def _fold(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
         try:
-            self.view.apply_record(topic, key, value)
+            self.view.apply_record(topic, key, value, headers)
             MESSAGES_IN.labels("console", topic).inc()
         except Exception as exc:  # a bad record is counted and skipped; the view stays usable
             MESSAGES_FAILED.labels("console", "decode", type(exc).__name__).inc()
@@ -433,8 +433,10 @@ async def queue_api(request: web.Request) -> web.Response:
     found = filter_items(items, flt, now)
     page = paginate(found, number, per_page)
     out = []
+    ctx = _ctx(request)
     for item in page.entries:
         d = item.to_json(now)
+        d["text"] = render.shown_text(item.text, ctx)
         d["suggested_reply"] = svc.replies.suggest(item.intent, item.language, item.author, item.brand)
         claim = svc.view.claims.holder(item.mention_id, now)
         d["claim"] = claim.to_json(now) if claim else None

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from services.common.pii import mask_text
 from services.console.actions import INTENTS, PRIORITIES
 from services.console.chart import mentions_chart
 from services.console.claims import ActiveClaim, ClaimBook
@@ -87,10 +88,16 @@ def _web_url(value: object) -> bool:
     return isinstance(value, str) and value.startswith(("https://", "http://"))
 
 
+def shown_text(text: str, ctx: PageContext) -> str:
+    """A post's text as this person may see it: the original for responders (they answer the author), masked
+    (services/common/pii.py) for read-only users. The templates' `shown` filter."""
+    return text if ctx.can_act else mask_text(text)
+
+
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(ago=ago, utc=utc, urlpart=_urlpart)
+    env.filters.update(ago=ago, utc=utc, urlpart=_urlpart, shown=shown_text)
     env.tests.update(web_url=_web_url, incident_group=lambda v: isinstance(v, IncidentGroup))
     env.globals.update(priorities=PRIORITIES, intents=INTENTS, facets=FACETS, style=Markup(STYLE))
     return env

@@ -19,6 +19,7 @@ from services.common import codec, topics
 from services.common.alerting.silence_feed import SilenceFeed
 from services.common.alerting.silences import Silence
 from services.common.codec import pb
+from services.common.deletions import author_keys, is_deletion
 from services.common.timeutil import epoch
 from services.common.vocabulary import INTENT_THRESHOLD, reach_tier
 from services.console.claims import ClaimBook
@@ -54,6 +55,7 @@ class QueueItem:
     state: str = "open"  # open | responded | resolved_no_reply
     responder: str = ""
     responded_at: float = 0.0
+    author_id: str = ""
 
     def breached(self, now: float) -> bool:
         return self.state == "open" and self.respond_by > 0 and now > self.respond_by
@@ -137,6 +139,7 @@ def queue_item(routed: Any, queue: str) -> QueueItem:
         sentiment=_sentiment(scored.sentiment),
         reach=int(m.author.follower_count),
         author=m.author.handle,
+        author_id=m.author.id,
         text=m.text,
         url=m.url,
         reasons=list(scored.reasons),
@@ -160,6 +163,16 @@ def incident_view(inc: Any) -> IncidentView:
     )
 
 
+def _drop_samples(inc: IncidentView, mention_ids: set[str]) -> None:
+    """Deleted posts out of an incident's samples (and their URLs: the post id is the last path segment)."""
+    shown = [m for m in inc.sample_mention_ids if m in mention_ids]
+    if not shown:
+        return
+    posts = {m.split(":", 1)[-1] for m in shown}
+    inc.sample_mention_ids = [m for m in inc.sample_mention_ids if m not in mention_ids]
+    inc.sample_urls = [u for u in inc.sample_urls if u.rstrip("/").rsplit("/", 1)[-1] not in posts]
+
+
 class ConsoleView:
     """The console's whole state, rebuilt from the topics on every start."""
 
@@ -175,12 +188,21 @@ class ConsoleView:
         self.excluded: set[tuple[str, str]] = set()  # (incident id, mention id) a responder said do not belong
         self.silences = SilenceFeed()  # the router's own store of the `silences` topic
         self.claims = ClaimBook(claim_ttl)  # who is on which item (the `claims` topic)
+        # Deleted mention ids, and deleted authors' keys (services/common/deletions.py) -> when: what no view
+        # may show again, whatever order the topics are read in.
+        self.deleted_ids: set[str] = set()
+        self.deleted_authors: dict[str, float] = {}
         self.records = 0
 
     # ---- folding -----------------------------------------------------------------------------------------
-    def apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        """Fold one consumed record; a tombstone on `incidents` removes that incident."""
+    def apply_record(self, topic: str, key: bytes | None, value: bytes | None,
+                     headers: Iterable[tuple[str, bytes]] | None = None) -> None:
+        """Fold one consumed record; a tombstone on `incidents` removes that incident, a `MentionDeleted` notice
+        on a queue topic removes the mention (or its author's mentions) from every view."""
         self.records += 1
+        if value is not None and is_deletion(headers):
+            self.apply_deletion(codec.decode(value, pb.MentionDeleted))
+            return
         if topic == topics.SILENCES:  # tombstones included; a bad record raises ValueError with the reason
             self.silences.apply_record(key, value)
             return
@@ -204,8 +226,39 @@ class ConsoleView:
         elif topic == topics.CLAIMS:
             self.apply_claim(msg)
 
+    def _deleted(self, item: QueueItem) -> bool:
+        if item.mention_id in self.deleted_ids:
+            return True
+        source_name = item.mention_id.split(":", 1)[0]
+        source = pb.Source.Value(f"SOURCE_{source_name.upper()}") if f"SOURCE_{source_name.upper()}" \
+            in pb.Source.keys() else pb.SOURCE_UNSPECIFIED
+        return any(self.deleted_authors.get(k, -1.0) >= item.routed_at
+                   for k in author_keys(source, item.author, item.author_id))
+
+    def apply_deletion(self, deleted: Any) -> None:
+        """A deleted post (or every post of a deleted author) leaves the queues, the incidents' samples and
+        the corrections shown; remembered, so a copy read later (another topic) is not shown either."""
+        if deleted.mention_id:
+            self.deleted_ids.add(deleted.mention_id)
+        else:
+            at = epoch(deleted.received_at) or float("inf")
+            for k in author_keys(deleted.source, deleted.author_handle, deleted.author_id):
+                self.deleted_authors[k] = max(at, self.deleted_authors.get(k, 0.0))
+        gone: set[str] = set()
+        for items in self.queues.values():
+            for mention_id in [k for k, item in items.items() if self._deleted(item)]:
+                gone.add(mention_id)
+                del items[mention_id]
+        self.deleted_ids |= gone  # an author's posts, by id: their corrections read later stay hidden too
+        gone = set(self.deleted_ids)
+        for inc in self.incidents.values():
+            _drop_samples(inc, gone)
+        for mention_id in gone:
+            self.feedback.pop(mention_id, None)
+
     def apply_incident(self, inc: Any) -> None:
         view = incident_view(inc)
+        _drop_samples(view, self.deleted_ids)
         old = self.incidents.get(inc.id)
         history = old.history if old else []
         point = (view.updated_at or view.opened_at, view.mention_count)
@@ -221,6 +274,8 @@ class ConsoleView:
     def apply_routed(self, routed: Any, queue: str | None = None) -> None:
         name = queue or routed.queue
         item = queue_item(routed, name)
+        if self._deleted(item):
+            return
         items = self.queues.setdefault(name, {})
         old = items.get(item.mention_id)
         if old is not None and old.state != "open":
@@ -255,6 +310,8 @@ class ConsoleView:
                 item.state, item.responder, item.responded_at = done
 
     def apply_feedback(self, fb: Any) -> None:
+        if fb.mention_id in self.deleted_ids:
+            return  # a correction of a deleted post, read after its deletion (another topic): not shown
         if not fb.mention_id:  # about an incident's page, not one mention (actions.page_feedback)
             if fb.incident_id:
                 self.page_feedback[fb.incident_id] = {

@@ -14,7 +14,7 @@ from services.ingest.connections import serve
 
 def main(argv: list[str] | None = None) -> int:
     settings = IngestSettings()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, settings.mask_pii)
     refusal = start_refusal("ingest", settings.ingest_host, settings.missing_credentials(), settings.insecure_dev)
     if refusal:
         get_logger("ingest").error("ingest_refused_to_start", reason=refusal)

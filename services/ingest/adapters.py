@@ -3,7 +3,8 @@
 Every adapter yields `Candidate(obj, raw)` where `obj` is the dict that
 `normalize.normalize()` validates (so all sources share one validation path)
 and `raw` is the platform's original item kept for audit. Events that are not
-posts (likes, follows, deletes, identity/account events) yield nothing; a
+posts (likes, follows, deletes, identity/account events) yield nothing (deletions are read by
+`deletions.py`); a
 payload whose envelope is not the platform's shape raises `PayloadError`.
 
 Shapes, from the platforms' public API documentation:
@@ -121,12 +122,13 @@ def x_tweet(tweet: dict[str, Any]) -> dict[str, Any]:
 
 
 def x_account_activity(payload: Any) -> Iterator[Candidate]:
-    if not isinstance(payload, dict) or "for_user_id" not in payload:
+    if not isinstance(payload, dict) or ("for_user_id" not in payload and "user_event" not in payload):
         raise PayloadError("expected an Account Activity event with for_user_id")
     for tweet in _list(payload.get("tweet_create_events")):
         if isinstance(tweet, dict):
             yield _item(x_tweet, tweet)
-    # favorite_events, follow_events, direct_message_events...: not mentions to triage.
+    # tweet_delete_events, user_event: deletions (services/ingest/deletions.py). favorite_events,
+    # follow_events, direct_message_events...: not mentions to triage.
 
 
 # --- Meta Graph webhooks (Facebook Pages, Instagram) ---------------------------------------------

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.exposure import client_address
 from services.common.logging import get_logger
-from services.ingest import access, webhooks
+from services.ingest import access, deletions, jsonparse, webhooks
 from services.ingest import metrics as m
 from services.ingest.brands import BrandMatcher
 from services.ingest.config import IngestSettings
@@ -38,8 +38,10 @@ from services.ingest.http import (
     error_response,
     ingest_body,
     read_body,
+    unavailable,
 )
-from services.ingest.ingestor import MentionIngestor, load_matcher
+from services.ingest.ingestor import KafkaUnavailable, MentionIngestor, load_matcher
+from services.ingest.normalize import MentionError
 from services.ingest.sources import build_connectors
 
 log = get_logger("ingest")
@@ -48,18 +50,26 @@ LIMITER_KEY = web.AppKey("limiter", access.RateLimiter)
 _DIAGNOSTIC_PATHS = {"/healthz", "/readyz", "/metrics"}
 
 
-async def post_mentions(request: web.Request) -> web.Response:
+def _unauthenticated(request: web.Request, endpoint: str) -> web.Response | None:
+    """The 401 for a request without a valid API token (closed by default), or None when it may go on."""
     settings = request.app[SETTINGS_KEY]
     if not settings.api_tokens and not settings.insecure_dev:
-        m.AUTH_REJECTED.labels("/v1/mentions", "not_configured").inc()
+        m.AUTH_REJECTED.labels(endpoint, "not_configured").inc()
         return error_response(401, "no API token is configured (TRIAGE_API_TOKENS): every request is refused",
                               headers={"WWW-Authenticate": "Bearer"})
     if settings.api_tokens:
         tokens = [t.get_secret_value() for t in settings.api_tokens]
         if not access.bearer_ok(request.headers.get("Authorization"), tokens):
             reason = "missing" if "Authorization" not in request.headers else "invalid"
-            m.AUTH_REJECTED.labels("/v1/mentions", reason).inc()
+            m.AUTH_REJECTED.labels(endpoint, reason).inc()
             return error_response(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return None
+
+
+async def post_mentions(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    if (refused := _unauthenticated(request, "/v1/mentions")) is not None:
+        return refused
     ctype = request.content_type
     if ctype not in JSON_TYPES | NDJSON_TYPES:
         m.MENTIONS_REJECTED.labels("content_type").inc()
@@ -68,6 +78,45 @@ async def post_mentions(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     return await ingest_body(request, body, ctype)
+
+
+async def post_deletions(request: web.Request) -> web.Response:
+    """`POST /v1/deletions`: a post (source + external_id) or an author (source + handle or id) is deleted.
+
+    Authenticated like /v1/mentions; all or nothing (422 with the field and reason of each bad item);
+    202 {"deleted": [keys]} once Kafka acknowledged every MentionDeleted."""
+    settings = request.app[SETTINGS_KEY]
+    if (refused := _unauthenticated(request, "/v1/deletions")) is not None:
+        return refused
+    if request.content_type not in JSON_TYPES:
+        return error_response(415, f"unsupported Content-Type {request.content_type!r}; send application/json")
+    body = await read_body(request, settings)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        parsed = jsonparse.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return error_response(400, "body is not valid UTF-8 JSON", [{"field": "$", "reason": "malformed"}])
+    items = parsed if isinstance(parsed, list) else [parsed]
+    if not items:
+        return error_response(400, "no deletions in the body")
+    if len(items) > settings.max_batch:
+        return error_response(413, f"{len(items)} deletions exceed the batch limit of {settings.max_batch}")
+    built, errors = [], []
+    for i, obj in enumerate(items):
+        try:
+            built.append(deletions.from_api(obj, line=i + 1 if isinstance(parsed, list) else None))
+        except MentionError as exc:
+            errors.append(exc.as_dict())
+    if errors:
+        return error_response(422, f"{len(errors)} invalid deletion(s); first: {errors[0]['field']}: "
+                                   f"{errors[0]['reason']}", errors)
+    try:
+        keys = await request.app[INGESTOR_KEY].produce_deletions(built)
+    except KafkaUnavailable as exc:
+        log.warning("produce_failed", endpoint="/v1/deletions", detail=str(exc)[:200], outcome=exc.outcome)
+        return unavailable(settings, exc)
+    return web.json_response({"deleted": keys}, status=202)
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -118,9 +167,9 @@ async def count_requests(request: web.Request, handler: Any) -> web.StreamRespon
 
 
 def _principal(request: web.Request) -> str | None:
-    """The API token a /v1/mentions request authenticated with (its digest), None for any other."""
+    """The API token a /v1/mentions or /v1/deletions request authenticated with (its digest), None for any other."""
     settings = request.app[SETTINGS_KEY]
-    if request.path != "/v1/mentions" or not settings.api_tokens:
+    if request.path not in ("/v1/mentions", "/v1/deletions") or not settings.api_tokens:
         return None
     return access.principal(request.headers.get("Authorization"), [t.get_secret_value() for t in settings.api_tokens])
 
@@ -166,6 +215,7 @@ def build_app(settings: IngestSettings, producer: AIOKafkaProducer | None = None
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/v1/mentions", post_mentions)
+    app.router.add_post("/v1/deletions", post_deletions)
     webhooks.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from services.common import codec, topics
 from services.common.deadletter import dead_letter
+from services.common.deletions import deletion_headers, deletion_key, is_author_deletion
 from services.common.errors import TriageError
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
@@ -163,7 +164,7 @@ class MentionIngestor:
         log.info("ingest_kafka_connected", kafka=self.settings.kafka_bootstrap)
         self._mark(True)
 
-    async def send_records(self, records: list[tuple[str, bytes, bytes | None]]) -> None:
+    async def send_records(self, records: Sequence[tuple[Any, ...]]) -> None:
         """Send and wait for every ack; raises KafkaUnavailable (fast when Kafka is known to be down).
 
         On failure the exception carries the send futures: records already handed to the producer
@@ -178,9 +179,12 @@ class MentionIngestor:
         deadline = loop.time() + self.settings.produce_timeout_seconds
         futures: list[asyncio.Future[Any]] = []
         try:
-            for topic, value, key in records:
+            for record in records:
+                # (topic, value, key) or (topic, value, key, headers, partition): deletions carry a type header.
+                topic, value, key = record[:3]
+                extra = {"headers": record[3], "partition": record[4]} if len(record) > 3 else {}
                 # A send that is cancelled here (waiting for metadata or buffer space) was never enqueued.
-                futures.append(await asyncio.wait_for(self.producer.send(topic, value=value, key=key),
+                futures.append(await asyncio.wait_for(self.producer.send(topic, value=value, key=key, **extra),
                                                       timeout=max(0.01, deadline - loop.time())))
             # asyncio.wait, not wait_for(gather): a timeout must not cancel the futures, whose outcome we need.
             _done, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
@@ -344,6 +348,30 @@ class MentionIngestor:
         if dlq:
             MESSAGES_OUT.labels("ingest", topics.MENTIONS_DLQ).inc(len(dlq))
         return [mn.mention_id for mn in fresh], dups
+
+
+    async def produce_deletions(self, deletions: list[Any]) -> list[str]:
+        """Produce `MentionDeleted` records to `mentions.raw`, keyed like their mention (services/common/deletions.py);
+        an author's deletion goes to every partition. Returns their keys; raises KafkaUnavailable (a retry is
+        safe: a deletion applied twice removes nothing more)."""
+        if not deletions:
+            return []
+        if not self.kafka_up.is_set():
+            raise KafkaUnavailable("Kafka is unreachable")
+        records: list[tuple[Any, ...]] = []
+        headers = deletion_headers()
+        for d in deletions:
+            key = deletion_key(d).encode()
+            if is_author_deletion(d):
+                partitions = sorted(await self.producer.partitions_for(topics.MENTIONS_RAW))
+                records += [(topics.MENTIONS_RAW, codec.encode(d), key, headers, p) for p in partitions]
+            else:
+                records.append((topics.MENTIONS_RAW, codec.encode(d), key, headers, None))
+        await self.send_records(records)
+        for d in deletions:
+            m.DELETIONS_ACCEPTED.labels(codec.pb.Source.Name(d.source), codec.pb.DeletionReason.Name(d.reason)).inc()
+        MESSAGES_OUT.labels("ingest", topics.MENTIONS_RAW).inc(len(records))
+        return [deletion_key(d) for d in deletions]
 
 
 def load_matcher(settings: IngestSettings) -> BrandMatcher:

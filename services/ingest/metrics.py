@@ -60,3 +60,7 @@ CONNECTOR_EVENTS = Counter(
 CONNECTOR_RECONNECTS = Counter(
     "triage_ingest_connector_reconnects_total", "Connection attempts after a failure", ["connector"]
 )
+DELETIONS_ACCEPTED = Counter(
+    "triage_ingest_deletions_accepted_total", "MentionDeleted records produced (platform deletions, erasures)",
+    ["source", "reason"],
+)

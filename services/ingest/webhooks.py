@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from services.common.logging import get_logger
-from services.ingest import jsonparse
+from services.ingest import deletions, jsonparse
 from services.ingest import metrics as m
 from services.ingest import signatures as sig
 from services.ingest.adapters import Candidate, PayloadError, meta_webhook, x_account_activity
@@ -78,7 +78,7 @@ async def x_events(request: web.Request) -> web.Response:
     return await _platform_delivery(
         request, "/webhooks/x", "x",
         lambda body: sig.verify_x_signature(secret, body, request.headers.get("x-twitter-webhooks-signature")),
-        "x-twitter-webhooks-signature" in request.headers, x_account_activity,
+        "x-twitter-webhooks-signature" in request.headers, x_account_activity, deletions.x_deletions,
     )
 
 
@@ -101,12 +101,13 @@ async def meta_events(request: web.Request) -> web.Response:
     return await _platform_delivery(
         request, "/webhooks/meta", "meta",
         lambda body: sig.verify_meta_signature(secret, body, request.headers.get("X-Hub-Signature-256")),
-        "X-Hub-Signature-256" in request.headers, meta_webhook,
+        "X-Hub-Signature-256" in request.headers, meta_webhook, deletions.meta_deletions,
     )
 
 
 async def _platform_delivery(request: web.Request, endpoint: str, label: str, verify: Callable[[bytes], bool],
-                             has_header: bool, adapt: Callable[[Any], Iterable[Candidate]]) -> web.Response:
+                             has_header: bool, adapt: Callable[[Any], Iterable[Candidate]],
+                             deleted: Callable[[Any], list[Any]]) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     ingestor = request.app[INGESTOR_KEY]
     body = await read_body(request, settings)
@@ -116,7 +117,8 @@ async def _platform_delivery(request: web.Request, endpoint: str, label: str, ve
         return _reject(endpoint, "invalid" if has_header else "missing")
     try:
         payload = jsonparse.loads(body.decode("utf-8"), per_item=True)
-        candidates = list(adapt(payload))
+        removals = deleted(payload)  # signed like the posts; produced before them (a delivery never mixes
+        candidates = list(adapt(payload))  # a post with its own deletion, and a deletion first drops less)
     except (UnicodeDecodeError, json.JSONDecodeError):
         m.WEBHOOK_EVENTS.labels(label, "malformed").inc()
         return error_response(400, "body is not valid UTF-8 JSON", [{"field": "$", "reason": "malformed"}])
@@ -131,6 +133,7 @@ async def _platform_delivery(request: web.Request, endpoint: str, label: str, ve
     mentions, failures = ingestor.build(candidates)
     dead = [(c.raw, f"{label} webhook item invalid: {e.field}: {e.reason}") for c, e in failures]
     try:
+        deleted_keys = await ingestor.produce_deletions(removals)
         accepted, duplicates = await ingestor.produce(mentions, dead)
     except KafkaUnavailable as exc:
         log.warning("produce_failed", endpoint=endpoint, detail=str(exc)[:200], outcome=exc.outcome)
@@ -138,7 +141,9 @@ async def _platform_delivery(request: web.Request, endpoint: str, label: str, ve
     m.WEBHOOK_EVENTS.labels(label, "accepted").inc(len(accepted))
     m.WEBHOOK_EVENTS.labels(label, "duplicate").inc(len(duplicates))
     m.WEBHOOK_EVENTS.labels(label, "dead_lettered").inc(len(dead))
-    return accepted_response(accepted, duplicates, status=200, dead_lettered=len(dead))
+    m.WEBHOOK_EVENTS.labels(label, "deleted").inc(len(deleted_keys))
+    extra = {"deleted": deleted_keys} if deleted_keys else {}
+    return accepted_response(accepted, duplicates, status=200, dead_lettered=len(dead), **extra)
 
 
 async def generic_events(request: web.Request) -> web.Response:

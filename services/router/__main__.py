@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.router.config import RouterSettings
 
     settings = RouterSettings()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, settings.mask_pii)
     try:
         tree = routing.load(settings.routes_file)
     except routing.RoutingConfigError as exc:

@@ -29,19 +29,23 @@ from services.common import topics
 from services.common.alerting.silence_feed import SilenceFeed
 from services.common.codec import pb
 from services.common.deadletter import decode_or_dead_letter
+from services.common.deletions import DeletionMemory, is_author_deletion, is_deletion
 from services.common.faust_app import faust_app, retry_until_done
 from services.common.follower import OnRecord, TopicFollower
 from services.common.kafka import ensure_topics, make_producer
 from services.common.lag import ConsumerLagMonitor, attach_to_faust
 from services.common.logging import get_logger
 from services.common.timeutil import epoch
+from services.router import metrics as router_metrics
 from services.router.config import RouterSettings
 from services.router.dead_letters import DeadLetters
+from services.router.deletion_stage import DeletionStage
 from services.router.delivery import ReceiverGuard
 from services.router.escalation import SlaEscalation
 from services.router.grouping import IncidentGrouper, PageRequest
 from services.router.grouping_stage import GroupingStage
 from services.router.ledger import RoutedLedger
+from services.router.masking import mask_receivers
 from services.router.ownership import PartitionOwnership, StateSource
 from services.router.paging_stage import PagingStage
 from services.router.registry import ReceiverSet, build_receivers
@@ -63,6 +67,7 @@ class Stages:
     escalation: SlaEscalation
     state: StateLog
     producer: AIOKafkaProducer
+    deletions: DeletionStage
 
 
 class RouterWorker:
@@ -81,6 +86,8 @@ class RouterWorker:
         self.tree = tree
         self.clock = clock
         self.ledger = RoutedLedger(settings.dedupe_window_seconds)
+        # Deletions seen within the window: a later or replayed copy of a deleted mention is never routed.
+        self.deleted = DeletionMemory(settings.dedupe_window_seconds)
         self.producer: AIOKafkaProducer | None = None
         self.client: httpx.AsyncClient | None = None
         self.receivers = ReceiverSet({}, {})
@@ -110,8 +117,10 @@ class RouterWorker:
             self.producer = producer  # (reset below when the start fails)
             try:
                 self.client = httpx.AsyncClient(timeout=self.settings.delivery_timeout_seconds)
-                receivers = self.receivers = build_receivers(self.tree.receivers, producer, self.client,
-                                                             console_url=self.settings.console_url)
+                # Personal data is masked at the one point between the router and what leaves it (masking.py).
+                receivers = self.receivers = mask_receivers(
+                    build_receivers(self.tree.receivers, producer, self.client, console_url=self.settings.console_url),
+                    self.settings.mask_pii, self.settings.mask_pii_receivers)
                 guards = {name: ReceiverGuard.for_receiver(cfg, self.settings)
                           for name, cfg in self.tree.receivers.items()}
                 state = self.state = StateLog(
@@ -139,7 +148,8 @@ class RouterWorker:
                 # half-open behind.
                 await self.stop()
                 raise
-            self.stages = Stages(dead_letters, routing, paging, escalation, state, producer)
+            deletions = DeletionStage(receivers, self.ledger, self.sla, state, producer, self.grouper)
+            self.stages = Stages(dead_letters, routing, paging, escalation, state, producer, deletions)
             return self.stages
 
     async def _follow(self, topic: str, on_record: OnRecord, name: str) -> None:
@@ -176,12 +186,25 @@ class RouterWorker:
                                self.settings.kafka_client_options())
 
     # ---- intake: mentions, page requests, incidents, responses -----------------------------------------------
-    async def process(self, records: list[bytes]) -> None:
+    async def process(self, records: list[bytes], deletion_flags: list[bool] | None = None) -> None:
+        """Route a batch of `mentions.scored`; `deletion_flags[i]`: record i is a MentionDeleted (its type
+        header). Deletions are taken first, so a mention deleted anywhere in the batch is not routed."""
         stages = await self.start()
         common_metrics.MESSAGES_IN.labels("router", topics.MENTIONS_SCORED).inc(len(records))
         pending: list[Any] = []
         jobs = []
-        for raw in records:
+        flags = deletion_flags or [False] * len(records)
+        deletions = []
+        for raw in (r for r, deletion in zip(records, flags, strict=True) if deletion):
+            deleted, dlq = await decode_or_dead_letter(raw, pb.MentionDeleted, stages.producer, service="router",
+                                                       source_topic=topics.MENTIONS_SCORED)
+            if deleted is None:
+                pending.append(dlq)
+                continue
+            self.deleted.remember(deleted)  # every replica: an author's deletion reaches each partition once
+            if is_author_deletion(deleted) or await self.ownership.owns(deleted.mention_id):
+                deletions.append(deleted)
+        for raw in (r for r, deletion in zip(records, flags, strict=True) if not deletion):
             scored, dlq = await decode_or_dead_letter(raw, pb.ScoredMention, stages.producer, service="router",
                                                       source_topic=topics.MENTIONS_SCORED)
             if scored is None:
@@ -189,9 +212,14 @@ class RouterWorker:
                 continue
             if not await self.ownership.owns(scored.mention.mention_id):
                 continue
+            if self.deleted.covers(scored.mention):
+                router_metrics.DELETED_NOT_ROUTED.inc()
+                continue
             jobs.append(stages.routing.route(scored))
         for futs in await asyncio.gather(*jobs):
             pending += futs
+        for deleted in deletions:
+            pending += await stages.deletions.delete(deleted)
         pending += await self.grouping.flush(stages.state)
         await asyncio.gather(*pending)
 
@@ -259,8 +287,10 @@ def create_app(settings: RouterSettings, worker: RouterWorker) -> faust.App:
 
     @app.agent(app.topic(topics.MENTIONS_SCORED), concurrency=1)
     async def route(stream: Any) -> None:
-        async for values in stream.take(settings.max_batch, within=settings.max_wait_seconds):
-            await retry_until_done(worker.process, list(values), what="router batch")
+        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_seconds):
+            values = [e.value for e in events]
+            flags = [is_deletion(e.message.headers) for e in events]
+            await retry_until_done(lambda batch: worker.process(*batch), (values, flags), what="router batch")
 
     @app.agent(app.topic(topics.ROUTER_PAGE_REQUESTS), concurrency=1)
     async def page_requests(stream: Any) -> None:

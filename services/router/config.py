@@ -44,5 +44,7 @@ class RouterSettings(WorkerSettings):
     dedupe_window_seconds: float = Field(3600.0, ge=0, description="how far back the router reads its queue "
                                          "topics on start to skip mentions it already routed (0: off)")
     router_session_timeout_seconds: float = Field(30.0, gt=0, description="Kafka consumer session timeout")
+    mask_pii_receivers: dict[str, bool] = Field(default_factory=dict, description="per receiver name, whether its "
+                                                "pages and payloads are masked (overrides TRIAGE_MASK_PII)")
     console_url: str = Field("", description="public base URL of the responder console; when set, pages link "
                              "to <console_url>/incidents/<id>")

@@ -244,6 +244,17 @@ class IncidentGrouper:
     def __init__(self) -> None:
         self.groups: dict[str, Group] = {}
 
+    def drop_samples_of(self, mention_id: str) -> list[Group]:
+        """A deleted post leaves the samples of the groups that show it (their next page no longer carries its
+        text); the groups changed, to persist. Counts stay: they are not the post."""
+        changed = []
+        for g in self.groups.values():
+            kept = [smp for smp in g.samples if smp.get("mention_id") != mention_id]
+            if len(kept) != len(g.samples):
+                g.samples = kept
+                changed.append(g)
+        return changed
+
     def add(self, *, receiver: str, route: str, incident_id: str, group_by: list[str], labels: dict[str, str],
             priority: str, reasons: list[str], sample: Sample, now: float, group_wait: float, group_interval: float,
             repeat_interval: float, quiet_period: float, triage_timeout: float = 0.0) -> Group | None:

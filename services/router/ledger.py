@@ -49,6 +49,16 @@ class RoutedLedger:
     def __init__(self, window: float):
         self.window = window
         self._seen: dict[tuple[str, bytes], float] = {}
+        # mention id -> {queue topic: when}: where a deletion's notice must go (the version starts with the id).
+        self._topics: dict[str, dict[str, float]] = {}
+
+    def _note(self, topic: str, version: str | bytes, at: float) -> None:
+        text = version.decode(errors="replace") if isinstance(version, bytes) else version
+        self._topics.setdefault(text.split("|", 1)[0], {})[topic] = at
+
+    def topics_of(self, mention_id: str) -> set[str]:
+        """The queue topics this mention was put on within the window (empty: none known)."""
+        return set(self._topics.get(mention_id, ()))
 
     def claim(self, topic: str, version: str, at: float) -> bool:
         """True when this version is new on `topic` (and is now taken); False for a replay."""
@@ -56,6 +66,7 @@ class RoutedLedger:
         if key in self._seen:
             return False
         self._seen[key] = at
+        self._note(topic, version, at)
         return True
 
     def seen(self, topic: str, version: str) -> bool:
@@ -67,12 +78,18 @@ class RoutedLedger:
 
     def remember(self, topic: str, version: str | bytes, at: float) -> None:
         self._seen[(topic, _digest(version))] = at
+        self._note(topic, version, at)
 
     def expire(self, now: float) -> int:
         cutoff = now - self.window
         old = [k for k, at in self._seen.items() if at < cutoff]
         for k in old:
             del self._seen[k]
+        for mention_id, where in list(self._topics.items()):
+            for topic in [t for t, at in where.items() if at < cutoff]:
+                del where[topic]
+            if not where:
+                del self._topics[mention_id]
         return len(old)
 
     def __len__(self) -> int:

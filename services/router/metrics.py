@@ -55,3 +55,7 @@ NOT_OWNED = Counter("triage_router_not_owned_total",
 ALERT_HEARTBEATS = Counter("triage_router_alert_heartbeats_total",
                            "Alertmanager alerts of open incidents re-posted before their endsAt, per receiver, "
                            "outcome (sent / failed) and the failure's reason", ["receiver", "outcome", "reason"])
+DELETION_NOTICES = Counter("triage_router_deletion_notices_total",
+                           "MentionDeleted notices published to queue topics", ["topic"])
+DELETED_NOT_ROUTED = Counter("triage_router_deleted_not_routed_total",
+                             "Scored mentions not routed because they (or their author) were deleted")

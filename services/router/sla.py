@@ -68,6 +68,13 @@ class SlaTracker:
             return None
         return Answered(item, max(0.0, at - item.routed_at), at <= item.due)
 
+    def drop(self, deleted: Callable[[SlaItem], bool]) -> list[str]:
+        """Stop and forget the clocks of deleted mentions (no escalation, no count); their mention ids."""
+        gone = [k for k, item in self.items.items() if deleted(item)]
+        for k in gone:
+            del self.items[k]
+        return gone
+
     def breaches(self, now: float) -> list[SlaItem]:
         """Items past their deadline, not yet escalated; they are marked escalated (stay open for the response)."""
         out = []

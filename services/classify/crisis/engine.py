@@ -456,6 +456,16 @@ class CrisisEngine:
         tick at least every `max_idle_seconds` so no brand's baseline sees a gap beyond its max_gap."""
         return all(st.idle(self.clock) for st in self.brands.values())
 
+    def forget(self, mention_ids: list[str]) -> list[pb.Incident]:
+        """Deleted posts leave the samples of the open incidents that show them: those incidents, re-published."""
+        out = []
+        for name, st in self.brands.items():
+            for inc in st.tracker.open.values():
+                if any([inc.forget(mid) for mid in mention_ids]):
+                    self.dirty.add(name)   # the checkpoint (crisis-state changelog) must lose it too
+                    out.append(inc.to_pb(pb.UPDATED, st.tracker.cfg))
+        return out
+
     def open_incidents(self) -> list[str]:
         return [inc.id for st in self.brands.values() for inc in st.tracker.open.values()]
 

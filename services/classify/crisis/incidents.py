@@ -123,6 +123,17 @@ class OpenIncident:
             if s.url:
                 self.sample_urls.append(s.url)
 
+    def forget(self, mention_id: str) -> bool:
+        """Drops a deleted post from the samples (and its URL: the post id is its last path segment); True
+        when the incident showed it, and must be re-published without it. Counts stay: they are not the post."""
+        if mention_id not in self.sample_ids:
+            return False
+        self.sample_ids.remove(mention_id)
+        post_id = mention_id.split(":", 1)[-1]
+        self.sample_urls = [u for u in self.sample_urls if u.rstrip("/").rsplit("/", 1)[-1] != post_id]
+        self.posts = [p for p in self.posts if p != mention_id]
+        return True
+
     def to_pb(self, state: int, cfg: IncidentConfig, resolved_at: float = 0.0) -> pb.Incident:
         inc = pb.Incident(id=self.id, brand=self.brand, kind=self.kind, state=state,  # type: ignore[arg-type]
                           severity=self.severity, mention_count=self.mention_count, reasons=self.reasons[:6])
