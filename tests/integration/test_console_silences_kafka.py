@@ -8,6 +8,7 @@ records back, and an undecodable record is skipped, not fatal.
 
 from __future__ import annotations
 
+import html
 import time
 import uuid
 
@@ -58,7 +59,7 @@ async def test_silence_created_and_expired_in_the_console_mutes_then_unmutes_rou
 
             await wait_for(incident_shown, timeout=60, what="the console to read the incident")
             page = (await client.get(f"/incidents/{incident_id}")).text
-            assert f'brand=&quot;{brand}&quot;' in page  # the form starts with the incident's labels
+            assert f'brand="{brand}"' in html.unescape(page)  # the form starts with the incident's labels
             csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
             r = await client.post("/actions/silence", data={
                 "csrf": csrf, "incident_id": incident_id, "matchers": f'brand="{brand}"\nincident="{incident_id}"',

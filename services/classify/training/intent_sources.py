@@ -65,6 +65,7 @@ from pathlib import Path
 
 from services.classify.priority import INTENTS
 from services.classify.training.datasets import INTENTS_DIR, REPO_ROOT, SHARED_DATA
+from services.common.errors import TriageError
 
 REALDEV_DIR = REPO_ROOT / "data" / "realdev"
 OUTAGE_EVAL_DIR = REPO_ROOT / "data" / "outage_eval"
@@ -132,7 +133,7 @@ def outage_eval_keys(root: Path = OUTAGE_EVAL_DIR) -> set[str]:
     return keys
 
 
-class EvalLeakError(ValueError):
+class EvalLeakError(TriageError, ValueError):
     """A training text is a post of the outage evaluation set."""
 
 
