@@ -167,7 +167,12 @@ class OutageDetector:
         c = self.cfg
         by_rate = self.expected_per_minute() * seconds / 60.0
         if self.history_minutes < c.warm_minutes or self.other_rate <= 0:
-            return by_rate
+            # Cold: the learned rates do not know the brand's volume yet (nothing is learned before a minute
+            # closes), so the window's own mentions times the pooled share are expected too. A new brand
+            # whose first minutes carry a steady share of stray outage scores is not an outage; a burst of
+            # reports on a brand with little else is (its expectation is a pooled share of itself).
+            total = self.count(now, seconds) + self._count(self.other, self.other_ring, now, seconds)
+            return max(by_rate, self.pooled_share * total)
         usual_other = self.other_rate * seconds / 60.0
         other = self._count(self.other, self.other_ring, now, seconds)
         scale = (other + c.volume_prior_count) / (usual_other + c.volume_prior_count)
