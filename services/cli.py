@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("services.ingest.replay", "send a JSONL/CSV file of mentions to ingest"),
     "tail": ("services.common.tail", "print a topic's messages as JSON lines"),
     "score": ("services.classify.score_file", "score a file offline"),
-    "backtest": ("services.classify.backtest", "what would have paged: crisis detection on a file, event time"),
+    "backtest": ("services.analysis.backtest", "what would have paged: crisis detection on a file, event time"),
     "model": ("services.classify.encoder.cli", "model build: convert the bundled encoder"),
     "train": ("services.classify.training.train", "fit the sentiment and intent heads"),
     "eval": ("services.classify.training.evaluate", "print the classifier's evaluation tables"),

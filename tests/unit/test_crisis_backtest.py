@@ -8,7 +8,7 @@ import random
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-from services.classify.backtest import main, parse_lines, run_backtest, score_rows
+from services.analysis.backtest import main, parse_lines, run_backtest, score_rows
 from services.common.timeutil import epoch
 
 T0 = 1_793_577_600.0   # 2026-11-02T00:00:00Z

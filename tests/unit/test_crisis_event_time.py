@@ -8,7 +8,7 @@ import random
 import pytest
 from prometheus_client import REGISTRY
 
-from services.classify.backtest import run_backtest
+from services.analysis.backtest import run_backtest
 from services.classify.config import ClassifySettings
 from services.classify.crisis import CrisisConfig, CrisisEngine
 from services.classify.crisis_agent import CrisisMonitor, crisis_config

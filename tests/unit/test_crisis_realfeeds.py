@@ -134,7 +134,7 @@ def test_backtest_of_generated_real_feed_artefacts():
     import json
 
     from bench.backtest_scenarios import generate
-    from services.classify.backtest import parse_lines, run_backtest, score_rows
+    from services.analysis.backtest import parse_lines, run_backtest, score_rows
     from services.common.timeutil import epoch
 
     def opened(scenario: str) -> list[tuple[str, str, str]]:

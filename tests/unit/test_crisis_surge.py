@@ -6,7 +6,7 @@ import json
 from fractions import Fraction
 
 from bench.backtest_scenarios import generate
-from services.classify.backtest import parse_lines, run_backtest, score_rows
+from services.analysis.backtest import parse_lines, run_backtest, score_rows
 from services.classify.crisis.config import SurgeConfig
 from services.classify.crisis.surge import SurgeDetector
 from services.common.timeutil import epoch

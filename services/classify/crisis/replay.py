@@ -3,7 +3,7 @@
 `replay(scored, observe, tick, engine)` feeds each mention to `observe(scored, now)` in order and calls
 `tick(now)` on the grid of `tick_seconds` of event time, skipping the empty stretches in which every brand
 is idle (`CrisisEngine.idle`): the incidents are those of ticking all the way, in a fraction of the time
-on a sparse history. `triage backtest` (services/classify/backtest.py) wires the worker's CrisisMonitor in.
+on a sparse history. `triage backtest` (services/analysis/backtest.py) wires the worker's CrisisMonitor in.
 """
 
 from __future__ import annotations
