@@ -40,9 +40,15 @@ class IntervalError(TriageError, ValueError):
         super().__init__(reason)
 
 
+_WHAT = {"weekdays": "weekday", "months": "month", "days_of_month": "day of the month", "years": "year"}
+
+
 def _ranges(values: Any, key: str, names: list[str] | None, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Ranges `a` or `a:b`, refused with Alertmanager's messages (timeinterval.go) plus what is expected."""
     if not isinstance(values, list):
         raise IntervalError(key, "expected a list")
+    what = _WHAT.get(key, key)
+    hint = f"; expected one of {', '.join(names)}" if names else ""
     out = []
     for v in values:
         parts = str(v).strip().lower().split(":")
@@ -52,17 +58,19 @@ def _ranges(values: Any, key: str, names: list[str] | None, lo: int, hi: int) ->
         for p in parts:
             if names is not None and p in names:
                 nums.append(names.index(p) + lo)
+            elif key == "weekdays":  # Alertmanager takes weekday names only, no numbers
+                raise IntervalError(key, f"{p} is not a valid {what}{hint}")
             else:
                 try:
                     nums.append(int(p))
                 except ValueError:
-                    raise IntervalError(key, f"bad value {v!r}" + (f"; expected one of {', '.join(names)}"
-                                                                     if names else "")) from None
+                    raise IntervalError(key, f"{p} is not a valid {what}{hint}") from None
         a, b = nums[0], nums[-1]
-        # days_of_month may count from the end (-1 = last day), as in Alertmanager.
-        if not (lo <= a <= hi or (key == "days_of_month" and -31 <= a <= -1)) or \
-                not (lo <= b <= hi or (key == "days_of_month" and -31 <= b <= -1)):
-            raise IntervalError(key, f"{v!r} out of range {lo}..{hi}")
+        for n in (a, b):
+            # days_of_month may count from the end (-1 = last day), as in Alertmanager.
+            if not (lo <= n <= hi or (key == "days_of_month" and -31 <= n <= -1)):
+                span = f"{lo} to {hi}" + (f", or -{hi} to -1 from the end" if key == "days_of_month" else "")
+                raise IntervalError(key, f"{n} is not a valid {what}: out of range ({span})")
         _check_order(key, a, b)
         out.append((a, b))
     return out
@@ -85,13 +93,14 @@ def _check_order(key: str, a: int, b: int) -> None:
 
 
 def _minutes(text: Any, key: str) -> int:
+    bad = IntervalError(key, f"couldn't parse timestamp {text}, invalid format (expected HH:MM, 00:00 to 24:00)")
     try:
         h, m = str(text).split(":")
         hh, mm = int(h), int(m)
     except ValueError:
-        raise IntervalError(key, f"bad time {text!r}: expected HH:MM") from None
+        raise bad from None
     if not (0 <= hh <= 24 and 0 <= mm < 60) or hh * 60 + mm > 1440:
-        raise IntervalError(key, f"bad time {text!r}")
+        raise bad
     return hh * 60 + mm
 
 
