@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from services.common.codec import pb
 from services.common.pii import mask_text
@@ -49,6 +50,11 @@ class MaskingPager:
     async def notify(self, page: Page) -> str:
         return await self.inner.notify(masked_page(page))
 
+    def __getattr__(self, attr: str) -> Any:
+        # Everything else is the wrapped pager's: kind, url, heartbeat_seconds (the Alertmanager heartbeat
+        # finds its receivers by it), so a masked pager is the same pager to the rest of the router.
+        return getattr(self.inner, attr)
+
 
 class MaskingReceiver:
     """A webhook receiver whose mentions are masked before the payload is built."""
@@ -59,6 +65,9 @@ class MaskingReceiver:
 
     async def deliver(self, routed: pb.RoutedMention) -> None:
         await self.inner.deliver(masked_routed(routed))
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
 
 
 def mask_receivers(receivers: ReceiverSet, enabled: bool, overrides: dict[str, bool] | None = None) -> ReceiverSet:

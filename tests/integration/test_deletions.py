@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -26,6 +27,7 @@ from services.common.kafka import ensure_topics, make_producer
 from services.common.settings import ServiceSettings
 from services.common.topics import all_topic_specs
 from services.console.views import ConsoleView
+from services.devtools.kafka_broker import KafkaBroker, KafkaBrokerError
 from services.ingest import signatures as sig
 from services.ingest.app import build_app
 from services.ingest.config import IngestSettings
@@ -71,6 +73,21 @@ class Reader:
     async def stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap(kafka_libs, tmp_path_factory) -> Iterator[str]:
+    """A broker of this module's own: its deletion records on mentions.raw and mentions.scored would reach
+    the tests that read the session broker's topics as plain mentions."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-deletions"), libs_dir=kafka_libs)
+    try:
+        broker.start(timeout=90.0)
+    except KafkaBrokerError as err:
+        pytest.fail(f"Kafka broker did not start: {err}", pytrace=False)
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
 
 
 @pytest.fixture(scope="module")

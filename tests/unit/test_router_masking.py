@@ -80,3 +80,17 @@ async def test_masking_off_sends_originals():
     plain = mask_receivers(ReceiverSet({}, {"oncall": pager}), enabled=False)
     await plain.pagers["oncall"].notify(Page("trigger", group(), 1_800_000_060.0))
     assert "ana@example.com" in pager.documents[0]
+
+
+def test_a_masked_pager_keeps_the_wrapped_pagers_attributes() -> None:
+    # The Alertmanager heartbeat finds its pagers by `heartbeat_seconds`: masking must not hide it.
+    from services.router.masking import MaskingPager
+
+    class Inner:
+        name, kind, heartbeat_seconds = "am", "alertmanager", 60.0
+
+        async def notify(self, page):  # pragma: no cover - not called here
+            return ""
+
+    wrapped = MaskingPager(Inner())
+    assert (wrapped.name, wrapped.kind, wrapped.heartbeat_seconds) == ("am", "alertmanager", 60.0)
