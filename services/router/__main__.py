@@ -11,7 +11,8 @@ def main(argv: list[str] | None = None) -> int:
     from services.common import topics
     from services.common.faust_app import run_worker
     from services.router import routing_file as routing
-    from services.router.app import RouterWorker, create_app
+    from services.router.agents import create_app
+    from services.router.app import RouterWorker
     from services.router.config import RouterSettings
 
     settings = RouterSettings()

@@ -1,4 +1,4 @@
-r"""The router worker: thin Faust agents around `RouterWorker`, which takes the router's input and wires its stages.
+r"""The router worker: `RouterWorker` takes the router's input and wires its stages (its Faust agents: agents.py).
 
 mentions.scored --routing_stage.py--> queue topics / webhooks        one delivery per mention
                                 \--> grouping_stage.py --> paging_stage.py --> PagerDuty/Opsgenie/Slack/...
@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import faust
 import httpx
 from aiokafka import AIOKafkaProducer
 
@@ -29,11 +28,9 @@ from services.common import topics
 from services.common.alerting.silence_feed import SilenceFeed
 from services.common.codec import pb
 from services.common.deadletter import decode_or_dead_letter
-from services.common.deletions import DeletionMemory, is_author_deletion, is_deletion
-from services.common.faust_app import faust_app, retry_until_done
+from services.common.deletions import DeletionMemory, is_author_deletion
 from services.common.follower import OnRecord, TopicFollower
 from services.common.kafka import ensure_topics, make_producer
-from services.common.lag import ConsumerLagMonitor, attach_to_faust
 from services.common.logging import get_logger
 from services.common.timeutil import epoch
 from services.router import metrics as router_metrics
@@ -269,57 +266,3 @@ class RouterWorker:
             await stages.escalation.tick(now)
             self.ledger.expire(time.time())
             self.grouping.expire(now)
-
-
-def create_app(settings: RouterSettings, worker: RouterWorker) -> faust.App:
-    """N replicas of this app share the work by Kafka partitions (docs/scaling.md): `mentions.scored`,
-    `responses` and the page requests are co-partitioned, so partition p of each (and of the state topic)
-    belongs to one replica at a time; incidents and silences are followed whole by every replica."""
-    worker.ownership.owned = set()
-    worker.grouping.repartition = True
-    app = faust_app(settings.router_app_id, settings, stream_buffer_maxsize=max(4 * settings.max_batch, 128),
-                    broker_session_timeout=settings.router_session_timeout_seconds,
-                    broker_heartbeat_interval=max(1.0, settings.router_session_timeout_seconds / 10))
-    owned_topics = [topics.MENTIONS_SCORED, topics.ROUTER_PAGE_REQUESTS, topics.RESPONSES]
-    attach_to_faust(app, ConsumerLagMonitor("router", settings.router_app_id, owned_topics,
-                                            bootstrap=settings.kafka_bootstrap,
-                                            client_options=settings.kafka_client_options()))
-
-    @app.agent(app.topic(topics.MENTIONS_SCORED), concurrency=1)
-    async def route(stream: Any) -> None:
-        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_seconds):
-            values = [e.value for e in events]
-            flags = [is_deletion(e.message.headers) for e in events]
-            await retry_until_done(lambda batch: worker.process(*batch), (values, flags), what="router batch")
-
-    @app.agent(app.topic(topics.ROUTER_PAGE_REQUESTS), concurrency=1)
-    async def page_requests(stream: Any) -> None:
-        async for values in stream.take(settings.max_batch, within=settings.max_wait_seconds):
-            await retry_until_done(worker.on_page_requests, list(values), what="page requests")
-
-    @app.agent(app.topic(topics.RESPONSES), concurrency=1)
-    async def responses(stream: Any) -> None:
-        async for value in stream:
-            await retry_until_done(worker.on_response, value, what="response")
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def _revoked(_: faust.App, revoked: set[Any], **__: Any) -> None:
-        await worker.on_partitions_revoked({tp.partition for tp in revoked if tp.topic in owned_topics})
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def _assigned(_: faust.App, assigned: set[Any], **__: Any) -> None:
-        await retry_until_done(worker.on_partitions_assigned,
-                               {tp.partition for tp in assigned if tp.topic in owned_topics}, what="assignment")
-
-    @app.timer(interval=settings.tick_seconds)
-    async def tick() -> None:
-        try:
-            await worker.tick()
-        except Exception as exc:  # a failed tick is retried by the next one; state is unchanged
-            log.warning("tick_failed", error=type(exc).__name__, detail=str(exc)[:200])
-
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # faust's signal stubs reject async receivers
-    async def _shutdown(app: faust.App, **_: Any) -> None:
-        await worker.stop()
-
-    return app
