@@ -232,7 +232,7 @@ async def test_jetstream_pauses_while_kafka_is_down_and_resumes_without_loss(kaf
         task = asyncio.create_task(conn.run())
         await wait_for(lambda: conn.produced >= 40, 60, "some mentions before the outage")
         await asyncio.to_thread(broker.stop)
-        await wait_for(lambda: not conn.connected and not ingestor.kafka_up.is_set(), 30, "the connector to pause")
+        await wait_for(lambda: not conn.connected and not ingestor.kafka_up.is_set(), 90, "the connector to pause")
         paused_requests = len(server.requests)
         await asyncio.sleep(2)
         assert len(server.requests) == paused_requests  # no reconnect storm while Kafka is down
