@@ -6,7 +6,7 @@ DURATION ?= 0
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (tests/conftest.py groups them: one module per worker at a time, the
 # multi-process pipelines one after another); TEST_WORKERS=0 runs the suite in one process.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 SEED ?= 7
 SEEDS ?=
 
