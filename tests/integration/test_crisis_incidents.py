@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from services.classify.config import ClassifySettings
-from services.classify.crisis_agent import attach_crisis, produce_incidents
+from services.classify.crisis_agent import VOLUME_HELD, attach_crisis, produce_incidents
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.faust_app import faust_app
@@ -171,3 +171,69 @@ async def test_outage_burst_opens_updates_resolves_one_incident_and_survives_res
         await producer.stop()
     assert [i for i in incs2 if i.state == pb.OPEN and i.id != inc_id] == []
     assert {i.id for i in incs2} == {inc_id}
+
+
+async def test_slow_outage_on_a_sparse_brand_opens_one_incident_and_day_end_piles_open_none(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Issue 24 on the real broker: a utility with a few posts a day, whose source piles unrelated chatter into
+    the last two minutes of every day, then gets 30 outage reports over an hour (one every ~2 minutes, far
+    below the old fixed floors of 6 in 1 min / 8 in 5 min). Exactly one incident: the outage; the piles are
+    held as incoherent, never opened."""
+    import random
+
+    from tests.unit.test_crisis_dayend import DAY, T0, scored, sparse_days
+
+    brand = f"utility{uuid.uuid4().hex[:6]}"
+    input_topic = f"crisis-test-in-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(kafka_bootstrap, [*all_topic_specs(), TopicSpec(input_topic, 1)])
+    shift = time.time() - 5 * DAY - T0    # the scenario's last day ends about now
+    events = [(t + shift, sm) for t, sm in sparse_days(4)]
+    rng = random.Random(11)
+    first = T0 + shift + 4 * DAY + 6 * 3600 + 120
+    for k in range(30):
+        t = first + k * 120 + rng.uniform(0, 60)
+        text = rng.choice(("no power since last night", "power out on elm street", "still no electricity here",
+                           "power keeps flickering then died")) + f" #{k}"
+        events.append((t, scored(t, f"storm{k}", text, negative=0.7, intents={"outage_report": 0.8})))
+    events.sort(key=lambda e: e[0])
+    mentions = []
+    for t, sm in events:
+        sm.mention.brands[:] = [brand]
+        sm.mention.mention_id = f"x:{brand}-{sm.mention.external_id}"
+        sm.mention.received_at.CopyFrom(ts_from_epoch(t))
+        sm.mention.created_at.CopyFrom(ts_from_epoch(t))
+        mentions.append(sm)
+    clock = [events[0][0]]   # behind the stream: the engine's clock follows the event times it sees
+    held_before = VOLUME_HELD.labels("incoherent")._value.get()
+    producer = make_producer(kafka_bootstrap, "test-crisis-feed")
+    await producer.start()
+    app = make_app(kafka_bootstrap, f"test-crisis-{uuid.uuid4().hex[:6]}", tmp_path / "a", input_topic, clock)
+    await app.start()
+    try:
+        for sm in mentions:
+            await producer.send(input_topic, codec.encode(sm), key=sm.mention.mention_id.encode())
+        await producer.flush()
+
+        async def all_scored() -> list[pb.ScoredMention]:
+            recs = await consume(kafka_bootstrap, [topics.MENTIONS_SCORED], until=1, idle=0.5, timeout=10)
+            mine = [sm for sm in (codec.decode(v, pb.ScoredMention) for _, _, v in recs) if brand in sm.mention.brands]
+            return mine if len(mine) >= len(mentions) else []
+
+        out = await wait_for(all_scored, 90, "the stream on mentions.scored")
+        clock[0] = events[-1][0] + 60
+        await asyncio.sleep(2)   # a few ticks after the last report
+        incs = await incidents_for(kafka_bootstrap, brand, until=1)
+        held = VOLUME_HELD.labels("incoherent")._value.get() - held_before
+    finally:
+        await stop(app)
+        await producer.stop()
+
+    assert incs, "the slow outage opened an incident"
+    assert {i.id for i in incs} == {incs[0].id}, "exactly one incident: the day-end piles opened none"
+    assert incs[0].kind == pb.OUTAGE_CLUSTER and incs[0].state == pb.OPEN
+    assert incs[0].opened_at.seconds - first <= 30 * 60, "within 30 minutes of the first report"
+    assert held >= 4, "each day's pile was counted as an incoherent jump"
+    storm = [sm for sm in out if sm.mention.external_id.startswith("storm")]
+    tagged = [sm for sm in storm if sm.incident_id == incs[0].id]
+    assert tagged and all(sm.priority == pb.P1 for sm in tagged)
+    assert not any(sm.incident_id for sm in out if not sm.mention.external_id.startswith("storm"))
