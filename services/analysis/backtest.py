@@ -146,10 +146,10 @@ def score_rows(rows: list[Row], scorer_factory: Callable[[], Any] | None, batch_
         if scorer_factory is None:
             raise ValueError(f"{len(todo)} mentions have no intents/sentiment and no model is available")
         scorer = scorer_factory()
-        for k in range(0, len(todo), batch_size):
-            idx = todo[k:k + batch_size]
-            for i, sm in zip(idx, scorer.score_mentions([rows[i].mention for i in idx]), strict=True):
-                out[i] = sm
+        scorer.batch_size = batch_size
+        # The worker's staged pipeline (prepare overlapped with the model, length buckets).
+        for i, sm in zip(todo, scorer.stream_mentions(rows[i].mention for i in todo), strict=True):
+            out[i] = sm
     return [sm for sm in out if sm is not None]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="triage score", description=__doc__)
     parser.add_argument("file", help="text or JSONL file; - for stdin")
     parser.add_argument("--jsonl", action="store_true", help="force JSONL (default: by .jsonl/.ndjson suffix)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="at most this many texts per forward pass (length buckets; the worker's default)")
+    parser.add_argument("--max-batch", type=int, default=0,
+                        help="texts per staged batch (default: the worker's TRIAGE_MAX_BATCH)")
     args = parser.parse_args(argv)
     jsonl = args.jsonl or args.file.endswith((".jsonl", ".ndjson"))
     settings = ClassifySettings()
@@ -63,16 +67,27 @@ def main(argv: list[str] | None = None) -> int:
     scorer.batch_size = args.batch_size
     fh: IO[str] = sys.stdin if args.file == "-" else Path(args.file).open(encoding="utf-8")
     with fh:
-        for chunk in chunks(fh, args.batch_size, jsonl):
-            ok = [c for c in chunk if c[3] is None]
-            scores = iter(scorer.score_texts([c[1] for c in ok], [c[2] for c in ok]))
-            for lineno, _, _, err in chunk:
-                if err:
-                    print(json.dumps({"line": lineno, "error": err}))
-                else:
-                    print(json.dumps({"line": lineno, **next(scores).as_json(scorer.model_version)},
-                                     ensure_ascii=False))
-            sys.stdout.flush()
+        # The worker's staged pipeline over the good lines; bad lines are reported in their place, in order.
+        lines = (row for chunk in chunks(fh, args.batch_size, jsonl) for row in chunk)
+        pending: deque[tuple[int, str | None]] = deque()   # lines read, in order, until printed
+
+        def good() -> Iterator[tuple[str, Signals]]:
+            for lineno, text, sig, err in lines:
+                pending.append((lineno, err))
+                if err is None:
+                    yield text, sig
+
+        def flush_errors() -> None:
+            while pending and pending[0][1] is not None:
+                lineno, err = pending.popleft()
+                print(json.dumps({"line": lineno, "error": err}))
+
+        for score in scorer.stream_texts(good(), args.max_batch or settings.max_batch):
+            flush_errors()
+            lineno, _ = pending.popleft()
+            print(json.dumps({"line": lineno, **score.as_json(scorer.model_version)}, ensure_ascii=False))
+        flush_errors()
+        sys.stdout.flush()
     return 0
 
 

@@ -1,13 +1,15 @@
-"""The classifier: encoder + heads + language ID + priority policy, on one batch at a time.
+"""The classifier: encoder + heads + language ID + priority policy, in two stages per batch.
 
-This is the single code path used by the Faust worker, `triage score` and the
-evaluation, so what is measured is what runs.
+`prepare` (tokens, length buckets, language ID) and `score_prepared` (encoder, heads, priority) are the one
+code path: the Faust worker overlaps them over its stream (`pipeline.StagedBatches`), and `triage score`,
+`triage backtest` and `make eval` overlap them the same way over files (`stream_texts`, `stream_mentions`,
+`offline.run_staged`), so what is measured is what runs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ import numpy as np
 from services.classify.batching import length_buckets
 from services.classify.heads import HeadSet
 from services.classify.langid import LanguageDetector
+from services.classify.offline import DEFAULT_MAX_BATCH, run_staged
 from services.classify.priority import PriorityPolicy, Signals, decide
 from services.common.codec import pb
 from services.common.timeutil import now_ts
@@ -108,10 +111,23 @@ class Scorer:
                                              batch_size=self.batch_size), dtype=np.float32)
 
     def score_texts(self, texts: Sequence[str], signals: Sequence[Signals] | None = None) -> list[TextScore]:
+        """One batch, in the calling thread, through the same two stages as the worker (`prepare_texts`,
+        `score_prepared_texts`); `stream_texts` overlaps them over many batches."""
         if not texts:
             return []
         signals = signals or [Signals()] * len(texts)
-        return self._text_scores(self.embed(texts), self.langid.detect(texts), signals)
+        return self.score_prepared_texts(self.prepare_texts(list(zip(texts, signals, strict=True))))
+
+    def stream_texts(self, items: Iterable[tuple[str, Signals]],
+                     max_batch: int = DEFAULT_MAX_BATCH) -> Iterator[TextScore]:
+        """Scores of (text, signals) pairs in input order, through the worker's staged pipeline
+        (`offline.run_staged`): what `triage score` and `make eval` use."""
+        return run_staged(items, self.prepare_texts, self.score_prepared_texts, max_batch)
+
+    def stream_mentions(self, mentions: Iterable[pb.Mention],
+                        max_batch: int = DEFAULT_MAX_BATCH) -> Iterator[pb.ScoredMention]:
+        """ScoredMentions in input order, through the worker's staged pipeline (`triage backtest`)."""
+        return run_staged(mentions, self.prepare, self.score_prepared, max_batch)
 
     def _text_scores(self, emb: np.ndarray, langs: Sequence[tuple[str, float]],
                      signals: Sequence[Signals]) -> list[TextScore]:
@@ -126,8 +142,10 @@ class Scorer:
         return out
 
     # ------------------------------------------------------------------ the worker's two stages
-    def prepare(self, mentions: Sequence[pb.Mention], incident_ids: Sequence[str] | None = None) -> PreparedBatch:
-        """Everything that needs only the texts: signals, token ids, length buckets, language ID."""
+    def prepare(self, mentions: Sequence[pb.Mention], incident_ids: Sequence[str] | None = None,
+                signals: Sequence[Signals] | None = None) -> PreparedBatch:
+        """Everything that needs only the texts: signals (from the mentions unless given), token ids, length
+        buckets, language ID."""
         started = time.perf_counter()
         mentions = list(mentions)
         ids = list(incident_ids) if incident_ids else [""] * len(mentions)
@@ -135,7 +153,8 @@ class Scorer:
         tokens = self.encoder.tokenize(texts, prefix=EMBED_PREFIX, max_length=self.max_length) if texts else []
         return PreparedBatch(
             mentions=mentions,
-            signals=[Signals.from_mention(m, ids[i]) for i, m in enumerate(mentions)],
+            signals=list(signals) if signals is not None else
+            [Signals.from_mention(m, ids[i]) for i, m in enumerate(mentions)],
             token_ids=tokens,
             chunks=length_buckets([len(t) for t in tokens], max(1, self.batch_size)),
             languages=self.langid.detect(texts) if texts else [],
@@ -143,13 +162,23 @@ class Scorer:
             prepare_seconds=time.perf_counter() - started,
         )
 
+    def prepare_texts(self, items: Sequence[tuple[str, Signals]]) -> PreparedBatch:
+        """`prepare` for plain texts with their signals (`triage score`)."""
+        return self.prepare([pb.Mention(text=t) for t, _ in items], signals=[sig for _, sig in items])
+
+    def score_prepared_texts(self, batch: PreparedBatch) -> list[TextScore]:
+        """The model on a prepared batch (encoder, heads, priority): one TextScore per text, in order."""
+        if not batch.mentions:
+            return []
+        emb = np.asarray(self.encoder.embed_ids(batch.token_ids, chunks=batch.chunks), dtype=np.float32)
+        return self._text_scores(emb, batch.languages, batch.signals)
+
     def score_prepared(self, batch: PreparedBatch) -> list[pb.ScoredMention]:
         """The model on a prepared batch (encoder, heads, priority): one ScoredMention per mention, in order."""
         if not batch.mentions:
             return []
         started = time.perf_counter()
-        emb = np.asarray(self.encoder.embed_ids(batch.token_ids, chunks=batch.chunks), dtype=np.float32)
-        scores = self._text_scores(emb, batch.languages, batch.signals)
+        scores = self.score_prepared_texts(batch)
         elapsed = time.perf_counter() - started
         classified_at = now_ts()
         out = []

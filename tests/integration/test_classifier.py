@@ -69,13 +69,30 @@ def test_reach_raises_priority_of_the_same_complaint(scorer):
 
 
 def test_score_command_keeps_input_order_and_streams_in_chunks(tmp_path):
+    # Through the staged pipeline (`Scorer.stream_texts`); empty lines are errors in their own place.
     lines = [f"line {i}: " + OUTAGES[i % len(OUTAGES)] for i in range(70)]
     lines[5] = "Thanks @AcmeBank, great service!"
+    lines[0] = lines[40] = lines[69] = "   "
     src = tmp_path / "in.txt"
     src.write_text("\n".join(lines) + "\n")
     out = subprocess.run([sys.executable, "-m", "services.cli", "score", str(src), "--batch-size", "16"],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True)
     rows = [json.loads(x) for x in out.stdout.splitlines()]
     assert [r["line"] for r in rows] == list(range(1, 71))
+    assert [r["line"] for r in rows if "error" in r] == [1, 41, 70]
+    assert all(r["error"] == "empty text" for r in rows if "error" in r)
     assert rows[5]["intents"]["praise"] > rows[6]["intents"]["praise"]
-    assert {"language", "sentiment", "intents", "urgency", "priority", "reasons", "model_version"} <= set(rows[0])
+    assert {"language", "sentiment", "intents", "urgency", "priority", "reasons", "model_version"} <= set(rows[1])
+
+
+def test_staged_offline_scoring_gives_the_same_scores_as_one_batch(scorer):
+    # `triage score`, `triage backtest` and `make eval` stream through the worker's staged pipeline; the
+    # scores are those of the one-batch call (batch composition only changes padding).
+    texts = [OUTAGES[i % len(OUTAGES)] + f" #{i}" for i in range(60)] + ["Thanks @AcmeBank, great service!"]
+    signals = [Signals(followers=10 * i) for i in range(len(texts))]
+    whole = scorer.score_texts(texts, signals)
+    staged = list(scorer.stream_texts(zip(texts, signals, strict=True), max_batch=16))
+    assert len(staged) == len(whole)
+    for a, b in zip(whole, staged, strict=True):
+        assert (a.language, a.sentiment_label, a.priority) == (b.language, b.sentiment_label, b.priority)
+        assert max(abs(a.intents[k] - b.intents[k]) for k in a.intents) < 0.02

@@ -29,6 +29,7 @@ from sklearn.metrics import f1_score
 
 from services.classify.heads import ARTIFACTS_DIR, SENTIMENT_LABELS, Head, HeadSet
 from services.classify.langid import RomanisedHindi
+from services.classify.offline import embed_texts
 from services.classify.priority import INTENTS
 from services.classify.scorer import EMBED_PREFIX
 from services.classify.training.datasets import REPO_ROOT, load_intents, load_realdev, load_umsab
@@ -58,8 +59,7 @@ def embed_cached(encoder, texts: list[str], max_length: int, batch_size: int = 6
     if path.exists():
         return np.load(path)
     started = time.perf_counter()
-    emb = np.asarray(encoder.embed(texts, prefix=EMBED_PREFIX, max_length=max_length, batch_size=batch_size),
-                     dtype=np.float32)
+    emb = embed_texts(encoder, texts, EMBED_PREFIX, max_length, batch_size)   # staged like the worker
     print(f"  embedded {len(texts)} texts in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, emb)
