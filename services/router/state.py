@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.kafka import ensure_topics
-from services.common.topics import ROUTER_PARTITIONS, TopicSpec, partition_for
+from services.common.topics import DEFAULT_PARTITIONS, TopicSpec, partition_for
 
 
 def state_topic(app_id: str) -> str:
@@ -32,7 +32,7 @@ def state_topic(app_id: str) -> str:
 class StateLog:
     def __init__(self, bootstrap: str, topic: str, producer: AIOKafkaProducer, *,
                  client_options: Mapping[str, Any] | None = None, replication: int = 1,
-                 partitions: int = ROUTER_PARTITIONS):
+                 partitions: int = DEFAULT_PARTITIONS):
         self.bootstrap, self.topic, self.producer = bootstrap, topic, producer
         # The cluster's security options (settings.kafka_client_options()) and replication factor
         # (settings.topic_replication_factor): the state is as precious as Faust's changelogs.
@@ -55,8 +55,9 @@ class StateLog:
         finally:
             await admin.close()
         if found != self.partitions:
-            raise RuntimeError(f"the router's state topic {self.topic} has {found} partitions, the layout needs "
-                               f"{self.partitions} (co-partitioned with mentions.scored): create it anew, see "
+            raise RuntimeError(f"the router's state topic {self.topic} has {found} partitions, "
+                               f"TRIAGE_ROUTER_PARTITIONS says {self.partitions} (co-partitioned with "
+                               "mentions.scored): `triage topics grow --stage router` grows and re-keys it, see "
                                "docs/scaling.md")
 
     async def load(self, partitions: Iterable[int] | None = None) -> dict[str, dict[str, Any]]:
