@@ -63,6 +63,9 @@ class StateLog:
     async def load(self, partitions: Iterable[int] | None = None) -> dict[str, dict[str, Any]]:
         """Every live key's latest value in `partitions` (default: all), read from the beginning to the end."""
         wanted = sorted(set(range(self.partitions) if partitions is None else partitions))
+        # Per partition, as Kafka compacts: `triage topics grow` moves a key by a copy at its new partition and a
+        # tombstone at its old one, and that tombstone must not delete the copy (read in any order).
+        by_partition: dict[int, dict[str, dict[str, Any]]] = {p: {} for p in wanted}
         out: dict[str, dict[str, Any]] = {}
         if not wanted:
             return out
@@ -77,16 +80,19 @@ class StateLog:
             todo = {tp for tp in tps if ends[tp] > 0}
             while todo:
                 batch = await consumer.getmany(*todo, timeout_ms=1000)
-                for recs in batch.values():
+                for tp, recs in batch.items():
+                    live = by_partition[tp.partition]
                     for r in recs:
                         key = r.key.decode()
                         if r.value:
-                            out[key] = json.loads(r.value)
+                            live[key] = json.loads(r.value)
                         else:
-                            out.pop(key, None)
+                            live.pop(key, None)
                 todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
         finally:
             await consumer.stop()
+        for p in wanted:
+            out.update(by_partition[p])
         return out
 
     async def put(self, key: str, value: dict[str, Any] | None, owner: str) -> Any:
