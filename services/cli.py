@@ -11,7 +11,8 @@
     triage feedback export [--out FILE]       the console's corrections (feedback topic) as JSON lines
     triage route-check FILE [--labels k=v]    validate a routing file, explain a sample's route
     triage demo [--duration S]                run the whole pipeline locally on the demo file
-    triage topics create                      create the pipeline's topics
+    triage topics create | list              create (list) the pipeline's topics
+    triage topics grow --stage S --partitions N   grow a stage's partitions on a live cluster (docs/scaling.md)
     triage dlq replay [--receiver NAME] [--dry-run]   deliver the router's dead letters again
     triage forget --author HANDLE --source x | --mention ID   erase a person's posts (audit on `erasures`)
 """
@@ -36,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feedback": ("services.classify.training.feedback_set", "feedback export: the console's corrections as JSON lines"),
     "route-check": ("services.router.check", "validate a routing file and explain routes"),
     "demo": ("services.devtools.demo", "run the pipeline locally on the demo file"),
-    "topics": ("services.common.topics_cli", "create the pipeline's topics"),
+    "topics": ("services.common.topics_cli", "create, list or grow the pipeline's topics"),
     "dlq": ("services.router.dlq_replay", "dlq replay: deliver the router's dead letters again"),
     "forget": ("services.common.forget_cli", "erase an author's or a mention's posts, with an audit record"),
 }

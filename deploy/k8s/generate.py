@@ -3,7 +3,10 @@
     python deploy/k8s/generate.py           # rewrite them
     python deploy/k8s/generate.py --check   # exit 1 if any is stale (tests/unit/test_deploy.py does this too)
 
-- kafka/topics.yaml         Strimzi KafkaTopic per `services.common.topics.all_topic_specs()`
+- kafka/topics.yaml         Strimzi KafkaTopic per `services.common.topics.all_topic_specs()`, with the
+                            partition counts of config/partitions.env (the deployment's settings)
+- classify/hpa.yaml, router/hpa.yaml   `maxReplicas` = the stage's partition count (config/partitions.env):
+                            a replica beyond it gets no partition
 - monitoring/prometheusrule.yaml   PrometheusRule wrapping deploy/prometheus/rules.yml
 - config/routes.yaml        copy of services/router/routes.default.yaml (kustomize cannot read outside its root)
 - config/brands.yaml        copy of services/ingest/brands.default.yaml
@@ -16,6 +19,7 @@ Hand-editing these files is pointless: change the source and run this script.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -25,7 +29,13 @@ REPO = Path(__file__).resolve().parents[2]
 BASE = Path(__file__).resolve().parent / "base"
 sys.path.insert(0, str(REPO))
 
-from services.common.topics import KafkaAccess, TopicSpec, all_topic_specs, service_kafka_access  # noqa: E402
+from services.common.topics import (  # noqa: E402
+    KafkaAccess,
+    PartitionLayout,
+    TopicSpec,
+    all_topic_specs,
+    service_kafka_access,
+)
 
 KAFKA_CLUSTER = "triage-kafka"
 # Production replication: three brokers, and with producers on acks=all a write is acknowledged
@@ -36,26 +46,41 @@ REPLICAS = 3
 # in a KafkaTopic's config must equal the TopicSpec's configs (tests/unit/test_deploy.py).
 DEPLOYMENT_CONFIGS = {"min.insync.replicas": "2"}
 
+# The deployment's partition counts (TRIAGE_CLASSIFY_PARTITIONS, TRIAGE_ROUTER_PARTITIONS): kustomize puts the
+# file into the triage-env ConfigMap every service reads, and this script lays the KafkaTopics and the HPAs'
+# maxReplicas out from it. Grow them with `triage topics grow` first (docs/scaling.md, "Growing partitions").
+PARTITIONS_ENV = BASE / "config/partitions.env"
+PARTITION_SETTINGS = ("TRIAGE_CLASSIFY_PARTITIONS", "TRIAGE_ROUTER_PARTITIONS")
+# HPA file -> the stage whose partition count caps it.
+HPAS = {BASE / "classify/hpa.yaml": "classify", BASE / "router/hpa.yaml": "router"}
+
+
+def partition_layout(path: Path = PARTITIONS_ENV) -> PartitionLayout:
+    """The counts in `path` (KEY=VALUE lines, # comments), both settings required, nothing else allowed."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or key not in PARTITION_SETTINGS:
+            raise SystemExit(f"{path}:{number}: expected one of {', '.join(PARTITION_SETTINGS)}=N, got {line!r}")
+        values[key] = value
+    missing = [k for k in PARTITION_SETTINGS if k not in values]
+    if missing:
+        raise SystemExit(f"{path}: missing {', '.join(missing)}")
+    return PartitionLayout(classify=int(values["TRIAGE_CLASSIFY_PARTITIONS"]),
+                           router=int(values["TRIAGE_ROUTER_PARTITIONS"]))
+
+
 # Why each topic is laid out the way topics.py lays it out (partitions bound the replicas of the
-# worker that consumes it: the HPAs' maxReplicas never exceed them).
+# worker that consumes it: the HPAs' maxReplicas never exceed them); `why` adds the scale-out units'.
 WHY = {
-    "mentions.raw": "6 partitions = at most 6 classify replicas; 7 d retention is the replay window after a "
-                    "model change or an outage.",
-    "mentions.scored": "6 partitions = at most 6 router replicas; co-partitioned with responses, the page requests "
-                       "and the router's state (docs/scaling.md); 7 d, same replay window as mentions.raw.",
     "incidents": "compacted: the latest state of every incident stays readable forever, keyed by incident id; "
-                 "followed whole by every router replica and the console; 6 partitions like the router's topics.",
+                 "followed whole by every router replica and the console (not a scale-out unit); 6 partitions.",
     "responses": "replies reported by the inbox apps, keyed by mention id: co-partitioned with mentions.scored so "
                  "the replica that owns a mention's SLA clock gets its reply; 30 d covers the longest SLA plus "
                  "late reports.",
-    "triage.router.page-requests": "a mention's contribution to an incident group, keyed by the group key: the one "
-                                   "router replica owning that partition counts and pages the group; 6 partitions "
-                                   "(co-partitioned); 1 d (consumed within seconds).",
-    "triage.classify.crisis-input": "classify's scored mentions on their way to crisis detection, one record per "
-                                    "brand named: the replica owning a brand's partition sees all of its "
-                                    "mentions; 6 partitions = at most 6 classify replicas; 1 d.",
-    "triage-router-state-changelog": "the router's groups (page delivery state included) and SLA clocks, compacted; "
-                                     "co-partitioned (6): a replica assigned partition p reads partition p of it.",
     "pages": "audit trail of every page; 1 partition keeps it in order; 90 d for post-incident reviews.",
     "feedback": "responders' priority/intent corrections from the console (LabelFeedback); 1 partition (people "
                 "write them); 365 d so they stay usable as a labelled dev set.",
@@ -77,6 +102,26 @@ WHY = {
                                               "compacted; partitions = TRIAGE_CRISIS_STATE_PARTITIONS.",
 }
 QUEUE_WHY = "inbox queue read by the inbox apps; 3 partitions; 14 d so a queue nobody drained over a holiday survives."
+
+
+def why(layout: PartitionLayout) -> dict[str, str]:
+    c, r = layout.classify, layout.router
+    return {**WHY,
+            "mentions.raw": f"{c} partitions (TRIAGE_CLASSIFY_PARTITIONS) = at most {c} classify replicas; 7 d "
+                            "retention is the replay window after a model change or an outage.",
+            "mentions.scored": f"{r} partitions (TRIAGE_ROUTER_PARTITIONS) = at most {r} router replicas; "
+                               "co-partitioned with responses, the page requests and the router's state "
+                               "(docs/scaling.md); 7 d, same replay window as mentions.raw.",
+            "triage.router.page-requests": "a mention's contribution to an incident group, keyed by the group key: "
+                                           "the one router replica owning that partition counts and pages the "
+                                           f"group; {r} partitions (co-partitioned); 1 d (consumed within seconds).",
+            "triage.classify.crisis-input": "classify's scored mentions on their way to crisis detection, one record "
+                                            "per brand named: the replica owning a brand's partition sees all of "
+                                            f"its mentions; {c} partitions like mentions.raw; 1 d.",
+            "triage-router-state-changelog": "the router's groups (page delivery state included) and SLA clocks, "
+                                             f"compacted; co-partitioned ({r}): a replica assigned partition p reads "
+                                             "partition p of it; `triage topics grow` re-keys it.",
+            }
 
 class _BlockDumper(yaml.SafeDumper):
     """Writes multi-line strings (PromQL) as `|` blocks, the way people write them."""
@@ -110,13 +155,32 @@ def kafka_topic(spec: TopicSpec) -> dict[str, object]:
     }
 
 
-def topics_yaml() -> str:
+def topics_yaml(layout: PartitionLayout) -> str:
     docs = []
-    for spec in all_topic_specs():
-        why = WHY.get(spec.name, QUEUE_WHY)
+    reasons = why(layout)
+    for spec in all_topic_specs(layout=layout):
+        why_ = reasons.get(spec.name, QUEUE_WHY)
         key = f" Key: {spec.key}." if spec.key else ""
-        docs.append(f"# {spec.name}: {why}{key}\n" + yaml.safe_dump(kafka_topic(spec), sort_keys=False))
-    return HEADER.format(source="services/common/topics.py (all_topic_specs)") + "---\n".join(docs)
+        docs.append(f"# {spec.name}: {why_}{key}\n" + yaml.safe_dump(kafka_topic(spec), sort_keys=False))
+    return (HEADER.format(source="services/common/topics.py (all_topic_specs) and config/partitions.env")
+            + "---\n".join(docs))
+
+
+_MAX_REPLICAS = re.compile(r"^(  # = partitions of .*\n)?(  # a replica beyond .*\n)?  maxReplicas: \d+$", re.MULTILINE)
+
+
+def hpa_yaml(path: Path, stage: str, layout: PartitionLayout) -> str:
+    """`path` with its maxReplicas (and the comment above it) set to the stage's partition count."""
+    n = layout.classify if stage == "classify" else layout.router
+    topic = "mentions.raw" if stage == "classify" else "mentions.scored"
+    setting = f"TRIAGE_{stage.upper()}_PARTITIONS"
+    text, found = _MAX_REPLICAS.subn(
+        f"  # = partitions of {topic}: {setting} in config/partitions.env (generate.py writes this);\n"
+        f"  # a replica beyond them would get no partition (tests/unit/test_deploy.py).\n  maxReplicas: {n}",
+        path.read_text(), count=1)
+    if not found:
+        raise SystemExit(f"{path}: no `maxReplicas:` line to set")
+    return text
 
 
 def prometheusrule_yaml() -> str:
@@ -176,8 +240,10 @@ def kafka_users_yaml() -> str:
 
 
 def outputs() -> dict[Path, str]:
+    layout = partition_layout()
     return {
-        BASE / "kafka/topics.yaml": topics_yaml(),
+        BASE / "kafka/topics.yaml": topics_yaml(layout),
+        **{path: hpa_yaml(path, stage, layout) for path, stage in HPAS.items()},
         BASE / "monitoring/prometheusrule.yaml": prometheusrule_yaml(),
         BASE / "config/routes.yaml": copied("services/router/routes.default.yaml"),
         BASE / "config/brands.yaml": copied("services/ingest/brands.default.yaml"),

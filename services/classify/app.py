@@ -265,7 +265,9 @@ def attach_crisis_stage(app: faust.App, worker: ClassifyWorker, settings: Classi
     monitor = worker.crisis
     assert monitor is not None
     crisis_topic = app.topic(topics.CLASSIFY_CRISIS_INPUT)
-    n = next(spec.partitions for spec in topics.CORE_TOPICS if spec.name == topics.CLASSIFY_CRISIS_INPUT)
+    # The crisis input's count: run_worker refused to start when the topic has another (a brand hashed with the
+    # wrong count would be owned by no replica, or by two).
+    n = settings.classify_partitions
     owned: set[int] = set()
     monitor.owns = lambda brand: topics.partition_for(brand, n) in owned   # nothing until assigned
 

@@ -58,7 +58,7 @@ def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, bann
     import sys
 
     from services.common.fetch_guard import guard_fetches
-    from services.common.kafka import ensure_topics, wait_for_kafka
+    from services.common.kafka import PartitionCountMismatch, check_partitions, ensure_topics, wait_for_kafka
     from services.common.metrics import serve_metrics
     from services.common.probes import WorkerProbes, watch_faust_consumer
 
@@ -70,6 +70,12 @@ def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, bann
         worker.loop.run_until_complete(wait_for_kafka(settings.kafka_bootstrap, 120, client_options=security))
         worker.loop.run_until_complete(ensure_topics(settings.kafka_bootstrap, specs,
                                                      settings.topic_replication_factor, client_options=security))
+        try:
+            worker.loop.run_until_complete(check_partitions(settings.kafka_bootstrap, specs, security))
+        except PartitionCountMismatch as exc:
+            log.error("worker_refused_to_start", reason=str(exc))
+            print(f"{app.conf.id}: refused to start: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from exc
     # Before the worker starts: the fetcher binds the consumer's getmany when it starts, and the
     # heartbeat must beat during table recovery too (app tasks start only after it).
     watch_faust_consumer(app.consumer, probes.fetch)

@@ -164,9 +164,12 @@ async def forget(subject: erasure.Subject, requested_by: str, settings: ServiceS
             for p in parts:
                 futures.append(await producer.send(topics.MENTIONS_RAW, body, key=key, partition=p,
                                                    headers=deletion_headers()))
+        # The state topic's own count (TRIAGE_ROUTER_PARTITIONS on the router, grown by `triage topics grow`):
+        # a tombstone must land in the partition the router hashes the mention id to.
+        state_partitions = len(await producer.partitions_for(state)) if ids else 0
         for m in ids:
             futures.append(await producer.send(state, None, key=f"sla:{m}".encode(),
-                                               partition=topics.partition_for(m, topics.ROUTER_PARTITIONS)))
+                                               partition=topics.partition_for(m, state_partitions)))
             futures.append(await producer.send(topics.CLAIMS, None, key=m.encode()))  # keyed by the mention
         for inc in republish:
             futures.append(await producer.send(topics.INCIDENTS, codec.encode(inc), key=inc.id.encode()))

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from services.common.topics import TopicSpec
+from services.common.topics import CLASSIFY_COPARTITIONED, ROUTER_COPARTITIONED, TopicSpec
 
 
 def make_producer(bootstrap: str, client_id: str, **overrides: object) -> AIOKafkaProducer:
@@ -75,3 +75,56 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 30.0,
         finally:
             await admin.close()
     raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s: {last}")
+
+
+class PartitionCountMismatch(RuntimeError):
+    """A topic has another partition count than the deployment's settings give it. A worker refuses to start
+    on it rather than adapt: the router hashes mention ids and group keys to its state partitions with its
+    configured count (and classify brands to its crisis partitions), so a wrong count makes a replica skip as
+    "not owned" what it was assigned, or load state that is not its own (docs/scaling.md)."""
+
+
+def partition_setting(topic: str) -> str:
+    """The setting that decides `topic`'s partition count."""
+    if topic in CLASSIFY_COPARTITIONED:
+        return "TRIAGE_CLASSIFY_PARTITIONS"
+    if topic.endswith("-crisis-state-changelog"):   # classify's crisis-state table (a GlobalTable)
+        return "TRIAGE_CRISIS_STATE_PARTITIONS"
+    if topic in ROUTER_COPARTITIONED or topic.endswith("-state-changelog"):   # topics.router_state_spec
+        return "TRIAGE_ROUTER_PARTITIONS"
+    return "services/common/topics.py"
+
+
+async def topic_partition_counts(bootstrap: str, names: Iterable[str],
+                                 client_options: Mapping[str, Any] | None = None,
+                                 timeout: float = 10.0) -> dict[str, int]:
+    """Partition count of each existing topic in `names` (a topic created a moment ago may show none yet: it is
+    asked again until `timeout`). Missing topics are left out."""
+    wanted = set(names)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="triage-admin", **dict(client_options or {}))
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            # All topics' metadata: naming topics would auto-create missing ones on brokers that allow it.
+            counts = {t["topic"]: len(t["partitions"] or []) for t in await admin.describe_topics()
+                      if t["topic"] in wanted and not t["error_code"]}
+            if all(counts.values()) or asyncio.get_running_loop().time() > deadline:
+                return counts
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+async def check_partitions(bootstrap: str, specs: Iterable[TopicSpec],
+                           client_options: Mapping[str, Any] | None = None) -> None:
+    """Raise PartitionCountMismatch, naming each topic, both counts and the setting, when an existing topic's
+    partition count is not its spec's."""
+    wanted = {s.name: s.partitions for s in specs}
+    found = await topic_partition_counts(bootstrap, wanted, client_options)
+    wrong = [f"{name} has {found[name]} partitions, the settings say {n} ({partition_setting(name)})"
+             for name, n in wanted.items() if name in found and found[name] != n]
+    if wrong:
+        raise PartitionCountMismatch(
+            "; ".join(wrong) + ". Set the setting to the topics' count, or grow the topics with `triage topics grow` "
+            "(docs/scaling.md, \"Growing partitions\"); Kafka cannot shrink a topic.")

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.topics import DEFAULT_PARTITIONS, PartitionLayout
+
 ENV_PREFIX = "TRIAGE_"
 
 
@@ -86,6 +88,23 @@ class ServiceSettings(BaseSettings):
         1, ge=1, description="replication factor of the topics the services create themselves (Faust changelogs and "
                              "repartition topics, the router's state topic); 3 in prod"
     )
+    # Every service and tool reads the same counts (the triage-env ConfigMap in a cluster, generated from
+    # deploy/k8s/base/config/partitions.env): the router hashes keys to its state partitions with its count,
+    # and a worker whose count disagrees with its topics' refuses to start (services/common/kafka.py).
+    classify_partitions: int = Field(
+        DEFAULT_PARTITIONS, ge=1, le=1000,
+        description="partitions of mentions.raw and the crisis input: at most this many classify replicas do work; "
+                    "grow with `triage topics grow --stage classify`"
+    )
+    router_partitions: int = Field(
+        DEFAULT_PARTITIONS, ge=1, le=1000,
+        description="partitions of mentions.scored, responses, the page requests and the router's state "
+                    "(co-partitioned): at most this many router replicas; grow with `triage topics grow --stage router`"
+    )
+
+    def partition_layout(self) -> PartitionLayout:
+        """The partition counts these settings give the topics (`topics.all_topic_specs(layout=...)`)."""
+        return PartitionLayout(classify=self.classify_partitions, router=self.router_partitions)
 
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> ServiceSettings:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 from aiokafka.partitioner import murmur2
 
@@ -61,19 +62,67 @@ class TopicSpec:
 # murmur2 partitioner): Faust assigns partition p of each to the same replica, so the owner of a mention's
 # partition of `mentions.scored` also gets its `responses` (SLA clocks) and its state partition, and the
 # owner of a group's partition of the page requests holds the group. docs/scaling.md has the diagram.
-ROUTER_PARTITIONS = 6
+# The router's state changelog (`router_state_spec`) is laid out with them.
+ROUTER_COPARTITIONED: tuple[str, ...] = (MENTIONS_SCORED, RESPONSES, ROUTER_PAGE_REQUESTS)
+# Classify's: scoring runs on the replicas owning `mentions.raw`, crisis detection on those owning a brand's
+# partition of the crisis input; one count for both (the crisis stage's ownership is computed from it).
+CLASSIFY_COPARTITIONED: tuple[str, ...] = (MENTIONS_RAW, CLASSIFY_CRISIS_INPUT)
+# Default partition counts of the two scale-out units (the settings TRIAGE_CLASSIFY_PARTITIONS and
+# TRIAGE_ROUTER_PARTITIONS; deploy/k8s/base/config/partitions.env in a cluster).
+DEFAULT_PARTITIONS = 6
 
 
-# Partition counts are the unit of scale-out for classify/router replicas.
+@dataclass(frozen=True)
+class PartitionLayout:
+    """The partition counts of the two scale-out units, from the deployment's settings
+    (`ServiceSettings.partition_layout()`): a worker's replicas beyond its count get no partition, so these
+    cap the HPAs' `maxReplicas`. Kafka can grow a topic, never shrink one: `triage topics grow` (docs/scaling.md).
+
+    Example:
+
+        layout = PartitionLayout(classify=12, router=6)
+        layout.partitions_of("mentions.raw")      # 12
+        layout.partitions_of("pages")             # None: a fixed layout, not a scale-out unit
+    """
+
+    classify: int = DEFAULT_PARTITIONS
+    router: int = DEFAULT_PARTITIONS
+
+    def __post_init__(self) -> None:
+        if self.classify < 1 or self.router < 1:
+            raise ValueError(f"partition counts must be >= 1, got classify={self.classify} router={self.router}")
+
+    def partitions_of(self, topic: str) -> int | None:
+        """The count `topic` gets from this layout, or None when its count is fixed in CORE_TOPICS."""
+        if topic in CLASSIFY_COPARTITIONED:
+            return self.classify
+        if topic in ROUTER_COPARTITIONED:   # and the router's state topic: router_state_spec(partitions=...)
+            return self.router
+        return None
+
+    def apply(self, specs: Iterable[TopicSpec]) -> list[TopicSpec]:
+        """`specs` with the counts of this layout where it decides them."""
+        out = []
+        for spec in specs:
+            n = self.partitions_of(spec.name)
+            out.append(spec if n is None or n == spec.partitions else replace(spec, partitions=n))
+        return out
+
+
+DEFAULT_LAYOUT = PartitionLayout()
+
+
+# Partition counts are the unit of scale-out for classify/router replicas; these are the defaults, a
+# deployment's come from its settings (`PartitionLayout.apply`, `all_topic_specs(layout=...)`).
 CORE_TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(MENTIONS_RAW, 6, {"retention.ms": str(7 * 24 * 3600 * 1000)}, key="mention id"),
-    TopicSpec(MENTIONS_SCORED, ROUTER_PARTITIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}, key="mention id"),
+    TopicSpec(MENTIONS_RAW, DEFAULT_PARTITIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}, key="mention id"),
+    TopicSpec(MENTIONS_SCORED, DEFAULT_PARTITIONS, {"retention.ms": str(7 * 24 * 3600 * 1000)}, key="mention id"),
     # Compacted: the latest state of each incident, keyed by incident id.
     TopicSpec(INCIDENTS, 6, {"cleanup.policy": "compact"}, key="incident id"),
-    TopicSpec(RESPONSES, ROUTER_PARTITIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}, key="mention id"),
-    TopicSpec(ROUTER_PAGE_REQUESTS, ROUTER_PARTITIONS, {"retention.ms": str(24 * 3600 * 1000)},
+    TopicSpec(RESPONSES, DEFAULT_PARTITIONS, {"retention.ms": str(30 * 24 * 3600 * 1000)}, key="mention id"),
+    TopicSpec(ROUTER_PAGE_REQUESTS, DEFAULT_PARTITIONS, {"retention.ms": str(24 * 3600 * 1000)},
               key="incident group key"),
-    TopicSpec(CLASSIFY_CRISIS_INPUT, 6, {"retention.ms": str(24 * 3600 * 1000)}, key="brand"),
+    TopicSpec(CLASSIFY_CRISIS_INPUT, DEFAULT_PARTITIONS, {"retention.ms": str(24 * 3600 * 1000)}, key="brand"),
     TopicSpec(PAGES, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}, key="incident id"),
     TopicSpec(FEEDBACK, 1, {"retention.ms": str(365 * 24 * 3600 * 1000)}, key="mention id"),
     TopicSpec(SILENCES, 1, {"cleanup.policy": "compact"}, key="silence id"),
@@ -85,10 +134,11 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ERASURES, 1, {"retention.ms": "-1"}, key="erasure id"),
 )
 
-def router_state_spec(app_id: str = "triage-router") -> TopicSpec:
+def router_state_spec(app_id: str = "triage-router", partitions: int = DEFAULT_PARTITIONS) -> TopicSpec:
     """The router's state changelog: co-partitioned with `mentions.scored` (SLA clocks, keyed by mention id)
-    and the page requests (groups, keyed by group key); each record goes to the partition its key's owner has."""
-    return TopicSpec(f"{app_id}-state-changelog", ROUTER_PARTITIONS, {"cleanup.policy": "compact"},
+    and the page requests (groups, keyed by group key); each record goes to the partition its key's owner has,
+    so growing it means moving every key whose partition changed (`triage topics grow`)."""
+    return TopicSpec(f"{app_id}-state-changelog", partitions, {"cleanup.policy": "compact"},
                      key="group:<group key> / sla:<mention id> (partition of the owning key)")
 
 
@@ -175,14 +225,16 @@ def service_kafka_access(classify_app_id: str = "triage-classify", router_app_id
 DEFAULT_QUEUES: tuple[str, ...] = ("urgent", "normal", "thank", "low")
 
 
-def specs_named(*names: str) -> list[TopicSpec]:
-    """The specs of core topics by name (what a worker creates at start when missing)."""
-    by_name = {spec.name: spec for spec in CORE_TOPICS}
+def specs_named(*names: str, layout: PartitionLayout = DEFAULT_LAYOUT) -> list[TopicSpec]:
+    """The specs of core topics by name (what a worker creates at start when missing), laid out by `layout`."""
+    by_name = {spec.name: spec for spec in layout.apply(CORE_TOPICS)}
     return [by_name[n] for n in names]
 
 
-def all_topic_specs(queues: tuple[str, ...] = DEFAULT_QUEUES) -> list[TopicSpec]:
-    specs = [*CORE_TOPICS, router_state_spec(), *faust_internal_specs()]
+def all_topic_specs(queues: tuple[str, ...] = DEFAULT_QUEUES,
+                    layout: PartitionLayout = DEFAULT_LAYOUT) -> list[TopicSpec]:
+    """Every topic of the pipeline, with the partition counts of `layout` (the deployment's settings)."""
+    specs = [*layout.apply(CORE_TOPICS), router_state_spec(partitions=layout.router), *faust_internal_specs()]
     specs += [TopicSpec(queue_topic(q), 3, {"retention.ms": str(14 * 24 * 3600 * 1000)}, key="mention id")
               for q in queues]
     return specs

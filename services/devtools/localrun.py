@@ -128,6 +128,7 @@ def up(run_dir: Path = DEFAULT_RUN_DIR, ports: Ports | None = None) -> str:
     import asyncio
 
     from services.common.kafka import ensure_topics
+    from services.common.settings import ServiceSettings
     from services.common.topics import all_topic_specs
 
     ports = ports or Ports()
@@ -135,7 +136,8 @@ def up(run_dir: Path = DEFAULT_RUN_DIR, ports: Ports | None = None) -> str:
     if rc != 0:
         raise RuntimeError("could not start Kafka (see above)")
     bootstrap = f"127.0.0.1:{ports.kafka}"
-    asyncio.run(ensure_topics(bootstrap, all_topic_specs()))
+    # The counts the services will read (TRIAGE_*_PARTITIONS, .env): they refuse topics laid out otherwise.
+    asyncio.run(ensure_topics(bootstrap, all_topic_specs(layout=ServiceSettings().partition_layout())))
     env = service_env(bootstrap, ports, run_dir)
     pids = {name: start_service(name, run_dir, env) for name in SERVICES}
     url = f"http://127.0.0.1:{ports.ingest}"

@@ -24,10 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     worker = RouterWorker(settings, tree)
     app = create_app(settings, worker)
+    layout = settings.partition_layout()
     run_worker(app, settings, settings.router_metrics_port, f"router: routes {settings.routes_file}",
-               topics=topics.specs_named(topics.MENTIONS_SCORED, topics.RESPONSES,
-                                         topics.ROUTER_PAGE_REQUESTS, topics.INCIDENTS,
-                                         topics.SILENCES))
+               topics=[*topics.specs_named(topics.MENTIONS_SCORED, topics.RESPONSES,
+                                           topics.ROUTER_PAGE_REQUESTS, topics.INCIDENTS,
+                                           topics.SILENCES, layout=layout),
+                       topics.router_state_spec(settings.router_app_id, settings.router_partitions)])
     return 0
 
 

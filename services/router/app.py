@@ -99,7 +99,7 @@ class RouterWorker:
         # Scale-out (docs/scaling.md): under Faust, create_app makes `ownership.owned` an empty set that the
         # partition-assignment signals fill, and sets `grouping.repartition`: page requests go through the
         # page-requests topic to the group's owner instead of straight into the local grouper.
-        self.ownership = PartitionOwnership(self.grouper, self.sla, self._tick_lock)
+        self.ownership = PartitionOwnership(self.grouper, self.sla, self._tick_lock, settings.router_partitions)
         self.grouping = GroupingStage(tree, self.grouper, self.silences, clock)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------

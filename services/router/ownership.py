@@ -43,11 +43,11 @@ class PartitionOwnership:
     """
 
     def __init__(self, grouper: IncidentGrouper, sla: SlaTracker, lock: asyncio.Lock,
-                 partitions: int = topics.ROUTER_PARTITIONS):
+                 partitions: int = topics.DEFAULT_PARTITIONS):
         self.grouper = grouper
         self.sla = sla
         self.lock = lock  # the worker's tick lock: no page is sent while ownership changes
-        self.partitions = partitions
+        self.partitions = partitions  # settings.router_partitions: the state topic's count (checked at start)
         # None: all partitions (no Faust); under Faust, create_app sets an empty set and the assignments fill it.
         self.owned: set[int] | None = None
         self._loading: set[int] = set()  # assigned, state still loading: their messages wait for it

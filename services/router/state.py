@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.kafka import ensure_topics
-from services.common.topics import ROUTER_PARTITIONS, TopicSpec, partition_for
+from services.common.topics import DEFAULT_PARTITIONS, TopicSpec, partition_for
 
 
 def state_topic(app_id: str) -> str:
@@ -32,7 +32,7 @@ def state_topic(app_id: str) -> str:
 class StateLog:
     def __init__(self, bootstrap: str, topic: str, producer: AIOKafkaProducer, *,
                  client_options: Mapping[str, Any] | None = None, replication: int = 1,
-                 partitions: int = ROUTER_PARTITIONS):
+                 partitions: int = DEFAULT_PARTITIONS):
         self.bootstrap, self.topic, self.producer = bootstrap, topic, producer
         # The cluster's security options (settings.kafka_client_options()) and replication factor
         # (settings.topic_replication_factor): the state is as precious as Faust's changelogs.
@@ -55,13 +55,17 @@ class StateLog:
         finally:
             await admin.close()
         if found != self.partitions:
-            raise RuntimeError(f"the router's state topic {self.topic} has {found} partitions, the layout needs "
-                               f"{self.partitions} (co-partitioned with mentions.scored): create it anew, see "
+            raise RuntimeError(f"the router's state topic {self.topic} has {found} partitions, "
+                               f"TRIAGE_ROUTER_PARTITIONS says {self.partitions} (co-partitioned with "
+                               "mentions.scored): `triage topics grow --stage router` grows and re-keys it, see "
                                "docs/scaling.md")
 
     async def load(self, partitions: Iterable[int] | None = None) -> dict[str, dict[str, Any]]:
         """Every live key's latest value in `partitions` (default: all), read from the beginning to the end."""
         wanted = sorted(set(range(self.partitions) if partitions is None else partitions))
+        # Per partition, as Kafka compacts: `triage topics grow` moves a key by a copy at its new partition and a
+        # tombstone at its old one, and that tombstone must not delete the copy (read in any order).
+        by_partition: dict[int, dict[str, dict[str, Any]]] = {p: {} for p in wanted}
         out: dict[str, dict[str, Any]] = {}
         if not wanted:
             return out
@@ -76,16 +80,19 @@ class StateLog:
             todo = {tp for tp in tps if ends[tp] > 0}
             while todo:
                 batch = await consumer.getmany(*todo, timeout_ms=1000)
-                for recs in batch.values():
+                for tp, recs in batch.items():
+                    live = by_partition[tp.partition]
                     for r in recs:
                         key = r.key.decode()
                         if r.value:
-                            out[key] = json.loads(r.value)
+                            live[key] = json.loads(r.value)
                         else:
-                            out.pop(key, None)
+                            live.pop(key, None)
                 todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
         finally:
             await consumer.stop()
+        for p in wanted:
+            out.update(by_partition[p])
         return out
 
     async def put(self, key: str, value: dict[str, Any] | None, owner: str) -> Any:

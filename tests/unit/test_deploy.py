@@ -209,7 +209,7 @@ def test_overlays_differ_where_they_should() -> None:
 def test_every_topic_in_code_has_a_kafkatopic_with_its_layout(objs: tuple[dict[str, Any], ...]) -> None:
     deployment_keys = set(_generator().DEPLOYMENT_CONFIGS)
     manifests = {t["spec"]["topicName"]: t for t in _of(objs, "KafkaTopic")}
-    specs = {s.name: s for s in all_topic_specs()}
+    specs = {s.name: s for s in all_topic_specs(layout=_generator().partition_layout())}
     assert sorted(manifests) == sorted(specs), "KafkaTopic manifests and all_topic_specs() name different topics"
     for name, spec in specs.items():
         topic = manifests[name]["spec"]
@@ -345,7 +345,7 @@ def test_receiver_secrets_come_from_secret_references(objs: tuple[dict[str, Any]
 
 
 def test_hpas_scale_workers_on_lag_within_the_partition_count(objs: tuple[dict[str, Any], ...]) -> None:
-    partitions = {s.name: s.partitions for s in all_topic_specs()}
+    partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in _of(objs, "KafkaTopic")}
     hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in _of(objs, "HorizontalPodAutoscaler")}
     assert sorted(hpas) == sorted(WORKERS)
     workloads = _workloads(objs)
@@ -361,6 +361,44 @@ def test_hpas_scale_workers_on_lag_within_the_partition_count(objs: tuple[dict[s
         assert metric["external"]["metric"]["selector"]["matchLabels"] == {"service": worker}
         # A consumer beyond the partition count gets no partition: it would cost money and do nothing.
         assert 1 <= spec["minReplicas"] <= spec["maxReplicas"] <= partitions[topic], worker
+
+
+def _triage_env(objs: tuple[dict[str, Any], ...]) -> dict[str, str]:
+    [cm] = [c for c in _of(objs, "ConfigMap") if c["metadata"]["name"].startswith("triage-env")]
+    return dict(cm["data"])
+
+
+def test_partition_counts_come_from_the_deployment_settings(objs: tuple[dict[str, Any], ...]) -> None:
+    # The counts every service reads (triage-env) are the KafkaTopics' and cap the HPAs: a worker whose count
+    # disagrees with its topics refuses to start, and a replica beyond them idles.
+    env = _triage_env(objs)
+    topics = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in _of(objs, "KafkaTopic")}
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"] for h in _of(objs, "HorizontalPodAutoscaler")}
+    classify, router = int(env["TRIAGE_CLASSIFY_PARTITIONS"]), int(env["TRIAGE_ROUTER_PARTITIONS"])
+    for name in topics_module.CLASSIFY_COPARTITIONED:
+        assert topics[name] == classify, name
+    for name in (*topics_module.ROUTER_COPARTITIONED, topics_module.router_state_spec().name):
+        assert topics[name] == router, name
+    assert hpas["classify"] <= classify and hpas["router"] <= router
+
+
+def test_generator_lays_out_grown_partitions_and_the_hpas_follow(tmp_path: Path) -> None:
+    gen = _generator()
+    env = tmp_path / "partitions.env"
+    env.write_text("# grown\nTRIAGE_CLASSIFY_PARTITIONS=12\nTRIAGE_ROUTER_PARTITIONS=9\n")
+    layout = gen.partition_layout(env)
+    rendered = {d["spec"]["topicName"]: d["spec"]["partitions"]
+                for d in yaml.safe_load_all(gen.topics_yaml(layout)) if d}
+    assert rendered["mentions.raw"] == rendered["triage.classify.crisis-input"] == 12
+    assert (rendered["mentions.scored"] == rendered["responses"] == rendered["triage.router.page-requests"]
+            == rendered["triage-router-state-changelog"] == 9)
+    assert rendered["incidents"] == 6 and rendered["pages"] == 1   # not scale-out units
+    for path, stage in gen.HPAS.items():
+        assert yaml.safe_load(gen.hpa_yaml(path, stage, layout))["spec"]["maxReplicas"] == (12 if stage == "classify"
+                                                                                            else 9)
+    env.write_text("TRIAGE_CLASSIFY_PARTITIONS=12\nTRIAGE_ROUTER_PARTITION=9\n")   # a typo is refused
+    with pytest.raises(SystemExit, match=r"partitions\.env:2"):
+        gen.partition_layout(env)
 
 
 def _allowed_ports(objs: tuple[dict[str, Any], ...], labels: dict[str, str]) -> set[int]:
