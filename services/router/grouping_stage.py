@@ -98,7 +98,8 @@ class GroupingStage:
             sample=Sample(mention.mention_id, mention.text[:500], mention.url, labels["language"]), now=now,
             group_wait=route.group_wait, group_interval=route.group_interval,
             repeat_interval=route.repeat_interval, quiet_period=route.quiet_period,
-            triage_timeout=route.triage_timeout if route.triage else 0.0)
+            triage_timeout=route.triage_timeout if route.triage else 0.0,
+            triage_notify=route.triage_notify if route.triage else "")
 
     def count(self, request: PageRequest) -> None:
         """Count a request into its group (on the group's owner)."""

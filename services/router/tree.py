@@ -82,6 +82,7 @@ class Route:
     when_muted: str = FALL_THROUGH
     triage: bool = False             # hold a new incident's trigger for a person to confirm first
     triage_timeout: float = 600.0    # ... for at most this long, then it pages on its own
+    triage_notify: str = ""          # a slack receiver told of each hold, with links to page now / dismiss
 
     @property
     def group_by_all(self) -> bool:
