@@ -222,7 +222,7 @@ def service_kafka_access(classify_app_id: str = "triage-classify", router_app_id
         ),
         "console": KafkaAccess(
             "triage-console",
-            reads=(INCIDENTS, PAGES, RESPONSES, FEEDBACK, SILENCES, CLAIMS),
+            reads=(INCIDENTS, PAGES, RESPONSES, FEEDBACK, SILENCES, CLAIMS, TRIAGE_DECISIONS),
             writes=(RESPONSES, FEEDBACK, SILENCES, CLAIMS, TRIAGE_DECISIONS),
             read_prefixes=(QUEUE_PREFIX,),
             group_prefixes=(console_group_prefix,),  # one group per replica: triage-console-<pod>

@@ -33,6 +33,7 @@ from services.console.views import (
     QueueFilter,
     QueueItem,
     SilenceReach,
+    TriageEntry,
     incident_labels,
     paginate,
 )
@@ -232,3 +233,8 @@ def silences_page(rows: list[SilenceReach], totals: dict[str, int], state: str, 
     here = "/silences" + (f"?state={state}" if state else "")
     return _render("silences.html", "silences", ctx, rows=rows, totals=totals, state=state, here=here,
                    states=("active", "pending", "expired"))
+
+
+def triage_page(view: ConsoleView, pending: list[TriageEntry], recent: list[TriageEntry], ctx: PageContext) -> str:
+    return _render("triage.html", "triage", ctx, pending=pending, recent=recent, incidents=view.incidents,
+                   here="/triage")

@@ -240,7 +240,7 @@ def test_the_routing_file_reads_triage_notify_which_must_name_a_slack_receiver()
     assert PageRequest.decode(request.encode()).triage_notify == "chat"
     plain_request = GroupingStage.request(_scored(), {"brand": "acme", "language": "en"}, plain, "P1", T0)
     assert b"triage_notify" not in plain_request.encode()
-    with pytest.raises(RoutingConfigError, match="triage_notify.*slack receivers: chat"):
+    with pytest.raises(RoutingConfigError, match=r"triage_notify.*slack receivers: chat"):
         loads(NOTIFY_ROUTES.replace("triage_notify: chat", "triage_notify: pd"))
 
 
