@@ -80,7 +80,7 @@ DEFAULT_TRIAGE_TIMEOUT = 600.0  # a held page goes out on its own after 10 min u
 _ROUTE_KEYS = {"receiver", "matchers", "match", "match_re", "continue", "routes", "group_by", "group_wait",
                "group_interval", "repeat_interval", "sla", "active_time_intervals", "mute_time_intervals",
                "quiet_period", "escalate_to", "sla_time_interval", "when_muted", "triage", "triage_timeout",
-               "triage_notify"}
+               "triage_notify", "triage_below_confidence"}
 _TOP_KEYS = {"route", "receivers", "sla", "time_intervals", "mute_time_intervals", "inhibit_rules", "silences",
              "global", "templates"}
 
@@ -138,6 +138,7 @@ def loads(text: str, source: str = "<routing>") -> RoutingTree:
                                    "repeat_interval": 4 * 3600.0, "sla": default_sla, "quiet_period": 900.0,
                                    "escalate_to": "", "sla_time_interval": None, "triage": False,
                                    "triage_timeout": DEFAULT_TRIAGE_TIMEOUT, "triage_notify": "",
+                                   "triage_below_confidence": 0.0,
                                    "when_muted": FALL_THROUGH if project_kinds else STAY},
                         intervals=intervals, slack=slack)
     for k in ("active_time_intervals", "mute_time_intervals"):
@@ -409,6 +410,12 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
                                      f"expected the name of a slack receiver; slack receivers: "
                                      f"{', '.join(sorted(slack)) or 'none'}")
         values["triage_notify"] = node["triage_notify"]
+    if "triage_below_confidence" in node:
+        floor = node["triage_below_confidence"]
+        if isinstance(floor, bool) or not isinstance(floor, int | float) or not 0 < floor <= 1:
+            raise RoutingConfigError(source, _line(node, "triage_below_confidence"), f"{key}.triage_below_confidence",
+                                     "expected a confidence above 0 and at most 1 (e.g. 0.5)")
+        values["triage_below_confidence"] = float(floor)
     if "group_by" in node:
         values["group_by"] = _group_by(node, key, source)
     if "when_muted" in node:
@@ -444,7 +451,8 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
                   mute_time_intervals=timed["mute_time_intervals"], quiet_period=values["quiet_period"],
                   escalate_to=values["escalate_to"], sla_time_interval=values["sla_time_interval"],
                   when_muted=values["when_muted"], triage=values["triage"],
-                  triage_timeout=values["triage_timeout"], triage_notify=values["triage_notify"])
+                  triage_timeout=values["triage_timeout"], triage_notify=values["triage_notify"],
+                  triage_below_confidence=values["triage_below_confidence"])
     children = node.get("routes", [])
     if not isinstance(children, list):
         raise RoutingConfigError(source, _line(node, "routes"), f"{key}.routes", "expected a list of routes")

@@ -8,7 +8,9 @@ import json
 import pytest
 from test_router_grouping import T0, run
 
+from services.common.alerting.silence_feed import SilenceFeed
 from services.common.codec import pb
+from services.router.check import main as check_main
 from services.router.grouping import (
     TRIAGE_DISMISS,
     TRIAGE_PAGE_NOW,
@@ -252,3 +254,40 @@ def test_the_slack_notice_says_it_is_held_and_links_to_the_triage_page() -> None
     body = json.dumps(msg)
     assert msg["text"].startswith(":raising_hand: Held for triage") and "thread_ts" not in msg
     assert "<https://console.example/triage|page now or dismiss>" in body and "Not paged yet" in body
+
+
+FLOOR_ROUTES = NOTIFY_ROUTES.replace("      triage: true\n", "      triage_below_confidence: 0.5\n")
+
+
+def test_a_confidence_floor_holds_only_the_incidents_below_it() -> None:
+    tree = loads(FLOOR_ROUTES)
+    route = tree.root.routes[0]
+    assert (route.triage, route.triage_below_confidence, route.triage_notify) == (False, 0.5, "chat")
+    stage = GroupingStage(tree, IncidentGrouper(), SilenceFeed(), clock=lambda: T0)
+    labels = {"brand": "acme", "language": "en"}
+    small = _scored()  # inc-1, not (yet) known as a classifier incident: the mention's top intent decides
+    small.intents["outage_report"] = 0.42
+    assert stage.confidence(small) == pytest.approx(0.42)
+    held = GroupingStage.request(small, labels, route, "P1", T0, stage.confidence(small))
+    assert (held.triage_timeout, held.triage_notify) == (300.0, "chat")
+    stage.severities["inc-1"] = 0.8  # the classifier's incident: 100x its usual volume is 1.0
+    sure = GroupingStage.request(small, labels, route, "P1", T0, stage.confidence(small))
+    assert (sure.triage_timeout, sure.triage_notify) == (0.0, "")  # pages as usual
+    for bad in ("0", "1.5", "yes", "true"):
+        with pytest.raises(RoutingConfigError, match="triage_below_confidence"):
+            loads(FLOOR_ROUTES.replace("triage_below_confidence: 0.5", f"triage_below_confidence: {bad}"))
+
+
+def test_route_check_says_which_incidents_are_held_and_for_how_long(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "routes.yaml"
+    for text, expected in [
+        (NOTIFY_ROUTES, 'held for triage: pages on a person\'s "page now" (console: Triage), not after a "dismiss", '
+                        "by itself after 5m; notice to chat"),
+        (FLOOR_ROUTES, "held for triage (incidents of confidence under 0.5): pages on a person's"),
+    ]:
+        path.write_text(text)
+        assert check_main([str(path), "brand=acme", "priority=P1"]) == 0
+        assert expected in capsys.readouterr().out
+    path.write_text(ROUTES)
+    assert check_main([str(path), "brand=other", "priority=P1"]) == 0
+    assert "held for triage" not in capsys.readouterr().out
