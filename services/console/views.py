@@ -209,7 +209,8 @@ class TriageEntry:
     def status(self) -> str:
         if self.state == "held" and self.decision:
             return f"{self.decision.replace('_', ' ')} by {self.decided_by}, waiting for the router"
-        return {"held": "held", "paged_now": "paged (page now)", "dismissed": "dismissed",
+        by = f" by {self.decided_by}" if self.decided_by else ""
+        return {"held": "held", "paged_now": f"paged: page now{by}", "dismissed": f"dismissed{by}",
                 "timed_out": "paged by itself (not handled in time)",
                 "resolved": "incident ended while held"}.get(self.state, self.state)
 

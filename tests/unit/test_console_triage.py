@@ -70,7 +70,7 @@ def test_a_decision_takes_the_group_off_the_list_at_once_and_the_router_confirms
         actions.triage_decision(v, {"group_key": KEY, "decision": "dismiss"}, "bo")
     assert err.value.status == 409 and "no longer waiting" in err.value.message
     v.apply_record(topics.PAGES, b"inc-1", triage_record("paged_now", now + 1))
-    assert v.triage[KEY].status == "paged (page now)"
+    assert v.triage[KEY].status == "paged: page now by ana"
     for bad, status in [({"group_key": "nope", "decision": "page_now"}, 404),
                         ({"group_key": KEY, "decision": "later"}, 400), ({"decision": "page_now"}, 400)]:
         with pytest.raises(actions.FormError) as err:
