@@ -89,9 +89,13 @@ class TriageStage:
             return "invalid"
         g, outcome = self.grouper.decide(msg.group_key, decision, msg.responder, epoch(msg.at) or self.clock())
         if outcome != "decided" or g is None:
-            reason = "already_decided" if outcome.startswith("already decided") else IGNORED.get(outcome, "invalid")
+            again = outcome.startswith("already decided")
+            reason = "already_decided" if again else IGNORED.get(outcome, "invalid")
             router_metrics.TRIAGE_DECISIONS_IGNORED.labels(reason).inc()
             log.info("triage_decision_ignored", group=msg.group_key[:200], decision=decision, outcome=outcome)
+            if again and g is not None:
+                # Maybe the retry of a decision whose state write failed: write the group again (idempotent).
+                await (await self.state.put(f"group:{g.key}", g.to_json(), g.key))
             return outcome
         await (await self.state.put(f"group:{g.key}", g.to_json(), g.key))
         log.info("triage_decided", incident=g.id, receiver=g.receiver, decision=decision, by=msg.responder)
