@@ -17,6 +17,7 @@ from services.common.timeutil import ts_from_epoch
 from services.console import actions
 from services.console.app import build_app
 from services.console.config import ConsoleToken
+from services.console.render import latest_pages
 from services.console.views import ConsoleView
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -151,3 +152,17 @@ async def test_a_read_only_person_sees_the_triage_list_without_forms() -> None:
         assert csrf
         r = await client.post("/actions/triage", data={"csrf": csrf.group(1), "group_key": KEY, "decision": "dismiss"})
         assert r.status == 403 and svc.published == []
+
+
+async def test_the_incident_pages_show_a_hold_greyed_and_the_page_over_it() -> None:
+    now = time.time()
+    v = _view()
+    v.apply_record(topics.PAGES, b"inc-1", triage_record("held", now - 60))
+    assert latest_pages(v, "inc-1") == {"pd": ("triage", False, "held")}
+    v.apply_record(topics.PAGES, b"inc-1", trigger_record(now))
+    v.apply_record(topics.PAGES, b"inc-1", triage_record("paged_now", now + 0.2))
+    assert latest_pages(v, "inc-1") == {"pd": ("trigger", True, "delivered")}  # the page, not its triage record
+    svc = RecordingService(v)
+    async with TestClient(TestServer(build_app(svc.settings, svc))) as client:
+        html = await (await client.get("/incidents/inc-1")).text()
+    assert '<td>triage</td><td class="muted">paged-now</td>' in html and '<td class="muted">held</td>' in html
