@@ -86,6 +86,9 @@ WHY = {
                 "write them); 365 d so they stay usable as a labelled dev set.",
     "silences": "silences created from the console (Silence, keyed by silence id): compacted, the latest "
                 "version of each (expired ones too, as Alertmanager keeps them); 1 partition (people write them).",
+    "triage.decisions": "responders' page now / dismiss decisions on incident groups held for triage (TriageDecision, "
+                        "keyed by the group key): compacted; co-partitioned with the page requests "
+                        "(TRIAGE_ROUTER_PARTITIONS) so the group's router replica reads it.",
     "claims": "responders' claims on queue items from the console (Claim, keyed by mention id): compacted, the "
               "latest of each (a claim lives minutes, so compaction runs often); 3 partitions; every console "
               "replica reads them all.",

@@ -20,6 +20,10 @@ SILENCES = "silences"
 # Responders' claims on queue items (Claim, keyed by the item's mention id; compacted: the latest of each), from
 # the console; every console replica folds them, so two people never work the same item unknowingly.
 CLAIMS = "claims"
+# Triage decisions on incident groups held before paging (TriageDecision, keyed by the router's group key;
+# compacted: the latest of each), from the console; co-partitioned with the page requests, so the router
+# replica that owns the group reads it.
+TRIAGE_DECISIONS = "triage.decisions"
 MENTIONS_DLQ = "mentions.dlq"
 # The router's page requests: a mention's contribution to an incident group, keyed by the group's key, so
 # the one replica that owns a group (its partition) counts every mention of it and pages it once.
@@ -62,8 +66,9 @@ class TopicSpec:
 # murmur2 partitioner): Faust assigns partition p of each to the same replica, so the owner of a mention's
 # partition of `mentions.scored` also gets its `responses` (SLA clocks) and its state partition, and the
 # owner of a group's partition of the page requests holds the group. docs/scaling.md has the diagram.
-# The router's state changelog (`router_state_spec`) is laid out with them.
-ROUTER_COPARTITIONED: tuple[str, ...] = (MENTIONS_SCORED, RESPONSES, ROUTER_PAGE_REQUESTS)
+# The router's state changelog (`router_state_spec`) is laid out with them. The console's triage decisions
+# are keyed by group key like the page requests, so the group's owner reads them.
+ROUTER_COPARTITIONED: tuple[str, ...] = (MENTIONS_SCORED, RESPONSES, ROUTER_PAGE_REQUESTS, TRIAGE_DECISIONS)
 # Classify's: scoring runs on the replicas owning `mentions.raw`, crisis detection on those owning a brand's
 # partition of the crisis input; one count for both (the crisis stage's ownership is computed from it).
 CLASSIFY_COPARTITIONED: tuple[str, ...] = (MENTIONS_RAW, CLASSIFY_CRISIS_INPUT)
@@ -129,6 +134,9 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     # Compacted, and a claim lives minutes: the latest claim of each item is all a console needs at start.
     TopicSpec(CLAIMS, 3, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
                           "segment.ms": str(3600 * 1000)}, key="mention id"),
+    # Compacted and co-partitioned with the page requests (the group's owner consumes it); a decision is
+    # read within seconds, kept while its group may still be held.
+    TopicSpec(TRIAGE_DECISIONS, DEFAULT_PARTITIONS, {"cleanup.policy": "compact"}, key="incident group key"),
     TopicSpec(MENTIONS_DLQ, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}, key="mention / incident id"),
     TopicSpec(INGEST_CHECKPOINTS, 1, {"cleanup.policy": "compact"}, key="connector name"),
     TopicSpec(ERASURES, 1, {"retention.ms": "-1"}, key="erasure id"),
@@ -204,7 +212,8 @@ def service_kafka_access(classify_app_id: str = "triage-classify", router_app_id
             "triage-router",
             # incidents and silences are followed whole (no group); the queue topics' recent headers are read
             # back at start (the ledger); mentions.dlq is read by `triage dlq replay` (group triage-dlq-replay).
-            reads=(MENTIONS_SCORED, RESPONSES, ROUTER_PAGE_REQUESTS, INCIDENTS, SILENCES, router_state,
+            reads=(MENTIONS_SCORED, RESPONSES, ROUTER_PAGE_REQUESTS, TRIAGE_DECISIONS, INCIDENTS, SILENCES,
+                   router_state,
                    MENTIONS_DLQ, faust_leader_topic(router_app_id)),
             writes=(ROUTER_PAGE_REQUESTS, PAGES, MENTIONS_DLQ, router_state),
             read_prefixes=(QUEUE_PREFIX,),
@@ -213,8 +222,8 @@ def service_kafka_access(classify_app_id: str = "triage-classify", router_app_id
         ),
         "console": KafkaAccess(
             "triage-console",
-            reads=(INCIDENTS, PAGES, RESPONSES, FEEDBACK, SILENCES, CLAIMS),
-            writes=(RESPONSES, FEEDBACK, SILENCES, CLAIMS),
+            reads=(INCIDENTS, PAGES, RESPONSES, FEEDBACK, SILENCES, CLAIMS, TRIAGE_DECISIONS),
+            writes=(RESPONSES, FEEDBACK, SILENCES, CLAIMS, TRIAGE_DECISIONS),
             read_prefixes=(QUEUE_PREFIX,),
             group_prefixes=(console_group_prefix,),  # one group per replica: triage-console-<pod>
         ),

@@ -1,6 +1,7 @@
 """What a console form turns into: a ResponseEvent for `responses`, a LabelFeedback for `feedback`, a
 Silence for `silences` (created from an incident page, or the same silence expired), or a Claim for
-`claims` (claim, hand over, release; claims.py decides whose turn it is). An incident's bulk
+`claims` (claim, hand over, release; claims.py decides whose turn it is), or a TriageDecision for
+`triage.decisions` (page now / dismiss an incident held for triage). An incident's bulk
 actions turn one form into one ResponseEvent per open item of the incident (none for an item already
 answered, so sending the form twice records nothing twice).
 
@@ -31,6 +32,7 @@ MAX_FIELD = 500
 MAX_SILENCE_SECONDS = 30 * 86400.0
 MAX_MATCHERS = 20
 CLAIM_ACTIONS = ("claim", "hand_over", "release")
+TRIAGE_DECISIONS = {"page_now": "page_now", "dismiss": "dismissed"}  # the form's button -> the decision
 RESPONDER_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")  # the names sign-in tokens may have (config.py)
 
 
@@ -252,3 +254,22 @@ def safe_next(form: Mapping[str, str], fallback: str) -> str:
     """Where to go after an action: a path on this site only (`access.same_origin_path`), else `fallback`."""
     target = form.get("next", "")
     return target if isinstance(target, str) and same_origin_path(target) else fallback
+
+
+def triage_decision(view: ConsoleView, form: Mapping[str, str], default_responder: str) -> pb.TriageDecision:
+    """"Page now" or "dismiss" on an incident group held for triage (the Triage page), keyed by the router's
+    group key so it reaches the router replica that owns the group. Refused (409) once the group is no longer
+    waiting: decided by someone, paged by itself, or its incident ended."""
+    group_key = _field(form, "group_key")
+    button = _field(form, "decision")
+    if button not in TRIAGE_DECISIONS:
+        raise FormError(400, f"decision must be one of {sorted(TRIAGE_DECISIONS)}, not {button!r}")
+    entry = view.triage.get(group_key)
+    if entry is None:
+        raise FormError(404, "there is no incident held for triage under that key")
+    if not entry.pending:
+        raise FormError(409, f"incident {entry.incident_id} is no longer waiting for triage: {entry.status}")
+    return pb.TriageDecision(group_key=group_key, incident_id=entry.incident_id, receiver=entry.receiver,
+                             decision=TRIAGE_DECISIONS[button],
+                             responder=_field(form, "responder", required=False) or default_responder,
+                             comment=_field(form, "comment", required=False), at=now_ts())

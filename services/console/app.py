@@ -1,7 +1,7 @@
 """The console's aiohttp app: HTML pages and a JSON API over the view model, and the actions.
 
 One consumer (its own group) reads `incidents`, the queue topics, `pages`, `responses`,
-`feedback`, `silences` and `claims` from the beginning on every start and folds them into a
+`feedback`, `silences`, `claims` and `triage.decisions` from the beginning on every start and folds them into a
 ConsoleView; there is no other store. Actions are published with the idempotent producer and
 folded in at once, so the page that follows already shows them (the consumed copy later changes
 nothing).
@@ -54,7 +54,7 @@ log = get_logger("console")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TOPIC_PATTERN = (r"^(" + "|".join(t.replace(".", r"\.") for t in (topics.INCIDENTS, topics.PAGES, topics.RESPONSES,
                                                                      topics.FEEDBACK, topics.SILENCES,
-                                                                     topics.CLAIMS))
+                                                                     topics.CLAIMS, topics.TRIAGE_DECISIONS))
                  + "|" + topics.QUEUE_PREFIX.replace(".", r"\.") + r".+)$")
 
 class _ReadFromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -166,6 +166,7 @@ class ConsoleService:
         for brand, (wrong, seen) in self.view.marked_wrong().items():
             if seen:
                 cm.MARKED_WRONG_RATIO.labels(brand or "none").set(wrong / seen)
+        cm.TRIAGE_WAITING.set(len(self.view.triage_list(time.time())[0]))
         for brand, (wrong, seen) in self.view.pages_marked_wrong().items():
             if seen:
                 cm.PAGES_MARKED_WRONG_RATIO.labels(brand or "none").set(wrong / seen)
@@ -359,6 +360,14 @@ async def queue_html(request: web.Request) -> web.Response:
                                             claims=svc.view.claims))
 
 
+async def triage_html(request: web.Request) -> web.Response:
+    """Incident groups of `triage: true` routes waiting for a person (page now / dismiss), and recent ones."""
+    svc = _service(request)
+    ctx = _ctx(request)
+    pending, recent = svc.view.triage_list(ctx.now, svc.settings.console_recent_hours * 3600)
+    return _html(request, render.triage_page(svc.view, pending, recent, ctx))
+
+
 async def silences_html(request: web.Request) -> web.Response:
     """Every silence (`?state=active|pending|expired`), with what it mutes now; expire from the list."""
     svc = _service(request)
@@ -415,6 +424,16 @@ async def silences_api(request: web.Request) -> web.Response:
     found = sorted(svc.view.silences.silences.values(), key=lambda s: (s.ends_at, s.id))
     return web.json_response({"loaded": svc.loaded, "silences": [
         silence_json(s, now) for s in found if not state or s.state(now) == state]})
+
+
+async def triage_api(request: web.Request) -> web.Response:
+    """The Triage page as JSON: `pending` (waiting for a person, soonest to page by itself first) and
+    `recent` (decided, paged or ended within TRIAGE_CONSOLE_RECENT_HOURS)."""
+    svc = _service(request)
+    now = time.time()
+    pending, recent = svc.view.triage_list(now, svc.settings.console_recent_hours * 3600)
+    return web.json_response({"loaded": svc.loaded, "pending": [e.to_json(now) for e in pending],
+                              "recent": [e.to_json(now) for e in recent]})
 
 
 async def queue_api(request: web.Request) -> web.Response:
@@ -595,6 +614,14 @@ post_silence_expire = _action_handler(_Action(
     back_to=lambda msg: _incident_page(msg.incident_id) if msg.incident_id else "/", signed_in_author=True))
 
 
+post_triage = _action_handler(_Action(
+    "triage", topics.TRIAGE_DECISIONS, actions.triage_decision, key=lambda msg: msg.group_key,
+    apply=ConsoleView.apply_triage_decision,
+    logged=lambda msg: ("console_triage_decision", {"incident": msg.incident_id, "receiver": msg.receiver,
+                                                    "decision": msg.decision}),
+    back_to=lambda msg: "/triage"))
+
+
 def _claim_handler(action: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Claim, hand over or release a queue item: a Claim on `claims` keyed by the item, folded in at once (every
     other console replica folds the consumed copy). Only a responder acts, as themselves when signed in."""
@@ -698,6 +725,9 @@ def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) 
     app.router.add_get("/incidents/{incident_id}", incident_html)
     app.router.add_get("/queues/{name}", queue_html)
     app.router.add_get("/silences", silences_html)
+    app.router.add_get("/triage", triage_html)
+    app.router.add_get("/api/triage", triage_api)
+    app.router.add_post("/actions/triage", post_triage)
     app.router.add_get("/api/incidents", incidents_api)
     app.router.add_get("/api/incidents/{incident_id}", incident_api)
     app.router.add_get("/api/queues/{name}", queue_api)

@@ -15,3 +15,5 @@ MARKED_WRONG_RATIO = Gauge("triage_console_marked_wrong_ratio",
                            "Share of P1/P2 items responders marked wrong (priority or intent), per brand", ["brand"])
 PAGES_MARKED_WRONG_RATIO = Gauge("triage_console_pages_marked_wrong_ratio",
                                  "Share of paged incidents responders marked as a wrong page, per brand", ["brand"])
+TRIAGE_WAITING = Gauge("triage_console_triage_waiting",
+                       "Incidents held for triage that nobody has decided on yet, as the console sees them")

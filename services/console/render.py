@@ -26,6 +26,7 @@ from services.console.claims import ActiveClaim, ClaimBook
 from services.console.replies import ReplyBook, reply_language
 from services.console.views import (
     FACETS,
+    TRIAGE_ACTION,
     ConsoleView,
     IncidentGroup,
     IncidentView,
@@ -33,6 +34,7 @@ from services.console.views import (
     QueueFilter,
     QueueItem,
     SilenceReach,
+    TriageEntry,
     incident_labels,
     paginate,
 )
@@ -151,9 +153,12 @@ def error_page(status: int, message: str, ctx: PageContext) -> str:
 
 
 def latest_pages(view: ConsoleView, incident_id: str) -> dict[str, tuple[str, bool, str]]:
-    """Per receiver, the latest page attempt: (action, delivered, status)."""
+    """Per receiver, the latest page attempt: (action, delivered, status); a triage hold's record ("triage
+    held") only while the receiver has no page yet."""
     latest: dict[str, tuple[str, bool, str]] = {}
     for p in view.pages.get(incident_id, []):
+        if p.action == TRIAGE_ACTION and latest.get(p.receiver, (TRIAGE_ACTION,))[0] != TRIAGE_ACTION:
+            continue
         latest[p.receiver] = (p.action, p.delivered, p.status)
     return latest
 
@@ -232,3 +237,8 @@ def silences_page(rows: list[SilenceReach], totals: dict[str, int], state: str, 
     here = "/silences" + (f"?state={state}" if state else "")
     return _render("silences.html", "silences", ctx, rows=rows, totals=totals, state=state, here=here,
                    states=("active", "pending", "expired"))
+
+
+def triage_page(view: ConsoleView, pending: list[TriageEntry], recent: list[TriageEntry], ctx: PageContext) -> str:
+    return _render("triage.html", "triage", ctx, pending=pending, recent=recent, incidents=view.incidents,
+                   here="/triage")

@@ -173,6 +173,54 @@ def _drop_samples(inc: IncidentView, mention_ids: set[str]) -> None:
     inc.sample_urls = [u for u in inc.sample_urls if u.rstrip("/").rsplit("/", 1)[-1] not in posts]
 
 
+TRIAGE_ACTION = "triage"  # PageRecord.action of the router's records about a hold (router/triage_stage.py)
+TRIAGE_DONE = ("paged_now", "dismissed", "timed_out", "resolved")  # what a hold ends as (PageRecord.state)
+
+
+@dataclass
+class TriageEntry:
+    """An incident group of a `triage: true` route, as the router's "triage" records on `pages` tell it (held,
+    then paged_now / dismissed / timed_out / resolved), with the latest decision a person made on the
+    console (`triage.decisions`) that the router may not have answered yet."""
+
+    group_key: str
+    incident_id: str          # the group's id: the classifier's incident id, or the router's own for the group
+    receiver: str
+    labels: dict[str, str]
+    held_at: float
+    hold_until: float         # when it pages by itself unless decided
+    detail: str
+    state: str = "held"       # the router's latest: held, paged_now, dismissed, timed_out, resolved
+    updated_at: float = 0.0
+    decision: str = ""        # page_now / dismissed, from the decisions topic (or this console, at once)
+    decided_by: str = ""
+    decided_at: float = 0.0
+
+    @property
+    def pending(self) -> bool:
+        """Waiting for a person: held, and nobody decided yet."""
+        return self.state == "held" and not self.decision
+
+    @property
+    def dismissed(self) -> bool:
+        return self.state == "dismissed" or (self.state == "held" and self.decision == "dismissed")
+
+    @property
+    def status(self) -> str:
+        if self.state == "held" and self.decision:
+            return f"{self.decision.replace('_', ' ')} by {self.decided_by}, waiting for the router"
+        by = f" by {self.decided_by}" if self.decided_by else ""
+        return {"held": "held", "paged_now": f"paged: page now{by}", "dismissed": f"dismissed{by}",
+                "timed_out": "paged by itself (not handled in time)",
+                "resolved": "incident ended while held"}.get(self.state, self.state)
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        out = asdict(self)
+        out["pending"], out["status"] = self.pending, self.status
+        out["seconds_left"] = round(self.hold_until - now, 1) if self.state == "held" else None
+        return out
+
+
 class ConsoleView:
     """The console's whole state, rebuilt from the topics on every start."""
 
@@ -188,6 +236,9 @@ class ConsoleView:
         self.excluded: set[tuple[str, str]] = set()  # (incident id, mention id) a responder said do not belong
         self.silences = SilenceFeed()  # the router's own store of the `silences` topic
         self.claims = ClaimBook(claim_ttl)  # who is on which item (the `claims` topic)
+        self.triage: dict[str, TriageEntry] = {}  # group key -> the router's view of a triage hold
+        # group key -> (decision, by, at): the latest of `triage.decisions`, read maybe before its hold's record
+        self.triage_decisions: dict[str, tuple[str, str, float]] = {}
         # Deleted mention ids, and deleted authors' keys (services/common/deletions.py) -> when: what no view
         # may show again, whatever order the topics are read in.
         self.deleted_ids: set[str] = set()
@@ -225,6 +276,8 @@ class ConsoleView:
             self.apply_feedback(msg)
         elif topic == topics.CLAIMS:
             self.apply_claim(msg)
+        elif topic == topics.TRIAGE_DECISIONS:
+            self.apply_triage_decision(msg)
 
     def _deleted(self, item: QueueItem) -> bool:
         if item.mention_id in self.deleted_ids:
@@ -293,6 +346,8 @@ class ConsoleView:
         if key in self._page_keys:
             return
         self._page_keys.add(key)
+        if page.action == TRIAGE_ACTION and page.group_key:
+            self._apply_triage_record(page, at)
         self.pages[page.incident_id].append(PageView(page.incident_id, page.receiver, page.action,
                                                      bool(page.delivered), page.detail, at, page.state))
         self.pages[page.incident_id].sort(key=lambda p: p.at)
@@ -337,6 +392,39 @@ class ConsoleView:
 
     def apply_claim(self, msg: Any) -> None:
         self.claims.apply(msg)
+
+    def _apply_triage_record(self, page: Any, at: float) -> None:
+        entry = self.triage.get(page.group_key)
+        if entry is None:
+            entry = self.triage[page.group_key] = TriageEntry(
+                group_key=page.group_key, incident_id=page.incident_id, receiver=page.receiver,
+                labels=dict(page.labels), held_at=at, hold_until=epoch(page.hold_until), detail=page.detail,
+                state=page.state, updated_at=at)
+        elif page.state in TRIAGE_DONE or entry.state not in TRIAGE_DONE:
+            entry.state, entry.updated_at = page.state, max(entry.updated_at, at)
+            if page.state == "held":
+                entry.held_at, entry.detail = at, page.detail
+        decided = self.triage_decisions.get(page.group_key)
+        if decided is not None:
+            entry.decision, entry.decided_by, entry.decided_at = decided
+
+    def apply_triage_decision(self, msg: Any) -> None:
+        """A page now / dismiss from a console (this one at once, any replica's from `triage.decisions`)."""
+        decided = (str(msg.decision), str(msg.responder), epoch(msg.at))
+        self.triage_decisions[msg.group_key] = decided
+        entry = self.triage.get(msg.group_key)
+        if entry is not None:
+            entry.decision, entry.decided_by, entry.decided_at = decided
+
+    def triage_list(self, now: float, recent_seconds: float = 24 * 3600.0) -> tuple[list[TriageEntry],
+                                                                                   list[TriageEntry]]:
+        """(groups waiting for a person, the soonest to page by itself first; the others of the last
+        `recent_seconds`, newest first)."""
+        pending = sorted((e for e in self.triage.values() if e.pending), key=lambda e: (e.hold_until, e.group_key))
+        recent = sorted((e for e in self.triage.values()
+                         if not e.pending and now - max(e.updated_at, e.decided_at) <= recent_seconds),
+                        key=lambda e: -max(e.updated_at, e.decided_at))
+        return pending, recent
 
     def apply_silence(self, msg: Any) -> Silence:
         return self.silences.apply(msg)
@@ -404,12 +492,20 @@ class ConsoleView:
         return any(p.delivered and p.action == "trigger" for p in self.pages.get(incident_id, []))
 
     def pages_marked_wrong(self) -> dict[str, tuple[int, int]]:
-        """Per brand: (paged incidents responders marked as a wrong page, paged incidents seen)."""
+        """Per brand: (paged incidents responders marked as a wrong page, paged incidents seen). An incident
+        dismissed in triage counts as a page, a wrong one: the page it would have been was wrong."""
         seen: dict[str, set[str]] = defaultdict(set)
         for inc in self.incidents.values():
             if self.paged(inc.id):
                 seen[inc.brand].add(inc.id)
-        return {brand: (sum(1 for i in ids if i in self.page_feedback), len(ids)) for brand, ids in seen.items()}
+        dismissed = set()
+        for e in self.triage.values():
+            if e.dismissed:
+                held = self.incidents.get(e.incident_id)
+                seen[held.brand if held is not None else e.labels.get("brand", "")].add(e.incident_id)
+                dismissed.add(e.incident_id)
+        return {brand: (sum(1 for i in ids if i in self.page_feedback or i in dismissed), len(ids))
+                for brand, ids in seen.items()}
 
     def marked_wrong(self) -> dict[str, tuple[int, int]]:
         """Per brand: (P1/P2 items marked wrong, P1/P2 items seen), the console's live precision."""

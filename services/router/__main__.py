@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = settings.partition_layout()
     run_worker(app, settings, settings.router_metrics_port, f"router: routes {settings.routes_file}",
                topics=[*topics.specs_named(topics.MENTIONS_SCORED, topics.RESPONSES,
-                                           topics.ROUTER_PAGE_REQUESTS, topics.INCIDENTS,
+                                           topics.ROUTER_PAGE_REQUESTS, topics.TRIAGE_DECISIONS, topics.INCIDENTS,
                                            topics.SILENCES, layout=layout),
                        topics.router_state_spec(settings.router_app_id, settings.router_partitions)])
     return 0

@@ -1,7 +1,8 @@
 """The router's thin Faust agents around `RouterWorker` (app.py): each takes a batch and hands it over.
 
 `create_app` wires a worker into a Faust app: `mentions.scored` (with each record's type header: a
-MentionDeleted or a ScoredMention), the page requests and `responses` go to the worker in batches; partition
+MentionDeleted or a ScoredMention), the page requests, the triage decisions and `responses` go to the worker
+in batches; partition
 assignments and revocations move the owned partitions' state; a timer ticks paging, heartbeats and SLA clocks.
 
 Example:
@@ -32,14 +33,14 @@ log = get_logger("router")
 
 def create_app(settings: RouterSettings, worker: RouterWorker) -> faust.App:
     """N replicas of this app share the work by Kafka partitions (docs/scaling.md): `mentions.scored`,
-    `responses` and the page requests are co-partitioned, so partition p of each (and of the state topic)
-    belongs to one replica at a time; incidents and silences are followed whole by every replica."""
+    `responses`, the page requests and the triage decisions are co-partitioned, so partition p of each (and of
+    the state topic) belongs to one replica at a time; incidents and silences are followed whole by every replica."""
     worker.ownership.owned = set()
     worker.grouping.repartition = True
     app = faust_app(settings.router_app_id, settings, stream_buffer_maxsize=max(4 * settings.max_batch, 128),
                     broker_session_timeout=settings.router_session_timeout_seconds,
                     broker_heartbeat_interval=max(1.0, settings.router_session_timeout_seconds / 10))
-    owned_topics = [topics.MENTIONS_SCORED, topics.ROUTER_PAGE_REQUESTS, topics.RESPONSES]
+    owned_topics = [topics.MENTIONS_SCORED, topics.ROUTER_PAGE_REQUESTS, topics.RESPONSES, topics.TRIAGE_DECISIONS]
     attach_to_faust(app, ConsumerLagMonitor("router", settings.router_app_id, owned_topics,
                                             bootstrap=settings.kafka_bootstrap,
                                             client_options=settings.kafka_client_options()))
@@ -55,6 +56,11 @@ def create_app(settings: RouterSettings, worker: RouterWorker) -> faust.App:
     async def page_requests(stream: Any) -> None:
         async for values in stream.take(settings.max_batch, within=settings.max_wait_seconds):
             await retry_until_done(worker.on_page_requests, list(values), what="page requests")
+
+    @app.agent(app.topic(topics.TRIAGE_DECISIONS), concurrency=1)
+    async def triage_decisions(stream: Any) -> None:
+        async for values in stream.take(settings.max_batch, within=settings.max_wait_seconds):
+            await retry_until_done(worker.on_triage_decisions, list(values), what="triage decisions")
 
     @app.agent(app.topic(topics.RESPONSES), concurrency=1)
     async def responses(stream: Any) -> None:

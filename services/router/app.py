@@ -3,6 +3,7 @@ r"""The router worker: `RouterWorker` takes the router's input and wires its sta
 mentions.scored --routing_stage.py--> queue topics / webhooks        one delivery per mention
                                 \--> grouping_stage.py --> paging_stage.py --> PagerDuty/Opsgenie/Slack/...
 incidents / silences --> grouping_stage.py (close groups, inhibit, mute)
+triage.decisions --> triage_stage.py (page now / dismiss a held group); the timer records holds on `pages`
 responses --> stop SLA clocks; a timer runs paging_stage.py (due pages) and escalation.py (SLA breaches)
 undeliverable after the retry budget --> dead_letters.py (mentions.dlq); page attempts --> `pages`
 ownership.py: which state partitions (groups, SLA clocks) this replica owns.
@@ -50,6 +51,7 @@ from services.router.routing_stage import RoutingStage
 from services.router.sla import SlaTracker
 from services.router.state import StateLog, state_topic
 from services.router.tree import RoutingTree
+from services.router.triage_stage import TriageStage
 
 log = get_logger("router")
 
@@ -65,10 +67,12 @@ class Stages:
     state: StateLog
     producer: AIOKafkaProducer
     deletions: DeletionStage
+    triage: TriageStage
 
 
 class RouterWorker:
-    """The router: its input (`process`, `on_page_requests`, `on_incident`, `on_response`, `tick`) to its stages.
+    """The router: its input (`process`, `on_page_requests`, `on_triage_decisions`, `on_incident`, `on_response`,
+    `tick`) to its stages.
 
     Example (one process, no Faust):
 
@@ -146,7 +150,8 @@ class RouterWorker:
                 await self.stop()
                 raise
             deletions = DeletionStage(receivers, self.ledger, self.sla, state, producer, self.grouper)
-            self.stages = Stages(dead_letters, routing, paging, escalation, state, producer, deletions)
+            triage = TriageStage(self.grouper, receivers.pagers, state, producer, self.clock)
+            self.stages = Stages(dead_letters, routing, paging, escalation, state, producer, deletions, triage)
             return self.stages
 
     async def _follow(self, topic: str, on_record: OnRecord, name: str) -> None:
@@ -237,6 +242,22 @@ class RouterWorker:
         pending += await self.grouping.flush(stages.state)
         await asyncio.gather(*pending)
 
+    async def on_triage_decisions(self, records: list[bytes]) -> None:
+        """A person's page now / dismiss on a held group (triage_stage.py), on the group's owner; each decision
+        is persisted before this returns (then commit)."""
+        stages = await self.start()
+        common_metrics.MESSAGES_IN.labels("router", topics.TRIAGE_DECISIONS).inc(len(records))
+        for raw in records:
+            if not raw:
+                continue  # a tombstone
+            msg, dlq = await decode_or_dead_letter(raw, pb.TriageDecision, stages.producer, service="router",
+                                                   source_topic=topics.TRIAGE_DECISIONS)
+            if msg is None:
+                await dlq
+                continue
+            if await self.ownership.owns(msg.group_key):
+                await stages.triage.decide(msg)
+
     async def on_incident(self, raw: bytes) -> None:
         await self.start()
         await self._incident_record(None, raw)
@@ -263,6 +284,7 @@ class RouterWorker:
         async with self._tick_lock:
             now = self.clock() if now is None else now
             await stages.paging.tick(now)
+            await stages.triage.tick(now)
             await stages.escalation.tick(now)
             self.ledger.expire(time.time())
             self.grouping.expire(now)

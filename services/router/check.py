@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             by = "incident id, else " + (",".join(route.group_by) or "brand")
             print(f"    paged as an incident: grouped by {by}; group_wait {_dur(route.group_wait)}, "
                   f"group_interval {_dur(route.group_interval)}, repeat_interval {_dur(route.repeat_interval)}")
+            if route.triage or route.triage_below_confidence:
+                which = "" if route.triage else f" (incidents of confidence under {route.triage_below_confidence:g})"
+                notice = f"; notice to {route.triage_notify}" if route.triage_notify else ""
+                print(f"    held for triage{which}: pages on a person's \"page now\" (console: Triage), not after a "
+                      f"\"dismiss\", by itself after {_dur(route.triage_timeout)}{notice}")
             silence = tree.silenced_by(labels, now)
             if silence is not None:
                 until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(silence.ends_at))

@@ -107,6 +107,14 @@ class Group:
     triage_until: float = 0.0
     triage_decision: str = ""
     triage_by: str = ""
+    triage_decided_at: float = 0.0
+    # What the router last recorded about the hold on `pages` (`triage_transition`: held, paged_now, dismissed,
+    # timed_out, resolved), and the chat notice: the Slack receiver it goes to (the route's `triage_notify`),
+    # when it was delivered and the attempts so far.
+    triage_recorded: str = ""
+    triage_notify: str = ""
+    triage_noticed_at: float = 0.0
+    triage_notice_attempts: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,11 +225,14 @@ class PageRequest:
     repeat_interval: float
     quiet_period: float
     triage_timeout: float = 0.0   # the route's triage_timeout when it has `triage: true`, else 0 (no hold)
+    triage_notify: str = ""       # the Slack receiver of the route's triage notice ("" for none)
 
     def encode(self) -> bytes:
         d = asdict(self)
         if not self.triage_timeout:
             del d["triage_timeout"]  # a request of a route without triage reads as before to any version
+        if not self.triage_notify:
+            del d["triage_notify"]
         return json.dumps(d, ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
@@ -235,7 +246,8 @@ class PageRequest:
                    reasons=[str(r) for r in d["reasons"]], sample=Sample(**d["sample"]), now=float(d["now"]),
                    group_wait=float(d["group_wait"]), group_interval=float(d["group_interval"]),
                    repeat_interval=float(d["repeat_interval"]), quiet_period=float(d["quiet_period"]),
-                   triage_timeout=float(d.get("triage_timeout", 0.0)))
+                   triage_timeout=float(d.get("triage_timeout", 0.0)),
+                   triage_notify=str(d.get("triage_notify", "")))
 
 
 class IncidentGrouper:
@@ -257,9 +269,10 @@ class IncidentGrouper:
 
     def add(self, *, receiver: str, route: str, incident_id: str, group_by: list[str], labels: dict[str, str],
             priority: str, reasons: list[str], sample: Sample, now: float, group_wait: float, group_interval: float,
-            repeat_interval: float, quiet_period: float, triage_timeout: float = 0.0) -> Group | None:
+            repeat_interval: float, quiet_period: float, triage_timeout: float = 0.0,
+            triage_notify: str = "") -> Group | None:
         """Count a mention into its group (creating it); None when its incident was already resolved. A group
-        created with a `triage_timeout` is held for triage that long."""
+        created with a `triage_timeout` is held for triage that long (and noticed to `triage_notify`)."""
         key = group_key(receiver, route, incident_id, group_by, labels)
         g = self.groups.get(key)
         if g is not None and g.resolved_at:
@@ -273,7 +286,8 @@ class IncidentGrouper:
                       labels={k: labels.get(k, "") for k in grouping_labels(group_by, labels)}, priority=priority,
                       group_wait=group_wait, group_interval=group_interval, repeat_interval=repeat_interval,
                       quiet_period=quiet_period, first_at=now, last_at=now,
-                      triage_until=now + triage_timeout if triage_timeout > 0 else 0.0)
+                      triage_until=now + triage_timeout if triage_timeout > 0 else 0.0,
+                      triage_notify=triage_notify if triage_timeout > 0 else "")
             self.groups[key] = g
         g.count += 1
         g.last_at = max(g.last_at, now)
@@ -292,7 +306,7 @@ class IncidentGrouper:
                         reasons=list(request.reasons), sample=request.sample, now=request.now,
                         group_wait=request.group_wait, group_interval=request.group_interval,
                         repeat_interval=request.repeat_interval, quiet_period=request.quiet_period,
-                        triage_timeout=request.triage_timeout)
+                        triage_timeout=request.triage_timeout, triage_notify=request.triage_notify)
 
     def restore(self, group: Group) -> None:
         """Put back a group read from the state topic."""
@@ -420,7 +434,7 @@ class IncidentGrouper:
             return g, "already paged"
         if g.resolved_at or g.closing:
             return g, "already resolved"
-        g.triage_decision, g.triage_by = decision, by
+        g.triage_decision, g.triage_by, g.triage_decided_at = decision, by, now
         if decision == TRIAGE_DISMISS:
             g.resolved_at = now
         return g, "decided"
@@ -430,12 +444,48 @@ class IncidentGrouper:
         return sorted((g for g in self.groups.values() if not g.resolved_at and not g.closing and not g.triggered_at
                        and g.triage_state(now) == "held"), key=lambda g: g.first_at)
 
+    def triage_groups(self) -> list[Group]:
+        """Every group of a triage route still kept (held, decided, paged or resolved)."""
+        return [g for g in self.groups.values() if g.triage_until]
+
     def open_groups(self) -> list[Group]:
         return [g for g in self.groups.values() if not g.resolved_at]
 
     def retrying(self) -> Counter[tuple[str, str]]:
         """Pages waiting for another attempt, by (receiver, action)."""
         return Counter((g.receiver, str(g.outbox["action"])) for g in self.open_groups() if g.outbox)
+
+
+# -- triage records (what the router tells the console about a hold, on `pages`; TriageStage sends them) ---------
+TRIAGE_RECORD_ACTION = "triage"  # PageRecord.action of the records below; PageRecord.state is the transition
+
+
+def triage_transition(g: Group, now: float) -> tuple[str, float] | None:
+    """The next thing to record about a triage group's hold, with its time, or None: held (once, when the
+    group is first seen held), then exactly one of paged_now / dismissed (a person's decision), timed_out (its
+    trigger went out undecided after `triage_timeout`) or resolved (the incident ended while held). The times
+    are the transition's own, so a record sent twice across a crash is the same record (the console folds
+    pages by incident, receiver, action and time)."""
+    if not g.triage_until or g.triage_recorded not in ("", "held"):
+        return None
+    if g.triage_decision:
+        state = {TRIAGE_PAGE_NOW: "paged_now", TRIAGE_DISMISS: "dismissed"}[g.triage_decision]
+        return state, g.triage_decided_at or now
+    if g.triggered_at:
+        return "timed_out", g.triggered_at
+    if g.resolved_at or g.closing:
+        return "resolved", g.resolved_at or g.last_at
+    if not g.triage_recorded:
+        return "held", g.first_at
+    return None
+
+
+def triage_notice_due(g: Group, now: float, max_attempts: int = 5) -> bool:
+    """Whether the group's chat notice (Slack, "page now / dismiss?") should be attempted now: it is held,
+    has a notice receiver, and the notice was neither delivered nor given up after `max_attempts`."""
+    return bool(g.triage_notify and not g.triage_noticed_at and g.triage_notice_attempts < max_attempts
+                and not g.resolved_at and not g.closing and not g.triggered_at and not g.outbox
+                and g.triage_state(now) == "held")
 
 
 # -- page persistence (a failed page is dead-lettered as this JSON and replayed by `triage dlq replay`) ----------

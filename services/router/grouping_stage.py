@@ -51,6 +51,7 @@ class GroupingStage:
         self.clock = clock
         self.repartition = False  # True under Faust: requests go to the group's owner through their topic
         self.incidents: dict[str, dict[str, str]] = {}  # open classifier incidents (inhibition sources)
+        self.severities: dict[str, float] = {}  # open classifier incidents' severity (0..1): their confidence
         self.resolved: dict[str, float] = {}  # resolved incident id -> when: its stragglers never open a group
         self._touched: dict[str, Group] = {}  # groups changed by the batch in progress, written once at its end
 
@@ -66,7 +67,7 @@ class GroupingStage:
         """Mute the mention, or count it into its group; returns futures to await before the commit."""
         if self.muted(labels, route.receiver, now):
             return []
-        request = self.request(scored, labels, route, priority, now)
+        request = self.request(scored, labels, route, priority, now, self.confidence(scored))
         if self.repartition:
             # To the replica that owns the group (its partition of the page requests): one grouper per group.
             return [await producer.send(topics.ROUTER_PAGE_REQUESTS, request.encode(), key=request.key.encode())]
@@ -87,10 +88,19 @@ class GroupingStage:
             return True
         return False
 
+    def confidence(self, scored: pb.ScoredMention) -> float:
+        """How sure the pipeline is that this is worth a page (0..1), for `triage_below_confidence`: the
+        severity of the classifier incident it belongs to (10x the usual volume = 0.5, 100x = 1.0), else the
+        mention's top intent score."""
+        if scored.incident_id and scored.incident_id in self.severities:
+            return self.severities[scored.incident_id]
+        return max(scored.intents.values(), default=0.0)
+
     @staticmethod
     def request(scored: pb.ScoredMention, labels: dict[str, str], route: Route, priority: str,
-                now: float) -> PageRequest:
+                now: float, confidence: float = 1.0) -> PageRequest:
         mention = scored.mention
+        held = route.holds_for_triage(confidence)
         return PageRequest(
             key=group_key(route.receiver, route.path, scored.incident_id, route.group_by, labels),
             receiver=route.receiver, route=route.path, incident_id=scored.incident_id,
@@ -98,7 +108,8 @@ class GroupingStage:
             sample=Sample(mention.mention_id, mention.text[:500], mention.url, labels["language"]), now=now,
             group_wait=route.group_wait, group_interval=route.group_interval,
             repeat_interval=route.repeat_interval, quiet_period=route.quiet_period,
-            triage_timeout=route.triage_timeout if route.triage else 0.0)
+            triage_timeout=route.triage_timeout if held else 0.0,
+            triage_notify=route.triage_notify if held else "")
 
     def count(self, request: PageRequest) -> None:
         """Count a request into its group (on the group's owner)."""
@@ -128,12 +139,14 @@ class GroupingStage:
         common_metrics.MESSAGES_IN.labels("router", topics.INCIDENTS).inc()
         if inc.state == pb.RESOLVED:
             self.incidents.pop(inc.id, None)
+            self.severities.pop(inc.id, None)
             self.resolved[inc.id] = self.clock()
             futs = [await state.put(f"group:{g.key}", g.to_json(), g.key)
                     for g in self.grouper.close_incident(inc.id, self.clock())]
             await asyncio.gather(*futs)
         else:
             self.incidents[inc.id] = incident_labels(inc)
+            self.severities[inc.id] = float(inc.severity)
 
     def expire(self, now: float) -> None:
         """Forget resolved incidents after RESOLVED_RETENTION (their groups are gone by then too)."""

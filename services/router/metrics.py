@@ -59,3 +59,14 @@ DELETION_NOTICES = Counter("triage_router_deletion_notices_total",
                            "MentionDeleted notices published to queue topics", ["topic"])
 DELETED_NOT_ROUTED = Counter("triage_router_deleted_not_routed_total",
                              "Scored mentions not routed because they (or their author) were deleted")
+TRIAGE = Counter("triage_router_triage_total",
+                 "Incident groups of triage routes by what became of the hold (held, paged_now, dismissed, timed_out, "
+                 "resolved), per receiver", ["receiver", "outcome"])
+TRIAGE_HELD = Gauge("triage_router_triage_held", "Incident groups held for a person's triage decision now",
+                    ["receiver"])
+TRIAGE_DECISIONS_IGNORED = Counter("triage_router_triage_decisions_ignored_total",
+                                   "Triage decisions that changed nothing, by why (unknown_group, not_held, "
+                                   "already_decided, already_paged, already_resolved, invalid)", ["reason"])
+TRIAGE_NOTICES = Counter("triage_router_triage_notices_total",
+                         "Chat notices of held incident groups, per receiver, outcome (sent / failed) and the "
+                         "failure's reason", ["receiver", "outcome", "reason"])

@@ -93,6 +93,12 @@ def console_link(g: Group, console_url: str) -> str:
     return f"{base}/incidents/{quote(g.incident_id, safe='')}" if g.incident_id else f"{base}/"
 
 
+def triage_link(console_url: str) -> str:
+    """The console's Triage page ("" when no console URL is configured)."""
+    base = console_url.strip().rstrip("/")
+    return f"{base}/triage" if base else ""
+
+
 def _console_text(g: Group) -> str:
     return f"incident {g.incident_id} in the triage console" if g.incident_id else "triage console"
 
@@ -180,7 +186,7 @@ def slack_message(page: Page, channel: str, thread_ts: str = "", console_url: st
     text object within Slack's limits; links are built only by `slack_link`."""
     g = page.group
     title = {"trigger": ":rotating_light: Incident", "update": ":arrows_counterclockwise: Update",
-             "resolve": ":white_check_mark: Resolved"}[page.action]
+             "resolve": ":white_check_mark: Resolved", "triage": ":raising_hand: Held for triage"}[page.action]
     text = f"{title}: {slack_plain(summary(g, page.action))}"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": slack_mrkdwn("*" + slack_cut(text, SLACK_SECTION_TEXT - 2) + "*",
@@ -205,6 +211,14 @@ def slack_message(page: Page, channel: str, thread_ts: str = "", console_url: st
     # A mrkdwn link rather than a button: a URL button still sends Slack an interaction the app must
     # acknowledge, and this bot has no interaction endpoint. The link goes last and is never cut.
     link = slack_link(console_link(g, console_url), "open in the console")
+    if page.action == "triage":
+        # The triage notice: "page now" and "dismiss" are POST forms on the console's Triage page (signed in,
+        # CSRF-checked), so the message links there rather than acting from Slack.
+        until = datetime.fromtimestamp(g.triage_until, UTC).strftime("%H:%M UTC")
+        act = slack_link(triage_link(console_url), "page now or dismiss")
+        blocks.append({"type": "section", "text": slack_mrkdwn(
+            f"*Not paged yet.* {act + ' in the console. ' if act else ''}Pages by itself at {until} "
+            "unless someone decides first.", SLACK_SECTION_TEXT)})
     tail = f" · {link}" if link else ""
     context = slack_cut(f"incident {slack_code(g.id)} · route {slack_plain(g.route)}",
                         SLACK_CONTEXT_TEXT - len(tail)) + tail

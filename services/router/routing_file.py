@@ -79,7 +79,8 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 DEFAULT_TRIAGE_TIMEOUT = 600.0  # a held page goes out on its own after 10 min unless a person handled it
 _ROUTE_KEYS = {"receiver", "matchers", "match", "match_re", "continue", "routes", "group_by", "group_wait",
                "group_interval", "repeat_interval", "sla", "active_time_intervals", "mute_time_intervals",
-               "quiet_period", "escalate_to", "sla_time_interval", "when_muted", "triage", "triage_timeout"}
+               "quiet_period", "escalate_to", "sla_time_interval", "when_muted", "triage", "triage_timeout",
+               "triage_notify", "triage_below_confidence"}
 _TOP_KEYS = {"route", "receivers", "sla", "time_intervals", "mute_time_intervals", "inhibit_rules", "silences",
              "global", "templates"}
 
@@ -131,13 +132,15 @@ def loads(text: str, source: str = "<routing>") -> RoutingTree:
                 raise RoutingConfigError(source, _line(route_doc, k), f"route.{k}",
                                          "root route must not have any matchers")
     # A verbatim Alertmanager file (no receiver of the project's own kinds) keeps Alertmanager's semantics.
+    slack = frozenset(name for name, cfg in receivers.items() if cfg.kind == "slack")
     root = _parse_route(route_doc, doc, "route", source, "root", set(receivers) | null_receivers,
                         inherited={"group_by": [], "group_wait": 30.0, "group_interval": 300.0,
                                    "repeat_interval": 4 * 3600.0, "sla": default_sla, "quiet_period": 900.0,
                                    "escalate_to": "", "sla_time_interval": None, "triage": False,
-                                   "triage_timeout": DEFAULT_TRIAGE_TIMEOUT,
+                                   "triage_timeout": DEFAULT_TRIAGE_TIMEOUT, "triage_notify": "",
+                                   "triage_below_confidence": 0.0,
                                    "when_muted": FALL_THROUGH if project_kinds else STAY},
-                        intervals=intervals)
+                        intervals=intervals, slack=slack)
     for k in ("active_time_intervals", "mute_time_intervals"):
         if k in route_doc:
             raise RoutingConfigError(source, _line(route_doc, k), f"route.{k}",
@@ -370,7 +373,7 @@ def _check_receiver_options(kind: str, opts: dict[str, Any], item: _LineDict, ke
 
 def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
                  receivers: set[str], inherited: dict[str, Any],
-                 intervals: dict[str, TimeInterval]) -> Route:
+                 intervals: dict[str, TimeInterval], slack: frozenset[str] = frozenset()) -> Route:
     if not isinstance(node, _LineDict):
         raise RoutingConfigError(source, _line(parent, key) if isinstance(parent, _LineDict) else None, key,
                                  "expected a mapping")
@@ -400,6 +403,19 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
         if not isinstance(node["triage"], bool):
             raise RoutingConfigError(source, _line(node, "triage"), f"{key}.triage", "expected true or false")
         values["triage"] = node["triage"]
+    if "triage_notify" in node:
+        # Our extension, like `triage`: the Slack receiver that gets the "page now / dismiss?" notice of a hold.
+        if node["triage_notify"] not in slack:
+            raise RoutingConfigError(source, _line(node, "triage_notify"), f"{key}.triage_notify",
+                                     f"expected the name of a slack receiver; slack receivers: "
+                                     f"{', '.join(sorted(slack)) or 'none'}")
+        values["triage_notify"] = node["triage_notify"]
+    if "triage_below_confidence" in node:
+        floor = node["triage_below_confidence"]
+        if isinstance(floor, bool) or not isinstance(floor, int | float) or not 0 < floor <= 1:
+            raise RoutingConfigError(source, _line(node, "triage_below_confidence"), f"{key}.triage_below_confidence",
+                                     "expected a confidence above 0 and at most 1 (e.g. 0.5)")
+        values["triage_below_confidence"] = float(floor)
     if "group_by" in node:
         values["group_by"] = _group_by(node, key, source)
     if "when_muted" in node:
@@ -435,13 +451,14 @@ def _parse_route(node: Any, parent: _LineDict, key: str, source: str, path: str,
                   mute_time_intervals=timed["mute_time_intervals"], quiet_period=values["quiet_period"],
                   escalate_to=values["escalate_to"], sla_time_interval=values["sla_time_interval"],
                   when_muted=values["when_muted"], triage=values["triage"],
-                  triage_timeout=values["triage_timeout"])
+                  triage_timeout=values["triage_timeout"], triage_notify=values["triage_notify"],
+                  triage_below_confidence=values["triage_below_confidence"])
     children = node.get("routes", [])
     if not isinstance(children, list):
         raise RoutingConfigError(source, _line(node, "routes"), f"{key}.routes", "expected a list of routes")
     for i, child in enumerate(children):
         route.routes.append(_parse_route(child, node, f"{key}.routes[{i}]", source, f"{path}/{i}", receivers,
-                                         values, intervals))
+                                         values, intervals, slack))
     return route
 
 

@@ -39,7 +39,9 @@ any receiver of a route with `group_by`) get incidents, not single mentions:
 see grouping.py (`group_wait`, `group_interval`, `repeat_interval`,
 `quiet_period`). A paging route with `triage: true` holds a new incident's trigger for a person to
 confirm ("page now" / "dismiss" on the console's Triage page) for at most `triage_timeout` (default
-10m), after which it pages on its own (grouping.py, "Triage"). `silences`
+10m), after which it pages on its own (grouping.py, "Triage"); `triage_below_confidence: 0.5` holds
+only the incidents of lower confidence (GroupingStage.confidence), `triage_notify` names the Slack
+receiver told of each hold. `silences`
 (services/common/alerting/silences.py) and `inhibit_rules` (inhibition.py) suppress those pages;
 queue and webhook deliveries are never suppressed.
 
@@ -82,6 +84,12 @@ class Route:
     when_muted: str = FALL_THROUGH
     triage: bool = False             # hold a new incident's trigger for a person to confirm first
     triage_timeout: float = 600.0    # ... for at most this long, then it pages on its own
+    triage_notify: str = ""          # a slack receiver told of each hold, with links to page now / dismiss
+    triage_below_confidence: float = 0.0  # >0: hold (as `triage`) an incident whose confidence is below this
+
+    def holds_for_triage(self, confidence: float) -> bool:
+        """Whether a new incident group of this route, of this confidence (0..1), waits for a person first."""
+        return self.triage or (self.triage_below_confidence > 0 and confidence < self.triage_below_confidence)
 
     @property
     def group_by_all(self) -> bool:
