@@ -228,8 +228,13 @@ def calibrated_dev_proba(head: Head, x: np.ndarray, y: np.ndarray) -> np.ndarray
     z = head.logits(x)
     folds = _two_folds(len(x))
     out = np.zeros_like(z)
+    o = INTENTS.index("outage_report") if tuple(head.labels) == tuple(INTENTS) else -1
     for f in (0, 1):
         t, b = fit_platt(z[folds != f], y[folds != f])
+        if o >= 0:   # the outage operating point, fitted on the same half as the calibration
+            fitted = 1.0 / (1.0 + np.exp(-(z[folds != f] / t + b)))
+            b = np.asarray(b, dtype=np.float32).copy()
+            b[o] -= outage_shift(fitted[_ordinary(y[folds != f]), o])
         out[folds == f] = 1.0 / (1.0 + np.exp(-(z[folds == f] / t + b)))
     return out
 
@@ -258,16 +263,51 @@ def train_intents(encoder, max_length: int, quick: bool, examples: list[IntentEx
     assert best is not None
     score, weights, cfg = best
     head = Head(INTENTS, weights, multilabel=True)
+    shift = 0.0
     if real.texts:
         head.temperature, head.offset = fit_platt(head.logits(xdv), ydv)
+        shift = outage_operating_point(head, xdv, ydv)
     else:
         head.temperature = fit_temperature(head.logits(xdv), ydv, multilabel=True)
     return head, {"intent_head": {"hidden": cfg.hidden, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs,
                                   "dev": dev_name, "dev_macro_f1": round(score, 4),
+                                  "outage_offset_shift": round(shift, 4),
+                                  "outage_max_ordinary_flagged": OUTAGE_MAX_ORDINARY_FLAGGED,
                                   "temperature": [round(float(t), 4) for t in head.temperature],
                                   "offset": [round(float(b), 4) for b in np.ravel(head.offset)],
                                   "train_size": len(ytr), "train_sources": summary(examples),
                                   "source_weights": dict(SOURCE_WEIGHTS)}}
+
+
+# Issue 24's operating point: at most this share of the real dev set's ordinary complaints (complaint, not an
+# outage report) may be called outage reports (p >= 0.5, 2-fold cross-fitted): each one raises a brand's
+# stray-report baseline and reads as "outage" to a responder.
+OUTAGE_MAX_ORDINARY_FLAGGED = 0.05
+
+
+def outage_shift(p_ordinary: np.ndarray, cap: float = OUTAGE_MAX_ORDINARY_FLAGGED) -> float:
+    """How far (in logits) to lower p(outage_report) so at most ``cap`` of these ordinary complaints' probabilities
+    stay at or above 0.5; 0 when they already do."""
+    p = np.clip(np.asarray(p_ordinary, dtype=np.float64), 1e-6, 1 - 1e-6)
+    if not len(p) or (p >= 0.5).mean() <= cap:
+        return 0.0
+    t = float(np.sort(p)[::-1][int(np.floor(cap * len(p)))])   # the first one that must fall below 0.5
+    return float(np.log(t / (1 - t))) + 1e-4
+
+
+def _ordinary(y: np.ndarray) -> np.ndarray:
+    o, c = INTENTS.index("outage_report"), INTENTS.index("complaint")
+    return (y[:, c] == 1) & (y[:, o] == 0)
+
+
+def outage_operating_point(head: Head, x: np.ndarray, y: np.ndarray) -> float:
+    """Lower the (Platt-calibrated) head's outage_report offset to the operating point `outage_shift` finds on
+    the dev set; returns the shift applied. `calibrated_dev_proba` cross-fits the same step."""
+    o = INTENTS.index("outage_report")
+    shift = outage_shift(head.predict_proba(x)[_ordinary(y), o])
+    head.offset = np.asarray(head.offset, dtype=np.float32).copy()
+    head.offset[o] -= shift
+    return shift
 
 
 HI_LATN_MAX_FALSE_RATE = 0.02  # share of another Latin-script language's val posts that may be called Hindi
