@@ -11,7 +11,7 @@ SEED ?= 7
 SEEDS ?=
 
 .PHONY: help venv lock sbom audit tools proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
-        kafka-up kafka-down fuzz train eval eval-crisis bench bench-e2e bench-scale manifests deploy-check clean chaos
+        kafka-up kafka-down fuzz train eval parity eval-crisis bench bench-e2e bench-scale manifests deploy-check clean chaos
 
 help:
 	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
@@ -19,6 +19,7 @@ help:
 	@echo "make up / make down      start / stop broker + services in the background (logs in run/)"
 	@echo "make kafka-up / kafka-down   the broker alone (127.0.0.1:9092)"
 	@echo "make train / eval / bench    fit the heads / print evaluation tables / print benchmarks"
+	@echo "make parity              every encoder runtime vs fp32 torch (labels, macro-F1), recorded for TRIAGE_RUNTIME=auto"
 	@echo "make bench-e2e [E2E_RATES=200 E2E_SECONDS=60]  the whole pipeline at offered rates: latency, outage trigger"
 	@echo "make bench-scale [SCALE_REPLICAS=1,2,4 SCALE_MENTIONS=3000]  classify replicas side by side: mentions/s, lag"
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
@@ -167,6 +168,11 @@ train: $(STAMP) proto model
 
 eval: $(STAMP) proto model
 	$(PY) -m services.cli eval
+
+# every encoder runtime (torch, ONNX Runtime; fp32, bf16, int8) against fp32 torch: label agreement and
+# macro-F1 checks, recorded for TRIAGE_RUNTIME=auto (which never chooses a runtime that failed them)
+parity: $(STAMP) proto model
+	$(PY) -m services.cli model parity
 
 eval-crisis: $(STAMP) proto model
 	$(PY) -m bench.eval_crisis --seed $(SEED) $(if $(SEEDS),--seeds $(SEEDS))

@@ -3,8 +3,9 @@
 In one run, on the same real UMSAB val tweets (all 8 languages):
 1. the matmul peak of this CPU in fp32 and bf16 (square 2048 matmuls, torch threads as configured);
 2. the worker's code path (`Scorer.score_texts`: tokenise, length buckets with dynamic padding, encoder,
-   heads, language ID, priority) per precision (fp32, bf16 autocast, bf16 weights, int8) and batch
-   size: mentions/s, tokens/s, achieved GFLOP/s (2 x non-embedding parameters per token, plus the
+   heads, language ID, priority) per runtime and precision (PyTorch fp32, bf16 autocast, bf16 weights,
+   int8; ONNX Runtime fp32 and int8 dynamic quantisation over the export cached by `triage model build`)
+   and batch size: mentions/s, tokens/s, achieved GFLOP/s (2 x non-embedding parameters per token, plus the
    attention matmuls) and % of the best peak measured in step 1;
 3. the naive baseline: one tweet at a time through `transformers.pipeline`, fp32;
 4. the ratio of the best worker row to the baseline.
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-mentions", type=int, default=int(os.environ.get("BENCH_BASELINE", "128")))
     parser.add_argument("--batch-sizes", default="8,32,64,128")
     parser.add_argument("--precisions", default="fp32,bf16-autocast,bf16-weights,int8")
+    parser.add_argument("--onnx-precisions", default="fp32,int8", help="ONNX Runtime rows ('' to skip them)")
     parser.add_argument("--staged-precision", default="auto",
                         help="precision of the sequential vs staged worker-loop rows ('' to skip them)")
     args = parser.parse_args(argv)
@@ -101,8 +103,17 @@ def main(argv: list[str] | None = None) -> int:
             "| p99 batch ms |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     print("\n".join(rows), flush=True)
     best_rate = 0.0
-    for prec in args.precisions.split(","):
-        scorer = build_scorer(ClassifySettings(precision=prec))  # type: ignore[arg-type]
+    configs = [ClassifySettings(precision=p) for p in args.precisions.split(",") if p]  # type: ignore[arg-type]
+    configs += [ClassifySettings(runtime="onnx", precision=p)  # type: ignore[arg-type]
+                for p in args.onnx_precisions.split(",") if p]
+    load_times = []
+    for config in configs:
+        prec = config.precision
+        t0 = time.perf_counter()
+        scorer = build_scorer(config)
+        scorer.score_texts(texts[:1])
+        load_times.append(f"| {scorer.encoder.runtime} ({scorer.encoder.precision.mode}) | "
+                          f"{time.perf_counter() - t0:.1f} |")
         scorer.score_texts(texts[:32])  # warm-up (oneDNN kernel cache)
         for bs in [int(x) for x in args.batch_sizes.split(",")]:
             scorer.batch_size = bs
@@ -113,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                 scorer.score_texts(texts[i:i + bs])
                 lat.append(time.perf_counter() - t0)
             total = time.perf_counter() - started
-            flops = sum(flops_per_batch(scorer.encoder.model if prec != "int8" else build_ref(settings),
+            torch_int8 = prec == "int8" and scorer.encoder.engine == "torch"
+            flops = sum(flops_per_batch(scorer.encoder.model if not torch_int8 else build_ref(settings),
                                         lengths[i:i + bs], bs) for i in range(0, len(texts), bs))
             gflops = flops / total / 1e9
             rate = len(texts) / total
             best_rate = max(best_rate, rate)
-            row = (f"| worker (Scorer) | {scorer.encoder.precision.mode} | {bs} | {rate:.1f} | {n_tokens / total:.0f} "
+            row = (f"| worker (Scorer) | {scorer.encoder.numerics} | {bs} | {rate:.1f} | {n_tokens / total:.0f} "
                    f"| {gflops:.0f} | {gflops / best_peak * 100:.1f} | {statistics.median(lat) * 1000:.1f} "
                    f"| {_percentile(lat, 99) * 1000:.1f} |")
             rows.append(row)
@@ -155,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(f"| naive transformers.pipeline | fp32 | 1 | {naive:.1f} | | | | {statistics.median(lat) * 1000:.1f} "
                 f"| {_percentile(lat, 99) * 1000:.1f} |")
     print("\n" + "\n".join(rows))
+    print("\n| runtime | scorer built + first mention scored, s (in this process; ONNX export cached) |\n|---|---:|")
+    print("\n".join(load_times))
     print(f"\nbest worker row {best_rate:.1f} mentions/s = {best_rate / naive:.1f}x the naive baseline "
           f"({naive:.1f}/s); peaks fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s")
     return 0

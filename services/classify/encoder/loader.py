@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from services.classify.encoder.precision import Precision, PrecisionCache, choose_precision
+from services.classify.encoder.runtime import RUNTIME_CACHE_FILE, ParityLabels, RuntimeChoices, select_runtime
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,21 @@ def _hash_state_dict(model: Any) -> str:
     return h.hexdigest()
 
 
+def directory_version(model_dir: Path, adapter: Path | None = None) -> str:
+    """``Encoder.version`` of the model in ``model_dir`` (with ``adapter`` merged) without loading it:
+    what the ONNX export cache is keyed by, so a build can tell whether its export is current."""
+    from services.classify.encoder.adapter import adapter_sha256
+
+    weights = _hash_weight_files(_weight_files(model_dir))
+    tok = model_dir / "tokenizer.json"
+    base = weights[:12]
+    if tok.is_file():
+        h = hashlib.sha256(weights.encode() + b"\0")
+        h.update(hashlib.sha256(tok.read_bytes()).hexdigest().encode())
+        base = h.hexdigest()[:12]
+    return f"{base[:6]}{adapter_sha256(adapter)[:6]}" if adapter is not None else base
+
+
 # ------------------------------------------------------------------------------------------ encoder
 class Encoder:
     """A loaded sentence encoder.
@@ -171,6 +187,10 @@ class Encoder:
         self.tokenizer = tokenizer
         self.adapter_sha256 = adapter_sha256  # a LoRA adapter merged into ``model``, if any
         self.precision = precision or Precision("fp32", "default")
+        # An ONNX Runtime session over the same weights (``use_onnx``): it then runs the forward passes
+        # instead of ``model``; tokenisation, length buckets, pooling and normalisation stay the same.
+        self.session: Any = None
+        self.runtime_reason = "torch"
         self.model = model.eval()  # inference_mode does not switch dropout off
         self.name = name
         self.device = device
@@ -191,6 +211,27 @@ class Encoder:
     @property
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
+
+    @property
+    def engine(self) -> str:
+        """What runs the forward pass: ``torch`` or ``onnx`` (ONNX Runtime)."""
+        return "torch" if self.session is None else "onnx"
+
+    @property
+    def runtime(self) -> str:
+        """Engine and precision, as logged and exported: torch-fp32, torch-bf16, torch-int8, onnx-fp32, onnx-int8."""
+        return f"{self.engine}-{self.precision.label}"
+
+    @property
+    def numerics(self) -> str:
+        """What decides the embeddings' exact values (for embedding caches): the precision mode, per engine."""
+        return self.precision.mode if self.session is None else f"onnx-{self.precision.mode}"
+
+    def use_onnx(self, session: Any, precision: str, reason: str) -> None:
+        """Run the forward passes through ``session`` (``onnx_export.onnx_session`` over this encoder's export)."""
+        self.session = session
+        self.precision = Precision(precision, reason)
+        self.runtime_reason = reason
 
     # ---------------------------------------------------------------------------- tokenisation
     def _ids(self, texts: Sequence[str], prefix: str, max_length: int | None) -> list[list[int]]:
@@ -253,10 +294,13 @@ class Encoder:
                     seq = ids[i]
                     rows[row, : len(seq)] = seq
                     valid[row, : len(seq)] = 1
-                input_ids = torch.from_numpy(rows).to(self.device)
                 mask = torch.from_numpy(valid).to(self.device)
-                with self.precision.autocast():
-                    hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                if self.session is not None:
+                    hidden = torch.from_numpy(self.session.run(None, {"input_ids": rows, "attention_mask": valid})[0])
+                else:
+                    input_ids = torch.from_numpy(rows).to(self.device)
+                    with self.precision.autocast():
+                        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
                 hidden = hidden.float()  # pool in fp32 whatever the forward pass ran in
                 m = mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
@@ -296,7 +340,8 @@ class Encoder:
         return self.base_version
 
     def __repr__(self) -> str:
-        return f"Encoder({self.name!r}, dim={self.dim}, device={self.device!r}, precision={self.precision.mode!r})"
+        return (f"Encoder({self.name!r}, dim={self.dim}, device={self.device!r}, precision={self.precision.mode!r}, "
+                f"engine={self.engine!r})")
 
 
 def _resolve_local_dir(name_or_path: str) -> Path | None:
@@ -317,11 +362,14 @@ def _resolve_local_dir(name_or_path: str) -> Path | None:
 
 def load_encoder(name_or_path: str, device: str = "cpu", torch_threads: int | None = None,
                  max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = DEFAULT_BATCH_SIZE,
-                 precision: str = "fp32", adapter: Path | None = None) -> Encoder:
+                 precision: str = "fp32", adapter: Path | None = None, runtime: str = "torch",
+                 parity: ParityLabels | None = None) -> Encoder:
     """Load a Hugging Face encoder (model directory or hub id) for sentence embeddings.
 
     ``precision`` is resolved by ``precision.choose_precision`` (``auto`` measures on this CPU);
     ``adapter`` is a fine-tuned delta (see ``adapter.py``) merged into the weights before that.
+    ``runtime`` (``torch``, ``onnx`` or ``auto``) is resolved by ``runtime.select_runtime``, which judges
+    candidates by the labels of ``parity`` (the heads) against fp32 torch.
     """
     configure_torch_threads(torch_threads)
     import torch
@@ -347,9 +395,16 @@ def load_encoder(name_or_path: str, device: str = "cpu", torch_threads: int | No
     # The measured choice is remembered beside a local model (cold start pays for it once per machine).
     cache = PrecisionCache(local / PRECISION_CACHE_FILE if local is not None else None)
     key = PrecisionCache.key(enc.version, threads=torch.get_num_threads())
-    chosen = enc.precision = choose_precision(precision, enc.model, cache=cache, cache_key=key)
-    enc.model = chosen.prepare(enc.model)
-    log.info("loaded encoder %s (dim %d, precision %s: %s%s) in %.1fs", name_or_path, enc.dim, chosen.mode,
-             chosen.reason, f", adapter {adapter_version[:12]}" if adapter_version else "",
-             time.perf_counter() - started)
+    if runtime != "torch":
+        select_runtime(enc, runtime, precision, parity, threads=torch.get_num_threads(),
+                       cache=RuntimeChoices(local / RUNTIME_CACHE_FILE if local is not None else None),
+                       precision_cache=cache, precision_key=key)
+        chosen = enc.precision
+    else:
+        chosen = enc.precision = choose_precision(precision, enc.model, cache=cache, cache_key=key)
+        enc.model = chosen.prepare(enc.model)
+        enc.runtime_reason = chosen.reason
+    log.info("loaded encoder %s (dim %d, runtime %s, precision %s: %s%s) in %.1fs", name_or_path, enc.dim,
+             enc.runtime, chosen.mode, enc.runtime_reason,
+             f", adapter {adapter_version[:12]}" if adapter_version else "", time.perf_counter() - started)
     return enc

@@ -52,7 +52,7 @@ MIN_GAIN = 0.005  # macro-F1 a larger head must add on held-out data to be prefe
 
 def embed_cached(encoder, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
     h = hashlib.sha256()
-    h.update(f"{encoder.version}|{encoder.precision.mode}|{max_length}|{EMBED_PREFIX}".encode())
+    h.update(f"{encoder.version}|{encoder.numerics}|{max_length}|{EMBED_PREFIX}".encode())
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\0")
     path = CACHE / f"{h.hexdigest()[:24]}.npy"

@@ -1,0 +1,83 @@
+"""Runtime choice (TRIAGE_RUNTIME) from measured trials, without a model: the fastest runtime that passes
+parity wins, one that fails any check is refused with the reason, and the candidates follow the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.classify.encoder.runtime import RuntimeChoices, Trial, candidates, choose, parity_texts
+
+
+def trial(name: str, seconds: float, agreement: float = 1.0, f1: dict[str, list[float]] | None = None) -> Trial:
+    return Trial(name, seconds, agreement, sentiment_agreement=agreement, intent_agreement=agreement,
+                 min_cosine=0.999, f1=f1 or {})
+
+
+def test_the_fastest_runtime_passing_parity_is_chosen() -> None:
+    name, reason = choose([trial("torch-fp32", 3.0), trial("onnx-fp32", 2.0), trial("onnx-int8", 1.0)])
+    assert name == "onnx-int8"
+    assert "onnx-int8 1.00s" in reason and "torch-fp32 3.00s" in reason
+    assert "macro-F1 checks not recorded" in reason   # start-up without `triage model parity` says so
+
+
+def test_a_faster_runtime_below_99_percent_label_agreement_is_refused() -> None:
+    name, reason = choose([trial("torch-fp32", 3.0), trial("onnx-int8", 1.0, agreement=0.985)])
+    assert name == "torch-fp32"
+    assert "onnx-int8 refused: label agreement 98.5% < 99%" in reason
+
+
+def test_a_macro_f1_off_by_more_than_half_a_point_is_refused_either_way() -> None:
+    checks = {"intent_realdev": [60.0, 59.4], "sentiment_umsab_val": [65.0, 65.2]}
+    worse = trial("onnx-int8", 1.0, agreement=0.995, f1=checks)
+    better = trial("onnx-fp32", 2.0, f1={"sentiment_umsab_val": [65.0, 65.6]})
+    ok = trial("torch-bf16", 2.5, f1={"sentiment_umsab_val": [65.0, 64.6]})
+    name, reason = choose([trial("torch-fp32", 3.0, f1={"sentiment_umsab_val": [65.0, 65.0]}), worse, better, ok])
+    assert name == "torch-bf16"
+    assert "onnx-int8 refused: intent_realdev macro-F1 59.40 vs 60.00 (off by 0.60 > 0.5 point)" in reason
+    assert "onnx-fp32 refused: sentiment_umsab_val macro-F1 65.60 vs 65.00" in reason
+    assert "not recorded" not in reason
+
+
+def test_no_runtime_passing_is_an_error_not_a_silent_pick() -> None:
+    with pytest.raises(RuntimeError, match="no runtime passes parity: onnx-int8 refused"):
+        choose([trial("onnx-int8", 1.0, agreement=0.5)])
+
+
+def test_candidates_follow_the_cpu_and_the_settings() -> None:
+    bf16 = {"avx512_bf16", "avx512_vnni"}
+    assert candidates("auto", "auto", flags=bf16) == ["torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8"]
+    assert candidates("auto", "auto", flags={"avx2"}) == ["torch-fp32", "onnx-fp32", "onnx-int8"]
+    assert candidates("onnx", "auto", flags=bf16) == ["onnx-fp32", "onnx-int8"]
+    assert candidates("auto", "fp32", flags=bf16) == ["torch-fp32", "onnx-fp32"]
+    assert candidates("auto", "bf16", flags=set()) == ["torch-fp32"]
+
+
+@pytest.mark.parametrize(("runtime", "precision", "message"), [
+    ("onnx", "bf16-weights", "ONNX Runtime runs fp32 or int8"),
+    ("auto", "int8", "name the engine"),
+    ("tensorrt", "auto", "runtime must be one of auto, torch, onnx"),
+])
+def test_impossible_settings_are_clear_errors(runtime: str, precision: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        candidates(runtime, precision)
+
+
+def test_recorded_choices_survive_a_restart_and_a_broken_file_is_empty(tmp_path) -> None:
+    path = tmp_path / "runtime-choices.json"
+    RuntimeChoices(path).put("choice:k", {"name": "onnx-int8", "reason": "fastest"})
+    hit = RuntimeChoices(path).get("choice:k")
+    assert hit is not None and hit["name"] == "onnx-int8" and hit["at"]
+    path.write_text("{not json")
+    assert RuntimeChoices(path).get("choice:k") is None
+    RuntimeChoices(tmp_path / "missing" / "x.json").put("k", {"name": "torch-fp32"})   # unwritable: no error
+
+
+def test_the_parity_set_is_real_multilingual_text() -> None:
+    texts = parity_texts()
+    assert len(texts) == 300 and len(set(texts)) == 300
+    from services.classify.encoder.runtime import PARITY_SET
+
+    langs = {json.loads(line)["lang"] for line in PARITY_SET.read_text(encoding="utf-8").splitlines()}
+    assert langs == {"en", "es", "ar", "hi", "fr", "de", "pt", "it"}
