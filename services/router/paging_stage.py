@@ -95,7 +95,7 @@ class PagingStage:
             if not guard.bucket.take(keep):
                 router_metrics.RATE_LIMITED.labels(name).inc()  # still due: the next tick tries again, triggers first
                 return
-        count = g.count
+        count = g.mentions
         attempt = int(g.outbox.get("attempts", 0)) + 1
         due_since = float(g.outbox.get("since", page.at))
         outcome = await attempt_once(name, lambda: self.pagers[name].notify(page))
@@ -135,7 +135,7 @@ class PagingStage:
     async def send(self, receiver: str, page: Page) -> bool:
         """A one-off page outside the grouper (an SLA escalation): retried in place with the delivery policy,
         recorded on `pages`, dead-lettered when it still failed (for `triage dlq replay`)."""
-        count = page.group.count
+        count = page.group.mentions
         outcome = await call_with_retry(receiver, lambda: self.pagers[receiver].notify(page),
                                         self.delivery_policy, self.guards.get(receiver))
         reason = str(outcome.reason or "")
