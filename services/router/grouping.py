@@ -136,6 +136,7 @@ class Group:
     # before it opened; a page shows the larger (`mentions`) and, with no mention reasons, the incident's.
     incident_mentions: int = 0
     incident_reasons: list[str] = field(default_factory=list)
+    sent_incident_mentions: int = 0  # incident_mentions at the last page sent (as sent_count is count)
 
     @property
     def mentions(self) -> int:
@@ -423,7 +424,8 @@ class IncidentGrouper:
         quiet = not g.incident_id and now - g.last_at >= g.quiet_period
         if g.closing or quiet:
             return PageAction.RESOLVE
-        if g.mentions > g.sent_count and now >= g.last_sent_at + g.group_interval:
+        grew = g.count > g.sent_count or g.incident_mentions > g.sent_incident_mentions
+        if grew and now >= g.last_sent_at + g.group_interval:
             return PageAction.UPDATE
         if now >= g.last_sent_at + g.repeat_interval:
             return PageAction.UPDATE
@@ -447,8 +449,10 @@ class IncidentGrouper:
         pages.sort(key=lambda p: ACTION_ORDER.get(PageAction(p.action), 9))
         return pages
 
-    def mark_sent(self, page: Page, count_at_send: int, thread_ref: str = "") -> None:
-        """The receiver accepted the page."""
+    def mark_sent(self, page: Page, count_at_send: int, thread_ref: str = "",
+                  incident_mentions_at_send: int | None = None) -> None:
+        """The receiver accepted the page (sent when the group had `count_at_send` mentions and the incident
+        record said `incident_mentions_at_send`, default: what it says now)."""
         g = page.group
         if page.action == PageAction.TRIGGER:
             g.triggered_at = page.at
@@ -458,6 +462,8 @@ class IncidentGrouper:
             g.resolved_at = page.at
         g.last_sent_at = page.at
         g.sent_count = count_at_send
+        g.sent_incident_mentions = (g.incident_mentions if incident_mentions_at_send is None
+                                    else incident_mentions_at_send)
         g.outbox = {}
         g.failure_reason = ""
         if thread_ref and not g.thread_ref:
@@ -498,7 +504,7 @@ class IncidentGrouper:
         g.outbox = {}
         g.failure_reason = reason or g.failure_reason
         if action == PageAction.UPDATE:
-            g.last_sent_at, g.sent_count = now, g.mentions
+            g.last_sent_at, g.sent_count, g.sent_incident_mentions = now, g.count, g.incident_mentions
             return
         g.resolved_at = now
         g.abandoned = g.abandoned or action == PageAction.TRIGGER

@@ -114,7 +114,7 @@ def pages(grouper: IncidentGrouper, start: float, seconds: float) -> list[Page]:
     out = []
     for s in range(int(seconds)):
         for page in grouper.due(start + s):
-            grouper.mark_sent(page, page.group.mentions)
+            grouper.mark_sent(page, page.group.count)
             out.append(page)
     return out
 
@@ -180,7 +180,23 @@ def test_the_record_and_its_tagged_mentions_make_one_group_and_one_trigger_in_ei
         assert [p.action for p in sent] == [PageAction.TRIGGER]
         asyncio.run(grouping.page_incident(incident(count=90), None))  # type: ignore[arg-type]  # it grew
         assert [p.action for p in pages(grouping.grouper, T0 + 120, 60)] == [PageAction.UPDATE]
-        assert grouping.grouper.groups[g.key].sent_count == 90
+        assert grouping.grouper.groups[g.key].sent_incident_mentions == 90
+
+
+def test_mentions_routed_after_a_trigger_update_the_page_even_when_the_record_counted_them_first() -> None:
+    """The record may reach the group before its tagged mentions (and already count them): the mentions
+    routed since the trigger still make an update, as they did before the record paged."""
+    tagged = [report(i, T0) for i in range(500)]
+    for sm in tagged:
+        sm.incident_id, sm.priority = "inc-acme-outage-1", pb.P1
+    grouping = stage()
+    asyncio.run(grouping.page_incident(incident(count=500), None))  # type: ignore[arg-type]
+    asyncio.run(route_mentions(grouping, tagged[:250], T0))
+    assert [p.action for p in pages(grouping.grouper, T0, 10)] == [PageAction.TRIGGER]
+    asyncio.run(route_mentions(grouping, tagged[250:], T0 + 10))
+    [update] = pages(grouping.grouper, T0 + 10, 60)
+    assert update.action == PageAction.UPDATE and render.details(update.group)["mentions"] == 500
+    assert pages(grouping.grouper, T0 + 70, 600) == []  # nothing new: no more updates
 
 
 def test_the_records_request_is_the_mentions_group_on_the_same_owner() -> None:
