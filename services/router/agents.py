@@ -1,9 +1,9 @@
 """The router's thin Faust agents around `RouterWorker` (app.py): each takes a batch and hands it over.
 
 `create_app` wires a worker into a Faust app: `mentions.scored` (with each record's type header: a
-MentionDeleted or a ScoredMention), the page requests, the triage decisions and `responses` go to the worker
-in batches; partition
-assignments and revocations move the owned partitions' state; a timer ticks paging, heartbeats and SLA clocks.
+MentionDeleted or a ScoredMention), the page requests, the triage decisions, `incidents` and `responses` go to
+the worker; partition assignments and revocations move the owned partitions' state; a timer ticks paging,
+heartbeats and SLA clocks.
 
 Example:
 
@@ -61,6 +61,13 @@ def create_app(settings: RouterSettings, worker: RouterWorker) -> faust.App:
     async def triage_decisions(stream: Any) -> None:
         async for values in stream.take(settings.max_batch, within=settings.max_wait_seconds):
             await retry_until_done(worker.on_triage_decisions, list(values), what="triage decisions")
+
+    @app.agent(app.topic(topics.INCIDENTS), concurrency=1)
+    async def incidents(stream: Any) -> None:
+        # Besides every replica following the topic whole (inhibition, closing groups), the consumer group reads
+        # each record once (committed after its page requests are on Kafka): an open incident pages by itself.
+        async for value in stream:
+            await retry_until_done(worker.on_incident, value, what="incident")
 
     @app.agent(app.topic(topics.RESPONSES), concurrency=1)
     async def responses(stream: Any) -> None:

@@ -2,7 +2,7 @@ r"""The router worker: `RouterWorker` takes the router's input and wires its sta
 
 mentions.scored --routing_stage.py--> queue topics / webhooks        one delivery per mention
                                 \--> grouping_stage.py --> paging_stage.py --> PagerDuty/Opsgenie/Slack/...
-incidents / silences --> grouping_stage.py (close groups, inhibit, mute)
+incidents / silences --> grouping_stage.py (close groups, inhibit, mute; an open incident pages itself)
 triage.decisions --> triage_stage.py (page now / dismiss a held group); the timer records holds on `pages`
 responses --> stop SLA clocks; a timer runs paging_stage.py (due pages) and escalation.py (SLA breaches)
 undeliverable after the retry budget --> dead_letters.py (mentions.dlq); page attempts --> `pages`
@@ -258,11 +258,24 @@ class RouterWorker:
             if await self.ownership.owns(msg.group_key):
                 await stages.triage.decide(msg)
 
-    async def on_incident(self, raw: bytes) -> None:
-        await self.start()
-        await self._incident_record(None, raw)
+    async def on_incident(self, raw: bytes | None) -> None:
+        """One incident record, read in the router's consumer group (each record by one replica, its offset
+        committed after this returns): folded in like the followed ones, and an open incident pages its
+        paging routes' receivers itself (grouping_stage.py `page_incident`), whether or not any mention
+        tagged with it arrives: a backlog scored before the incident opened tags none (issue 24). Its
+        requests join the group of its tagged mentions on that group's owner, so it still pages once."""
+        stages = await self.start()
+        inc = await self.grouping.incident_record(raw, stages.producer, stages.state)
+        if inc is None:
+            return
+        pending = await self.grouping.page_incident(inc, stages.producer)
+        if not self.grouping.repartition:  # counted here (one process); else by the groups' owners
+            pending += await self.grouping.flush(stages.state)
+        await asyncio.gather(*pending)
 
     async def _incident_record(self, _key: bytes | None, raw: bytes | None) -> None:
+        """A followed record (every replica reads every incident): inhibition sources and closing groups only;
+        paging from a record is `on_incident`'s, one replica per record."""
         assert self.state is not None and self.producer is not None
         await self.grouping.incident_record(raw, self.producer, self.state)
 

@@ -71,6 +71,22 @@ class Sample:
     language: str
 
 
+INCIDENT_SAMPLE = "incident"  # Group.samples entries with {"from": "incident"}: the incident record's (no text)
+
+
+@dataclass(frozen=True)
+class IncidentSummary:
+    """What a page request made from the classifier's incident record itself carries (grouping_stage.py
+    `incident_requests`): its mention count, reasons, languages and sample posts (ids and URLs: the incident
+    record holds no post text). Such a request opens the incident's group when no mention tagged with the
+    incident did: a backlog scored before the incident opened tags none of its mentions (issue 24)."""
+
+    mentions: int
+    reasons: list[str]
+    languages: dict[str, int]
+    samples: list[Sample]
+
+
 @dataclass
 class Group:
     key: str
@@ -115,6 +131,17 @@ class Group:
     triage_notify: str = ""
     triage_noticed_at: float = 0.0
     triage_notice_attempts: int = 0
+    # The classifier's own view of its incident (the latest incident record, IncidentSummary): how many mentions
+    # it counts and why. `count` is the mentions routed here tagged with the incident, which misses those scored
+    # before it opened; a page shows the larger (`mentions`) and, with no mention reasons, the incident's.
+    incident_mentions: int = 0
+    incident_reasons: list[str] = field(default_factory=list)
+    sent_incident_mentions: int = 0  # incident_mentions at the last page sent (as sent_count is count)
+
+    @property
+    def mentions(self) -> int:
+        """The mentions a page reports: the routed ones, or the classifier's count of its incident if larger."""
+        return max(self.count, self.incident_mentions)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +188,9 @@ class Group:
         return "held" if now < self.triage_until else "timed_out"
 
     def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
+        """The mentions' most frequent reasons; the incident record's reasons while no mention was counted."""
+        if not self.reasons and self.incident_reasons:
+            return [(r, self.incident_mentions) for r in self.incident_reasons[:n]]
         return Counter(self.reasons).most_common(n)
 
 
@@ -226,6 +256,9 @@ class PageRequest:
     quiet_period: float
     triage_timeout: float = 0.0   # the route's triage_timeout when it has `triage: true`, else 0 (no hold)
     triage_notify: str = ""       # the Slack receiver of the route's triage notice ("" for none)
+    # Set on a request made from the incident record itself (not a mention): it opens or refreshes the group,
+    # never counts as a mention (`IncidentGrouper.add_incident`).
+    incident: IncidentSummary | None = None
 
     def encode(self) -> bytes:
         d = asdict(self)
@@ -233,6 +266,8 @@ class PageRequest:
             del d["triage_timeout"]  # a request of a route without triage reads as before to any version
         if not self.triage_notify:
             del d["triage_notify"]
+        if self.incident is None:
+            del d["incident"]  # a mention's request reads as before to any version
         return json.dumps(d, ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
@@ -247,7 +282,15 @@ class PageRequest:
                    group_wait=float(d["group_wait"]), group_interval=float(d["group_interval"]),
                    repeat_interval=float(d["repeat_interval"]), quiet_period=float(d["quiet_period"]),
                    triage_timeout=float(d.get("triage_timeout", 0.0)),
-                   triage_notify=str(d.get("triage_notify", "")))
+                   triage_notify=str(d.get("triage_notify", "")), incident=_incident_summary(d.get("incident")))
+
+
+def _incident_summary(d: Any) -> IncidentSummary | None:
+    if d is None:
+        return None
+    return IncidentSummary(mentions=int(d["mentions"]), reasons=[str(r) for r in d["reasons"]],
+                           languages={str(k): int(v) for k, v in dict(d["languages"]).items()},
+                           samples=[Sample(**smp) for smp in d["samples"]])
 
 
 class IncidentGrouper:
@@ -289,24 +332,68 @@ class IncidentGrouper:
                       triage_until=now + triage_timeout if triage_timeout > 0 else 0.0,
                       triage_notify=triage_notify if triage_timeout > 0 else "")
             self.groups[key] = g
+        if not g.count:
+            g.languages = {}  # (a group opened by its incident record held the incident's languages until now)
         g.count += 1
         g.last_at = max(g.last_at, now)
         g.priority = more_urgent(priority, g.priority)
         for r in reasons:
             g.reasons[r] = g.reasons.get(r, 0) + 1
         g.languages[sample.language] = g.languages.get(sample.language, 0) + 1
-        if len(g.samples) < MAX_SAMPLES:
-            g.samples.append(asdict(sample))
+        own = [smp for smp in g.samples if smp.get("from") != INCIDENT_SAMPLE]
+        if len(own) < MAX_SAMPLES:
+            # A mention's sample (with its text) goes before the incident record's, and replaces its own entry.
+            record = [smp for smp in g.samples
+                      if smp.get("from") == INCIDENT_SAMPLE and smp.get("mention_id") != sample.mention_id]
+            g.samples = [*own, asdict(sample), *record][:MAX_SAMPLES]
         return g
 
     def add_request(self, request: PageRequest) -> Group | None:
-        """`add` for a page request (the mention's route and labels, as its router replica sent them)."""
+        """`add` for a page request (the mention's route and labels, as its router replica sent them); a request
+        made from an incident record goes to `add_incident`."""
+        if request.incident is not None:
+            return self.add_incident(request, request.incident)
         return self.add(receiver=request.receiver, route=request.route, incident_id=request.incident_id,
                         group_by=list(request.group_by), labels=dict(request.labels), priority=request.priority,
                         reasons=list(request.reasons), sample=request.sample, now=request.now,
                         group_wait=request.group_wait, group_interval=request.group_interval,
                         repeat_interval=request.repeat_interval, quiet_period=request.quiet_period,
                         triage_timeout=request.triage_timeout, triage_notify=request.triage_notify)
+
+    def add_incident(self, request: PageRequest, incident: IncidentSummary) -> Group | None:
+        """The incident record itself, for a paging route: open the incident's group if no mention did (all of
+        its mentions may have been scored before it opened, so none is tagged), or refresh the classifier's
+        count, reasons and samples on it. Idempotent (a record read twice, by two replicas or after a restart,
+        changes nothing more), never a mention in `count`. The group changed, or None (unchanged, or the group
+        was resolved: a resolved incident never opens a new one)."""
+        g = self.groups.get(request.key)
+        if g is not None and g.resolved_at:
+            return None
+        created = g is None
+        if g is None:
+            g = Group(key=request.key, id=request.incident_id, receiver=request.receiver, route=request.route,
+                      incident_id=request.incident_id,
+                      labels={k: request.labels.get(k, "") for k in grouping_labels(request.group_by,
+                                                                                   request.labels)},
+                      priority=request.priority, group_wait=request.group_wait,
+                      group_interval=request.group_interval, repeat_interval=request.repeat_interval,
+                      quiet_period=request.quiet_period, first_at=request.now, last_at=request.now,
+                      triage_until=request.now + request.triage_timeout if request.triage_timeout > 0 else 0.0,
+                      triage_notify=request.triage_notify if request.triage_timeout > 0 else "")
+            self.groups[request.key] = g
+        before = (g.incident_mentions, g.incident_reasons, g.priority, g.samples, g.languages)
+        g.incident_mentions = max(g.incident_mentions, incident.mentions)
+        g.incident_reasons = list(incident.reasons)
+        g.priority = more_urgent(request.priority, g.priority)
+        # The record's samples follow its latest state (a deleted post leaves them); the mentions' stay first.
+        own = [smp for smp in g.samples if smp.get("from") != INCIDENT_SAMPLE]
+        ids = {smp.get("mention_id") for smp in own}
+        extra = [{**asdict(smp), "from": INCIDENT_SAMPLE} for smp in incident.samples if smp.mention_id not in ids]
+        g.samples = own + extra[:max(0, MAX_SAMPLES - len(own))]
+        if not g.count:
+            g.languages = dict(incident.languages)  # no mention counted yet: the incident's languages
+        changed = created or before != (g.incident_mentions, g.incident_reasons, g.priority, g.samples, g.languages)
+        return g if changed else None
 
     def restore(self, group: Group) -> None:
         """Put back a group read from the state topic."""
@@ -337,7 +424,8 @@ class IncidentGrouper:
         quiet = not g.incident_id and now - g.last_at >= g.quiet_period
         if g.closing or quiet:
             return PageAction.RESOLVE
-        if g.count > g.sent_count and now >= g.last_sent_at + g.group_interval:
+        grew = g.count > g.sent_count or g.incident_mentions > g.sent_incident_mentions
+        if grew and now >= g.last_sent_at + g.group_interval:
             return PageAction.UPDATE
         if now >= g.last_sent_at + g.repeat_interval:
             return PageAction.UPDATE
@@ -361,8 +449,10 @@ class IncidentGrouper:
         pages.sort(key=lambda p: ACTION_ORDER.get(PageAction(p.action), 9))
         return pages
 
-    def mark_sent(self, page: Page, count_at_send: int, thread_ref: str = "") -> None:
-        """The receiver accepted the page."""
+    def mark_sent(self, page: Page, count_at_send: int, thread_ref: str = "",
+                  incident_mentions_at_send: int | None = None) -> None:
+        """The receiver accepted the page (sent when the group had `count_at_send` mentions and the incident
+        record said `incident_mentions_at_send`, default: what it says now)."""
         g = page.group
         if page.action == PageAction.TRIGGER:
             g.triggered_at = page.at
@@ -372,6 +462,8 @@ class IncidentGrouper:
             g.resolved_at = page.at
         g.last_sent_at = page.at
         g.sent_count = count_at_send
+        g.sent_incident_mentions = (g.incident_mentions if incident_mentions_at_send is None
+                                    else incident_mentions_at_send)
         g.outbox = {}
         g.failure_reason = ""
         if thread_ref and not g.thread_ref:
@@ -412,7 +504,7 @@ class IncidentGrouper:
         g.outbox = {}
         g.failure_reason = reason or g.failure_reason
         if action == PageAction.UPDATE:
-            g.last_sent_at, g.sent_count = now, g.count
+            g.last_sent_at, g.sent_count, g.sent_incident_mentions = now, g.count, g.incident_mentions
             return
         g.resolved_at = now
         g.abandoned = g.abandoned or action == PageAction.TRIGGER

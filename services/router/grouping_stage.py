@@ -6,8 +6,14 @@ Then it becomes a `PageRequest` (grouping.py) and is counted into its group (`co
 share the work (`repartition`) the request goes through the `triage.router.page-requests` topic to
 the replica that owns the group and is counted there. The groups a batch changed are written to the
 state topic once, at the batch's end (`flush`). A resolved incident closes its groups (`incident_record`)
-and its stragglers never open a new one. Deciding when to page is the grouper's; sending,
-paging_stage.py's.
+and its stragglers never open a new one.
+
+An open incident record pages too (`incident_requests`, issue 24): routed by the labels a mention tagged with
+it would carry (labels.py `incident_routing_labels`), muted the same way, it becomes a request for the same
+group as its tagged mentions (`receiver|incident:<id>`), so a backlog whose every mention was scored before
+the incident opened (none tagged) still pages, and an incident with tagged mentions still pages once. The
+record's request never counts as a mention (grouping.py `add_incident`: idempotent). Deciding when to page
+is the grouper's; sending, paging_stage.py's.
 """
 
 from __future__ import annotations
@@ -25,8 +31,18 @@ from services.common.codec import pb
 from services.common.deadletter import decode_or_dead_letter
 from services.common.logging import get_logger
 from services.router import metrics as router_metrics
-from services.router.grouping import RESOLVED_RETENTION, Group, IncidentGrouper, PageRequest, Sample, group_key
+from services.router.grouping import (
+    MAX_SAMPLES,
+    RESOLVED_RETENTION,
+    Group,
+    IncidentGrouper,
+    IncidentSummary,
+    PageRequest,
+    Sample,
+    group_key,
+)
 from services.router.inhibition import incident_labels, inhibiting_rule
+from services.router.labels import incident_routing_labels
 from services.router.state import StateLog
 from services.router.tree import Route, RoutingTree
 
@@ -111,6 +127,51 @@ class GroupingStage:
             triage_timeout=route.triage_timeout if held else 0.0,
             triage_notify=route.triage_notify if held else "")
 
+    def incident_requests(self, inc: pb.Incident, now: float) -> list[PageRequest]:
+        """The page requests of an open incident record itself: one per paging receiver its labels route to
+        (as for a mention tagged with it: first match, `continue`, each receiver once), unless muted."""
+        labels = incident_routing_labels(inc)
+        if labels is None:
+            return []
+        urls = {u.rstrip("/").rsplit("/", 1)[-1]: u for u in inc.evidence.sample_urls}
+        summary = IncidentSummary(
+            mentions=int(inc.mention_count), reasons=list(inc.reasons), languages=dict(inc.evidence.languages),
+            samples=[Sample(mid, "", urls.get(mid.split(":", 1)[-1], ""), "")
+                     for mid in inc.evidence.sample_mention_ids[:MAX_SAMPLES]])
+        out: list[PageRequest] = []
+        seen: set[str] = set()
+        for route in self.tree.match(labels, now):
+            if route.receiver in seen:
+                continue
+            seen.add(route.receiver)
+            if self.tree.receivers[route.receiver].kind == "kafka_queue" or not self.tree.is_paging(route):
+                continue
+            if self.muted(labels, route.receiver, now):
+                continue
+            held = route.holds_for_triage(float(inc.severity))  # an incident's confidence: its severity
+            out.append(PageRequest(
+                key=group_key(route.receiver, route.path, inc.id, route.group_by, labels),
+                receiver=route.receiver, route=route.path, incident_id=inc.id, group_by=list(route.group_by),
+                labels=labels, priority=labels["priority"], reasons=list(inc.reasons),
+                sample=summary.samples[0] if summary.samples else Sample("", "", "", labels["language"]), now=now,
+                group_wait=route.group_wait, group_interval=route.group_interval,
+                repeat_interval=route.repeat_interval, quiet_period=route.quiet_period,
+                triage_timeout=route.triage_timeout if held else 0.0,
+                triage_notify=route.triage_notify if held else "", incident=summary))
+        return out
+
+    async def page_incident(self, inc: pb.Incident, producer: AIOKafkaProducer) -> list[Any]:
+        """Hand an open incident record's page requests to their groups' owners (as `take` does a mention's);
+        returns futures to await before the record's offset is committed."""
+        pending = []
+        for request in self.incident_requests(inc, self.clock()):
+            if self.repartition:
+                pending.append(await producer.send(topics.ROUTER_PAGE_REQUESTS, request.encode(),
+                                                   key=request.key.encode()))
+            else:
+                self.count(request)
+        return pending
+
     def count(self, request: PageRequest) -> None:
         """Count a request into its group (on the group's owner)."""
         if request.incident_id and request.incident_id in self.resolved:
@@ -118,7 +179,8 @@ class GroupingStage:
         g = self.grouper.add_request(request)
         if g is None:
             return
-        router_metrics.ROUTED.labels(request.receiver, request.priority).inc()
+        if request.incident is None:  # (an incident record's request is no routed mention)
+            router_metrics.ROUTED.labels(request.receiver, request.priority).inc()
         self._touched[g.key] = g
 
     async def flush(self, state: StateLog) -> list[Any]:
@@ -126,16 +188,18 @@ class GroupingStage:
         touched, self._touched = self._touched, {}
         return [await state.put(f"group:{key}", g.to_json(), key) for key, g in touched.items()]
 
-    async def incident_record(self, raw: bytes | None, producer: AIOKafkaProducer, state: StateLog) -> None:
+    async def incident_record(self, raw: bytes | None, producer: AIOKafkaProducer,
+                              state: StateLog) -> pb.Incident | None:
         """One record of the incidents topic (followed whole by every replica): an open incident is an inhibition
-        source; a resolved one closes the groups of it this replica owns."""
+        source; a resolved one closes the groups of it this replica owns. Returns the incident (None: a
+        tombstone or a record that is no incident, dead-lettered)."""
         if not raw:
-            return  # a tombstone
+            return None  # a tombstone
         inc, dlq = await decode_or_dead_letter(raw, pb.Incident, producer, service="router",
                                                source_topic=topics.INCIDENTS)
         if inc is None:
             await dlq
-            return
+            return None
         common_metrics.MESSAGES_IN.labels("router", topics.INCIDENTS).inc()
         if inc.state == pb.RESOLVED:
             self.incidents.pop(inc.id, None)
@@ -147,6 +211,7 @@ class GroupingStage:
         else:
             self.incidents[inc.id] = incident_labels(inc)
             self.severities[inc.id] = float(inc.severity)
+        return inc
 
     def expire(self, now: float) -> None:
         """Forget resolved incidents after RESOLVED_RETENTION (their groups are gone by then too)."""

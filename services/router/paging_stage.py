@@ -95,14 +95,14 @@ class PagingStage:
             if not guard.bucket.take(keep):
                 router_metrics.RATE_LIMITED.labels(name).inc()  # still due: the next tick tries again, triggers first
                 return
-        count = g.count
+        count, incident_count, mentions = g.count, g.incident_mentions, g.mentions  # as the page shows them
         attempt = int(g.outbox.get("attempts", 0)) + 1
         due_since = float(g.outbox.get("since", page.at))
         outcome = await attempt_once(name, lambda: self.pagers[name].notify(page))
         reason = str(outcome.reason or "")
         if outcome.delivered:
-            self.grouper.mark_sent(page, count, str(outcome.result or ""))
-            state, detail = "delivered", f"{count} mentions"
+            self.grouper.mark_sent(page, count, str(outcome.result or ""), incident_count)
+            state, detail = "delivered", f"{mentions} mentions"
             router_metrics.PAGES.labels(name, page.action, "sent", "").inc()
             router_metrics.PAGE_DELAY.labels(page.action).observe(max(0.0, self.clock() - due_since))
         elif not outcome.retriable:
@@ -119,7 +119,7 @@ class PagingStage:
             futs.append(await self._dead_letter(page, name, failed_detail(reason, detail), attempt, reason))
         await asyncio.gather(*futs)
         (log.info if state == "delivered" else log.warning)(
-            "page_attempt", action=page.action, receiver=name, incident=g.id, mentions=count, state=state,
+            "page_attempt", action=page.action, receiver=name, incident=g.id, mentions=mentions, state=state,
             attempt=attempt, reason=reason, error=outcome.error[:200] if not outcome.delivered else "")
 
     async def given_up(self, page: Page, reason: str, attempts: int) -> None:
@@ -135,7 +135,7 @@ class PagingStage:
     async def send(self, receiver: str, page: Page) -> bool:
         """A one-off page outside the grouper (an SLA escalation): retried in place with the delivery policy,
         recorded on `pages`, dead-lettered when it still failed (for `triage dlq replay`)."""
-        count = page.group.count
+        count = page.group.mentions
         outcome = await call_with_retry(receiver, lambda: self.pagers[receiver].notify(page),
                                         self.delivery_policy, self.guards.get(receiver))
         reason = str(outcome.reason or "")

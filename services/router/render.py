@@ -66,7 +66,7 @@ def summary(g: Group, action: str = "trigger") -> str:
     top = g.top_reasons(1)
     what = f" - {top[0][0]}" if top else ""
     verb = "resolved: " if action == "resolve" else ""
-    return cut(f"{verb}[{g.priority}] {brand}: {g.count} mention{'s' if g.count != 1 else ''}{what}",
+    return cut(f"{verb}[{g.priority}] {brand}: {g.mentions} mention{'s' if g.mentions != 1 else ''}{what}",
                PAGERDUTY_SUMMARY)
 
 
@@ -74,7 +74,7 @@ def details(g: Group) -> dict[str, Any]:
     return {
         "incident_id": g.incident_id or g.id,
         "route": g.route,
-        "mentions": g.count,
+        "mentions": g.mentions,
         "top_reasons": [f"{r} ({n})" for r, n in g.top_reasons()],
         "languages": dict(sorted(g.languages.items(), key=lambda kv: -kv[1])),
         "samples": [{"mention_id": s["mention_id"], "text": s["text"][:280], "url": s["url"]} for s in g.samples],
@@ -177,7 +177,7 @@ def opsgenie_note(page: Page) -> dict[str, str]:
     if page.action == "resolve":
         note = summary(g, "resolve")
     else:
-        note = f"{g.count} mentions; top: " + "; ".join(f"{r} ({n})" for r, n in g.top_reasons(3))
+        note = f"{g.mentions} mentions; top: " + "; ".join(f"{r} ({n})" for r, n in g.top_reasons(3))
     return {"note": cut(note, OPSGENIE_NOTE), "source": "social-triage"}
 
 
@@ -197,7 +197,7 @@ def slack_message(page: Page, channel: str, thread_ts: str = "", console_url: st
                           for k, v in sorted(g.languages.items(), key=lambda kv: -kv[1]))
         blocks.append({"type": "section", "fields": [
             slack_mrkdwn(f"*Top reasons*\n{reasons}", SLACK_FIELD_TEXT),
-            slack_mrkdwn(f"*Mentions* {g.count}\n*Languages* {langs}", SLACK_FIELD_TEXT)]})
+            slack_mrkdwn(f"*Mentions* {g.mentions}\n*Languages* {langs}", SLACK_FIELD_TEXT)]})
         # Each sample gets an equal share of the section, so a post full of `&` (5 characters each once
         # escaped) never pushes the later samples and their links out.
         share = SLACK_SECTION_TEXT // max(1, len(g.samples)) - 1
@@ -244,7 +244,7 @@ def alertmanager_alerts(page: Page, generator_url: str = "", console_url: str = 
     annotations = alertmanager_labels({
         "summary": summary(g, page.action),
         "description": "; ".join(f"{r} ({n})" for r, n in g.top_reasons()),
-        "mentions": str(g.count),
+        "mentions": str(g.mentions),
         "priority": g.priority,
         "severity": SEVERITY.get(g.priority, "critical"),
     })

@@ -122,13 +122,13 @@ class TriageStage:
             g.triage_recorded = state
             await (await self.state.put(f"group:{g.key}", g.to_json(), g.key))
             router_metrics.TRIAGE.labels(g.receiver, state).inc()
-            log.info("triage", incident=g.id, receiver=g.receiver, state=state, mentions=g.count)
+            log.info("triage", incident=g.id, receiver=g.receiver, state=state, mentions=g.mentions)
 
     @staticmethod
     def _detail(g: Group, state: str) -> str:
         reasons = "; ".join(r for r, _ in g.top_reasons(3))
         return {
-            "held": f"held for triage: {g.count} mentions, pages by itself when not handled in time ({reasons})",
+            "held": f"held for triage: {g.mentions} mentions, pages by itself when not handled in time ({reasons})",
             "paged_now": f"page now, by {g.triage_by}",
             "dismissed": f"dismissed by {g.triage_by}: not paged",
             "timed_out": "not handled within triage_timeout: paged by itself",
