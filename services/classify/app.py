@@ -37,12 +37,14 @@ from services.classify.pipeline import StagedBatches
 from services.classify.scorer import PreparedBatch, Scorer
 from services.common import codec, topics
 from services.common.deadletter import dead_letter
+from services.common.deletion_log import DeletionLog
 from services.common.deletions import deletion_headers, deletion_key, is_author_deletion, is_deletion
 from services.common.faust_app import faust_app, retry_until_done
 from services.common.kafka import make_producer
 from services.common.lag import ConsumerLagMonitor, attach_to_faust
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
+from services.common.state_log import StateLog
 from services.common.timeutil import epoch
 
 log = get_logger("classify")
@@ -81,8 +83,11 @@ class ClassifyWorker:
         # True under Faust with crisis detection: scored mentions go through the crisis input (keyed by
         # brand) instead of being annotated in the scoring batch (one process, tests).
         self.crisis_stage = False
-        # Touched only by the prepare thread (`prepare`): deletions remembered for the dedupe window.
+        # Deletions remembered for the dedupe window: judged in the prepare thread (`prepare`), checkpointed on
+        # `<app id>-deletions` by `emit` before the batch is acked, restored by `start` (deletion_log.py).
         self.gate = DeletionGate(settings.classify_deletion_window_seconds)
+        self.deletion_log = DeletionLog(self.gate.memory)
+        self._start_lock = asyncio.Lock()
         cm.MODEL_INFO.info({"version": scorer.model_version, "precision": scorer.encoder.precision.label,
                             "runtime": scorer.encoder.runtime})
 
@@ -93,6 +98,23 @@ class ClassifyWorker:
                                           **self.settings.kafka_client_options())
             await self.producer.start()
         return self.producer
+
+    async def start(self) -> AIOKafkaProducer:
+        """The producer, and the deletions checkpointed by earlier runs restored (once per producer: a worker
+        restarted, or whose producer was replaced, reads them again before it judges a mention)."""
+        async with self._start_lock:
+            producer = await self.start_producer()
+            state = self.deletion_log.state
+            if state is None or state.producer is not producer:
+                spec = topics.classify_deletions_spec(self.settings.classify_app_id)
+                state = StateLog(self.settings.kafka_bootstrap, spec.name, producer,
+                                 client_options=self.settings.kafka_client_options(),
+                                 replication=self.settings.topic_replication_factor, partitions=spec.partitions,
+                                 configs=spec.configs)
+                await state.ensure()
+                self.deletion_log.restore(await state.load())
+                self.deletion_log.attach(state)
+            return producer
 
     async def stop(self) -> None:
         if self.producer is not None:
@@ -157,7 +179,7 @@ class ClassifyWorker:
     async def _send(self, outputs: tuple[list[codec.pb.ScoredMention], list[codec.pb.Incident],
                                          list[codec.pb.DeadLetter], list[codec.pb.MentionDeleted]]) -> None:
         scored, updates, dead, deletions = outputs
-        producer = await self.start_producer()
+        producer = await self.start()
         futures = [await producer.send(topics.MENTIONS_DLQ, codec.encode(dl)) for dl in dead]
         now = time.time()
         for sm in scored:
@@ -173,6 +195,9 @@ class ClassifyWorker:
                     headers=[(CRISIS_BRAND_HEADER, brand.encode()), (CRISIS_PRIMARY_HEADER, b"1" if i == 0 else b"0")]))
         futures += await produce_incidents(producer, updates)
         futures += await forward_deletions(producer, deletions)
+        # Remembered across a restart: checkpointed before the batch is acked; expired ones tombstoned.
+        futures += await self.deletion_log.checkpoint_deletions(deletions)
+        futures += await self.deletion_log.tombstone_expired()
         await asyncio.gather(*futures)
         for sm in scored:
             cm.SCORED.labels(f"P{sm.priority}").inc()
@@ -221,6 +246,7 @@ class ClassifyWorker:
     async def process(self, records: list[bytes], deletion_flags: list[bool] | None = None) -> None:
         """One batch through the three stages in turn (tests, tools); the agent overlaps them instead."""
         loop = asyncio.get_running_loop()
+        await retry_until_done(lambda _: self.start(), None, what="classify start")
         batch: DecodedBatch | None = None
         result: list[codec.pb.ScoredMention] | BaseException
         try:
@@ -323,6 +349,8 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
         # Manual acks: an event is acked only after its batch's outputs were acknowledged by Kafka, while
         # the next batches are already being prepared and scored (Faust commits the contiguous acked prefix).
         events = stream.noack()
+        # The deletions remembered by earlier runs, before the first mention is judged.
+        await retry_until_done(lambda _: worker.start(), None, what="classify start")
         async with worker.staged(events.ack).running() as batches:
             async for event in events.events():
                 await batches.put(event)

@@ -44,9 +44,14 @@ WHY: dict[str, tuple[str, str, str]] = {
                           "lists it)"),
     topics.INGEST_CHECKPOINTS: ("no post text", "connector cursors", "nothing to remove"),
     topics.ERASURES: ("no personal data (digests)", "the proof that an erasure was done", "kept"),
-    "triage-router-state-changelog": ("text (SLA clocks, group samples)", "live groups and SLA clocks",
+    "triage-router-state-changelog": ("text (SLA clocks, group samples); deleted ids and handles",
+                                      "live groups and SLA clocks; the router's deletion memory (`deleted:` "
+                                      "keys, tombstoned when they leave the window)",
                                       "`sla:<mention id>` tombstoned (router, `triage forget`); groups re-written "
-                                      "without the sample"),
+                                      "without the sample; the deletion is remembered here"),
+    "triage-classify-deletions": ("deleted ids and handles", "classify's deletion memory survives a restart "
+                                  "(tombstoned when a key leaves the window; never older than `mentions.raw`)",
+                                  "is the deletion"),
     "triage-classify-__assignor-__leader": ("nothing", "Faust's assignment", "nothing to remove"),
     "triage-router-__assignor-__leader": ("nothing", "Faust's assignment", "nothing to remove"),
     "triage-classify-crisis-state-changelog": ("sample ids and URLs", "crisis detection's state per brand",
@@ -71,10 +76,12 @@ class Place:
 PLACES: tuple[Place, ...] = (
     Place("ingest dedupe window", "memory", "`TRIAGE_DEDUPE_WINDOW_SECONDS` (1 h)", "dedupe keys (ids)",
           "redeliveries within the window", "expires"),
-    Place("classify deletion memory", "memory", "`TRIAGE_CLASSIFY_DELETION_WINDOW_SECONDS` (1 h)",
-          "deleted ids and authors", "a late or replayed copy is dropped unscored", "is the deletion"),
-    Place("router ledger and deletion memory", "memory", "`TRIAGE_DEDUPE_WINDOW_SECONDS` (1 h)",
-          "routed versions, deleted ids", "replays are skipped; a deleted mention is never routed", "is the deletion"),
+    Place("classify deletion memory", "memory, checkpointed on `triage-classify-deletions`",
+          "`TRIAGE_CLASSIFY_DELETION_WINDOW_SECONDS` (1 h)", "deleted ids and authors",
+          "a late or replayed copy is dropped unscored, also after a restart", "is the deletion"),
+    Place("router ledger and deletion memory", "memory; deletions checkpointed on the router's state topic",
+          "`TRIAGE_DEDUPE_WINDOW_SECONDS` (1 h)", "routed versions, deleted ids",
+          "replays are skipped; a deleted mention is never routed, also after a restart", "is the deletion"),
     Place("console views", "memory, rebuilt from the topics on start", "as the topics it reads",
           "text, author", "the responders' view", "removed from every view; later copies stay hidden"),
     Place("pages sent (PagerDuty, Opsgenie, Slack, Alertmanager, webhooks)", "third parties",
@@ -85,6 +92,9 @@ PLACES: tuple[Place, ...] = (
 def _retention(spec: topics.TopicSpec) -> str:
     if spec.configs.get("cleanup.policy") == "compact":
         return "compacted (latest per key)"
+    if spec.configs.get("cleanup.policy") == "compact,delete":
+        return "compacted, at most " + _retention(topics.TopicSpec(spec.name, spec.partitions,
+                                                                   {"retention.ms": spec.configs["retention.ms"]}))
     if "retention.ms" not in spec.configs:
         return "broker default"
     ms = int(spec.configs["retention.ms"])
