@@ -34,6 +34,7 @@ from services.classify.config import ClassifySettings
 from services.classify.crisis_agent import CrisisMonitor, attach_crisis, produce_incidents
 from services.classify.deletion_gate import DeletionGate
 from services.classify.pipeline import StagedBatches
+from services.classify.sample_lifetime import attach_sample_lifetime
 from services.classify.scorer import PreparedBatch, Scorer
 from services.common import codec, topics
 from services.common.deadletter import dead_letter
@@ -343,6 +344,8 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
         worker.crisis = attach_crisis(app, worker, settings)
         worker.crisis_stage = True
         attach_crisis_stage(app, worker, settings)
+        attach_sample_lifetime(app, worker, settings, owns=lambda brand: worker.crisis is not None
+                               and worker.crisis.owns(brand))
 
     @app.agent(raw_topic, concurrency=1)
     async def classify(stream: Any) -> None:

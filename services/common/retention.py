@@ -27,8 +27,9 @@ WHY: dict[str, tuple[str, str, str]] = {
                           "like the mention; the post itself expires by retention"),
     topics.MENTIONS_SCORED: ("text, author", "the replay window", "classify forwards the deletion here; the post "
                              "expires by retention"),
-    topics.INCIDENTS: ("sample ids and URLs", "the latest state of each incident", "re-published without the "
-                       "sample (classify for open incidents, `triage forget` for any)"),
+    topics.INCIDENTS: ("sample ids and URLs", "the latest state of each incident; a resolved one keeps its samples "
+                       "for `TRIAGE_INCIDENT_SAMPLE_RETENTION_SECONDS` (14 d), then is re-published without them",
+                       "re-published without the sample (classify for open incidents, `triage forget` for any)"),
     topics.RESPONSES: ("mention ids", "the longest SLA plus late reports", "expires by retention"),
     topics.ROUTER_PAGE_REQUESTS: ("text (group samples)", "consumed within seconds", "expires by retention"),
     topics.CLASSIFY_CRISIS_INPUT: ("text, author", "consumed within seconds", "expires by retention"),

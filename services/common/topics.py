@@ -215,8 +215,9 @@ def service_kafka_access(classify_app_id: str = "triage-classify", router_app_id
         ),
         "classify": KafkaAccess(
             "triage-classify",
+            # incidents are followed whole (no group): resolved ones lose their samples after a while.
             reads=(MENTIONS_RAW, CLASSIFY_CRISIS_INPUT, crisis_changelog, faust_leader_topic(classify_app_id),
-                   classify_deletions),
+                   classify_deletions, INCIDENTS),
             writes=(MENTIONS_SCORED, CLASSIFY_CRISIS_INPUT, INCIDENTS, MENTIONS_DLQ, crisis_changelog,
                     classify_deletions),
             groups=(classify_app_id,),
