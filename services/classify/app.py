@@ -172,8 +172,9 @@ class ClassifyWorker:
         deletions = batch.deletions if batch is not None else []
         if batch is not None and batch.dropped:
             cm.DELETED_UNSCORED.inc(len(batch.dropped))
-        if deletions and self.crisis is not None:
-            # Open incidents of the brands this worker holds lose the deleted samples, and are re-published.
+        if deletions and self.crisis is not None and not self.crisis_stage:
+            # Open incidents lose the deleted samples, and are re-published. (With the crisis stage the brands
+            # are held by the owners of the crisis input's partitions: `_send` broadcasts the deletions there.)
             updates += self.crisis.forget([d.mention_id for d in deletions if d.mention_id])
         await retry_until_done(self._send, (scored, updates, dead, deletions), what="classify outputs")
 
@@ -196,6 +197,11 @@ class ClassifyWorker:
                     headers=[(CRISIS_BRAND_HEADER, brand.encode()), (CRISIS_PRIMARY_HEADER, b"1" if i == 0 else b"0")]))
         futures += await produce_incidents(producer, updates)
         futures += await forward_deletions(producer, deletions)
+        if self.crisis_stage:
+            # Whichever replica holds an incident showing the post: every partition of the crisis input, after
+            # the scored copies this producer sent there (ordered), so the sample is dropped once it is in.
+            futures += await broadcast_deletions(producer, topics.CLASSIFY_CRISIS_INPUT,
+                                                 [d for d in deletions if d.mention_id])
         # Remembered across a restart: checkpointed before the batch is acked; expired ones tombstoned.
         futures += await self.deletion_log.checkpoint_deletions(deletions)
         futures += await self.deletion_log.tombstone_expired()
@@ -244,6 +250,23 @@ class ClassifyWorker:
         if updates:
             MESSAGES_OUT.labels("classify", topics.INCIDENTS).inc(len(updates))
 
+    async def forget_in_crisis(self, records: list[bytes]) -> None:
+        """The crisis stage's side of a deletion (copies of `MentionDeleted` broadcast on the crisis input): the
+        open incidents of the brands this replica holds lose the sample and are re-published."""
+        assert self.crisis is not None
+        ids = []
+        for raw in records:
+            try:
+                ids.append(codec.decode(raw, codec.pb.MentionDeleted).mention_id)
+            except Exception as exc:   # a broadcast copy: the original went on to mentions.scored
+                MESSAGES_FAILED.labels("classify", "decode", type(exc).__name__).inc()
+        updates = self.crisis.forget([i for i in ids if i])
+        if updates:
+            producer = await self.start_producer()
+            await retry_until_done(lambda _: _gather(produce_incidents(producer, updates)), None,
+                                   what="crisis deletions")
+            MESSAGES_OUT.labels("classify", topics.INCIDENTS).inc(len(updates))
+
     async def process(self, records: list[bytes], deletion_flags: list[bool] | None = None) -> None:
         """One batch through the three stages in turn (tests, tools); the agent overlaps them instead."""
         loop = asyncio.get_running_loop()
@@ -271,6 +294,20 @@ class ClassifyWorker:
         return StagedBatches(self.policy, prepare, self.infer, emit,
                              intake_limit=4 * self.settings.max_batch, prepare_pool=self.prepare_executor,
                              infer_pool=self.executor)
+
+
+async def _gather(futures: Awaitable[list[Any]]) -> None:
+    await asyncio.gather(*await futures)
+
+
+async def broadcast_deletions(producer: AIOKafkaProducer, topic: str,
+                              deletions: list[codec.pb.MentionDeleted]) -> list[Any]:
+    """A copy of each deletion on every partition of `topic` (with the deletion type header)."""
+    if not deletions:
+        return []
+    partitions = sorted(await producer.partitions_for(topic))
+    return [await producer.send(topic, codec.encode(d), key=deletion_key(d).encode(), partition=p,
+                                headers=deletion_headers()) for d in deletions for p in partitions]
 
 
 async def forward_deletions(producer: AIOKafkaProducer, deletions: list[codec.pb.MentionDeleted]) -> list[Any]:
@@ -312,8 +349,13 @@ def attach_crisis_stage(app: faust.App, worker: ClassifyWorker, settings: Classi
         # processed would commit that batch unprocessed.
         async for batch in stream.noack_take(settings.max_batch, within=settings.max_wait_seconds):
             items = [(e.value, header(e, CRISIS_BRAND_HEADER), header(e, CRISIS_PRIMARY_HEADER) != "0")
-                     for e in batch]
-            await retry_until_done(worker.process_crisis, items, what="crisis batch")
+                     for e in batch if not is_deletion(e.message.headers)]
+            if items:
+                await retry_until_done(worker.process_crisis, items, what="crisis batch")
+            # After the batch's mentions: a deletion is broadcast after the copies of its mention.
+            deleted = [e.value for e in batch if is_deletion(e.message.headers)]
+            if deleted:
+                await worker.forget_in_crisis(deleted)
             for event in batch:
                 await stream.ack(event)
 

@@ -154,7 +154,8 @@ class RouterWorker:
                 # half-open behind.
                 await self.stop()
                 raise
-            deletions = DeletionStage(receivers, self.ledger, self.sla, state, producer, self.grouper)
+            deletions = DeletionStage(receivers, self.ledger, self.sla, state, producer, self.grouper,
+                                      broadcast=self.grouping.repartition)
             triage = TriageStage(self.grouper, receivers.pagers, state, producer, self.clock)
             self.stages = Stages(dead_letters, routing, paging, escalation, state, producer, deletions, triage)
             return self.stages
@@ -231,12 +232,22 @@ class RouterWorker:
         pending += await self.grouping.flush(stages.state)
         await asyncio.gather(*pending)
 
-    async def on_page_requests(self, records: list[bytes]) -> None:
-        """The group owner's side of the grouping stage: count each request into its group, persist, commit."""
+    async def on_page_requests(self, records: list[bytes], deletion_flags: list[bool] | None = None) -> None:
+        """The group owner's side of the grouping stage: count each request into its group, persist, commit.
+        A deletion's copy (`deletion_flags[i]`, deletion_stage.py) drops the post from the groups held here."""
         stages = await self.start()
         common_metrics.MESSAGES_IN.labels("router", topics.ROUTER_PAGE_REQUESTS).inc(len(records))
         pending: list[Any] = []
-        for raw in records:
+        flags = deletion_flags or [False] * len(records)
+        for raw, deletion in zip(records, flags, strict=True):
+            if deletion:   # after the requests before it (counted into the groups in memory)
+                deleted, dlq = await decode_or_dead_letter(raw, pb.MentionDeleted, stages.producer, service="router",
+                                                           source_topic=topics.ROUTER_PAGE_REQUESTS)
+                if deleted is None:
+                    pending.append(dlq)
+                elif deleted.mention_id:
+                    pending += await stages.deletions.drop_samples(deleted.mention_id)
+                continue
             try:
                 request = PageRequest.decode(raw)
             except (ValueError, KeyError, TypeError) as exc:

@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -57,7 +57,9 @@ class Reader:
         assert self.consumer.assignment(), f"no partitions of {self.topic}"
         return self
 
-    async def new(self, keys: set[bytes], idle: float = 1.5) -> list[tuple[bytes, bytes, bool]]:
+    async def new(self, keys: set[bytes], idle: float = 1.5,
+                  match: Callable[[bytes], bool] | None = None) -> list[tuple[bytes, bytes, bool]]:
+        """New records with one of `keys` (or whose value passes `match`)."""
         assert self.consumer is not None
         out: list[tuple[bytes, bytes, bool]] = []
         last = time.monotonic()
@@ -66,7 +68,7 @@ class Reader:
             for records in batch.values():
                 for r in records:
                     last = time.monotonic()
-                    if r.key in keys:
+                    if r.key in keys or (match is not None and match(r.value)):
                         out.append((r.key, r.value, is_deletion(r.headers)))
         return out
 
@@ -289,6 +291,64 @@ receivers:
   - name: urgent
     kafka_queue: {queue: %(queue)s}
 """
+
+
+async def test_with_two_router_replicas_a_deletion_reaches_the_group_held_by_the_other(kafka_bootstrap, monkeypatch):
+    """Replica A owns the mention's partition of mentions.scored; the incident group showing it lives on replica
+    B (its key's partition of the page requests). A's deletion reaches B through the page requests, after the
+    request that put the post into the group: B's group (its next page) and its persisted state lose it."""
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    monkeypatch.setenv("TEST_PD_KEY", PD_KEY)
+    monkeypatch.setenv("TEST_SLACK_TOKEN", SLACK_TOKEN)
+    run = uuid.uuid4().hex[:10]
+    queue = f"replicas-{run}"
+    await ensure_topics(kafka_bootstrap, [topics.TopicSpec(topics.queue_topic(queue), 3)])
+    sm = pb.ScoredMention(priority=pb.P1, language="en", reasons=["outage report 0.94"], incident_id=f"inc-{run}")
+    sm.mention.source, sm.mention.external_id, sm.mention.mention_id = pb.SOURCE_X, run, f"x:{run}"
+    sm.mention.text, sm.mention.url = "@AcmeBank app down for me too", f"https://x.com/ana_k/status/{run}"
+    sm.mention.brands.append("acmebank")
+    deleted = pb.MentionDeleted(source=pb.SOURCE_X, external_id=run, mention_id=sm.mention.mention_id,
+                                reason=pb.PLATFORM_DELETE)
+    settings = RouterSettings(kafka_bootstrap=kafka_bootstrap, router_app_id=f"test-router-{run}")
+    await ensure_topics(kafka_bootstrap, [topics.router_state_spec(settings.router_app_id)])  # the replicas' shared one
+    requests = Reader(kafka_bootstrap, topics.ROUTER_PAGE_REQUESTS)
+    await requests.start()
+    async with running_app(FakeApis().app()) as base:
+        tree = loads(PAGING_ROUTES % {"base": base, "queue": queue})
+        a, b = RouterWorker(settings, tree), RouterWorker(settings, tree)
+        for replica in (a, b):   # as create_app sets them under Faust
+            replica.ownership.owned = set(range(replica.ownership.partitions))
+            replica.grouping.repartition = True
+        try:
+            await a.start()
+            await b.start()
+
+            async def deliver_requests() -> list[bool]:
+                """What Faust would hand B from the page requests (A's records for this run)."""
+                got = [(v, d) for _k, v, d in await requests.new(set(), idle=1.5, match=lambda v: run.encode() in v)]
+                if got:
+                    await b.on_page_requests([v for v, _d in got], [d for _v, d in got])
+                return [d for _v, d in got]
+
+            await a.process([codec.encode(sm)])
+            assert False in await deliver_requests(), "A sent no page request for the P1 mention"
+            shown = [g for g in b.grouper.groups.values() if any(s.get("mention_id") == sm.mention.mention_id
+                                                                   for s in g.samples)]
+            assert shown and not a.grouper.groups, "the group should live on B only: the test would prove nothing"
+
+            await a.process([codec.encode(deleted)], [True])
+            assert set(await deliver_requests()) == {True}, "A's deletion did not reach the page requests"
+            for g in b.grouper.groups.values():
+                assert all(s.get("mention_id") != sm.mention.mention_id for s in g.samples), "B's group still shows it"
+            assert b.stages is not None
+            state = await b.stages.state.load()
+            mid = sm.mention.mention_id
+            persisted = [k for k, v in state.items() if k.startswith("group:") and mid in json.dumps(v)]
+            assert persisted == [], "B's persisted group still shows it"
+        finally:
+            await requests.stop()
+            await a.stop()
+            await b.stop()
 
 
 async def test_a_page_for_a_post_with_a_phone_and_a_card_number_carries_neither(kafka_bootstrap, monkeypatch):
