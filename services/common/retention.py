@@ -31,8 +31,12 @@ WHY: dict[str, tuple[str, str, str]] = {
                        "for `TRIAGE_INCIDENT_SAMPLE_RETENTION_SECONDS` (14 d), then is re-published without them",
                        "re-published without the sample (classify for open incidents, `triage forget` for any)"),
     topics.RESPONSES: ("mention ids", "the longest SLA plus late reports", "expires by retention"),
-    topics.ROUTER_PAGE_REQUESTS: ("text (group samples)", "consumed within seconds", "expires by retention"),
-    topics.CLASSIFY_CRISIS_INPUT: ("text, author", "consumed within seconds", "expires by retention"),
+    topics.ROUTER_PAGE_REQUESTS: ("text (group samples)", "consumed within seconds", "a copy of the deletion on "
+                                  "every partition: the replica holding a group showing it drops the sample; the "
+                                  "requests expire by retention"),
+    topics.CLASSIFY_CRISIS_INPUT: ("text, author", "consumed within seconds", "a copy of the deletion on every "
+                                   "partition: the brand's owner drops the sample from its open incidents; the "
+                                   "copies expire by retention"),
     topics.PAGES: ("no post text", "audit trail for post-incident reviews", "nothing to remove"),
     topics.FEEDBACK: ("text, mention id", "a labelled dev set", "the console stops showing it; expires by "
                       "retention (`triage forget` lists it)"),
