@@ -34,15 +34,18 @@ from services.classify.config import ClassifySettings
 from services.classify.crisis_agent import CrisisMonitor, attach_crisis, produce_incidents
 from services.classify.deletion_gate import DeletionGate
 from services.classify.pipeline import StagedBatches
+from services.classify.sample_lifetime import attach_sample_lifetime
 from services.classify.scorer import PreparedBatch, Scorer
 from services.common import codec, topics
 from services.common.deadletter import dead_letter
+from services.common.deletion_log import DeletionLog
 from services.common.deletions import deletion_headers, deletion_key, is_author_deletion, is_deletion
 from services.common.faust_app import faust_app, retry_until_done
 from services.common.kafka import make_producer
 from services.common.lag import ConsumerLagMonitor, attach_to_faust
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
+from services.common.state_log import StateLog
 from services.common.timeutil import epoch
 
 log = get_logger("classify")
@@ -81,8 +84,11 @@ class ClassifyWorker:
         # True under Faust with crisis detection: scored mentions go through the crisis input (keyed by
         # brand) instead of being annotated in the scoring batch (one process, tests).
         self.crisis_stage = False
-        # Touched only by the prepare thread (`prepare`): deletions remembered for the dedupe window.
+        # Deletions remembered for the dedupe window: judged in the prepare thread (`prepare`), checkpointed on
+        # `<app id>-deletions` by `emit` before the batch is acked, restored by `start` (deletion_log.py).
         self.gate = DeletionGate(settings.classify_deletion_window_seconds)
+        self.deletion_log = DeletionLog(self.gate.memory)
+        self._start_lock = asyncio.Lock()
         cm.MODEL_INFO.info({"version": scorer.model_version, "precision": scorer.encoder.precision.label,
                             "runtime": scorer.encoder.runtime})
 
@@ -93,6 +99,23 @@ class ClassifyWorker:
                                           **self.settings.kafka_client_options())
             await self.producer.start()
         return self.producer
+
+    async def start(self) -> AIOKafkaProducer:
+        """The producer, and the deletions checkpointed by earlier runs restored (once per producer: a worker
+        restarted, or whose producer was replaced, reads them again before it judges a mention)."""
+        async with self._start_lock:
+            producer = await self.start_producer()
+            state = self.deletion_log.state
+            if state is None or state.producer is not producer:
+                spec = topics.classify_deletions_spec(self.settings.classify_app_id)
+                state = StateLog(self.settings.kafka_bootstrap, spec.name, producer,
+                                 client_options=self.settings.kafka_client_options(),
+                                 replication=self.settings.topic_replication_factor, partitions=spec.partitions,
+                                 configs=spec.configs)
+                await state.ensure()
+                self.deletion_log.restore(await state.load())
+                self.deletion_log.attach(state)
+            return producer
 
     async def stop(self) -> None:
         if self.producer is not None:
@@ -149,15 +172,16 @@ class ClassifyWorker:
         deletions = batch.deletions if batch is not None else []
         if batch is not None and batch.dropped:
             cm.DELETED_UNSCORED.inc(len(batch.dropped))
-        if deletions and self.crisis is not None:
-            # Open incidents of the brands this worker holds lose the deleted samples, and are re-published.
+        if deletions and self.crisis is not None and not self.crisis_stage:
+            # Open incidents lose the deleted samples, and are re-published. (With the crisis stage the brands
+            # are held by the owners of the crisis input's partitions: `_send` broadcasts the deletions there.)
             updates += self.crisis.forget([d.mention_id for d in deletions if d.mention_id])
         await retry_until_done(self._send, (scored, updates, dead, deletions), what="classify outputs")
 
     async def _send(self, outputs: tuple[list[codec.pb.ScoredMention], list[codec.pb.Incident],
                                          list[codec.pb.DeadLetter], list[codec.pb.MentionDeleted]]) -> None:
         scored, updates, dead, deletions = outputs
-        producer = await self.start_producer()
+        producer = await self.start()
         futures = [await producer.send(topics.MENTIONS_DLQ, codec.encode(dl)) for dl in dead]
         now = time.time()
         for sm in scored:
@@ -173,6 +197,14 @@ class ClassifyWorker:
                     headers=[(CRISIS_BRAND_HEADER, brand.encode()), (CRISIS_PRIMARY_HEADER, b"1" if i == 0 else b"0")]))
         futures += await produce_incidents(producer, updates)
         futures += await forward_deletions(producer, deletions)
+        if self.crisis_stage:
+            # Whichever replica holds an incident showing the post: every partition of the crisis input, after
+            # the scored copies this producer sent there (ordered), so the sample is dropped once it is in.
+            futures += await broadcast_deletions(producer, topics.CLASSIFY_CRISIS_INPUT,
+                                                 [d for d in deletions if d.mention_id])
+        # Remembered across a restart: checkpointed before the batch is acked; expired ones tombstoned.
+        futures += await self.deletion_log.checkpoint_deletions(deletions)
+        futures += await self.deletion_log.tombstone_expired()
         await asyncio.gather(*futures)
         for sm in scored:
             cm.SCORED.labels(f"P{sm.priority}").inc()
@@ -218,9 +250,27 @@ class ClassifyWorker:
         if updates:
             MESSAGES_OUT.labels("classify", topics.INCIDENTS).inc(len(updates))
 
+    async def forget_in_crisis(self, records: list[bytes]) -> None:
+        """The crisis stage's side of a deletion (copies of `MentionDeleted` broadcast on the crisis input): the
+        open incidents of the brands this replica holds lose the sample and are re-published."""
+        assert self.crisis is not None
+        ids = []
+        for raw in records:
+            try:
+                ids.append(codec.decode(raw, codec.pb.MentionDeleted).mention_id)
+            except Exception as exc:   # a broadcast copy: the original went on to mentions.scored
+                MESSAGES_FAILED.labels("classify", "decode", type(exc).__name__).inc()
+        updates = self.crisis.forget([i for i in ids if i])
+        if updates:
+            producer = await self.start_producer()
+            await retry_until_done(lambda _: _gather(produce_incidents(producer, updates)), None,
+                                   what="crisis deletions")
+            MESSAGES_OUT.labels("classify", topics.INCIDENTS).inc(len(updates))
+
     async def process(self, records: list[bytes], deletion_flags: list[bool] | None = None) -> None:
         """One batch through the three stages in turn (tests, tools); the agent overlaps them instead."""
         loop = asyncio.get_running_loop()
+        await retry_until_done(lambda _: self.start(), None, what="classify start")
         batch: DecodedBatch | None = None
         result: list[codec.pb.ScoredMention] | BaseException
         try:
@@ -244,6 +294,20 @@ class ClassifyWorker:
         return StagedBatches(self.policy, prepare, self.infer, emit,
                              intake_limit=4 * self.settings.max_batch, prepare_pool=self.prepare_executor,
                              infer_pool=self.executor)
+
+
+async def _gather(futures: Awaitable[list[Any]]) -> None:
+    await asyncio.gather(*await futures)
+
+
+async def broadcast_deletions(producer: AIOKafkaProducer, topic: str,
+                              deletions: list[codec.pb.MentionDeleted]) -> list[Any]:
+    """A copy of each deletion on every partition of `topic` (with the deletion type header)."""
+    if not deletions:
+        return []
+    partitions = sorted(await producer.partitions_for(topic))
+    return [await producer.send(topic, codec.encode(d), key=deletion_key(d).encode(), partition=p,
+                                headers=deletion_headers()) for d in deletions for p in partitions]
 
 
 async def forward_deletions(producer: AIOKafkaProducer, deletions: list[codec.pb.MentionDeleted]) -> list[Any]:
@@ -285,8 +349,13 @@ def attach_crisis_stage(app: faust.App, worker: ClassifyWorker, settings: Classi
         # processed would commit that batch unprocessed.
         async for batch in stream.noack_take(settings.max_batch, within=settings.max_wait_seconds):
             items = [(e.value, header(e, CRISIS_BRAND_HEADER), header(e, CRISIS_PRIMARY_HEADER) != "0")
-                     for e in batch]
-            await retry_until_done(worker.process_crisis, items, what="crisis batch")
+                     for e in batch if not is_deletion(e.message.headers)]
+            if items:
+                await retry_until_done(worker.process_crisis, items, what="crisis batch")
+            # After the batch's mentions: a deletion is broadcast after the copies of its mention.
+            deleted = [e.value for e in batch if is_deletion(e.message.headers)]
+            if deleted:
+                await worker.forget_in_crisis(deleted)
             for event in batch:
                 await stream.ack(event)
 
@@ -317,12 +386,16 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
         worker.crisis = attach_crisis(app, worker, settings)
         worker.crisis_stage = True
         attach_crisis_stage(app, worker, settings)
+        attach_sample_lifetime(app, worker, settings, owns=lambda brand: worker.crisis is not None
+                               and worker.crisis.owns(brand))
 
     @app.agent(raw_topic, concurrency=1)
     async def classify(stream: Any) -> None:
         # Manual acks: an event is acked only after its batch's outputs were acknowledged by Kafka, while
         # the next batches are already being prepared and scored (Faust commits the contiguous acked prefix).
         events = stream.noack()
+        # The deletions remembered by earlier runs, before the first mention is judged.
+        await retry_until_done(lambda _: worker.start(), None, what="classify start")
         async with worker.staged(events.ack).running() as batches:
             async for event in events.events():
                 await batches.put(event)

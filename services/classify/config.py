@@ -42,6 +42,9 @@ class ClassifySettings(WorkerSettings):
     classify_deletion_window_seconds: float = Field(
         3600.0, ge=0, description="how long a deletion is remembered, so a late or replayed copy of its mention is "
                                   "dropped unscored (ingest's dedupe window)")
+    incident_sample_retention_seconds: float = Field(
+        14 * 24 * 3600.0, ge=0, description="how long a resolved incident keeps its sample mention ids and URLs on "
+                                            "the compacted incidents topic; then it is re-published without them")
 
     # Crisis detection (services/classify/crisis/, the Faust glue in crisis_agent.py).
     crisis_enabled: bool = Field(True, description="run crisis detection in the classify worker")

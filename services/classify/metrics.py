@@ -23,3 +23,6 @@ PIPELINE_LATENCY = Histogram(
 MODEL_INFO = Info("triage_classify_model", "Model version in use (hash of encoder weights + heads)")
 DELETED_UNSCORED = Counter("triage_classify_deleted_unscored_total",
                            "Mentions dropped before scoring because they (or their author) were deleted")
+INCIDENT_SAMPLES_DROPPED = Counter(
+    "triage_classify_incident_samples_dropped_total",
+    "Resolved incidents re-published without their sample ids and URLs (their lifetime ran out)")

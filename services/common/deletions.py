@@ -9,7 +9,9 @@ An author's deletion (account deactivated, erasure of a person) has no mention i
 every partition of the topic, so whichever replica owns an author's posts sees it, ordered with them.
 
 Classify and the router keep a `DeletionMemory` for the dedupe window: a deletion that arrives before its
-mention (reordering through the crisis stage, a replay of `mentions.raw`) still stops that mention.
+mention (reordering through the crisis stage, a replay of `mentions.raw`) still stops that mention. The
+memory is checkpointed on a compacted topic (deletion_log.py) and restored before a restarted worker, or the
+replica a partition moved to, judges that partition's first record.
 
 Consumers of the queue topics (inbox apps, the console) must check the header before decoding: a record
 with `triage-type: triage.v1.MentionDeleted` carries a `MentionDeleted`, and the item with that mention id
@@ -25,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -85,42 +88,89 @@ def covers(deleted: Any, mention: Any) -> bool:
                 & set(author_keys(mention.source, mention.author.handle, mention.author.id)))
 
 
+def memory_keys(deleted: Any) -> list[str]:
+    """The keys a deletion is remembered under: `id:<mention id>`, or `author:<source>:@handle` / `:#id`."""
+    if deleted.mention_id:
+        return [f"id:{deleted.mention_id}"]
+    return [f"author:{k}" for k in author_keys(deleted.source, deleted.author_handle, deleted.author_id)]
+
+
+def key_owner(key: str) -> str | None:
+    """The mention id a memory key belongs to (its partition's owner), or None for an author's key: an author's
+    posts are spread over every partition, so an author's key is kept on every partition."""
+    return key[3:] if key.startswith("id:") else None
+
+
 class DeletionMemory:
     """Mention ids and authors deleted within the last `window_seconds` (bounded to `max_entries`).
 
-    The clock is injected (monotonic seconds by default) so the window is unit-tested without sleeping.
+    The clock is injected (wall-clock seconds by default: what is remembered is checkpointed with the time it
+    was deleted, services/common/deletion_log.py, and must expire across restarts) so the window is
+    unit-tested without sleeping. `remember` and `covers` may run in one thread while the event loop
+    restores or checkpoints (`restore`, `take_expired`): a lock guards the keys.
     """
 
     def __init__(self, window_seconds: float, max_entries: int = 1_000_000,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.time):
         self.window = window_seconds
         self.max_entries = max_entries
         self.clock = clock
         self._keys: OrderedDict[str, float] = OrderedDict()
+        self._expired: list[str] = []   # evicted since the last `take_expired`: their checkpoints get tombstones
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def _expire(self, now: float) -> None:
         while self._keys:
-            _key, at = next(iter(self._keys.items()))
+            key, at = next(iter(self._keys.items()))
             if now - at <= self.window and len(self._keys) <= self.max_entries:
                 break
             self._keys.popitem(last=False)
+            if len(self._expired) < self.max_entries:
+                self._expired.append(key)
 
-    def remember(self, deleted: Any) -> None:
-        now = self.clock()
-        keys = ([f"id:{deleted.mention_id}"] if deleted.mention_id
-                else [f"author:{k}" for k in author_keys(deleted.source, deleted.author_handle, deleted.author_id)])
-        for key in keys:
-            self._keys[key] = now
-            self._keys.move_to_end(key)
-        self._expire(now)
+    def remember(self, deleted: Any) -> list[tuple[str, float]]:
+        """Remember a deletion; returns its (key, when) pairs, what a checkpoint stores."""
+        with self._lock:
+            now = self.clock()
+            keys = memory_keys(deleted)
+            for key in keys:
+                self._keys[key] = now
+                self._keys.move_to_end(key)
+            self._expire(now)
+            return [(key, now) for key in keys if key in self._keys]
+
+    def restore(self, entries: Iterable[tuple[str, float]]) -> int:
+        """Put back checkpointed (key, deleted at) pairs (wall clock) still within the window; returns the keys held."""
+        with self._lock:
+            now = self.clock()
+            merged = dict(self._keys)
+            for key, at in entries:
+                if now - at > self.window:
+                    self._expired.append(key)   # a checkpoint nobody expired (the worker was down): tombstone it
+                elif merged.get(key, -1.0) < at:
+                    merged[key] = at
+            # Oldest first, so expiry stays a scan from the front.
+            self._keys = OrderedDict(sorted(merged.items(), key=lambda kv: kv[1]))
+            self._expire(now)
+            return len(self._keys)
+
+    def take_expired(self) -> list[str]:
+        """The keys that left the memory (expired or evicted) since the last call."""
+        with self._lock:
+            self._expire(self.clock())
+            # A key remembered again since it expired keeps its (newer) checkpoint.
+            out = [key for key in dict.fromkeys(self._expired) if key not in self._keys]
+            self._expired = []
+            return out
 
     def covers(self, mention: Any) -> bool:
         """True when `mention` (a pb.Mention) was deleted, itself or its author, within the window."""
-        self._expire(self.clock())
-        if f"id:{mention.mention_id}" in self._keys:
-            return True
-        return any(f"author:{k}" in self._keys
-                   for k in author_keys(mention.source, mention.author.handle, mention.author.id))
+        with self._lock:
+            self._expire(self.clock())
+            if f"id:{mention.mention_id}" in self._keys:
+                return True
+            return any(f"author:{k}" in self._keys
+                       for k in author_keys(mention.source, mention.author.handle, mention.author.id))

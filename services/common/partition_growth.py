@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from services.common import topics
+from services.common.deletions import key_owner
 from services.common.kafka import make_producer, topic_partition_counts
 from services.common.lag import partition_lag
 
@@ -68,8 +69,11 @@ def plan_growth(stage: Stage, app_id: str | None = None) -> GrowthPlan:
 
 def router_state_owner(key: str) -> str | None:
     """The key a router state record is partitioned by (`StateLog.put`'s `owner`): the group key of
-    `group:<key>`, the mention id of `sla:<mention id>`; None for anything else (left where it is)."""
+    `group:<key>`, the mention id of `sla:<mention id>` and of a remembered deletion `deleted:id:<mention id>`;
+    None for anything else (left where it is: an author's `deleted:author:...` is on every partition)."""
     kind, sep, ident = key.partition(":")
+    if sep and kind == "deleted":
+        return key_owner(ident)
     return ident if sep and kind in ("group", "sla") else None
 
 

@@ -12,7 +12,14 @@ What is masked, and how it is recognised (checksums keep order numbers and price
   country code (dates, prices and order numbers are not valid numbers and stay);
 - e-mail addresses;
 - payment card numbers: 13-19 digits, spaces or dashes between groups, Luhn-checked;
-- IBANs: country code, check digits and 11-30 letters/digits (spaces every four allowed), ISO 7064 mod-97.
+- IBANs: country code, check digits and 11-30 letters/digits (spaces every four allowed), ISO 7064 mod-97;
+- national ids, each in the form it is written in and with its own check (so that order ids, dates and
+  prices stay): US social security numbers written `AAA-GG-SSSS` (or 9 digits right after "SSN" / "social
+  security"), with the SSA's rules (no area 000, 666 or 900-999, no group 00, no serial 0000); Spanish DNI
+  (8 digits and the mod-23 control letter) and NIE (X/Y/Z, 7 digits, control letter); Indian Aadhaar
+  numbers (12 digits, not starting 0 or 1, Verhoeff check digit) written in groups of four, or as 12 digits
+  right after "Aadhaar". python-stdnum validates these too, but finds none in free text: the candidates
+  would be these patterns anyway, and the checks are a few lines each.
 
 Example:
 
@@ -28,7 +35,7 @@ from typing import Any
 
 import phonenumbers
 
-PHONE, EMAIL, CARD, IBAN = "[phone]", "[email]", "[card]", "[iban]"
+PHONE, EMAIL, CARD, IBAN, NATIONAL_ID = "[phone]", "[email]", "[card]", "[iban]", "[national-id]"
 DEFAULT_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "GR", "IN", "BR")
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -55,6 +62,71 @@ def iban_ok(iban: str) -> bool:
         return False
     moved = s[4:] + s[:4]
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+# US SSN: dashed, or bare after the words that name it (a bare 9-digit number is as often an order id).
+_SSN = re.compile(r"(?<![\w-])(\d{3})-(\d{2})-(\d{4})(?![\w-])"
+                  r"|(?i:\bssn|\bsocial security(?: number| no\.?)?)\W{0,3}(\d{3})(\d{2})(\d{4})\b")
+# Spanish DNI (8 digits + letter) and NIE (X/Y/Z + 7 digits + letter), an optional dash or space before it.
+_DNI = re.compile(r"(?<![\w-])([XYZxyz]?)(\d{7,8})[- ]?([A-Z])(?![\w-])")
+_DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+# Aadhaar: 4-4-4 groups (as printed on the card), or 12 digits after the word.
+_AADHAAR = re.compile(r"(?<![\w-])([2-9]\d{3})([ -])(\d{4})\2(\d{4})(?![\w-])"
+                      r"|(?i:\baadh?aar|\buidai|आधार)(?:\s*(?:no\.?|number|#))?\W{0,3}([2-9]\d{11})\b")
+# Verhoeff's dihedral-group tables (multiplication, permutation).
+_VERHOEFF_D = [
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5], [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+    [3, 4, 0, 1, 2, 8, 9, 5, 6, 7], [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3], [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
+_VERHOEFF_P = [
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4], [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+    [8, 9, 1, 6, 0, 4, 3, 5, 2, 7], [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+    [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8]]
+
+
+def verhoeff_ok(digits: str) -> bool:
+    """Verhoeff's check (Aadhaar's last digit): catches every single-digit error and adjacent transposition."""
+    c = 0
+    for i, ch in enumerate(reversed(digits)):
+        c = _VERHOEFF_D[c][_VERHOEFF_P[i % 8][ord(ch) - 48]]
+    return c == 0
+
+
+def ssn_ok(area: str, group: str, serial: str) -> bool:
+    """The SSA's rules for an issued number (SSNs carry no check digit): no area 000, 666 or 9xx, no group 00,
+    no serial 0000."""
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def dni_ok(prefix: str, digits: str, letter: str) -> bool:
+    """Spanish DNI (8 digits) or NIE (X/Y/Z standing for 0/1/2, then 7 digits): the letter is the number mod 23."""
+    if prefix:
+        if len(digits) != 7:
+            return False
+        digits = str("XYZ".index(prefix.upper())) + digits
+    elif len(digits) != 8:
+        return False
+    return _DNI_LETTERS[int(digits) % 23] == letter
+
+
+def _mask_national_ids(text: str) -> str:
+    def ssn(m: re.Match[str]) -> str:
+        area, group, serial = (m.group(1), m.group(2), m.group(3)) if m.group(1) else m.group(4, 5, 6)
+        if not ssn_ok(area, group, serial):
+            return m.group(0)
+        return NATIONAL_ID if m.group(1) else m.group(0)[:m.start(4) - m.start(0)] + NATIONAL_ID
+
+    def dni(m: re.Match[str]) -> str:
+        return NATIONAL_ID if dni_ok(m.group(1), m.group(2), m.group(3)) else m.group(0)
+
+    def aadhaar(m: re.Match[str]) -> str:
+        digits = m.group(1) + m.group(3) + m.group(4) if m.group(1) else m.group(5)
+        if not verhoeff_ok(digits):
+            return m.group(0)
+        return NATIONAL_ID if m.group(1) else m.group(0)[:m.start(5) - m.start(0)] + NATIONAL_ID
+
+    return _AADHAAR.sub(aadhaar, _DNI.sub(dni, _SSN.sub(ssn, text)))
 
 
 def _mask_cards(text: str) -> str:
@@ -106,12 +178,14 @@ def _mask_phones(text: str, regions: Iterable[str]) -> str:
 
 
 def mask_text(text: str, regions: Iterable[str] = DEFAULT_REGIONS) -> str:
-    """`text` with phone numbers, e-mail addresses, card numbers and IBANs replaced by `[phone]`, `[email]`,
-    `[card]`, `[iban]`. Idempotent; text without digits or `@` comes back unchanged (and fast)."""
+    """`text` with phone numbers, e-mail addresses, card numbers, IBANs and national ids replaced by `[phone]`,
+    `[email]`, `[card]`, `[iban]`, `[national-id]`. Idempotent; text without digits or `@` comes back unchanged
+    (and fast)."""
     if not text or (not any(ch.isdigit() for ch in text) and "@" not in text):
         return text
     text = _mask_cards(text)
     text = _mask_ibans(text)
+    text = _mask_national_ids(text)
     text = _EMAIL.sub(EMAIL, text)
     return _mask_phones(text, regions) if any(ch.isdigit() for ch in text) else text
 

@@ -27,11 +27,16 @@ WHY: dict[str, tuple[str, str, str]] = {
                           "like the mention; the post itself expires by retention"),
     topics.MENTIONS_SCORED: ("text, author", "the replay window", "classify forwards the deletion here; the post "
                              "expires by retention"),
-    topics.INCIDENTS: ("sample ids and URLs", "the latest state of each incident", "re-published without the "
-                       "sample (classify for open incidents, `triage forget` for any)"),
+    topics.INCIDENTS: ("sample ids and URLs", "the latest state of each incident; a resolved one keeps its samples "
+                       "for `TRIAGE_INCIDENT_SAMPLE_RETENTION_SECONDS` (14 d), then is re-published without them",
+                       "re-published without the sample (classify for open incidents, `triage forget` for any)"),
     topics.RESPONSES: ("mention ids", "the longest SLA plus late reports", "expires by retention"),
-    topics.ROUTER_PAGE_REQUESTS: ("text (group samples)", "consumed within seconds", "expires by retention"),
-    topics.CLASSIFY_CRISIS_INPUT: ("text, author", "consumed within seconds", "expires by retention"),
+    topics.ROUTER_PAGE_REQUESTS: ("text (group samples)", "consumed within seconds", "a copy of the deletion on "
+                                  "every partition: the replica holding a group showing it drops the sample; the "
+                                  "requests expire by retention"),
+    topics.CLASSIFY_CRISIS_INPUT: ("text, author", "consumed within seconds", "a copy of the deletion on every "
+                                   "partition: the brand's owner drops the sample from its open incidents; the "
+                                   "copies expire by retention"),
     topics.PAGES: ("no post text", "audit trail for post-incident reviews", "nothing to remove"),
     topics.FEEDBACK: ("text, mention id", "a labelled dev set", "the console stops showing it; expires by "
                       "retention (`triage forget` lists it)"),
@@ -44,9 +49,14 @@ WHY: dict[str, tuple[str, str, str]] = {
                           "lists it)"),
     topics.INGEST_CHECKPOINTS: ("no post text", "connector cursors", "nothing to remove"),
     topics.ERASURES: ("no personal data (digests)", "the proof that an erasure was done", "kept"),
-    "triage-router-state-changelog": ("text (SLA clocks, group samples)", "live groups and SLA clocks",
+    "triage-router-state-changelog": ("text (SLA clocks, group samples); deleted ids and handles",
+                                      "live groups and SLA clocks; the router's deletion memory (`deleted:` "
+                                      "keys, tombstoned when they leave the window)",
                                       "`sla:<mention id>` tombstoned (router, `triage forget`); groups re-written "
-                                      "without the sample"),
+                                      "without the sample; the deletion is remembered here"),
+    "triage-classify-deletions": ("deleted ids and handles", "classify's deletion memory survives a restart "
+                                  "(tombstoned when a key leaves the window; never older than `mentions.raw`)",
+                                  "is the deletion"),
     "triage-classify-__assignor-__leader": ("nothing", "Faust's assignment", "nothing to remove"),
     "triage-router-__assignor-__leader": ("nothing", "Faust's assignment", "nothing to remove"),
     "triage-classify-crisis-state-changelog": ("sample ids and URLs", "crisis detection's state per brand",
@@ -71,10 +81,12 @@ class Place:
 PLACES: tuple[Place, ...] = (
     Place("ingest dedupe window", "memory", "`TRIAGE_DEDUPE_WINDOW_SECONDS` (1 h)", "dedupe keys (ids)",
           "redeliveries within the window", "expires"),
-    Place("classify deletion memory", "memory", "`TRIAGE_CLASSIFY_DELETION_WINDOW_SECONDS` (1 h)",
-          "deleted ids and authors", "a late or replayed copy is dropped unscored", "is the deletion"),
-    Place("router ledger and deletion memory", "memory", "`TRIAGE_DEDUPE_WINDOW_SECONDS` (1 h)",
-          "routed versions, deleted ids", "replays are skipped; a deleted mention is never routed", "is the deletion"),
+    Place("classify deletion memory", "memory, checkpointed on `triage-classify-deletions`",
+          "`TRIAGE_CLASSIFY_DELETION_WINDOW_SECONDS` (1 h)", "deleted ids and authors",
+          "a late or replayed copy is dropped unscored, also after a restart", "is the deletion"),
+    Place("router ledger and deletion memory", "memory; deletions checkpointed on the router's state topic",
+          "`TRIAGE_DEDUPE_WINDOW_SECONDS` (1 h)", "routed versions, deleted ids",
+          "replays are skipped; a deleted mention is never routed, also after a restart", "is the deletion"),
     Place("console views", "memory, rebuilt from the topics on start", "as the topics it reads",
           "text, author", "the responders' view", "removed from every view; later copies stay hidden"),
     Place("pages sent (PagerDuty, Opsgenie, Slack, Alertmanager, webhooks)", "third parties",
@@ -85,6 +97,9 @@ PLACES: tuple[Place, ...] = (
 def _retention(spec: topics.TopicSpec) -> str:
     if spec.configs.get("cleanup.policy") == "compact":
         return "compacted (latest per key)"
+    if spec.configs.get("cleanup.policy") == "compact,delete":
+        return "compacted, at most " + _retention(topics.TopicSpec(spec.name, spec.partitions,
+                                                                   {"retention.ms": spec.configs["retention.ms"]}))
     if "retention.ms" not in spec.configs:
         return "broker default"
     ms = int(spec.configs["retention.ms"])

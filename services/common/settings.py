@@ -64,8 +64,9 @@ class ServiceSettings(BaseSettings):
     kafka_client_id_prefix: str = Field("triage", description="prefix of Kafka client ids")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_json: bool = Field(False, description="log JSON lines instead of key=value")
-    mask_pii: bool = Field(True, description="mask phone numbers, e-mail addresses, card numbers and IBANs in logs "
-                           "and in what the router sends to paging receivers and webhooks (services/common/pii.py)")
+    mask_pii: bool = Field(True, description="mask phone numbers, e-mail addresses, card numbers, IBANs and "
+                           "national ids in logs and in what the router sends to paging receivers and webhooks "
+                           "(services/common/pii.py)")
     metrics_host: str = Field("127.0.0.1", description="address the /metrics endpoint binds")
 
     # Kafka security, as a Strimzi cluster issues it: a TLS listener with the cluster CA, and a

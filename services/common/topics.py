@@ -150,6 +150,16 @@ def router_state_spec(app_id: str = "triage-router", partitions: int = DEFAULT_P
                      key="group:<group key> / sla:<mention id> (partition of the owning key)")
 
 
+def classify_deletions_spec(app_id: str = "triage-classify") -> TopicSpec:
+    """Classify's checkpoint of the deletions it remembers (services/common/deletion_log.py): every replica reads
+    it whole at start, so its partition count is fixed (it does not follow `mentions.raw` when that grows);
+    compacted, with tombstones when a deletion leaves the window, and deleted after the retention of
+    `mentions.raw` at the latest (a deletion never outlives the posts it guards against)."""
+    return TopicSpec(f"{app_id}-deletions", DEFAULT_PARTITIONS,
+                     {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 24 * 3600 * 1000)},
+                     key="deleted:id:<mention id> (its partition) / deleted:author:<source>:@handle (every partition)")
+
+
 def faust_leader_topic(app_id: str) -> str:
     """The topic Faust's leader assignor subscribes every worker of `app_id` to (it holds no records)."""
     return f"{app_id}-__assignor-__leader"
@@ -196,6 +206,7 @@ def service_kafka_access(classify_app_id: str = "triage-classify", router_app_id
     """Each service's least privilege, by service name (its KafkaUser is `triage-<service>`)."""
     router_state = router_state_spec(router_app_id).name
     crisis_changelog = faust_changelog_topic(classify_app_id, "crisis-state")
+    classify_deletions = classify_deletions_spec(classify_app_id).name
     return {
         "ingest": KafkaAccess(
             "triage-ingest",
@@ -204,8 +215,11 @@ def service_kafka_access(classify_app_id: str = "triage-classify", router_app_id
         ),
         "classify": KafkaAccess(
             "triage-classify",
-            reads=(MENTIONS_RAW, CLASSIFY_CRISIS_INPUT, crisis_changelog, faust_leader_topic(classify_app_id)),
-            writes=(MENTIONS_SCORED, CLASSIFY_CRISIS_INPUT, INCIDENTS, MENTIONS_DLQ, crisis_changelog),
+            # incidents are followed whole (no group): resolved ones lose their samples after a while.
+            reads=(MENTIONS_RAW, CLASSIFY_CRISIS_INPUT, crisis_changelog, faust_leader_topic(classify_app_id),
+                   classify_deletions, INCIDENTS),
+            writes=(MENTIONS_SCORED, CLASSIFY_CRISIS_INPUT, INCIDENTS, MENTIONS_DLQ, crisis_changelog,
+                    classify_deletions),
             groups=(classify_app_id,),
         ),
         "router": KafkaAccess(
@@ -243,7 +257,8 @@ def specs_named(*names: str, layout: PartitionLayout = DEFAULT_LAYOUT) -> list[T
 def all_topic_specs(queues: tuple[str, ...] = DEFAULT_QUEUES,
                     layout: PartitionLayout = DEFAULT_LAYOUT) -> list[TopicSpec]:
     """Every topic of the pipeline, with the partition counts of `layout` (the deployment's settings)."""
-    specs = [*layout.apply(CORE_TOPICS), router_state_spec(partitions=layout.router), *faust_internal_specs()]
+    specs = [*layout.apply(CORE_TOPICS), router_state_spec(partitions=layout.router), classify_deletions_spec(),
+             *faust_internal_specs()]
     specs += [TopicSpec(queue_topic(q), 3, {"retention.ms": str(14 * 24 * 3600 * 1000)}, key="mention id")
               for q in queues]
     return specs

@@ -54,8 +54,11 @@ def create_app(settings: RouterSettings, worker: RouterWorker) -> faust.App:
 
     @app.agent(app.topic(topics.ROUTER_PAGE_REQUESTS), concurrency=1)
     async def page_requests(stream: Any) -> None:
-        async for values in stream.take(settings.max_batch, within=settings.max_wait_seconds):
-            await retry_until_done(worker.on_page_requests, list(values), what="page requests")
+        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_seconds):
+            values = [e.value for e in events]
+            flags = [is_deletion(e.message.headers) for e in events]
+            await retry_until_done(lambda batch: worker.on_page_requests(*batch), (values, flags),
+                                   what="page requests")
 
     @app.agent(app.topic(topics.TRIAGE_DECISIONS), concurrency=1)
     async def triage_decisions(stream: Any) -> None:

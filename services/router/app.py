@@ -29,6 +29,7 @@ from services.common import topics
 from services.common.alerting.silence_feed import SilenceFeed
 from services.common.codec import pb
 from services.common.deadletter import decode_or_dead_letter
+from services.common.deletion_log import DeletionLog
 from services.common.deletions import DeletionMemory, is_author_deletion
 from services.common.follower import OnRecord, TopicFollower
 from services.common.kafka import ensure_topics, make_producer
@@ -87,8 +88,10 @@ class RouterWorker:
         self.tree = tree
         self.clock = clock
         self.ledger = RoutedLedger(settings.dedupe_window_seconds)
-        # Deletions seen within the window: a later or replayed copy of a deleted mention is never routed.
+        # Deletions seen within the window: a later or replayed copy of a deleted mention is never routed. They
+        # are checkpointed on the state topic (`deleted:` keys) and restored with the partitions' other state.
         self.deleted = DeletionMemory(settings.dedupe_window_seconds)
+        self.deletion_log = DeletionLog(self.deleted)
         self.producer: AIOKafkaProducer | None = None
         self.client: httpx.AsyncClient | None = None
         self.receivers = ReceiverSet({}, {})
@@ -103,7 +106,8 @@ class RouterWorker:
         # Scale-out (docs/scaling.md): under Faust, create_app makes `ownership.owned` an empty set that the
         # partition-assignment signals fill, and sets `grouping.repartition`: page requests go through the
         # page-requests topic to the group's owner instead of straight into the local grouper.
-        self.ownership = PartitionOwnership(self.grouper, self.sla, self._tick_lock, settings.router_partitions)
+        self.ownership = PartitionOwnership(self.grouper, self.sla, self._tick_lock, settings.router_partitions,
+                                            deletions=self.deletion_log)
         self.grouping = GroupingStage(tree, self.grouper, self.silences, clock)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
@@ -129,6 +133,7 @@ class RouterWorker:
                     client_options=security, replication=self.settings.topic_replication_factor,
                     partitions=self.ownership.partitions)
                 await state.ensure()
+                self.deletion_log.attach(state)
                 self.ownership.restore(await state.load(self.ownership.owned))
                 await self._reread_ledger()
                 dead_letters = DeadLetters(producer)
@@ -149,7 +154,8 @@ class RouterWorker:
                 # half-open behind.
                 await self.stop()
                 raise
-            deletions = DeletionStage(receivers, self.ledger, self.sla, state, producer, self.grouper)
+            deletions = DeletionStage(receivers, self.ledger, self.sla, state, producer, self.grouper,
+                                      broadcast=self.grouping.repartition)
             triage = TriageStage(self.grouper, receivers.pagers, state, producer, self.clock)
             self.stages = Stages(dead_letters, routing, paging, escalation, state, producer, deletions, triage)
             return self.stages
@@ -203,7 +209,8 @@ class RouterWorker:
             if deleted is None:
                 pending.append(dlq)
                 continue
-            self.deleted.remember(deleted)  # every replica: an author's deletion reaches each partition once
+            # Every replica: an author's deletion reaches each partition once. Checkpointed before the commit.
+            pending += await self.deletion_log.record(deleted)
             if is_author_deletion(deleted) or await self.ownership.owns(deleted.mention_id):
                 deletions.append(deleted)
         for raw in (r for r, deletion in zip(records, flags, strict=True) if not deletion):
@@ -225,12 +232,22 @@ class RouterWorker:
         pending += await self.grouping.flush(stages.state)
         await asyncio.gather(*pending)
 
-    async def on_page_requests(self, records: list[bytes]) -> None:
-        """The group owner's side of the grouping stage: count each request into its group, persist, commit."""
+    async def on_page_requests(self, records: list[bytes], deletion_flags: list[bool] | None = None) -> None:
+        """The group owner's side of the grouping stage: count each request into its group, persist, commit.
+        A deletion's copy (`deletion_flags[i]`, deletion_stage.py) drops the post from the groups held here."""
         stages = await self.start()
         common_metrics.MESSAGES_IN.labels("router", topics.ROUTER_PAGE_REQUESTS).inc(len(records))
         pending: list[Any] = []
-        for raw in records:
+        flags = deletion_flags or [False] * len(records)
+        for raw, deletion in zip(records, flags, strict=True):
+            if deletion:   # after the requests before it (counted into the groups in memory)
+                deleted, dlq = await decode_or_dead_letter(raw, pb.MentionDeleted, stages.producer, service="router",
+                                                           source_topic=topics.ROUTER_PAGE_REQUESTS)
+                if deleted is None:
+                    pending.append(dlq)
+                elif deleted.mention_id:
+                    pending += await stages.deletions.drop_samples(deleted.mention_id)
+                continue
             try:
                 request = PageRequest.decode(raw)
             except (ValueError, KeyError, TypeError) as exc:
@@ -301,3 +318,4 @@ class RouterWorker:
             await stages.escalation.tick(now)
             self.ledger.expire(time.time())
             self.grouping.expire(now)
+            await asyncio.gather(*await self.deletion_log.tombstone_expired())

@@ -8,7 +8,8 @@ For each `MentionDeleted` read from `mentions.scored` (services/common/deletions
 - stops and forgets its SLA clock (no escalation of a post that no longer exists) and tombstones it on the
   state topic, which also held the scored mention (`sla:<mention id>`);
 - drops it from the samples of the incident groups this replica holds (their next page no longer carries
-  it) and persists those groups.
+  it) and persists those groups; with several replicas (`broadcast`) a copy of the deletion goes to every
+  partition of the page requests, so the replica holding each group does the same (`on_page_requests`).
 The router's `DeletionMemory` (RouterWorker) keeps a later or replayed copy of the mention from being routed.
 Every call returns the futures to await before the batch is committed.
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from services.common import codec
+from services.common import codec, topics
 from services.common.codec import pb
 from services.common.deletions import covers, deletion_headers, deletion_key, is_author_deletion
 from services.common.logging import get_logger
@@ -50,13 +51,20 @@ class DeletionStage:
     """
 
     def __init__(self, receivers: ReceiverSet, ledger: RoutedLedger, sla: SlaTracker, state: StateLog,
-                 producer: AIOKafkaProducer, grouper: IncidentGrouper | None = None):
+                 producer: AIOKafkaProducer, grouper: IncidentGrouper | None = None, broadcast: bool = False):
         self.receivers = receivers
         self.grouper = grouper or IncidentGrouper()
         self.ledger = ledger
         self.sla = sla
         self.state = state
         self.producer = producer
+        # Several replicas (groups repartitioned by key): deletions also go to every page-requests partition.
+        self.broadcast = broadcast
+
+    async def drop_samples(self, mention_id: str) -> list[Any]:
+        """The post out of the samples of the incident groups this replica holds; their state persisted."""
+        return [await self.state.put(f"group:{g.key}", g.to_json(), g.key)
+                for g in self.grouper.drop_samples_of(mention_id)]
 
     def notice_topics(self, deleted: pb.MentionDeleted) -> list[str]:
         known = self.ledger.topics_of(deleted.mention_id) if deleted.mention_id else set()
@@ -75,7 +83,12 @@ class DeletionStage:
         for mention_id in self.sla.drop(lambda item: _item_covered(deleted, item)):
             pending.append(await self.state.put(f"sla:{mention_id}", None, mention_id))
         if deleted.mention_id:
-            for g in self.grouper.drop_samples_of(deleted.mention_id):
-                pending.append(await self.state.put(f"group:{g.key}", g.to_json(), g.key))
+            pending += await self.drop_samples(deleted.mention_id)
+            if self.broadcast:
+                # The groups showing it may be other replicas' (a group lives on its key's partition of the page
+                # requests): a copy on every partition, after the page requests this replica sent (ordered).
+                for p in sorted(await self.producer.partitions_for(topics.ROUTER_PAGE_REQUESTS)):
+                    pending.append(await self.producer.send(topics.ROUTER_PAGE_REQUESTS, body, key=key, partition=p,
+                                                            headers=deletion_headers()))
         log.info("mention_deleted", reason=pb.DeletionReason.Name(deleted.reason), notices=len(pending))
         return pending

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from services.common import topics
+from services.common.deletion_log import DeletionLog
 from services.common.logging import get_logger
 from services.common.topics import partition_for
 from services.router import metrics as router_metrics
@@ -43,9 +44,10 @@ class PartitionOwnership:
     """
 
     def __init__(self, grouper: IncidentGrouper, sla: SlaTracker, lock: asyncio.Lock,
-                 partitions: int = topics.DEFAULT_PARTITIONS):
+                 partitions: int = topics.DEFAULT_PARTITIONS, deletions: DeletionLog | None = None):
         self.grouper = grouper
         self.sla = sla
+        self.deletions = deletions  # the deletions remembered (`deleted:` keys), restored with the rest
         self.lock = lock  # the worker's tick lock: no page is sent while ownership changes
         self.partitions = partitions  # settings.router_partitions: the state topic's count (checked at start)
         # None: all partitions (no Faust); under Faust, create_app sets an empty set and the assignments fill it.
@@ -72,7 +74,8 @@ class PartitionOwnership:
         return False
 
     def restore(self, data: dict[str, dict[str, Any]]) -> None:
-        """Put back the groups and SLA clocks read from the state topic (keys `group:<key>`, `sla:<mention>`)."""
+        """Put back the groups, SLA clocks and remembered deletions read from the state topic (keys
+        `group:<key>`, `sla:<mention>`, `deleted:<key>`)."""
         for key, value in data.items():
             kind, _, _ident = key.partition(":")
             if kind == "group":
@@ -80,6 +83,8 @@ class PartitionOwnership:
             elif kind == "sla":
                 self.sla.restore(SlaItem.from_json(value))
             # (`incident:` records of older versions are ignored: every replica follows the incidents topic)
+        if self.deletions is not None:
+            self.deletions.restore(data)
         log.info("state_restored", groups=len(self.grouper.open_groups()), sla_items=len(self.sla.items),
                  pages_retrying=sum(self.grouper.retrying().values()))
 

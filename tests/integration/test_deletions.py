@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -57,7 +57,9 @@ class Reader:
         assert self.consumer.assignment(), f"no partitions of {self.topic}"
         return self
 
-    async def new(self, keys: set[bytes], idle: float = 1.5) -> list[tuple[bytes, bytes, bool]]:
+    async def new(self, keys: set[bytes], idle: float = 1.5,
+                  match: Callable[[bytes], bool] | None = None) -> list[tuple[bytes, bytes, bool]]:
+        """New records with one of `keys` (or whose value passes `match`)."""
         assert self.consumer is not None
         out: list[tuple[bytes, bytes, bool]] = []
         last = time.monotonic()
@@ -66,13 +68,21 @@ class Reader:
             for records in batch.values():
                 for r in records:
                     last = time.monotonic()
-                    if r.key in keys:
+                    if r.key in keys or (match is not None and match(r.value)):
                         out.append((r.key, r.value, is_deletion(r.headers)))
         return out
 
     async def stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
+
+    async def start_and_read(self, keys: set[bytes]) -> list[tuple[bytes, bytes, bool]]:
+        """Every record of `keys` on the topic so far, once."""
+        await self.start()
+        try:
+            return await self.new(keys)
+        finally:
+            await self.stop()
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +187,81 @@ async def test_a_deleted_post_leaves_its_queue_and_a_replay_is_not_routed_again(
             classify_worker.producer = None
 
 
+async def test_a_deletion_before_its_mention_survives_a_restart_of_classify_and_the_router(
+        kafka_bootstrap, classify_worker):
+    """The delete event comes first (reordering, a replay); both workers restart; then the post arrives: it is
+    neither scored by the new classify process nor routed by the new router, which both read back what the
+    old ones remembered. Another post of the same run goes through (the new workers do route)."""
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    run = uuid.uuid4().hex[:10]
+    tid, mid, other = f"{run}1", f"x:{run}1", f"x:{run}2"
+    queue = f"restart-{run}"
+    await ensure_topics(kafka_bootstrap, [topics.TopicSpec(topics.queue_topic(queue), 3)])
+    tree = loads(f"route:\n  receiver: q\nreceivers:\n  - name: q\n    kafka_queue: {{queue: {queue}}}\n")
+    router_settings = RouterSettings(kafka_bootstrap=kafka_bootstrap, router_app_id=f"test-router-{run}")
+    classify_settings = classify_worker.settings.model_copy(update={"kafka_bootstrap": kafka_bootstrap,
+                                                                    "classify_app_id": f"test-classify-{run}"})
+    scorer = classify_worker.scorer
+    raw, scored, queued = (Reader(kafka_bootstrap, topics.MENTIONS_RAW),
+                           Reader(kafka_bootstrap, topics.MENTIONS_SCORED),
+                           Reader(kafka_bootstrap, topics.queue_topic(queue)))
+    for reader in (raw, scored, queued):
+        await reader.start()
+    keys = {mid.encode(), other.encode()}
+    workers: list[tuple[ClassifyWorker, RouterWorker]] = []
+
+    async def pipeline(classify: ClassifyWorker, router: RouterWorker) -> list[tuple[bytes, bytes, bool]]:
+        got = await raw.new(keys)
+        if got:
+            await classify.process([v for _k, v, _d in got], [d for _k, _v, d in got])
+        out = await scored.new(keys)
+        if out:
+            await router.process([v for _k, v, _d in out], [d for _k, _v, d in out])
+        return out
+
+    def start_workers() -> tuple[ClassifyWorker, RouterWorker]:
+        pair = ClassifyWorker(classify_settings, scorer), RouterWorker(router_settings, tree)
+        workers.append(pair)
+        return pair
+
+    async def stop(pair: tuple[ClassifyWorker, RouterWorker]) -> None:
+        if pair[0].producer is not None:
+            await pair[0].producer.stop()
+            pair[0].producer = None
+        await pair[1].stop()
+
+    settings = IngestSettings(kafka_bootstrap=kafka_bootstrap, x_consumer_secret=X_SECRET)
+    try:
+        async with running_app(build_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            first = start_workers()
+            deleted = await signed_post(client, {"for_user_id": "1", "tweet_delete_events": [
+                {"status": {"id": tid, "user_id": "3198576760"}, "timestamp_ms": str(int(time.time() * 1000))}]})
+            assert deleted.status_code == 200 and deleted.json()["deleted"] == [mid]
+            forwarded = await pipeline(*first)
+            assert [d for _k, _v, d in forwarded] == [True], "classify did not forward the deletion"
+            await stop(first)                       # both workers restart: new processes, empty memories
+
+            second = start_workers()
+            created = await signed_post(client, {"for_user_id": "1", "tweet_create_events": [
+                tweet(tid, "@AcmeBank app down again, cannot log in"),
+                tweet(f"{run}2", "@AcmeBank app down here too")]})
+            assert created.status_code == 200 and created.json()["accepted"] == [mid, other]
+            passed = await pipeline(*second)
+            assert [k for k, _v, _d in passed] == [other.encode()], "the restarted classify scored the deleted post"
+            # A copy scored before the deletion (a replay of mentions.scored) reaches the restarted router.
+            [m] = [codec.decode(v, pb.Mention) for k, v, d in await Reader(kafka_bootstrap, topics.MENTIONS_RAW)
+                   .start_and_read({mid.encode()}) if k == mid.encode() and not d]
+            await second[1].process([codec.encode(scorer.score_prepared(scorer.prepare([m]))[0])], [False])
+            routed = [(k, d) for k, _v, d in await queued.new(keys)]
+            assert (other.encode(), False) in routed, "the restarted router routes nothing: the test proves nothing"
+            assert (mid.encode(), False) not in routed, "the restarted router routed a post deleted before it started"
+    finally:
+        for reader in (raw, scored, queued):
+            await reader.stop()
+        for pair in workers:
+            await stop(pair)
+
+
 def first_scored(queued: list[tuple[bytes, bytes, bool]]) -> bytes:
     """The ScoredMention inside the RoutedMention the queue topic got (with new counters: not a ledger replay)."""
     routed = codec.decode(queued[0][1], pb.RoutedMention)
@@ -206,6 +291,64 @@ receivers:
   - name: urgent
     kafka_queue: {queue: %(queue)s}
 """
+
+
+async def test_with_two_router_replicas_a_deletion_reaches_the_group_held_by_the_other(kafka_bootstrap, monkeypatch):
+    """Replica A owns the mention's partition of mentions.scored; the incident group showing it lives on replica
+    B (its key's partition of the page requests). A's deletion reaches B through the page requests, after the
+    request that put the post into the group: B's group (its next page) and its persisted state lose it."""
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    monkeypatch.setenv("TEST_PD_KEY", PD_KEY)
+    monkeypatch.setenv("TEST_SLACK_TOKEN", SLACK_TOKEN)
+    run = uuid.uuid4().hex[:10]
+    queue = f"replicas-{run}"
+    await ensure_topics(kafka_bootstrap, [topics.TopicSpec(topics.queue_topic(queue), 3)])
+    sm = pb.ScoredMention(priority=pb.P1, language="en", reasons=["outage report 0.94"], incident_id=f"inc-{run}")
+    sm.mention.source, sm.mention.external_id, sm.mention.mention_id = pb.SOURCE_X, run, f"x:{run}"
+    sm.mention.text, sm.mention.url = "@AcmeBank app down for me too", f"https://x.com/ana_k/status/{run}"
+    sm.mention.brands.append("acmebank")
+    deleted = pb.MentionDeleted(source=pb.SOURCE_X, external_id=run, mention_id=sm.mention.mention_id,
+                                reason=pb.PLATFORM_DELETE)
+    settings = RouterSettings(kafka_bootstrap=kafka_bootstrap, router_app_id=f"test-router-{run}")
+    await ensure_topics(kafka_bootstrap, [topics.router_state_spec(settings.router_app_id)])  # the replicas' shared one
+    requests = Reader(kafka_bootstrap, topics.ROUTER_PAGE_REQUESTS)
+    await requests.start()
+    async with running_app(FakeApis().app()) as base:
+        tree = loads(PAGING_ROUTES % {"base": base, "queue": queue})
+        a, b = RouterWorker(settings, tree), RouterWorker(settings, tree)
+        for replica in (a, b):   # as create_app sets them under Faust
+            replica.ownership.owned = set(range(replica.ownership.partitions))
+            replica.grouping.repartition = True
+        try:
+            await a.start()
+            await b.start()
+
+            async def deliver_requests() -> list[bool]:
+                """What Faust would hand B from the page requests (A's records for this run)."""
+                got = [(v, d) for _k, v, d in await requests.new(set(), idle=1.5, match=lambda v: run.encode() in v)]
+                if got:
+                    await b.on_page_requests([v for v, _d in got], [d for _v, d in got])
+                return [d for _v, d in got]
+
+            await a.process([codec.encode(sm)])
+            assert False in await deliver_requests(), "A sent no page request for the P1 mention"
+            shown = [g for g in b.grouper.groups.values() if any(s.get("mention_id") == sm.mention.mention_id
+                                                                   for s in g.samples)]
+            assert shown and not a.grouper.groups, "the group should live on B only: the test would prove nothing"
+
+            await a.process([codec.encode(deleted)], [True])
+            assert set(await deliver_requests()) == {True}, "A's deletion did not reach the page requests"
+            for g in b.grouper.groups.values():
+                assert all(s.get("mention_id") != sm.mention.mention_id for s in g.samples), "B's group still shows it"
+            assert b.stages is not None
+            state = await b.stages.state.load()
+            mid = sm.mention.mention_id
+            persisted = [k for k, v in state.items() if k.startswith("group:") and mid in json.dumps(v)]
+            assert persisted == [], "B's persisted group still shows it"
+        finally:
+            await requests.stop()
+            await a.stop()
+            await b.stop()
 
 
 async def test_a_page_for_a_post_with_a_phone_and_a_card_number_carries_neither(kafka_bootstrap, monkeypatch):

@@ -78,3 +78,48 @@ def test_an_open_incident_forgets_a_deleted_sample_and_its_url():
     assert inc.forget("x:1") and not inc.forget("x:9")
     ev = inc.to_pb(pb.UPDATED, IncidentConfig()).evidence
     assert list(ev.sample_mention_ids) == ["x:2"] and list(ev.sample_urls) == ["https://x.com/b/status/2"]
+
+
+def test_a_restored_memory_keeps_what_is_within_the_window_and_expires_it_on_time():
+    clock = Clock()
+    clock.now = 1_000.0
+    first = DeletionMemory(3600, clock=clock)
+    entries = first.remember(codec.decode(deleted("1"), pb.MentionDeleted))
+    entries += first.remember(codec.decode(deleted(handle="@Ana"), pb.MentionDeleted))
+    assert entries == [("id:x:1", 1_000.0), ("author:x:@ana", 1_000.0)]
+    clock.now = 2_000.0
+    again = DeletionMemory(3600, clock=clock)      # the restarted worker, from the checkpoints
+    assert again.restore([*entries, ("id:x:old", -5_000.0)]) == 2
+    assert again.take_expired() == ["id:x:old"]    # a checkpoint past the window is tombstoned, not restored
+    assert again.covers(codec.decode(mention("1"), pb.Mention))
+    assert again.covers(codec.decode(mention("7", handle="ANA"), pb.Mention))
+    assert not again.covers(codec.decode(mention("2", handle="bob"), pb.Mention))
+    clock.now = 4_601.0
+    assert not again.covers(codec.decode(mention("1"), pb.Mention))
+    assert sorted(again.take_expired()) == ["author:x:@ana", "id:x:1"]
+    assert again.take_expired() == []
+
+
+def test_a_key_remembered_again_after_it_expired_keeps_its_checkpoint():
+    clock = Clock()
+    memory = DeletionMemory(10, clock=clock)
+    memory.remember(codec.decode(deleted("1"), pb.MentionDeleted))
+    clock.now = 20
+    assert not memory.covers(codec.decode(mention("1"), pb.Mention))
+    memory.remember(codec.decode(deleted("1"), pb.MentionDeleted))
+    assert memory.take_expired() == []             # no tombstone for a key held again
+    restored = DeletionMemory(10, clock=clock)
+    restored.restore([("id:x:1", 5.0), ("id:x:1", 20.0)])   # the newest checkpoint of a key wins
+    clock.now = 29
+    assert restored.covers(codec.decode(mention("1"), pb.Mention))
+
+
+def test_a_restored_memory_stays_bounded_oldest_first():
+    clock = Clock()
+    clock.now = 100.0
+    memory = DeletionMemory(3600, max_entries=2, clock=clock)
+    assert memory.restore([("id:x:3", 30.0), ("id:x:1", 10.0), ("id:x:2", 20.0)]) == 2
+    assert not memory.covers(codec.decode(mention("1"), pb.Mention))
+    assert memory.covers(codec.decode(mention("2"), pb.Mention))
+    assert memory.covers(codec.decode(mention("3"), pb.Mention))
+    assert memory.take_expired() == ["id:x:1"]

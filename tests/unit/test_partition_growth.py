@@ -78,3 +78,8 @@ def test_rekey_finishes_an_interrupted_run() -> None:
 def test_layout_refuses_a_count_below_one() -> None:
     with pytest.raises(ValueError, match="partition counts"):
         PartitionLayout(router=0)
+
+
+def test_a_remembered_deletion_moves_with_its_mention_and_an_author_s_stays() -> None:
+    assert router_state_owner("deleted:id:x:1850") == "x:1850" == router_state_owner("sla:x:1850")
+    assert router_state_owner("deleted:author:x:@ana") is None

@@ -47,6 +47,8 @@ def _topic_of(node: ast.AST) -> str | None:
             return topics.QUEUE_PREFIX
         if fn == "state_topic":
             return topics.router_state_spec(RouterSettings().router_app_id).name
+        if fn == "classify_deletions_spec":
+            return topics.classify_deletions_spec().name
     return None
 
 
