@@ -458,7 +458,8 @@ def test_main_build_cli(tiny_file: Path, tmp_path: Path, capsys: pytest.CaptureF
     out = tmp_path / "cli-model"   # a tiny model: the shipped adapter (and so the ONNX export) is for e5-small
     assert model_cli.main_build(["--out", str(out), "--source", str(tiny_file), "--no-onnx"]) == 0
     assert f"wrote {out} in " in capsys.readouterr().out
-    assert model_cli.main_build(["--out", str(out), "--source", str(tiny_file), "--no-onnx"]) == 0  # what `triage model` calls
+    # what `triage model` calls:
+    assert model_cli.main_build(["--out", str(out), "--source", str(tiny_file), "--no-onnx"]) == 0
     assert "already built" in capsys.readouterr().out
     assert model_cli.main_build(["--out", str(out), "--source", str(tiny_file), "--force", "--no-onnx"]) == 0
     assert "wrote" in capsys.readouterr().out
