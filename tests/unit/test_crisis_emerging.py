@@ -64,7 +64,8 @@ def background(engine: CrisisEngine, start: float, hours: float, per_hour: int, 
             v = unit(rng.normal(size=DIM))
         text = " ".join(rng.choice(WORDS, 5)) + f" {i}"
         out += engine.observe(scored(t, f"b{int(start)}-{i}", v, text), t)[1]
-        out += engine.tick(t)
+        if i % 5 == 4:
+            out += engine.tick(t)
     return out
 
 
@@ -86,9 +87,9 @@ def test_sketch_keeps_the_cosine_and_is_one_byte_per_dimension():
 
 def test_a_new_problem_opens_one_emerging_issue_and_its_posts_join_it():
     engine, rng = CrisisEngine(), np.random.default_rng(1)
-    assert background(engine, T0, 24, 30, rng) == []          # a day of unrelated complaints: nothing
+    assert background(engine, T0, 8, 30, rng) == []           # hours of unrelated complaints: nothing
     problem = unit(rng.normal(size=DIM))                        # "charged twice", in any language
-    start, ids, updates = T0 + 24 * 3600, [], []
+    start, ids, updates = T0 + 8 * 3600, [], []
     for i in range(10):                                         # 10 posts in 30 min, amid ordinary ones
         t = start + i * 180
         iid, ups = engine.observe(scored(t, f"p{i}", near(problem, 0.95, rng), f"charged twice on my card {i}",
@@ -103,7 +104,7 @@ def test_a_new_problem_opens_one_emerging_issue_and_its_posts_join_it():
     assert "charged" in opened.evidence.top_terms and set(opened.evidence.languages) >= {"en", "es", "hi"}
     assert all(s.startswith("x:p") for s in opened.evidence.sample_mention_ids)   # representatives: its posts
     first = ids.index(opened.id)
-    assert 3 <= first <= 6                                      # within a handful of posts, not at the first
+    assert 3 <= first <= 8                                      # within 9 reports in 27 min, not at the first
     assert all(i == opened.id for i in ids[first:])             # every later post of the problem joins it
     # The unrelated posts in between do not join it.
     iid, _ = engine.observe(scored(start + 2000, "u1", unit(rng.normal(size=DIM)), "rude staff at gate 9"),
@@ -114,15 +115,15 @@ def test_a_new_problem_opens_one_emerging_issue_and_its_posts_join_it():
 def test_a_brands_usual_generic_complaints_at_their_usual_share_open_nothing():
     engine, rng = CrisisEngine(), np.random.default_rng(2)
     generic = unit(rng.normal(size=DIM))                         # "worst service ever": 30% of its complaints
-    assert background(engine, T0, 36, 60, rng, generic, 0.3) == []
+    assert background(engine, T0, 10, 40, rng, generic, 0.3) == []
 
 
 def test_all_complaints_rising_together_is_no_emerging_issue():
     engine, rng = CrisisEngine(), np.random.default_rng(3)
     topics = [unit(rng.normal(size=DIM)) for _ in range(4)]
     out: list[pb.Incident] = []
-    for hour in range(30):
-        per_hour = 40 if hour < 27 else 120                      # the last 3 hours: 3x, every topic alike
+    for hour in range(8):
+        per_hour = 20 if hour < 6 else 60                        # the last 2 hours: 3x, every topic alike
         for i in range(per_hour):
             t = T0 + hour * 3600 + i * 3600 / per_hour
             v = near(topics[i % 4], 0.95, rng)
@@ -134,13 +135,13 @@ def test_memory_is_bounded_and_the_state_survives_a_checkpoint():
     cfg = EmergingConfig(max_clusters=8)
     det, rng = EmergingDetector(cfg), np.random.default_rng(4)
     problem = unit(rng.normal(size=DIM))
-    for i in range(400):
+    for i in range(200):
         v = near(problem, 0.95, rng) if i % 4 == 0 else unit(rng.normal(size=DIM))   # 1 in 4 < max_clusters
         det.add(v, T0 + i * 30, MentionSummary(f"x:{i}", T0 + i * 30, terms=["word"], language="en"))
     assert len(det.clusters) <= 8
-    assert max(cl.weight for cl in det.clusters) >= 80            # the recurring problem kept its cluster
+    assert max(cl.weight for cl in det.clusters) >= 40            # the recurring problem kept its cluster
     restored = EmergingDetector.from_dict(json.loads(json.dumps(det.to_dict())), cfg)
-    now = T0 + 400 * 30
+    now = T0 + 200 * 30
     assert [cl.id for cl in restored.clusters] == [cl.id for cl in det.clusters]
     assert restored.evaluate(now) == det.evaluate(now)
     v = near(problem, 0.95, rng)
@@ -161,11 +162,11 @@ def test_the_followed_cluster_is_never_evicted():
 def test_look_alike_outage_reports_join_the_outage_kind():
     cfg = CrisisConfig()
     engine, rng = CrisisEngine(cfg), np.random.default_rng(6)
-    assert background(engine, T0, 24, 30, rng) == []
+    assert background(engine, T0, 8, 30, rng) == []
     problem = unit(rng.normal(size=DIM))
     updates = []
     for i in range(8):
-        t = T0 + 24 * 3600 + i * 240
+        t = T0 + 8 * 3600 + i * 240
         updates += engine.observe(scored(t, f"q{i}", near(problem, 0.95, rng), f"no power on my street {i}",
                                          outage=0.9), t)[1]
     assert kinds(updates) == ["OUTAGE_CLUSTER"]

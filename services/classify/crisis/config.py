@@ -161,7 +161,7 @@ class EmergingConfig:
     docstring has the calibration of `similarity` and `prior_share` on real data."""
 
     enabled: bool = True
-    similarity: float = 0.88                 # cosine to a cluster's centroid at or above which a post joins it
+    similarity: float = 0.87                 # cosine to a cluster's centroid at or above which a post joins it
     #                                          (calibrated on real data: emerging.py's docstring)
     max_clusters: int = 48                   # per brand (bounded memory; merge, then evict the lightest): a
     #   problem keeps its cluster while its posts come at least once per ~max_clusters other negative posts
