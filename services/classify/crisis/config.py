@@ -168,11 +168,15 @@ class EmergingConfig:
     #   (a brand with 1,000 negative posts an hour: >= ~20 reports an hour)
     half_life_posts: float = 2000.0          # cluster weights decay per negative post of the brand
     windows_seconds: tuple[int, ...] = (900, 3600, 10800)   # 15 min, 1 h, 3 h
-    prior_share: float = 0.05                # pooled prior: the share of a brand's negative posts in one cluster
+    prior_share: float = 0.02                # pooled prior: the share of a brand's negative posts in one cluster
+    #                                          (a brand whose clusters are full: about 1 / max_clusters)
     prior_posts: float = 50.0                # a cluster's usual share is shrunk towards the prior with this many
+    warm_posts: float = 30.0                 # cold start: no verdict until the brand has this many (decayed)
+    #   negative posts before the longest window: until then every cluster is new, and a brand's usual generic
+    #   complaints would look like a new problem (a brand with 10 negative posts a day waits 3 days)
     dispersion: float = 0.1                  # negative-binomial overdispersion of a cluster's count, on top of
     #                                          1 / (its posts + 1): a cluster with little history varies more
-    open_p_value: float = 1e-6               # family-wise over max_clusters x windows (Bonferroni)
+    open_p_value: float = 1e-5               # family-wise over max_clusters x windows (Bonferroni: 7e-8 a test)
     open_ratio: float = 4.0                  # ... and the window's share at least this x the usual share
     min_count: int = 4                       # safety floor: a handful of look-alike posts never pages alone
     close_min_count: int = 2                 # still active while the cluster gets this many posts ...

@@ -399,8 +399,8 @@ class CrisisEngine:
         return self.pooled_share
 
     def pool_emerging(self) -> float:
-        """Empirical-Bayes prior of the emerging-issue clusters: the share of the cluster a brand's negative
-        post lands in, over all brands (weighted by their negative posts), blended with
+        """Empirical-Bayes prior of the emerging-issue clusters: a cluster's usual share of its brand's negative
+        posts (EmergingDetector.typical_share), over all brands weighted by their negative posts, blended with
         `emerging.prior_share` worth `emerging.prior_posts` posts."""
         c = self.cfg.emerging
         weighted = total = 0.0
