@@ -148,7 +148,12 @@ class Cluster:
                            s.thread_ids[:2], s.complaint, s.negative)
         self.samples.append((round(similarity, 4), s))
         self.samples.sort(key=lambda x: (-x[0], x[1].t))
-        del self.samples[limit:]
+        # The most similar post of each language first (one problem, reported in several: the incident shows
+        # each), then the most similar of the rest.
+        best = {x[1].language: x for x in reversed(self.samples)}   # earlier (more similar) ones win
+        firsts = sorted(best.values(), key=lambda x: (-x[0], x[1].t))[:limit]
+        rest = [x for x in self.samples if x not in firsts]
+        self.samples = sorted(firsts + rest[:limit - len(firsts)], key=lambda x: (-x[0], x[1].t))
 
     def absorb(self, other: Cluster, limit: int, terms: int) -> None:
         total = self.weight + other.weight

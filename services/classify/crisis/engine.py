@@ -277,6 +277,12 @@ class BrandState:
         if em_kind == pb.EMERGING_ISSUE:
             seed = em.representatives(fired) if opening(pb.EMERGING_ISSUE, ev.firing) else []
             if (inc := tr.consider(pb.EMERGING_ISSUE, ev, now, seed)) is not None:
+                cluster = em.cluster(fired)
+                if inc.state == pb.OPEN and cluster is not None:
+                    # Its languages are the whole cluster's, not only its representatives'.
+                    tr.open[pb.EMERGING_ISSUE].languages = Counter(cluster.languages)
+                    inc.evidence.languages.clear()
+                    inc.evidence.languages.update(dict(cluster.languages))
                 out.append(inc)
             if fired is not None and em.incident is None and pb.EMERGING_ISSUE in tr.open:
                 em.follow(fired, pb.EMERGING_ISSUE)
