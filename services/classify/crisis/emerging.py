@@ -6,12 +6,12 @@ reported in Spanish, English and Hindi lands in one cluster). Per brand, every n
 outage post (the scorer's `embedding_sketch`, see protos/) joins the nearest cluster when its cosine to the
 cluster's centroid is >= `similarity`, else starts one.
 
-Bounded memory: at most `max_clusters` clusters per brand, each a float16 centroid, a decayed post count
-(halving every `half_life_posts` negative posts of the brand), per-minute counts over the longest window, a
-few representative posts and its terms. When a new cluster needs room, the two closest clusters are merged
-if they are as similar as a post must be to join, else the lightest (not the one an incident follows) is
-evicted. The state is a plain dict (`to_dict`), checkpointed with the brand's crisis state, so it moves with
-the brand's partition.
+Bounded memory: at most `max_clusters` clusters per brand, each a centroid (an int8 sketch in the checkpoint),
+a decayed post count (halving every `half_life_posts` negative posts of the brand), per-minute counts over the
+longest window, a few representative posts and its terms. When a new cluster needs room, the two closest
+clusters are merged if they are as similar as a post must be to join, else the lightest (not the one an
+incident follows) is evicted. The state is a plain dict (`to_dict`), checkpointed with the brand's crisis
+state, so it moves with the brand's partition.
 
 Significance, not a fixed minimum: in each window (15 min, 1 h, 3 h) the cluster's k posts are judged against
 its usual share of the brand's n negative posts in that window, a negative-binomial tail (stats.py):
@@ -111,11 +111,13 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _encode_vector(v: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(v, dtype=np.float16).tobytes()).decode()
+    """A centroid in a checkpoint: its int8 sketch (512 base64 characters for e5-small's 384 dimensions)."""
+    return base64.b64encode(sketch(v)).decode()
 
 
 def _decode_vector(s: str) -> np.ndarray:
-    return _unit(np.frombuffer(base64.b64decode(s), dtype=np.float16).astype(np.float32))
+    v = unsketch(base64.b64decode(s))
+    return v if v is not None else np.zeros(0, dtype=np.float32)
 
 
 def _span(seconds: int) -> str:
