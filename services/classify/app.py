@@ -187,6 +187,7 @@ class ClassifyWorker:
         for sm in scored:
             brands = list(dict.fromkeys(sm.mention.brands)) if self.crisis_stage else []
             if not brands:
+                sm.ClearField("embedding_sketch")   # crisis detection's only: never on mentions.scored
                 futures.append(await producer.send(
                     topics.MENTIONS_SCORED, codec.encode(sm), key=sm.mention.mention_id.encode()))
                 continue
@@ -237,6 +238,8 @@ class ClassifyWorker:
             primary.append(is_primary)
         updates = self.crisis.annotate(scored, brands=brands) if scored else []
         out = [sm for sm, first in zip(scored, primary, strict=True) if first]
+        for sm in out:
+            sm.ClearField("embedding_sketch")   # crisis detection's only: never on mentions.scored
 
         async def send(_: Any) -> None:
             futures = [await producer.send(topics.MENTIONS_DLQ, codec.encode(dl)) for dl in dead]

@@ -54,6 +54,12 @@ VOLUME_HELD = Counter("triage_classify_crisis_volume_held_total",
                       "Volume spikes not opened as incidents, by reason (incoherent: the window's posts share no "
                       "topic and shift neither sentiment nor intents, e.g. a collection artefact)", ["reason"])
 
+EMERGING_CLUSTERS = Gauge("triage_classify_crisis_emerging_clusters",
+                          "Emerging-issue clusters held in this worker (at most crisis emerging.max_clusters a brand)")
+UNCLUSTERED = Counter("triage_classify_crisis_unclustered_total",
+                      "Negative posts that reached crisis detection without an embedding sketch (not clustered "
+                      "for emerging issues: a scorer that does not set ScoredMention.embedding_sketch)")
+
 STATE_TABLE = "crisis-state"
 
 
@@ -114,7 +120,7 @@ class CrisisMonitor:
         wall = self.clock() if now is None else now
         updates: list[pb.Incident] = []
         seen = False
-        late = self.engine.late
+        late, unclustered = self.engine.late, self.engine.unclustered
         for i, sm in enumerate(scored):
             # Event time drives the engine: a worker catching up on a backlog judges the windows as they
             # were, not all at "now" (which would also defeat the persistence condition).
@@ -127,6 +133,8 @@ class CrisisMonitor:
             self.lag = max(0.0, wall - self.engine.clock)
         if self.engine.late > late:
             LATE_EVENTS.inc(self.engine.late - late)
+        if self.engine.unclustered > unclustered:
+            UNCLUSTERED.inc(self.engine.unclustered - unclustered)
         self.checkpoint(wall, force=bool(updates))
         self._count(updates)
         return updates
@@ -179,6 +187,7 @@ class CrisisMonitor:
             log.info("incident", id=inc.id, state=pb.IncidentState.Name(inc.state), brand=inc.brand,
                      severity=round(inc.severity, 3), mentions=inc.mention_count)
         INCIDENTS_OPEN.set(len(self.engine.open_incidents()))
+        EMERGING_CLUSTERS.set(sum(len(st.emerging.clusters) for st in self.engine.brands.values()))
 
 
 def _brand_clock(state: dict[str, Any]) -> float:

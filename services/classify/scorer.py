@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from services.classify.batching import length_buckets
+from services.classify.crisis.emerging import sketch
 from services.classify.heads import HeadSet
 from services.classify.langid import LanguageDetector
 from services.classify.offline import DEFAULT_MAX_BATCH, run_staged
@@ -178,16 +179,20 @@ class Scorer:
         if not batch.mentions:
             return []
         started = time.perf_counter()
-        scores = self.score_prepared_texts(batch)
+        # score_prepared_texts' steps, keeping the embeddings: their sketch goes to crisis detection
+        emb = np.asarray(self.encoder.embed_ids(batch.token_ids, chunks=batch.chunks), dtype=np.float32)
+        scores = self._text_scores(emb, batch.languages, batch.signals)
         elapsed = time.perf_counter() - started
         classified_at = now_ts()
         out = []
-        for m, sc, incident_id in zip(batch.mentions, scores, batch.incident_ids, strict=True):
+        for m, sc, incident_id, vector in zip(batch.mentions, scores, batch.incident_ids, emb, strict=True):
             sm = pb.ScoredMention(
                 language=sc.language, language_confidence=sc.language_confidence,
                 urgency=sc.urgency, priority=sc.priority,  # type: ignore[arg-type]
                 reasons=sc.reasons, model_version=self.model_version,
                 incident_id=incident_id,
+                # For crisis detection's emerging-issue clusters only; cleared before `mentions.scored`.
+                embedding_sketch=sketch(vector),
             )
             sm.mention.CopyFrom(m)
             sm.sentiment.label = SENTIMENT_ENUM[sc.sentiment_label]

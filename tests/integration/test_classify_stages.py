@@ -118,6 +118,8 @@ async def test_worker_scores_a_burst_in_large_batches_and_a_trickle_one_by_one(k
         classify.stop()
     assert set(got) == expected
     assert all(len(v) == 1 for v in got.values()), "a mention was scored twice"
+    # The embedding sketch is crisis detection's only (protos/): consumers of mentions.scored never get it.
+    assert not any(v[0].embedding_sketch for v in got.values())
     assert [got[m.mention_id][0].timings.batch_size for m in trickle] == [1] * len(trickle)
     burst_sizes = [got[m.mention_id][0].timings.batch_size for m in burst]
     assert max(burst_sizes) == 16 and sum(s == 16 for s in burst_sizes) >= len(burst) // 2

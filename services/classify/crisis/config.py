@@ -154,6 +154,41 @@ class SurgeConfig:
 
 
 @dataclass(frozen=True)
+class EmergingConfig:
+    """Emerging issue: online clusters of the encoder's embeddings of a brand's negative, complaint and outage
+    posts; a cluster whose share of the brand's negative posts jumps far above its usual share opens an
+    EMERGING_ISSUE (or joins the outage kind when its posts read as outage reports). See emerging.py, whose
+    docstring has the calibration of `similarity` and `prior_share` on real data."""
+
+    enabled: bool = True
+    similarity: float = 0.87                 # cosine to a cluster's centroid at or above which a post joins it
+    #                                          (calibrated on real data: emerging.py's docstring)
+    max_clusters: int = 48                   # per brand (bounded memory; merge, then evict the lightest): a
+    #   problem keeps its cluster while its posts come at least once per ~max_clusters other negative posts
+    #   (a brand with 1,000 negative posts an hour: >= ~20 reports an hour)
+    half_life_posts: float = 2000.0          # cluster weights decay per negative post of the brand
+    windows_seconds: tuple[int, ...] = (900, 3600, 10800)   # 15 min, 1 h, 3 h
+    prior_share: float = 0.02                # pooled prior: the share of a brand's negative posts in one cluster
+    #                                          (a brand whose clusters are full: about 1 / max_clusters)
+    prior_posts: float = 50.0                # a cluster's usual share is shrunk towards the prior with this many
+    warm_posts: float = 30.0                 # cold start: no verdict until the brand has this many (decayed)
+    #   negative posts before the longest window: until then every cluster is new, and a brand's usual generic
+    #   complaints would look like a new problem (a brand with 10 negative posts a day waits 3 days)
+    dispersion: float = 0.1                  # negative-binomial overdispersion of a cluster's count, on top of
+    #                                          1 / (its posts + 1): a cluster with little history varies more
+    open_p_value: float = 1e-5               # family-wise over max_clusters x windows (Bonferroni: 7e-8 a test)
+    open_ratio: float = 4.0                  # ... and the window's share at least this x the usual share
+    min_count: int = 4                       # safety floor: a handful of look-alike posts never pages alone
+    close_min_count: int = 2                 # still active while the cluster gets this many posts ...
+    close_window_seconds: int = 1800         # ... within this long
+    outage_share: float = 0.5                # a firing cluster whose window posts are this share outage reports
+    #                                          joins the outage kind instead of opening its own
+    persistence: int = 2                     # consecutive anomalous 10 s buckets before it fires
+    samples: int = 6                         # representative posts kept per cluster (nearest its centroid)
+    terms: int = 40                          # terms kept per cluster
+
+
+@dataclass(frozen=True)
 class IncidentConfig:
     """Incident life cycle: hysteresis, minimum duration, quiet-period resolve, evidence size."""
 
@@ -187,6 +222,7 @@ class CrisisConfig:
     outage: OutageConfig = field(default_factory=OutageConfig)
     viral: ViralConfig = field(default_factory=ViralConfig)
     surge: SurgeConfig = field(default_factory=SurgeConfig)
+    emerging: EmergingConfig = field(default_factory=EmergingConfig)
     incident: IncidentConfig = field(default_factory=IncidentConfig)
 
     def __post_init__(self) -> None:

@@ -38,6 +38,7 @@ from collections import Counter, deque
 from typing import Any
 
 from services.classify.crisis.config import CrisisConfig
+from services.classify.crisis.emerging import EmergingDetector, unsketch
 from services.classify.crisis.incidents import IncidentTracker, MentionSummary, OpenIncident, terms_of
 from services.classify.crisis.outage import OutageDetector
 from services.classify.crisis.spike import SpikeDetector
@@ -49,7 +50,7 @@ from services.common.codec import pb
 from services.common.timeutil import epoch
 
 # Which open incident a mention joins when several are open for its brand: the most specific first.
-_MATCH_ORDER = (pb.OUTAGE_CLUSTER, pb.VIRAL_COMPLAINT, pb.VOLUME_SPIKE)
+_MATCH_ORDER = (pb.OUTAGE_CLUSTER, pb.VIRAL_COMPLAINT, pb.EMERGING_ISSUE, pb.VOLUME_SPIKE)
 _BASE_DOCS, _BASE_TERMS = 4000, 600   # evidence baseline: decay period (documents) and terms kept
 _DUP_NOISE = re.compile(r"https?://\S+|www\.\S+|@\w+|^\s*rt\b", re.UNICODE)
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -87,6 +88,7 @@ class BrandState:
         self.outage = OutageDetector(cfg.outage)
         self.viral = ViralDetector(cfg.viral)
         self.surge = SurgeDetector(cfg.surge)
+        self.emerging = EmergingDetector(cfg.emerging)
         self.tracker = IncidentTracker(brand, cfg.incident)
         self.recent: deque[MentionSummary] = deque(maxlen=cfg.incident.recent_mentions)
         self.seen: dict[str, float] = {}
@@ -250,10 +252,40 @@ class BrandState:
         def opening(kind: int, firing: bool) -> bool:   # seeds (recent evidence) are only needed to open
             return firing and kind not in tr.open
 
+        em = self.emerging
+        if em.incident is not None and em.incident_kind not in tr.open:
+            em.follow(None)   # the incident that followed a cluster resolved
+        ev = em.evaluate(now) if self.cfg.emerging.enabled else Verdict()
+        # A cluster whose posts read as outage reports is the outage kind's, not an incident of its own.
+        em_kind = em.incident_kind or (pb.OUTAGE_CLUSTER if em.reads_as_outage(em.candidate, now)
+                                       else pb.EMERGING_ISSUE)
+        fired = em.candidate.cluster.id if em.candidate is not None and ev.firing else None
         v = outage_v = self.outage.evaluate(now)
-        seed = [s for s in self.recent if s.outage] if opening(pb.OUTAGE_CLUSTER, v.firing) else []
+        if em_kind == pb.OUTAGE_CLUSTER and (ev.firing or ev.active):
+            v = outage_v = Verdict(firing=v.firing or ev.firing, active=v.active or ev.active,
+                                   severity=max(v.severity, ev.severity),
+                                   reasons=v.reasons if (v.firing or v.active) and v.reasons else ev.reasons)
+        seed = []
+        if opening(pb.OUTAGE_CLUSTER, v.firing):
+            seed = [s for s in self.recent if s.outage]
+            if em_kind == pb.OUTAGE_CLUSTER and fired is not None:
+                seed = [*em.representatives(fired), *seed]
         if (inc := tr.consider(pb.OUTAGE_CLUSTER, v, now, seed)) is not None:
             out.append(inc)
+        if em_kind == pb.OUTAGE_CLUSTER and fired is not None and em.incident is None and pb.OUTAGE_CLUSTER in tr.open:
+            em.follow(fired, pb.OUTAGE_CLUSTER)
+        if em_kind == pb.EMERGING_ISSUE:
+            seed = em.representatives(fired) if opening(pb.EMERGING_ISSUE, ev.firing) else []
+            if (inc := tr.consider(pb.EMERGING_ISSUE, ev, now, seed)) is not None:
+                cluster = em.cluster(fired)
+                if inc.state == pb.OPEN and cluster is not None:
+                    # Its languages are the whole cluster's, not only its representatives'.
+                    tr.open[pb.EMERGING_ISSUE].languages = Counter(cluster.languages)
+                    inc.evidence.languages.clear()
+                    inc.evidence.languages.update(dict(cluster.languages))
+                out.append(inc)
+            if fired is not None and em.incident is None and pb.EMERGING_ISSUE in tr.open:
+                em.follow(fired, pb.EMERGING_ISSUE)
         v = viral_v = self.viral.evaluate(now)
         hot = self.viral.hot_posts(now) if v.active else []
         seed = []
@@ -267,7 +299,7 @@ class BrandState:
         if (inc := tr.consider(pb.COMPLAINT_SURGE, v, now, seed)) is not None:
             out.append(inc)
         v = self.judge_spike(self.spike.evaluate(now), now)
-        cause = tr.open.get(pb.OUTAGE_CLUSTER) or tr.open.get(pb.VIRAL_COMPLAINT)
+        cause = tr.open.get(pb.OUTAGE_CLUSTER) or tr.open.get(pb.VIRAL_COMPLAINT) or tr.open.get(pb.EMERGING_ISSUE)
         # An outage (or viral post) just resolved and back within its cooldown explains the volume as well.
         back = any(verdict.active and now < tr.cooldown_until.get(kind, 0.0)
                    for kind, verdict in ((pb.OUTAGE_CLUSTER, outage_v), (pb.VIRAL_COMPLAINT, viral_v)))
@@ -286,18 +318,21 @@ class BrandState:
         """No open incident and no detector that could fire or change state before the brand's next mention:
         ticks until then only learn the quiet minutes (which the next evaluation does anyway)."""
         if self.tracker.open or not (self.spike.idle(now) and self.outage.idle(now) and self.surge.idle(now)
-                                     and self.viral.idle(now)):
+                                     and self.viral.idle(now) and self.emerging.idle(now)):
             return False
         self.spike_held = False   # what the next evaluation would do: the held spike is over
         return True
 
-    def match(self, s: MentionSummary) -> str:
-        """The open incident this mention belongs to ("" if none); adds it to that incident's evidence."""
+    def match(self, s: MentionSummary, cluster: int | None = None) -> str:
+        """The open incident this mention belongs to ("" if none); adds it to that incident's evidence.
+        `cluster`: the emerging-issue cluster the mention joined (None: not clustered)."""
         for kind in _MATCH_ORDER:
             inc = self.tracker.open.get(kind)
             if inc is None:
                 continue
             if kind == pb.OUTAGE_CLUSTER and not s.outage:
+                continue
+            if kind == pb.EMERGING_ISSUE and (cluster is None or cluster != self.emerging.incident):
                 continue
             if kind == pb.VIRAL_COMPLAINT:
                 ext = {p.split(":", 1)[-1] for p in inc.posts}
@@ -312,7 +347,7 @@ class BrandState:
 
     def to_dict(self) -> dict[str, Any]:
         return {"brand": self.brand, "spike": self.spike.to_dict(), "outage": self.outage.to_dict(),
-                "viral": self.viral.to_dict(), "surge": self.surge.to_dict(),
+                "viral": self.viral.to_dict(), "surge": self.surge.to_dict(), "emerging": self.emerging.to_dict(),
                 "base": [self.base_docs, dict(self.base_terms), dict(self.base_flags)],
                 "tracker": self.tracker.to_dict(),
                 "recent": [s.to_list() for s in self.recent], "seen": self.seen, "texts": self.texts,
@@ -329,6 +364,8 @@ class BrandState:
             st.base_terms, st.base_flags = Counter(d["base"][1]), Counter(d["base"][2])
         if d.get("surge"):
             st.surge = SurgeDetector.from_dict(d["surge"], cfg.surge)
+        if d.get("emerging"):
+            st.emerging = EmergingDetector.from_dict(d["emerging"], cfg.emerging)
         st.tracker = IncidentTracker.from_dict(st.brand, d["tracker"], cfg.incident)
         st.recent.extend(MentionSummary.from_list(v) for v in d["recent"])
         st.seen = {str(k): float(v) for k, v in d["seen"].items()}
@@ -344,9 +381,11 @@ class CrisisEngine:
         self.brands: dict[str, BrandState] = {}
         self.clock = 0.0
         self.late = 0                  # events behind the watermark since start (all brands; a metric)
+        self.unclustered = 0           # negative posts without an embedding sketch (not clustered; a metric)
         self.dirty: set[str] = set()   # brands whose state changed since the last `take_dirty()`
         self.pooled_share = self.cfg.outage.prior_share   # outage reports per mention over all brands
         self._pooled_at = -math.inf
+        self.pooled_emerging = self.cfg.emerging.prior_share   # see pool_emerging
 
     def pool(self) -> float:
         """Empirical-Bayes prior of the outage detectors: the share of outage reports among all brands'
@@ -362,13 +401,30 @@ class CrisisEngine:
             self.pooled_share = (reports + self.cfg.outage.prior_share) / (volume + 1.0)
             for st in self.brands.values():
                 st.outage.pooled_share = self.pooled_share
+            self.pool_emerging()
         return self.pooled_share
+
+    def pool_emerging(self) -> float:
+        """Empirical-Bayes prior of the emerging-issue clusters: a cluster's usual share of its brand's negative
+        posts (EmergingDetector.typical_share), over all brands weighted by their negative posts, blended with
+        `emerging.prior_share` worth `emerging.prior_posts` posts."""
+        c = self.cfg.emerging
+        weighted = total = 0.0
+        for st in self.brands.values():
+            share, n = st.emerging.typical_share()
+            weighted += share * n
+            total += n
+        self.pooled_emerging = (weighted + c.prior_share * c.prior_posts) / (total + c.prior_posts)
+        for st in self.brands.values():
+            st.emerging.pooled_share = self.pooled_emerging
+        return self.pooled_emerging
 
     def brand(self, name: str) -> BrandState:
         st = self.brands.get(name)
         if st is None:
             st = self.brands[name] = BrandState(name, self.cfg)
             st.outage.pooled_share = self.pooled_share
+            st.emerging.pooled_share = self.pooled_emerging
         return st
 
     def event_time_of(self, scored: pb.ScoredMention) -> float:
@@ -398,6 +454,9 @@ class CrisisEngine:
                                   m.engagement.quotes)
         updates: list[pb.Incident] = []
         found = ""
+        vector = unsketch(scored.embedding_sketch) if self.cfg.emerging.enabled else None
+        # "My data was leaked" reads as a safety/legal matter more than as negative: it is clustered too.
+        safety = float(intents.get(self.cfg.viral.safety_intent, 0.0)) >= self.cfg.viral.safety_threshold
         for brand in dict.fromkeys(m.brands if brands is None else brands):
             st = self.brand(brand)
             self.dirty.add(brand)
@@ -407,6 +466,7 @@ class CrisisEngine:
                 outage=st.outage.is_outage_report(intents), complaint=st.surge.is_complaint(intents),
                 negative=scored.sentiment.negative >= self.cfg.viral.negative_threshold,
                 thread_ids=[x for x in (m.reply_to_id, m.conversation_id) if x])
+            cluster = None
             if st.is_new_post(m.mention_id, t, created):
                 if t < self.clock - self.cfg.incident.lateness_seconds:
                     st.late += 1          # too late to judge: counted, not in the windows
@@ -418,6 +478,11 @@ class CrisisEngine:
                         # An outage report is the outage detector's: an outage is not also a complaint surge.
                         st.surge.add(t, summary.complaint and not summary.outage)
                         st.learn_baseline(summary)
+                        if summary.negative or summary.complaint or summary.outage or safety:
+                            if vector is not None:
+                                cluster = st.emerging.add(vector, t, summary)
+                            else:
+                                self.unclustered += 1
                     if summary.outage and outage_ok:
                         st.outage.add(t)
                     elif volume and not summary.outage:
@@ -427,7 +492,7 @@ class CrisisEngine:
             st.viral.observe(m.mention_id, t, eng, m.author.follower_count,
                              st.viral.eligible(scored.sentiment.negative, intents), created, m.url)
             updates += st.evaluate(self.clock)
-            iid = st.match(summary)
+            iid = st.match(summary, cluster)
             found = found or iid
         return found, updates
 
@@ -484,6 +549,7 @@ class CrisisEngine:
     def load_brand_state(self, d: dict[str, Any]) -> None:
         st = BrandState.from_dict(d, self.cfg)
         st.outage.pooled_share = self.pooled_share
+        st.emerging.pooled_share = self.pooled_emerging
         self.brands[st.brand] = st
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from services.common.codec import pb
 from services.common.timeutil import ts_from_epoch
 
 KIND_SLUG: dict[int, str] = {pb.VOLUME_SPIKE: "spike", pb.OUTAGE_CLUSTER: "outage", pb.VIRAL_COMPLAINT: "viral",
-             pb.SAFETY_OR_LEGAL: "safety", pb.COMPLAINT_SURGE: "surge"}
+             pb.SAFETY_OR_LEGAL: "safety", pb.COMPLAINT_SURGE: "surge", pb.EMERGING_ISSUE: "emerging"}
 
 _TOKEN = re.compile(r"[^\W\d_][\w'’-]*", re.UNICODE)
 _NOISE = re.compile(r"https?://\S+|www\.\S+|[@#]\w+", re.UNICODE)
