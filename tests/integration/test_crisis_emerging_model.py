@@ -8,6 +8,7 @@ tests/e2e/test_crisis_pipeline.py's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -128,3 +129,61 @@ def test_a_problem_reported_in_three_languages_opens_one_emerging_issue(scorer):
     assert tagged[burst[-1].mention.mention_id] == inc.id                  # later reports join it
     assert all(tagged[sm.mention.mention_id] == "" for sm in more)          # unrelated complaints do not
     assert np.isfinite(inc.severity) and inc.severity > 0
+
+
+async def test_on_the_real_broker_a_problem_in_three_languages_opens_one_emerging_issue(
+        scorer, kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The same stream through Kafka and the Faust crisis agent wired like the worker's (scored by the real
+    model here, sketches included): exactly one incident, an EMERGING_ISSUE in three languages; a calm day of
+    real complaints before it opens nothing."""
+    import time
+    import uuid
+
+    from services.common import codec
+    from services.common.kafka import ensure_topics, make_producer
+    from services.common.topics import TopicSpec, all_topic_specs
+    from tests.integration.test_crisis_incidents import incidents_for, make_app, stop
+    from tests.support import wait_for
+
+    brand = f"acme{uuid.uuid4().hex[:6]}"
+    input_topic = f"crisis-test-in-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(kafka_bootstrap, [*all_topic_specs(), TopicSpec(input_topic, 1)])
+    t0 = time.time() - 30 * 3600     # the calm day, then the problem, ending about now
+    calm = customer_care_complaints(200)
+    stream = scored_mentions(scorer, calm, [t0 + i * 360 for i in range(len(calm))], "c")
+    start = t0 + len(calm) * 360
+    texts = [f"{t} ({k})" for k in range(4) for t in PROBLEMS["charged_twice"]]
+    burst = scored_mentions(scorer, texts, [start + i * 240 for i in range(len(texts))], "p")
+    stream += burst + scored_mentions(scorer, UNRELATED, [start + 150 + i * 600 for i in range(len(UNRELATED))], "u")
+    stream.sort(key=lambda sm: sm.mention.received_at.ToNanoseconds())
+    for sm in stream:
+        sm.mention.brands[:] = [brand]
+        sm.mention.mention_id = f"x:{brand}-{sm.mention.external_id}"
+    assert all(sm.embedding_sketch for sm in burst), "the scorer sketches each negative post"
+    clock = [t0]   # behind the stream: the engine's clock follows the event times it sees
+    producer = make_producer(kafka_bootstrap, "test-emerging-feed")
+    await producer.start()
+    app = make_app(kafka_bootstrap, f"test-emerging-{uuid.uuid4().hex[:6]}", tmp_path / "a", input_topic, clock)
+    await app.start()
+    try:
+        for sm in stream:
+            await producer.send(input_topic, codec.encode(sm), key=sm.mention.mention_id.encode())
+        await producer.flush()
+
+        async def opened() -> list[pb.Incident]:
+            incs = await incidents_for(kafka_bootstrap, brand, until=1)
+            return incs if any(i.state == pb.OPEN for i in incs) else []
+
+        incs = await wait_for(opened, 120, "an incident for the brand")
+        clock[0] = stream[-1].mention.received_at.seconds + 30
+        await asyncio.sleep(3)   # a few more ticks: nothing else may open
+        incs = await incidents_for(kafka_bootstrap, brand, until=1)
+    finally:
+        await stop(app)
+        await producer.stop()
+    assert {i.id for i in incs} == {incs[0].id}, "exactly one incident"
+    first = incs[0]
+    assert first.state == pb.OPEN and first.kind == pb.EMERGING_ISSUE, [i.reasons for i in incs]
+    assert set(incs[-1].evidence.languages) >= {"en", "es", "hi"}
+    assert first.opened_at.seconds >= start, "the calm day opened nothing"
+    assert all(mid.split("-", 1)[1].startswith("p") for mid in incs[-1].evidence.sample_mention_ids)
