@@ -9,7 +9,7 @@ skip idle stretches).
 
 Scores are the real model's, computed once with `triage score` (its output format, which
 `triage backtest --scores` reuses) and cached under .cache/eval_crisis/crisislex/ with a fingerprint of the
-model files and settings (`bench.crisis_realtext._fingerprint`); later runs load no model. Scoring the
+model files and settings (`fingerprint`); later runs load no model. Scoring the
 ~28,000 posts takes tens of CPU minutes (hours on a busy 2-core machine): run it once,
 `nice -n 10 python -m bench.crisislex_streams --score`; events without cached scores print as "not
 scored", so the table fills in as scoring proceeds.
@@ -38,6 +38,7 @@ from __future__ import annotations
 import bisect
 import calendar
 import csv
+import hashlib
 import json
 import os
 import sys
@@ -133,14 +134,30 @@ def write_mentions(event: str, posts: list[Post]) -> Path:
     return path
 
 
-def scores_path(event: str, fingerprint: str) -> Path:
-    return CACHE / f"{event}.scores-{fingerprint}.jsonl"
+def scores_path(event: str, fp: str) -> Path:
+    return CACHE / f"{event}.scores-{fp}.jsonl"
+
+
+RUNTIME_CACHE_FILES = frozenset({"runtime-choices.json"})   # measurements written beside the model, not the model
 
 
 def fingerprint() -> str:
-    from bench.crisis_realtext import _fingerprint
+    """Model files and scoring settings (as `bench.crisis_realtext`'s cache, less the runtime measurements a
+    scorer writes into the model folder: they change on every measurement, not the model's scores)."""
+    from services.classify.config import ClassifySettings
+    from services.classify.encoder.loader import ensure_default_model
+    from services.classify.heads import ARTIFACTS_DIR
 
-    return _fingerprint()
+    s = ClassifySettings()
+    h = hashlib.sha256(f"{s.model}|{s.heads_dir}|{s.adapter_dir}|{s.precision}|{s.max_tokens}".encode())
+    for p in sorted(ARTIFACTS_DIR.rglob("*")):
+        if p.is_file():
+            h.update(p.name.encode() + hashlib.sha256(p.read_bytes()).digest())
+    model = Path(s.model) if s.model else Path(ensure_default_model())
+    for p in sorted(model.rglob("*")) if model.is_dir() else []:
+        if p.is_file() and p.name not in RUNTIME_CACHE_FILES:
+            h.update(f"{p.relative_to(model)}|{p.stat().st_size}|{int(p.stat().st_mtime)}".encode())
+    return h.hexdigest()[:20]
 
 
 class EventScorer:
