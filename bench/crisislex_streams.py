@@ -138,7 +138,7 @@ def scores_path(event: str, fp: str) -> Path:
     return CACHE / f"{event}.scores-{fp}.jsonl"
 
 
-RUNTIME_CACHE_FILES = frozenset({"runtime-choices.json"})   # measurements written beside the model, not the model
+RUNTIME_CACHE_FILES = frozenset({"runtime-choices.json", "precision-choices.json"})   # measurements, not the model
 
 
 def fingerprint() -> str:
