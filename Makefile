@@ -24,6 +24,7 @@ help:
 	@echo "make bench-scale [SCALE_REPLICAS=1,2,4 SCALE_MENTIONS=3000]  classify replicas side by side: mentions/s, lag"
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
 	@echo "make eval-crisis [SEED=7 | SEEDS=7,8,9]  crisis scenarios: generator-score table + real-text table (real model)"
+	@echo "                         + CrisisLex streams in event time (cached scores; score once: nice -n 10 $(PY) -m bench.crisislex_streams --score)"
 	@echo "make chaos [CHAOS_RUNS=3]    kill -9 / broker crash / pager 500s under 2,000 mentions, invariants table"
 	@echo "make lock                regenerate the hashed lock files from pyproject.toml (LOCK_ARGS=--upgrade to move pins)"
 	@echo "make sbom                CycloneDX SBOMs of the three lock files -> $(SBOM_DIR)/"

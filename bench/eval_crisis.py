@@ -1,9 +1,11 @@
 """`make eval-crisis`: replay scenario streams through the crisis detectors and print Markdown tables.
 
-Two tables: the generator-score scenarios below (also tests/unit/test_crisis_eval_scenarios.py), then the
+Three tables: the generator-score scenarios below (also tests/unit/test_crisis_eval_scenarios.py), then the
 real-text table (bench/crisis_realtext.py: real posts from ../shared/data scored by the real model, brands
 from 10 to 10,000 mentions a day, injected outage bursts and complaint surges; detection delay per
-injection and false incidents per brand-day).
+injection and false incidents per brand-day), then the real timestamped streams (bench/crisislex_streams.py:
+each CrisisLex T26 event in event time as one brand; first labelled outage-like post vs first outage
+incident, false outage incidents; judging vs tuning events; from cached scores, see that module).
 
 The streams are synthetic and seeded: a calm week (daily and weekly seasonality, overdispersed noise,
 ordinary engagement updates, background outage-report noise) for a busy brand and a quiet one, and the
@@ -279,8 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="", help="comma-separated seeds: the real-text table summed over them")
     ap.add_argument("--generator-only", action="store_true", help="only the generator-score table (no model)")
     ap.add_argument("--real-only", action="store_true", help="only the real-text table")
+    ap.add_argument("--crisislex-only", action="store_true", help="only the CrisisLex event-time streams table")
+    ap.add_argument("--no-crisislex", action="store_true", help="without the CrisisLex streams table")
+    ap.add_argument("--score-crisislex", action="store_true",
+                    help="score the CrisisLex events without cached scores first (tens of CPU minutes)")
     args = ap.parse_args(argv)
     ok = True
+    if args.crisislex_only:
+        from bench.crisislex_streams import run as run_crisislex
+
+        return 0 if run_crisislex(score=args.score_crisislex) else 1
     if not args.real_only:
         ok &= generator_table(args.days, args.seed)
     if not args.generator_only:
@@ -290,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
             ok &= run_seeds([int(x) for x in args.seeds.split(",")], days=max(7, int(args.days)))
         else:
             ok &= run(days=max(7, int(args.days)), seed=args.seed)
+    if not args.generator_only and not args.no_crisislex:
+        from bench.crisislex_streams import run as run_crisislex
+
+        ok &= run_crisislex(score=args.score_crisislex)
     return 0 if ok else 1
 
 

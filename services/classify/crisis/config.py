@@ -151,6 +151,16 @@ class SurgeConfig:
     floor_expected: float = 1.0              # a brand with ~no complaints in those hours expects at least 1
     close_ratio: float = 1.1                 # still active while observed/expected >= this
     persistence: int = 2                     # consecutive anomalous buckets (10 min) before it fires
+    # Weekly seasonality (issue 24): once a brand has `weekly_min_days` of history, the same hours of the
+    # previous days are scaled to today's weekday: a weekly profile (per weekday and hour, complaints and
+    # mentions, an EWMA over weeks) gives the same hours on the same weekday, shrunk towards the daily
+    # profile (the mean over the weekdays) with an empirical-Bayes weight tau^2 / (tau^2 + noise): tau^2 is
+    # how much the weekdays differ at those hours beyond their noise, noise the variance of one weekday's
+    # estimate (Poisson + count_dispersion, over its weeks). A Monday-morning rush that comes every week
+    # is expected on Mondays; weekdays that differ only by noise leave the daily profile as it was.
+    weekly: bool = True
+    weekly_min_days: int = 7
+    weekly_half_life_weeks: float = 4.0      # the profile forgets old weeks this fast (a one-off surge fades)
 
 
 @dataclass(frozen=True)

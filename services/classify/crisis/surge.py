@@ -26,6 +26,25 @@ The detector fires after `persistence` consecutive anomalous buckets and stays a
 observed >= close_ratio x expected.
 A surge is its own incident kind (COMPLAINT_SURGE); its mentions are not re-tagged P1 (they keep their
 own priority: a surge is worked from the queue, an outage pages now).
+
+**Weekly seasonality** (issue 24): the previous days' same hours are one of each weekday, so a rush that
+comes every Monday morning is a surge against their mean. Once a brand has `weekly_min_days` of history,
+every `previous` count (complaints and mentions, so the share, the count path and the day's level alike) is
+scaled by a weekday factor from a weekly profile (168 weekday-hour slots, an EWMA over weeks of each
+slot's complaints and mentions, learnt from each covered day once it closed): the same hours on the same
+weekday, shrunk towards the mean over the weekdays with an empirical-Bayes weight tau^2 / (tau^2 +
+noise), tau^2 being how much the weekdays differ at those hours beyond the noise of their estimates. One
+week of a consistent Monday rush already moves Mondays most of the way; weekdays that differ by noise
+only leave the daily profile as it was. The profile is 3 x 168 numbers per brand; a checkpoint saved
+before it existed loads and rebuilds it from the buckets it holds (up to 7 days).
+
+**Small brands** (windows of 1-3 h, `min_count` = 10 complaints, tail <= `p_value`): a brand of 100
+mentions a day with ~12% complaints has ~12 complaints a day, ~1.5 in 3 h. A 2x day (24 instead of 12)
+never opens: even over a whole day it is within day-to-day noise (negative-binomial tail ~3e-3 against
+1e-4; 2.5x would be ~4e-5, but only once most of the day had passed, so day-long windows were not
+added). What it gets is a burst of ~10+ extra complaints within 1-3 h (5-10x its rate for those hours),
+found 40-55 min (12 in 1 h) to 2-3 h (10-12 in 3 h) after the burst starts; docs/operating.md has the measured
+table by brand size. Its outages are the outage detector's (1 min to 6 h against the brand's own rate).
 """
 
 from __future__ import annotations
@@ -49,6 +68,12 @@ class SurgeDetector:
         self.first: float | None = None
         self.streak = Streak()
         self._cached: tuple[int, Verdict] | None = None
+        # Weekly profile: weekday * 24 + hour -> EWMA over weeks of that hour's complaints / mentions, and
+        # how many weeks it has seen; `folded` is the last day learnt into it.
+        self.week_complaints = [0.0] * 168
+        self.week_totals = [0.0] * 168
+        self.week_n = [0] * 168
+        self.folded: int | None = None
 
     def is_complaint(self, intents: dict[str, float]) -> bool:
         return float(intents.get(self.cfg.intent, 0.0)) >= self.cfg.intent_threshold
@@ -77,20 +102,97 @@ class SurgeDetector:
             self.totals = {b: v for b, v in self.totals.items() if b >= oldest}
             self.seen = {d: v for d, v in self.seen.items() if d >= int(now // DAY) - c.days - 1}
 
-    def previous(self, now: float, hours: float, source: dict[int, int] | None = None) -> list[int]:
-        """Complaints (or `source` counts) of the same window on each previous covered day."""
+    def previous(self, now: float, hours: float, source: dict[int, int] | None = None) -> list[float]:
+        """Complaints (or `source` counts) of the same window on each previous covered day, scaled to today's
+        weekday once the brand has a week of history (`weekly_factor`)."""
         c = self.cfg
         cur = int(now // c.bucket_seconds)
         per_day = DAY // c.bucket_seconds
-        counts: list[int] = []
+        counts: list[float] = []
         for k in range(1, c.days + 1):
             start = now - k * DAY - hours * 3600
             if self.first is None or start < self.first:
                 break   # not covered (yet): warm-up
             if self.seen.get(int((now - k * DAY) // DAY), 0) == 0 and self.seen.get(int(start // DAY), 0) == 0:
                 continue
-            counts.append(self._window(cur - k * per_day, hours, source))
+            counts.append(float(self._window(cur - k * per_day, hours, source)))
+        if counts:
+            f = self.weekly_factor(now, hours, totals=source is self.totals)
+            if f != 1.0:
+                counts = [x * f for x in counts]
         return counts
+
+    # -- weekly seasonality ---------------------------------------------------------------------------
+    def fold(self, now: float) -> None:
+        """Learn every covered day that closed before `now` (and whose buckets are still kept) into the
+        weekly profile, hour by hour; hours before coverage began are not learnt."""
+        c = self.cfg
+        today = int(now // DAY)
+        if self.folded is None:
+            if not self.seen:
+                return
+            self.folded = min(self.seen) - 1
+        per_hour = 3600 // c.bucket_seconds
+        alpha = 1.0 - 0.5 ** (1.0 / max(c.weekly_half_life_weeks, 1e-9))
+        for d in range(max(self.folded + 1, today - c.days), today):
+            if self.seen.get(d, 0) == 0:
+                continue
+            weekday = (d + 3) % 7   # day 0 (1970-01-01) was a Thursday; Monday = 0
+            for h in range(24):
+                if self.first is None or d * DAY + h * 3600 < self.first:
+                    continue
+                b0 = (d * DAY + h * 3600) // c.bucket_seconds
+                slot = weekday * 24 + h
+                a = max(alpha, 1.0 / (self.week_n[slot] + 1))
+                cc = sum(self.buckets.get(b, 0) for b in range(b0, b0 + per_hour))
+                tt = sum(self.totals.get(b, 0) for b in range(b0, b0 + per_hour))
+                self.week_complaints[slot] += a * (cc - self.week_complaints[slot])
+                self.week_totals[slot] += a * (tt - self.week_totals[slot])
+                self.week_n[slot] = min(self.week_n[slot] + 1, 10_000)
+        self.folded = max(self.folded, today - 1)
+
+    def _weekday_window(self, end: float, hours: float, profile: list[float]) -> tuple[float, int]:
+        """The profile's expected count in [end - hours, end) and the fewest weeks any of its hours has."""
+        total, weeks, t = 0.0, 10_000, end - hours * 3600
+        while t < end - 1e-6:
+            nxt = min(end, (t // 3600 + 1) * 3600)
+            d = int(t // DAY)
+            slot = ((d + 3) % 7) * 24 + int((t % DAY) // 3600)
+            total += profile[slot] * (nxt - t) / 3600
+            weeks = min(weeks, self.week_n[slot])
+            t = nxt
+        return total, weeks
+
+    def weekly_factor(self, now: float, hours: float, totals: bool = False) -> float:
+        """Today's weekday against the mean weekday for the window of `hours` ending at `now` (1.0 before
+        `weekly_min_days` of history or without a profile): the same weekday's expected count shrunk towards
+        the weekdays' mean with the empirical-Bayes weight tau^2 / (tau^2 + its noise), over that mean."""
+        c = self.cfg
+        if not c.weekly or self.first is None or now - self.first < c.weekly_min_days * DAY:
+            return 1.0
+        profile = self.week_totals if totals else self.week_complaints
+        alpha = 1.0 - 0.5 ** (1.0 / max(c.weekly_half_life_weeks, 1e-9))
+        max_weeks = (2.0 - alpha) / alpha    # an EWMA's effective number of weeks
+        means: list[float] = []
+        noise: list[float] = []
+        for k in range(7):
+            m, n = self._weekday_window(now - k * DAY, hours, profile)
+            if n == 0:
+                if k == 0:
+                    return 1.0
+                continue
+            means.append(m)
+            mm = max(m, c.floor_expected)
+            noise.append((mm + c.count_dispersion * mm * mm) / min(n, max_weeks))
+        if len(means) < 5:
+            return 1.0
+        mean = sum(means) / len(means)
+        spread = sum((m - mean) ** 2 for m in means) / (len(means) - 1)
+        tau2 = max(0.0, spread - sum(noise) / len(noise))
+        if tau2 <= 0.0:
+            return 1.0
+        w = tau2 / (tau2 + noise[0])
+        return (w * means[0] + (1 - w) * mean + 0.5) / (mean + 0.5)
 
     def level(self, now: float, hours: float) -> float:
         """The day's level: the brand's mentions in the `level_hours` before the window of `hours` that ends
@@ -109,7 +211,7 @@ class SurgeDetector:
         lo, hi = c.level_bounds
         return min(max((today + c.level_prior_mentions) / (usual + c.level_prior_mentions), lo), hi)
 
-    def share_p_value(self, observed: int, total: int, usual_complaints: int, usual_total: int,
+    def share_p_value(self, observed: int, total: int, usual_complaints: float, usual_total: float,
                       before: int) -> float:
         """How rare `observed` complaints among `total` mentions are, given `usual_complaints` among
         `usual_total` in the same window of the previous days: a beta-binomial tail whose share is as
@@ -163,6 +265,7 @@ class SurgeDetector:
 
     def _evaluate(self, now: float, bucket: int) -> Verdict:
         c = self.cfg
+        self.fold(now)
         self.prune(now)
         anomalous, active, best, why = False, False, 0.0, ""
         for hours in c.window_hours:
@@ -195,16 +298,19 @@ class SurgeDetector:
                 active = True
             if observed >= c.min_count and ratio > best:
                 best = ratio
+                f = self.weekly_factor(now, hours)
                 why = (f"complaints {ratio:.1f}x the same {hours:g} h of the previous {days} days "
                        f"({observed} vs {exp:.1f}; {observed / max(total, 1):.0%} of mentions vs "
-                       f"{usual:.0%} usually)")
+                       f"{usual:.0%} usually)" + (f"; weekday-adjusted x{f:.2f}" if abs(f - 1) >= 0.05 else ""))
         streak = self.streak.update(anomalous, bucket)
         return Verdict.from_window_checks(streak, c.persistence, anomalous, active, best, why)
 
     def to_dict(self) -> dict[str, Any]:
         return {"b": [[k, v] for k, v in self.buckets.items()], "t": [[k, v] for k, v in self.totals.items()],
                 "seen": [[k, v] for k, v in self.seen.items()],
-                "first": self.first, "streak": self.streak.to_dict()}
+                "first": self.first, "streak": self.streak.to_dict(),
+                "week": {"c": [round(x, 3) for x in self.week_complaints],
+                         "t": [round(x, 3) for x in self.week_totals], "n": self.week_n, "folded": self.folded}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], config: SurgeConfig | None = None) -> SurgeDetector:
@@ -215,4 +321,10 @@ class SurgeDetector:
         det.first = None if d.get("first") is None else float(d["first"])
         if d.get("streak"):
             det.streak.load(d["streak"])
+        week = d.get("week")   # absent in checkpoints saved before weekly seasonality: rebuilt by `fold`
+        if week and len(week.get("n", [])) == 168:
+            det.week_complaints = [float(x) for x in week["c"]]
+            det.week_totals = [float(x) for x in week["t"]]
+            det.week_n = [int(x) for x in week["n"]]
+            det.folded = None if week.get("folded") is None else int(week["folded"])
         return det
