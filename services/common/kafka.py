@@ -36,8 +36,9 @@ def make_producer(bootstrap: str, client_id: str, **overrides: object) -> AIOKaf
 
 
 async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1,
-                        client_options: Mapping[str, Any] | None = None) -> None:
-    """Create missing topics with their partition counts and configs (existing ones are left alone).
+                        client_options: Mapping[str, Any] | None = None, leader_timeout: float = 60.0) -> None:
+    """Create missing topics with their partition counts and configs (existing ones are left alone), and wait until
+    each new partition has a leader (at most `leader_timeout` s).
 
     `replication` is the cluster's (`settings.topic_replication_factor`: 1 on a dev broker, 3 in prod)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="triage-admin", **dict(client_options or {}))
@@ -54,8 +55,27 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication:
                 await admin.create_topics(new)
             except TopicAlreadyExistsError:
                 pass
+            await _wait_for_leaders(admin, [t.name for t in new], leader_timeout)
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float) -> None:
+    """Until every partition of ``names`` has a leader. A freshly created partition has none for a moment (seconds
+    on a loaded broker), and aiokafka fails a producer's batch for a partition without a leader once it is
+    `request_timeout_ms` old, idempotent or not (NotLeaderForPartitionError): a worker started right after
+    `ensure_topics` must find its topics ready."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        described = await admin.describe_topics(names)
+        waiting = [t["topic"] for t in described if t["error_code"] or not t["partitions"]]
+        waiting += [f"{t['topic']}[{p['partition']}]" for t in described for p in t["partitions"] if p["leader"] < 0]
+        if not waiting:
+            return
+        if loop.time() >= deadline:
+            raise TimeoutError(f"no leader after {timeout:.0f}s for: {', '.join(sorted(waiting)[:10])}")
+        await asyncio.sleep(0.25)
 
 
 async def wait_for_kafka(bootstrap: str, timeout: float = 30.0,

@@ -126,9 +126,11 @@ class PagingStage:
         """`give_up` ended a pending page: persist the group, record it, and park the page in the DLQ."""
         g = page.group
         detail = failed_detail(g.failure_reason, reason)
-        await (await self.state.put(f"group:{g.key}", g.to_json(), g.key))
+        # The DLQ and the record first, then the group's state: a crash in between parks the page again after the
+        # restart (at least once) instead of persisting a group that ended without its page in the DLQ.
         await asyncio.gather(await self._record(page, g.receiver, "dead_lettered", attempts, detail),
                              await self._dead_letter(page, g.receiver, detail, attempts, g.failure_reason))
+        await (await self.state.put(f"group:{g.key}", g.to_json(), g.key))
         log.warning("page_dead_lettered", action=page.action, receiver=g.receiver, incident=g.id,
                     reason=g.failure_reason, error=reason[:300])
 

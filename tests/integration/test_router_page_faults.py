@@ -152,6 +152,12 @@ async def test_failed_first_pages_are_retried_until_accepted_and_incidents_do_no
             await wait_for(lambda: not any(g.outbox for g in worker.grouper.groups.values()
                                            if g.incident_id == c), 10, "c's trigger given up")
 
+            async def parked() -> bool:   # given up in memory first; its record and DLQ entry follow
+                got = [codec.decode(v, pb.PageRecord) for _, _, v in await records(kafka_bootstrap, topics.PAGES)]
+                return any(p.incident_id == c and p.state == "dead_lettered" for p in got)
+
+            await wait_for(parked, 20, "c's trigger recorded as dead-lettered")
+
     pages = [codec.decode(v, pb.PageRecord) for _, _, v in await records(kafka_bootstrap, topics.PAGES)]
     mine = [p for p in pages if run in p.incident_id]
     states = {(p.incident_id, p.state) for p in mine}
