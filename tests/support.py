@@ -105,6 +105,22 @@ async def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+async def wait_ready(process: ServiceProcess, url: str, timeout: float = 300) -> None:
+    """Until a service process answers 200 on ``url`` (its /readyz). A stream sent before a worker is ready
+    (still loading its model on a loaded machine) reaches it as one backlog, not as the stream it was."""
+    import httpx
+
+    async def ready() -> bool:
+        assert process.alive(), process.log_tail()
+        async with httpx.AsyncClient(timeout=5) as probe:
+            try:
+                return (await probe.get(url)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+    await wait_for(ready, timeout=timeout, what=f"{process.name} to be ready", interval=1)
+
+
 PD_KEY = "R0UTINGKEY0000000000000000000000"
 SLACK_TOKEN = "xoxb-test-token"
 

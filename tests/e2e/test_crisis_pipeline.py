@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-from support import ServiceProcess, consume, free_port, running_app, wait_for
+from support import ServiceProcess, consume, free_port, running_app, wait_for, wait_ready
 
 from services.common import codec, topics
 from services.common.codec import pb
@@ -48,17 +48,9 @@ async def test_outage_burst_opens_one_incident_and_tags_mentions(kafka_bootstrap
         settings = IngestSettings(kafka_bootstrap=kafka_bootstrap)
         metrics_url = f"http://127.0.0.1:{env['TRIAGE_CLASSIFY_METRICS_PORT']}/readyz"
 
-        async def classify_ready() -> bool:
-            # The burst is a stream the running worker sees arrive: on a loaded machine a worker still loading
-            # its model would take all 120 at once, before the detector's second bucket, and tag none of them.
-            assert classify.alive(), classify.log_tail()
-            async with httpx.AsyncClient(timeout=5) as probe:
-                try:
-                    return (await probe.get(metrics_url)).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-        await wait_for(classify_ready, timeout=300, what="the classify worker to be ready", interval=1)
+        # The burst is a stream the running worker sees arrive: on a loaded machine a worker still loading its
+        # model would take all 120 at once, before the detector's second bucket, and tag none of them.
+        await wait_ready(classify, metrics_url)
         async with running_app(build_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
             for start in range(0, 120, 20):
                 body = "\n".join(json.dumps({

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from support import REPO_ROOT, ServiceProcess, consume, free_port, running_app, wait_for
+from support import REPO_ROOT, ServiceProcess, consume, free_port, running_app, wait_for, wait_ready
 
 from services.common import codec, topics
 from services.common.codec import pb
@@ -85,6 +85,10 @@ async def test_replayed_burst_opens_the_incident_the_backtest_predicts(kafka_bro
            "TRIAGE_CRISIS_EVENT_TIME": "created_at"}
     classify = ServiceProcess("classify", env, tmp_path)
     try:
+        # A replay is a stream the running worker sees arrive. Sent while it still loads its model, it would be
+        # one backlog over six partitions, read partition by partition: event times far out of order, the
+        # burst's reports late (behind the watermark) and no incident (failed in a CI dry run).
+        await wait_ready(classify, f"http://127.0.0.1:{env['TRIAGE_CLASSIFY_METRICS_PORT']}/readyz")
         settings = IngestSettings(kafka_bootstrap=bootstrap, brands_file=brands)  # type: ignore[call-arg]
         async with running_app(build_app(settings)) as url:
             report = await asyncio.to_thread(replay_event_time, path, f"{url}/v1/mentions", SPEED)
