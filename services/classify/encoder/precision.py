@@ -139,16 +139,52 @@ def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor()
 
 
-class PrecisionCache:
-    """Measured precision choices remembered in one JSON file, keyed by what decides them.
+class ChoiceFile:
+    """Measured choices remembered in one JSON file, keyed by what decides them (precision here, the
+    runtime in `runtime.RuntimeChoices`).
 
     A file that cannot be read is an empty cache; one that cannot be written (a read-only model
     volume) only means the next process measures again. Writes are atomic (temp file + rename), so
     processes starting side by side never read a half-written file.
     """
 
+    what = "choice"   # for the log line when a choice cannot be written
+
     def __init__(self, path: Path | None):
         self.path = path
+
+    def read(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get_entry(self, key: str) -> dict[str, Any] | None:
+        hit = self.read().get(key)
+        return hit if isinstance(hit, dict) else None
+
+    def put_entry(self, key: str, value: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        data = self.read()
+        data[key] = {**value, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+        except OSError as err:
+            log.info("%s not cached (%s): the next start measures again", self.what, err)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+class PrecisionCache(ChoiceFile):
+    """Measured precision choices (`ChoiceFile`), keyed by weights, torch, CPU and threads."""
+
+    what = "precision choice"
 
     @staticmethod
     def key(weights_sha256: str, threads: int, flags: set[str] | None = None) -> str:
@@ -160,35 +196,14 @@ class PrecisionCache:
         raw = json.dumps([weights_sha256, torch.__version__, cpu_model_name(), matrix, threads])
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
-    def _read(self) -> dict[str, dict[str, str]]:
-        if self.path is None:
-            return {}
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
     def get(self, key: str) -> Precision | None:
-        hit = self._read().get(key)
-        if not isinstance(hit, dict) or hit.get("mode") not in PRECISIONS:
+        hit = self.get_entry(key)
+        if hit is None or hit.get("mode") not in PRECISIONS:
             return None
         return Precision(str(hit["mode"]), f"{hit.get('reason', '')} (measured {hit.get('at', '?')}, cached)")
 
     def put(self, key: str, chosen: Precision) -> None:
-        if self.path is None:
-            return
-        data = self._read()
-        data[key] = {"mode": chosen.mode, "reason": chosen.reason,
-                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
-        except OSError as err:
-            log.info("precision choice not cached (%s): the next start measures again", err)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        self.put_entry(key, {"mode": chosen.mode, "reason": chosen.reason})
 
 
 def choose_precision(requested: str, model: Any, flags: set[str] | None = None,

@@ -31,12 +31,10 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from services.classify.encoder.precision import (
+    ChoiceFile,
     Precision,
     PrecisionCache,
     choose_precision,
@@ -155,39 +154,17 @@ def candidates(runtime: str, precision: str, flags: set[str] | None = None) -> l
 
 
 # ------------------------------------------------------------------------------------------ cache
-class RuntimeChoices:
-    """Measured runtime choices and recorded parity checks in one JSON file (``PrecisionCache``'s rules:
-    unreadable = empty, unwritable = measure again next time, atomic writes)."""
+class RuntimeChoices(ChoiceFile):
+    """Measured runtime choices and recorded parity checks (`precision.ChoiceFile`: unreadable = empty,
+    unwritable = measure again next time, atomic writes)."""
 
-    def __init__(self, path: Path | None):
-        self.path = path
-
-    def read(self) -> dict[str, Any]:
-        if self.path is None:
-            return {}
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+    what = "runtime choice"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        hit = self.read().get(key)
-        return hit if isinstance(hit, dict) else None
+        return self.get_entry(key)
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        if self.path is None:
-            return
-        data = self.read()
-        data[key] = {**value, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
-        except OSError as err:
-            log.info("runtime choice not cached (%s): the next start measures again", err)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        self.put_entry(key, value)
 
 
 def parity_key(encoder_version: str, labels_version: str, texts: Sequence[str], flags: set[str] | None = None) -> str:
