@@ -9,3 +9,5 @@ DISMISS = "triage_dismiss"     # action_id of the "Dismiss" button
 # action_id -> the Triage page's `decision` field (console/actions.py TRIAGE_DECISIONS)
 DECISIONS = {PAGE_NOW: "page_now", DISMISS: "dismiss"}
 BUTTON_VALUE_MAX = 2000        # Slack's limit on a button's `value`
+HOLD_BLOCK = "triage_hold"        # block_id of the notice's "Not paged yet" section
+ACTIONS_BLOCK = "triage_actions"  # block_id of its buttons; once decided, both give way to who decided

@@ -188,7 +188,7 @@ def triage_buttons(group_key: str) -> dict[str, Any] | None:
     group key longer than a button's value may be (the console link still works)."""
     if not group_key or len(group_key) > triage_slack.BUTTON_VALUE_MAX:
         return None
-    return {"type": "actions", "elements": [
+    return {"type": "actions", "block_id": triage_slack.ACTIONS_BLOCK, "elements": [
         {"type": "button", "action_id": triage_slack.PAGE_NOW, "value": group_key, "style": "primary",
          "text": {"type": "plain_text", "text": "Page now"}},
         {"type": "button", "action_id": triage_slack.DISMISS, "value": group_key, "style": "danger",
@@ -235,7 +235,7 @@ def slack_message(page: Page, channel: str, thread_ts: str = "", console_url: st
         # the same TriageDecision as the Triage page's forms), and the link to that page.
         until = datetime.fromtimestamp(g.triage_until, UTC).strftime("%H:%M UTC")
         act = slack_link(triage_link(console_url), "page now or dismiss")
-        blocks.append({"type": "section", "text": slack_mrkdwn(
+        blocks.append({"type": "section", "block_id": triage_slack.HOLD_BLOCK, "text": slack_mrkdwn(
             f"*Not paged yet.* {act + ' in the console. ' if act else ''}Pages by itself at {until} "
             "unless someone decides first.", SLACK_SECTION_TEXT)})
         buttons = triage_buttons(g.key)
