@@ -1,7 +1,8 @@
 """What a console form turns into: a ResponseEvent for `responses`, a LabelFeedback for `feedback`, a
 Silence for `silences` (created from an incident page, or the same silence expired), or a Claim for
 `claims` (claim, hand over, release; claims.py decides whose turn it is), or a TriageDecision for
-`triage.decisions` (page now / dismiss an incident held for triage). An incident's bulk
+`triage.decisions` (page now / dismiss an incident held for triage; a dismissal is also a "page was wrong"
+LabelFeedback, `dismissal_feedback`). An incident's bulk
 actions turn one form into one ResponseEvent per open item of the incident (none for an item already
 answered, so sending the form twice records nothing twice).
 
@@ -273,3 +274,21 @@ def triage_decision(view: ConsoleView, form: Mapping[str, str], default_responde
                              decision=TRIAGE_DECISIONS[button],
                              responder=_field(form, "responder", required=False) or default_responder,
                              comment=_field(form, "comment", required=False), at=now_ts())
+
+
+def dismissal_feedback(view: ConsoleView, decision: pb.TriageDecision) -> pb.LabelFeedback | None:
+    """A dismissal in triage is also "this page was wrong" feedback: the same LabelFeedback as
+    `page_feedback` (no mention id, published keyed by the incident), so the feedback export and every
+    consumer of `feedback` see it. The view keeps one mark per incident (`ConsoleView.page_feedback`), so a
+    repeated dismissal, or a dismissal also counted as a dismissed triage entry, counts once. None for a
+    "page now"."""
+    if decision.decision != TRIAGE_DECISIONS["dismiss"] or not decision.incident_id:
+        return None
+    inc = view.incidents.get(decision.incident_id)
+    entry = view.triage.get(decision.group_key)
+    brand = inc.brand if inc is not None else (entry.labels.get("brand", "") if entry is not None else "")
+    comment = "dismissed in triage" + (f": {decision.comment}" if decision.comment else "")
+    fb = pb.LabelFeedback(incident_id=decision.incident_id, brand=brand, original_priority=pb.P1,
+                          responder=decision.responder, comment=comment[:MAX_FIELD])
+    fb.at.CopyFrom(decision.at)
+    return fb

@@ -30,7 +30,7 @@ from services.common.exposure import client_address
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_FAILED, MESSAGES_IN, MESSAGES_OUT
-from services.console import actions, render
+from services.console import actions, render, slack_actions
 from services.console import metrics as cm
 from services.console.access import ANONYMOUS, Access, Identity, LoginThrottle
 from services.console.config import ConsoleSettings
@@ -205,8 +205,9 @@ class ConsoleService:
 SERVICE = web.AppKey("console_service", ConsoleService)
 NEW_SESSION = web.RequestKey("new_session", str)
 IDENTITY = web.RequestKey("identity", Identity)
-# Reachable without signing in: the sign-in page itself, probes, metrics and the script.
-OPEN_PATHS = frozenset({"/login", "/healthz", "/readyz", "/metrics", "/static/console.js"})
+# Reachable without signing in: the sign-in page itself, probes, metrics and the script; and Slack's clicks,
+# which Slack's request signature authenticates instead (slack_actions.py).
+OPEN_PATHS = frozenset({"/login", "/healthz", "/readyz", "/metrics", "/static/console.js", slack_actions.PATH})
 
 
 # ---- request plumbing ------------------------------------------------------------------------------------------
@@ -614,12 +615,26 @@ post_silence_expire = _action_handler(_Action(
     back_to=lambda msg: _incident_page(msg.incident_id) if msg.incident_id else "/", signed_in_author=True))
 
 
-post_triage = _action_handler(_Action(
-    "triage", topics.TRIAGE_DECISIONS, actions.triage_decision, key=lambda msg: msg.group_key,
-    apply=ConsoleView.apply_triage_decision,
-    logged=lambda msg: ("console_triage_decision", {"incident": msg.incident_id, "receiver": msg.receiver,
-                                                    "decision": msg.decision}),
-    back_to=lambda msg: "/triage"))
+async def publish_triage(svc: ConsoleService, msg: codec.pb.TriageDecision) -> None:
+    """Record a triage decision (from the Triage page or Slack, slack_actions.py): a dismissal's "page was
+    wrong" LabelFeedback first (keyed by the incident: sent again by a retry, it is still one mark), then the
+    TriageDecision keyed by the group key; each folded in at once. Kafka not acknowledging either is a 503."""
+    feedback = actions.dismissal_feedback(svc.view, msg)
+    if feedback is not None:
+        await _publish_or_503(svc, "triage_dismissal_feedback", topics.FEEDBACK, feedback.incident_id, feedback)
+        svc.view.apply_feedback(feedback)
+    await _publish_or_503(svc, "triage", topics.TRIAGE_DECISIONS, msg.group_key, msg)
+    svc.view.apply_triage_decision(msg)
+    log.info("console_triage_decision", incident=msg.incident_id, receiver=msg.receiver, decision=msg.decision)
+
+
+async def post_triage(request: web.Request) -> web.Response:
+    """"Page now" / "dismiss" on the Triage page (actions.triage_decision), recorded by `publish_triage`."""
+    svc = _service(request)
+    form, responder = await _action_form(request)
+    async with svc.action_lock:
+        await publish_triage(svc, actions.triage_decision(svc.view, form, responder))
+    return _see_other(actions.safe_next(form, "/triage"))
 
 
 def _claim_handler(action: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -716,7 +731,11 @@ def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) 
     async def on_startup(_: web.Application) -> None:
         await svc.start()
 
+    slack = slack_actions.SlackActions(settings.console_slack_signing_secret.get_secret_value(),
+                                       settings.console_slack_response_url_prefix, _service, publish_triage)
+
     async def on_cleanup(_: web.Application) -> None:
+        await slack.close()
         await svc.stop()
 
     app.on_startup.append(on_startup)
@@ -728,6 +747,7 @@ def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) 
     app.router.add_get("/triage", triage_html)
     app.router.add_get("/api/triage", triage_api)
     app.router.add_post("/actions/triage", post_triage)
+    app.router.add_post(slack_actions.PATH, slack.handler)
     app.router.add_get("/api/incidents", incidents_api)
     app.router.add_get("/api/incidents/{incident_id}", incident_api)
     app.router.add_get("/api/queues/{name}", queue_api)

@@ -5,6 +5,9 @@ proxy that names the user in `TRIAGE_CONSOLE_PROXY_USER_HEADER`, trusted only fr
 `TRIAGE_CONSOLE_TRUSTED_PROXIES`. Bound to anything but loopback, the console refuses to start with
 neither (`missing_credentials`). Without either on loopback it is read-only, unless
 `TRIAGE_INSECURE_DEV=1` (set by `make demo` and `make up` only) lets anyone act.
+
+Slack's clicks on a triage notice's buttons (`/slack/interactions`, slack_actions.py) are authenticated by
+Slack's request signature alone, with `TRIAGE_CONSOLE_SLACK_SIGNING_SECRET`; without it they are refused.
 """
 
 from __future__ import annotations
@@ -69,6 +72,13 @@ class ConsoleSettings(ServiceSettings):
                                                                             "sign-in, however active")
     console_login_attempts_per_minute: int = Field(5, ge=1, description="failed sign-ins one client may make per "
                                                    "minute; more are answered 429")
+    console_slack_signing_secret: SecretStr = Field(SecretStr(""), description="the Slack app's signing secret "
+                                                    "(Basic Information > App Credentials): verifies the triage "
+                                                    "notice's \"Page now\" / \"Dismiss\" clicks Slack posts to "
+                                                    "/slack/interactions; empty = Slack actions off (answered 401)")
+    console_slack_response_url_prefix: str = Field("https://hooks.slack.com/", description="the console answers a "
+                                                   "Slack click (the notice updated with who decided) only at a "
+                                                   "response_url starting with this")
     insecure_dev: bool = Field(False, description="developer's machine only (make demo/up set it): with no tokens "
                                "and no proxy anyone may act, and no credential is required at start")
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from services.common import triage_slack
 from services.router.contracts import (
     OPSGENIE_DESCRIPTION,
     OPSGENIE_ENTITY,
@@ -181,6 +182,23 @@ def opsgenie_note(page: Page) -> dict[str, str]:
     return {"note": cut(note, OPSGENIE_NOTE), "source": "social-triage"}
 
 
+def triage_buttons(group_key: str) -> dict[str, Any] | None:
+    """The triage notice's `actions` block (ids in common/triage_slack.py): "Page now" (primary) and
+    "Dismiss" (danger, behind a confirmation dialog), each carrying the group key as its `value`; None for a
+    group key longer than a button's value may be (the console link still works)."""
+    if not group_key or len(group_key) > triage_slack.BUTTON_VALUE_MAX:
+        return None
+    return {"type": "actions", "block_id": triage_slack.ACTIONS_BLOCK, "elements": [
+        {"type": "button", "action_id": triage_slack.PAGE_NOW, "value": group_key, "style": "primary",
+         "text": {"type": "plain_text", "text": "Page now"}},
+        {"type": "button", "action_id": triage_slack.DISMISS, "value": group_key, "style": "danger",
+         "text": {"type": "plain_text", "text": "Dismiss"},
+         "confirm": {"title": {"type": "plain_text", "text": "Dismiss this incident?"},
+                     "text": {"type": "plain_text", "text": "It will not page, and counts as a wrong page."},
+                     "confirm": {"type": "plain_text", "text": "Dismiss"},
+                     "deny": {"type": "plain_text", "text": "Cancel"}, "style": "danger"}}]}
+
+
 def slack_message(page: Page, channel: str, thread_ts: str = "", console_url: str = "") -> dict[str, Any]:
     """The Block Kit message: every piece of user or model text is escaped (contracts.slack_escape), every
     text object within Slack's limits; links are built only by `slack_link`."""
@@ -208,17 +226,21 @@ def slack_message(page: Page, channel: str, thread_ts: str = "", console_url: st
             lines.append("> " + slack_cut(slack_plain(cut(s["text"], 200)), share - 2 - len(link)) + link)
         if lines:
             blocks.append({"type": "section", "text": slack_mrkdwn("\n".join(lines), SLACK_SECTION_TEXT)})
-    # A mrkdwn link rather than a button: a URL button still sends Slack an interaction the app must
-    # acknowledge, and this bot has no interaction endpoint. The link goes last and is never cut.
+    # A mrkdwn link rather than a URL button: a URL button still sends Slack an interaction the app must
+    # acknowledge. The link goes last and is never cut.
     link = slack_link(console_link(g, console_url), "open in the console")
     if page.action == "triage":
-        # The triage notice: "page now" and "dismiss" are POST forms on the console's Triage page (signed in,
-        # CSRF-checked), so the message links there rather than acting from Slack.
+        # The triage notice: "Page now" and "Dismiss" buttons (an `actions` block; the console's Slack
+        # interactivity endpoint, services/console/slack_actions.py, verifies Slack's signature and publishes
+        # the same TriageDecision as the Triage page's forms), and the link to that page.
         until = datetime.fromtimestamp(g.triage_until, UTC).strftime("%H:%M UTC")
         act = slack_link(triage_link(console_url), "page now or dismiss")
-        blocks.append({"type": "section", "text": slack_mrkdwn(
+        blocks.append({"type": "section", "block_id": triage_slack.HOLD_BLOCK, "text": slack_mrkdwn(
             f"*Not paged yet.* {act + ' in the console. ' if act else ''}Pages by itself at {until} "
             "unless someone decides first.", SLACK_SECTION_TEXT)})
+        buttons = triage_buttons(g.key)
+        if buttons:
+            blocks.append(buttons)
     tail = f" · {link}" if link else ""
     context = slack_cut(f"incident {slack_code(g.id)} · route {slack_plain(g.route)}",
                         SLACK_CONTEXT_TEXT - len(tail)) + tail

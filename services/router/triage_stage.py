@@ -13,7 +13,8 @@ or its `triage_timeout`. This stage is what the hold looks like from outside the
   record goes first and the group's state after it, with the transition's own time, so a crash in
   between sends the same record again (the console folds it once) and never skips it.
 - the chat notice: a held group of a route with `triage_notify` is posted once to that Slack receiver
-  ("held for triage", with a link to the console's Triage page, where "page now" and "dismiss" are),
+  ("held for triage", with "Page now" and "Dismiss" buttons the console's Slack endpoint answers, and a link
+  to the console's Triage page, where the same two actions are),
   attempted each tick until Slack accepts it or 5 attempts failed.
 
 A page now triggers through the paging stage on the next tick; a timeout triggers there by itself (the

@@ -118,6 +118,9 @@ async def test_a_held_incident_pages_only_on_page_now_exactly_once_across_a_rout
             notices = await wait_for(lambda: [m for m in apis.slack if m["text"].startswith(":raising_hand:")], 30,
                                      "the Slack triage notice")
             assert f"<{console}/triage|page now or dismiss>" in str(notices[0]["blocks"])
+            buttons = [e for b in notices[0]["blocks"] if b["type"] == "actions" for e in b["elements"]]
+            assert [(e["action_id"], e["value"]) for e in buttons] == [("triage_page_now", key),
+                                                                       ("triage_dismiss", key)]
             await asyncio.sleep(3)  # group_wait (1 s) is long past: a route without triage would have paged
             assert apis.pagerduty == []
 

@@ -107,6 +107,27 @@ def test_a_dismissal_counts_as_a_wrong_page_in_the_live_precision() -> None:
     assert v.pages_marked_wrong() == {"acme": (1, 1)}  # timed out: paged, nobody said it was wrong
 
 
+def test_a_dismissal_is_page_was_wrong_feedback_counted_once() -> None:
+    now = time.time()
+    v = _view()
+    v.apply_record(topics.PAGES, b"inc-1", triage_record("held", now - 60))
+    decision = pb.TriageDecision(group_key=KEY, incident_id="inc-1", receiver="pd", decision="dismissed",
+                                 responder="slack:ana", comment="one angry customer", at=ts_from_epoch(now))
+    fb = actions.dismissal_feedback(v, decision)
+    assert fb is not None and (fb.mention_id, fb.incident_id, fb.brand, fb.responder) == ("", "inc-1", "acme",
+                                                                                         "slack:ana")
+    assert fb.comment == "dismissed in triage: one angry customer"
+    page_now = pb.TriageDecision(group_key=KEY, incident_id="inc-1", decision="page_now", responder="ana")
+    assert actions.dismissal_feedback(v, page_now) is None
+    for _ in range(2):  # a repeated dismissal (a retry, the consumed copy) is one mark
+        v.apply_record(topics.FEEDBACK, b"inc-1", codec.encode(fb))
+    v.apply_triage_decision(decision)
+    assert v.pages_marked_wrong() == {"acme": (1, 1)}
+    v.apply_record(topics.PAGES, b"inc-1", triage_record("dismissed", now + 1))  # the router confirms: still once
+    assert v.pages_marked_wrong() == {"acme": (1, 1)}
+    assert v.page_feedback["inc-1"]["responder"] == "slack:ana"
+
+
 async def test_triage_page_forms_publish_a_decision_keyed_by_the_group_and_the_api_lists_it() -> None:
     now = time.time()
     view = _view()
@@ -130,10 +151,14 @@ async def test_triage_page_forms_publish_a_decision_keyed_by_the_group_and_the_a
         topic, key, msg = svc.published[-1]
         assert (topic, key) == (topics.TRIAGE_DECISIONS, KEY) and isinstance(msg, pb.TriageDecision)
         assert msg.decision == "dismissed" and msg.comment == "one angry customer"
+        # The dismissal is also "page was wrong" feedback, sent first, keyed by the incident.
+        topic, key, fb = svc.published[0]
+        assert (topic, key, len(svc.published)) == (topics.FEEDBACK, "inc-1", 2) and isinstance(fb, pb.LabelFeedback)
+        assert (fb.mention_id, fb.incident_id, fb.brand) == ("", "inc-1", "acme")
         html = await (await client.get("/triage")).text()
         assert 'id="no-triage"' in html and "dismissed by" in html
         r = await client.post("/actions/triage", data={"csrf": csrf.group(1), "group_key": KEY, "decision": "page_now"})
-        assert r.status == 409 and len(svc.published) == 1
+        assert r.status == 409 and len(svc.published) == 2
 
 
 async def test_a_read_only_person_sees_the_triage_list_without_forms() -> None:

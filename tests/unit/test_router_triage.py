@@ -254,6 +254,16 @@ def test_the_slack_notice_says_it_is_held_and_links_to_the_triage_page() -> None
     body = json.dumps(msg)
     assert msg["text"].startswith(":raising_hand: Held for triage") and "thread_ts" not in msg
     assert "<https://console.example/triage|page now or dismiss>" in body and "Not paged yet" in body
+    # The buttons the console's /slack/interactions answers: Block Kit buttons carrying the group key.
+    actions = [b for b in msg["blocks"] if b["type"] == "actions"]
+    assert len(actions) == 1
+    buttons = actions[0]["elements"]
+    assert [(b["type"], b["action_id"], b["value"], b["text"]["text"]) for b in buttons] == [
+        ("button", "triage_page_now", KEY, "Page now"), ("button", "triage_dismiss", KEY, "Dismiss")]
+    assert buttons[1]["confirm"]["confirm"] == {"type": "plain_text", "text": "Dismiss"}
+    assert msg["blocks"][-1]["type"] == "context"  # the console link stays last
+    for action in ("trigger", "update", "resolve"):  # only the triage notice has buttons
+        assert not [b for b in slack_message(Page(action, g, T0), "C0")["blocks"] if b["type"] == "actions"]
 
 
 FLOOR_ROUTES = NOTIFY_ROUTES.replace("      triage: true\n", "      triage_below_confidence: 0.5\n")
