@@ -12,6 +12,7 @@ Where: `$BENCH_OUT` (a directory; default `.cache/bench/`), as `<kind>-<UTC time
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -97,6 +98,17 @@ def out_dir() -> Path:
     return Path(os.environ.get("BENCH_OUT") or DEFAULT_DIR)
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with NaN and infinities as null (strict JSON has no NaN; a figure not measured is null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def write_results(kind: str, figures: dict[str, Any], directory: Path | None = None) -> Path:
     """Write ``figures`` with the machine's description as ``<kind>-<UTC time>.json`` (and ``<kind>-latest.json``)
     under ``directory`` (default `$BENCH_OUT` or `.cache/bench/`); the path of the timestamped file."""
@@ -104,9 +116,9 @@ def write_results(kind: str, figures: dict[str, Any], directory: Path | None = N
     directory.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     doc = {"schema": SCHEMA, "kind": kind, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "machine": machine_info(), "figures": figures}
+           "machine": machine_info(), "figures": _plain(figures)}
     path = directory / f"{kind}-{stamp}.json"
-    text = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+    text = json.dumps(doc, indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n"
     path.write_text(text)
     latest = directory / f"{kind}-latest.json"
     tmp = latest.with_suffix(".json.tmp")

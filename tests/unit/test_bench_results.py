@@ -59,6 +59,11 @@ def test_a_results_file_carries_the_machine_and_a_latest_copy(tmp_path: Path) ->
     assert read_results(tmp_path / "classify-latest.json") == doc
 
 
+def test_a_figure_not_measured_is_null_not_nan(tmp_path: Path) -> None:
+    path = write_results("e2e", {"phases": [{"p99_s": float("nan"), "drained_s": None, "rate": 50.0}]}, tmp_path)
+    assert json.loads(path.read_text())["figures"]["phases"] == [{"p99_s": None, "drained_s": None, "rate": 50.0}]
+
+
 def test_a_results_file_of_another_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "old.json"
     path.write_text(json.dumps({"schema": SCHEMA + 1, "figures": {}}))
