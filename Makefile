@@ -190,7 +190,7 @@ bench: $(STAMP) proto model kafka-jars
 
 # The whole pipeline (broker + ingest/classify/router processes) at offered rates, E2E_RATES mentions/s for
 # E2E_SECONDS each: ingest->routed p50/p95/p99, backlog, outage burst -> PagerDuty-shaped trigger delay, RSS per
-# service. The default is issue 27's four-rate table (about 8-12 minutes with the drains); E2E_SECONDS=15 (or
+# service. The default is issue 27's four-rate table (about 8-14 minutes with the drains); E2E_SECONDS=15 (or
 # E2E_RATES=50 E2E_SECONDS=15) is the short variant for checking the tooling, not for figures: the outage burst
 # starts 20 s into each phase, so phases under ~35 s measure no trigger. Figures also go to $(BENCH_OUT)/e2e-*.json.
 E2E_RATES ?= 50,100,200,400

@@ -241,7 +241,7 @@ def _ramp(r: Ramp) -> str:
 
 def _ramp_cells(lp: LoadPlan, s: PlanSettings) -> str:
     if lp.replicas_peak <= lp.hpa_min:
-        return "min replicas carry the peak | - "
+        return "min replicas carry the peak | -"
     return (f"{_ramp(lp.ramp_current)} | +{lp.recommended_step} pods / {s.scale_up_period_s:g} s: "
             f"{_ramp(lp.ramp_recommended)}")
 

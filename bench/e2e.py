@@ -14,7 +14,7 @@ about one brand (distinct posts, several languages). Read back from the queue to
 - outage trigger delay: first outage post of the burst sent -> first PagerDuty `trigger` received;
 - RSS (resident memory, now and peak) of each service process at the end of each phase.
 
-The issue's table is four rates (50, 100, 200, 400 mentions/s offered, 60 s each: about 8-12 minutes with
+The issue's table is four rates (50, 100, 200, 400 mentions/s offered, 60 s each: about 8-14 minutes with
 the drains); `--seconds 15` is the short variant for checking the tooling, not for figures.
 Prints figures; asserts nothing (benchmarks are not tests). Stops every process it started. Also writes the
 figures, with the CPU's model name and instruction sets, to a JSON file (`bench/results.py`; `$BENCH_OUT`,
