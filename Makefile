@@ -11,7 +11,7 @@ SEED ?= 7
 SEEDS ?=
 
 .PHONY: help venv lock sbom audit tools proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
-        kafka-up kafka-down fuzz train eval parity eval-crisis bench bench-e2e bench-scale manifests deploy-check clean chaos
+        kafka-up kafka-down fuzz train eval parity eval-crisis bench bench-e2e bench-scale capacity manifests deploy-check clean chaos
 
 help:
 	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
@@ -20,7 +20,8 @@ help:
 	@echo "make kafka-up / kafka-down   the broker alone (127.0.0.1:9092)"
 	@echo "make train / eval / bench    fit the heads / print evaluation tables / print benchmarks"
 	@echo "make parity              every encoder runtime vs fp32 torch (labels, macro-F1), recorded for TRIAGE_RUNTIME=auto"
-	@echo "make bench-e2e [E2E_RATES=200 E2E_SECONDS=60]  the whole pipeline at offered rates: latency, outage trigger"
+	@echo "make bench-e2e [E2E_RATES=50,100,200,400 E2E_SECONDS=60]  the whole pipeline at offered rates: latency, outage trigger"
+	@echo "make capacity [CAPACITY_FROM=.cache/bench/classify-latest.json]  pods, partitions, HPA for 1M and 100M mentions/day"
 	@echo "make bench-scale [SCALE_REPLICAS=1,2,4 SCALE_MENTIONS=3000]  classify replicas side by side: mentions/s, lag"
 	@echo "make fuzz                hostile-input fuzz of every ingest endpoint (100,000 requests, status table)"
 	@echo "make eval-crisis [SEED=7 | SEEDS=7,8,9]  crisis scenarios: generator-score table + real-text table (real model)"
@@ -178,13 +179,21 @@ parity: $(STAMP) proto model
 eval-crisis: $(STAMP) proto model
 	$(PY) -m bench.eval_crisis --seed $(SEED) $(if $(SEEDS),--seeds $(SEEDS))
 
+# Throughput per runtime/precision, the naive baseline, cold start per runtime in fresh processes (BENCH_COLD_CONFIGS,
+# BENCH_COLD_REPEATS), then ingest. Figures also go to $(BENCH_OUT)/classify-<time>.json (+ classify-latest.json),
+# with the CPU's model name and instruction sets; `make capacity` reads them.
+BENCH_OUT ?= .cache/bench
+export BENCH_OUT
 bench: $(STAMP) proto model kafka-jars
 	$(PY) -m bench.classify
 	$(PY) -m bench.ingest
 
 # The whole pipeline (broker + ingest/classify/router processes) at offered rates, E2E_RATES mentions/s for
-# E2E_SECONDS each: ingest->routed p50/p95/p99, backlog, outage burst -> PagerDuty-shaped trigger delay.
-E2E_RATES ?= 200
+# E2E_SECONDS each: ingest->routed p50/p95/p99, backlog, outage burst -> PagerDuty-shaped trigger delay, RSS per
+# service. The default is issue 27's four-rate table (about 8-14 minutes with the drains); E2E_SECONDS=15 (or
+# E2E_RATES=50 E2E_SECONDS=15) is the short variant for checking the tooling, not for figures: the outage burst
+# starts 20 s into each phase, so phases under ~35 s measure no trigger. Figures also go to $(BENCH_OUT)/e2e-*.json.
+E2E_RATES ?= 50,100,200,400
 E2E_SECONDS ?= 60
 bench-e2e: $(STAMP) proto model kafka-jars
 	$(PY) -m bench.e2e --rates $(E2E_RATES) --seconds $(E2E_SECONDS)
@@ -196,6 +205,14 @@ SCALE_REPLICAS ?= 1,2,4
 SCALE_MENTIONS ?= 3000
 bench-scale: $(STAMP) proto model kafka-jars
 	$(PY) -m bench.scale --replicas $(SCALE_REPLICAS) --mentions $(SCALE_MENTIONS)
+
+# Capacity plan (bench/capacity.py, docs/scaling.md "Capacity plan") from the figures `make bench` wrote:
+# mentions/s per core per runtime, CPU-seconds per 1,000 mentions, pods for 1M and 100M mentions/day with a 10x
+# crisis peak, partitions and HPA settings. CAPACITY_ARGS passes more (--pod-cores 2 --utilisation 0.7 ...).
+CAPACITY_FROM ?= $(BENCH_OUT)/classify-latest.json
+CAPACITY_ARGS ?=
+capacity: $(STAMP)
+	$(PY) -m bench.capacity --from $(CAPACITY_FROM) $(CAPACITY_ARGS)
 
 manifests: $(STAMP) proto
 	$(PY) deploy/k8s/generate.py

@@ -8,8 +8,12 @@ In one run, on the same real UMSAB val tweets (all 8 languages):
    and batch size: mentions/s, tokens/s, achieved GFLOP/s (2 x non-embedding parameters per token, plus the
    attention matmuls) and % of the best peak measured in step 1;
 3. the naive baseline: one tweet at a time through `transformers.pipeline`, fp32;
-4. the ratio of the best worker row to the baseline.
-Prints figures; asserts nothing (benchmarks are not tests).
+4. the ratio of the best worker row to the baseline;
+5. cold start per runtime in fresh processes (`bench/coldstart.py`): spawn -> first scored mention, its
+   phases, and the RSS of one scoring process.
+Prints figures; asserts nothing (benchmarks are not tests). Also writes them, with the CPU's model name and
+instruction sets, to a JSON file (`bench/results.py`; `$BENCH_OUT`, default `.cache/bench/`), which
+`make capacity` reads.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import sys
 import time
 
 import numpy as np
+
+from bench import coldstart
+from bench.results import write_results
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -71,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx-precisions", default="fp32,int8", help="ONNX Runtime rows ('' to skip them)")
     parser.add_argument("--staged-precision", default="auto",
                         help="precision of the sequential vs staged worker-loop rows ('' to skip them)")
+    parser.add_argument("--cold-configs", default=os.environ.get("BENCH_COLD_CONFIGS", coldstart.DEFAULT_CONFIGS),
+                        help="TRIAGE_RUNTIME:TRIAGE_PRECISION pairs for the cold-start table ('' to skip it)")
+    parser.add_argument("--cold-repeats", type=int, default=int(os.environ.get("BENCH_COLD_REPEATS", "1")))
     args = parser.parse_args(argv)
 
     import torch
@@ -89,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# Classify benchmark: {len(texts)} UMSAB val tweets, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, native bf16: {'+'.join(native_bf16()) or 'none'}, "
           f"max_tokens {scorer.max_length}, model {scorer.model_version}\n")
+    from services.classify.encoder.loader import available_cpus
+
+    figures: dict = {"mentions": len(texts), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                     "available_cpus": available_cpus(), "native_bf16": sorted(native_bf16()),
+                     "max_tokens": scorer.max_length, "model_version": scorer.model_version, "rows": []}
     peaks = {d: matmul_peak(d) for d in ("fp32", "bf16")}
+    figures["peaks_gflops"] = peaks
     best_peak = max(peaks.values())
     print("| matmul 2048^3 | GFLOP/s |\n|---|---:|")
     for d, v in peaks.items():
@@ -97,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     lengths = [min(n, scorer.max_length) for n in scorer.encoder.token_counts(texts)]
     n_tokens = sum(lengths)
+    figures["tokens"] = n_tokens
     print(f"{n_tokens} tokens in all ({n_tokens / len(texts):.1f} per tweet incl. prefix and specials)\n")
 
     rows = ["| path | precision | batch | mentions/s | tokens/s | GFLOP/s | % of best peak | p50 batch ms "
@@ -112,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         scorer = build_scorer(config)
         scorer.score_texts(texts[:1])
-        load_times.append(f"| {scorer.encoder.runtime} ({scorer.encoder.precision.mode}) | "
-                          f"{time.perf_counter() - t0:.1f} |")
+        loaded_s = time.perf_counter() - t0
+        load_times.append(f"| {scorer.encoder.runtime} ({scorer.encoder.precision.mode}) | {loaded_s:.1f} |")
+        figures.setdefault("in_process_load_s", {})[scorer.encoder.runtime] = loaded_s
         scorer.score_texts(texts[:32])  # warm-up (oneDNN kernel cache)
         for bs in [int(x) for x in args.batch_sizes.split(",")]:
             scorer.batch_size = bs
@@ -135,10 +153,16 @@ def main(argv: list[str] | None = None) -> int:
                    f"| {_percentile(lat, 99) * 1000:.1f} |")
             rows.append(row)
             print(row, flush=True)
+            figures["rows"].append({
+                "path": "worker (Scorer)", "runtime": scorer.encoder.runtime, "numerics": scorer.encoder.numerics,
+                "batch": bs, "mentions_per_s": rate, "tokens_per_s": n_tokens / total, "gflops": gflops,
+                "pct_of_best_peak": gflops / best_peak * 100, "p50_batch_ms": statistics.median(lat) * 1000,
+                "p99_batch_ms": _percentile(lat, 99) * 1000})
 
     if args.staged_precision:
         try:
-            for row in staged_rows(ClassifySettings(precision=args.staged_precision), texts):  # type: ignore[arg-type]
+            for row in staged_rows(ClassifySettings(precision=args.staged_precision), texts,  # type: ignore[arg-type]
+                                   figures.setdefault("staged", [])):
                 rows.append(row)
                 print(row, flush=True)
         except Exception as exc:  # a benchmark row failing should not cost the rest of the table
@@ -171,10 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(load_times))
     print(f"\nbest worker row {best_rate:.1f} mentions/s = {best_rate / naive:.1f}x the naive baseline "
           f"({naive:.1f}/s); peaks fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    figures.update({"naive_mentions_per_s": naive, "best_mentions_per_s": best_rate,
+                    "best_vs_naive": best_rate / naive})
+
+    cold_configs = [c for c in args.cold_configs.split(",") if c]
+    if cold_configs:
+        print("\n# Cold start: spawn -> first scored mention, a fresh process per run "
+              f"(target < {coldstart.TARGET_SECONDS:.0f} s; bench/coldstart.py)\n", flush=True)
+        results = coldstart.run_all(cold_configs, texts[:128], args.cold_repeats)
+        print("\n" + coldstart.table(results))
+        figures["cold_start"] = coldstart.summary(results)
+    print(f"\nwrote {write_results('classify', figures)}")
     return 0
 
 
-def staged_rows(settings, texts: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+def staged_rows(settings, texts: list[str], figures: list | None = None) -> list[str]:  # type: ignore[no-untyped-def]
     """The worker's loop over protobuf Mentions: decode -> prepare -> model -> encode, first one batch after
     the other, then with `pipeline.StagedBatches` overlapping the stages (what the Faust agent runs)."""
     import asyncio
@@ -202,6 +237,9 @@ def staged_rows(settings, texts: list[str]) -> list[str]:  # type: ignore[no-unt
         for sm in worker.infer(batch):
             codec.encode(sm)
     seq = len(records) / (time.perf_counter() - started)
+    if figures is not None:
+        figures.append({"path": "sequential", "runtime": scorer.encoder.runtime, "max_batch": bs,
+                        "mentions_per_s": seq})
     out.append(f"| worker loop, stages one after the other | {scorer.encoder.precision.mode} | <= {bs} | {seq:.1f} "
                "| | | | | |")
 
@@ -229,6 +267,9 @@ def staged_rows(settings, texts: list[str]) -> list[str]:  # type: ignore[no-unt
                 await pipe.put(r)
             await done.wait()
         rate = len(records) / (time.perf_counter() - t0)
+        if figures is not None:
+            figures.append({"path": "staged", "runtime": scorer.encoder.runtime, "max_batch": bs,
+                            "mean_batch": statistics.mean(sizes), "mentions_per_s": rate})
         out.append(f"| worker loop, stages overlapped (StagedBatches) | {scorer.encoder.precision.mode} | "
                    f"<= {bs} (mean {statistics.mean(sizes):.1f}) | {rate:.1f} | | | | | |")
         return rate

@@ -11,9 +11,14 @@ about one brand (distinct posts, several languages). Read back from the queue to
 - p50/p95/p99 of ingest-accepted (`received_at`) -> routed (`routed_at`), both stamped by the services;
 - backlog: mentions accepted but not yet routed when the phase's sending stops (the consumer lag the
   pipeline carries), and how long draining it took (bounded by `--drain`);
-- outage trigger delay: first outage post of the burst sent -> first PagerDuty `trigger` received.
+- outage trigger delay: first outage post of the burst sent -> first PagerDuty `trigger` received;
+- RSS (resident memory, now and peak) of each service process at the end of each phase.
 
-Prints figures; asserts nothing (benchmarks are not tests). Stops every process it started.
+The issue's table is four rates (50, 100, 200, 400 mentions/s offered, 60 s each: about 8-14 minutes with
+the drains); `--seconds 15` is the short variant for checking the tooling, not for figures.
+Prints figures; asserts nothing (benchmarks are not tests). Stops every process it started. Also writes the
+figures, with the CPU's model name and instruction sets, to a JSON file (`bench/results.py`; `$BENCH_OUT`,
+default `.cache/bench/`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ OUTAGE_TEXTS = [
     "@{brand} l'application ne marche plus, impossible de me connecter",
 ]
 CHATTER_BRANDS = ("acmebank", "globex", "initech")
+DEFAULT_RATES = "50,100,200,400"   # issue 27's four-rate table
 
 
 async def _until(done: Callable[[], bool], timeout: float) -> bool:
@@ -101,6 +107,45 @@ class Phase:
     stopped: float = 0.0
     drained_s: float | None = None
     backlog_at_stop: int = 0
+    rss_mib: dict[str, dict[str, float]] = field(default_factory=dict)   # service -> {"rss": .., "peak": ..}
+
+    def figures(self, seconds: float) -> dict[str, object]:
+        lat = self.latencies
+        return {
+            "offered_per_s": self.rate, "seconds": seconds, "accepted": self.accepted, "rejected": self.rejected,
+            "routed": self.routed, "achieved_routed_per_s": self.routed_in_window / seconds,
+            "p50_s": _percentile(lat, 50), "p95_s": _percentile(lat, 95), "p99_s": _percentile(lat, 99),
+            "backlog_at_stop": self.backlog_at_stop, "drained_s": self.drained_s,
+            "outage_trigger_s": (self.first_trigger - self.first_burst_sent
+                                 if self.first_trigger and self.first_burst_sent else None),
+            "rss_mib": self.rss_mib,
+        }
+
+
+def process_rss_mib(pid: int) -> dict[str, float]:
+    """Resident memory of ``pid`` now (VmRSS) and its peak so far (VmHWM), MiB; empty if it is gone."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out["rss" if key == "VmRSS" else "peak"] = int(value.split()[0]) / 1024
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def services_rss(run_dir: Path) -> dict[str, dict[str, float]]:
+    """RSS of every service process `localrun` started in ``run_dir`` (by its pid file)."""
+    out = {}
+    for name in localrun.SERVICES:
+        try:
+            pid = int((run_dir / f"{name}.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if rss := process_rss_mib(pid):
+            out[name] = rss
+    return out
 
 
 class Results:
@@ -253,6 +298,7 @@ async def run(args: argparse.Namespace) -> int:
           f"outage burst from {args.burst_at:.0f} s ({args.burst_share:.0%} of the offered mentions); "
           f"{os.cpu_count()} CPUs; logs in {run_dir}", flush=True)
     stop = asyncio.Event()
+    warm_after = float("nan")
     watcher: asyncio.Task[None] | None = None
     profiler: asyncio.subprocess.Process | None = None
     try:
@@ -272,8 +318,8 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"pipeline produced nothing within {args.startup_timeout:.0f} s; see {run_dir}/*.log")
                 return 1
             await _until(lambda: results.warm >= n_warm, args.startup_timeout - (time.monotonic() - started))
-            print(f"pipeline warm after {time.monotonic() - started:.0f} s ({results.warm} warm-up mentions routed)",
-                  flush=True)
+            warm_after = time.monotonic() - started
+            print(f"pipeline warm after {warm_after:.0f} s ({results.warm} warm-up mentions routed)", flush=True)
             if args.profile:
                 profiler = await _start_profiler(int((run_dir / "classify.pid").read_text()), args.profile)
             for n, rate in enumerate(float(r) for r in args.rates.split(",")):
@@ -286,6 +332,7 @@ async def run(args: argparse.Namespace) -> int:
                 # The trigger waits for group_wait; give it a moment if the burst was late.
                 if phase.first_burst_sent:
                     await _until(lambda p=phase: p.first_trigger is not None, 15)  # type: ignore[misc]
+                phase.rss_mib = services_rss(run_dir)
                 print(_row(phase, args.seconds), flush=True)
     finally:
         if profiler is not None:
@@ -303,8 +350,24 @@ async def run(args: argparse.Namespace) -> int:
           "| outage trigger s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for phase in results.phases.values():
         print(_row(phase, args.seconds))
-    print(f"\nPagerDuty stand-in: {len(results.pd_events)} events "
-          f"({sum(1 for _, e in results.pd_events if e.get('event_action') == 'trigger')} triggers)")
+    triggers = sum(1 for _, e in results.pd_events if e.get("event_action") == "trigger")
+    print(f"\nPagerDuty stand-in: {len(results.pd_events)} events ({triggers} triggers)")
+    if any(p.rss_mib for p in results.phases.values()):
+        names = [n for n in localrun.SERVICES if any(n in p.rss_mib for p in results.phases.values())]
+        print("\n| offered /s | " + " | ".join(f"{n} RSS / peak MiB" for n in names) + " |\n|---:|"
+              + "---:|" * len(names))
+        for p in results.phases.values():
+            cells = [f"{p.rss_mib[n]['rss']:.0f} / {p.rss_mib[n]['peak']:.0f}" if n in p.rss_mib else "-"
+                     for n in names]
+            print(f"| {p.rate:.0f} | " + " | ".join(cells) + " |")
+    if results.phases and not args.no_json:
+        from bench.results import write_results
+
+        path = write_results("e2e", {
+            "burst_at_s": args.burst_at, "burst_share": args.burst_share, "warm_after_s": warm_after,
+            "pagerduty_events": len(results.pd_events), "pagerduty_triggers": triggers,
+            "phases": [p.figures(args.seconds) for p in results.phases.values()]})
+        print(f"\nwrote {path}")
     return 0
 
 
@@ -320,8 +383,8 @@ def _row(p: Phase, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.e2e", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", default=os.environ.get("BENCH_E2E_RATES", "200"),
-                        help="comma-separated offered rates, mentions/s (default 200)")
+    parser.add_argument("--rates", default=os.environ.get("BENCH_E2E_RATES", DEFAULT_RATES),
+                        help=f"comma-separated offered rates, mentions/s, one phase each (default {DEFAULT_RATES})")
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_E2E_SECONDS", "60")))
     parser.add_argument("--burst-at", type=float, default=20.0, help="seconds into each phase the burst starts")
     parser.add_argument("--burst-share", type=float, default=0.05, help="share of mentions in the burst")
@@ -330,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=localrun.REPO_ROOT / "run" / "bench-e2e")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy record the classify worker during the phases (raw folded stacks, threads, idle)")
+    parser.add_argument("--no-json", action="store_true", help="do not write the JSON results file")
     args = parser.parse_args(argv)
     return asyncio.run(run(args))
 
