@@ -173,6 +173,7 @@ class ConsoleService:
         for brand, (wrong, seen) in self.view.marked_wrong().items():
             if seen:
                 cm.MARKED_WRONG_RATIO.labels(brand or "none").set(wrong / seen)
+        cm.PRESENCE_TARGETS.set(len(self.view.presence))
         cm.TRIAGE_WAITING.set(len(self.view.triage_list(time.time())[0]))
         for brand, (wrong, seen) in self.view.pages_marked_wrong().items():
             if seen:
@@ -210,7 +211,10 @@ class ConsoleService:
         try:
             await self.publish(topics.PRESENCE, msg.responder, msg)
         except Exception as exc:
+            cm.PRESENCE_HEARTBEATS.labels("failed").inc()
             log.debug("console_presence_not_sent", error=type(exc).__name__)
+        else:
+            cm.PRESENCE_HEARTBEATS.labels("published").inc()
 
     async def publish_many(self, topic: str, records: list[tuple[str, Message]]) -> list[BaseException | None]:
         """Send every record, then wait for the acknowledgements together (not one round trip each): per
@@ -447,6 +451,9 @@ async def incident_api(request: web.Request) -> web.Response:
     except actions.FormError as err:
         return web.json_response({"error": err.message}, status=err.status)
     out = _incident_json(svc, inc)
+    now = time.time()
+    out["viewers"] = [v.to_json(now) for v in svc.view.presence.viewers(incident_target(inc.id), now,
+                                                                        excluding=_viewer(request).name)]
     out["mentions_per_minute"] = [{"minute": m, **c} for m, c in svc.view.mentions_per_minute(inc.id)]
     return web.json_response(out)
 
@@ -496,6 +503,8 @@ async def queue_api(request: web.Request) -> web.Response:
         d["suggested_reply"] = svc.replies.suggest(item.intent, item.language, item.author, item.brand)
         claim = svc.view.claims.holder(item.mention_id, now)
         d["claim"] = claim.to_json(now) if claim else None
+        d["viewers"] = [v.to_json(now) for v in svc.view.presence.viewers(item_target(item.mention_id), now,
+                                                                          excluding=ctx.user)]
         out.append(d)
     groups = [g.to_json() for g in group_by_incident(found, 1) if isinstance(g, IncidentGroup)]
     return web.json_response({"queue": name, "loaded": svc.loaded, "items": out, "total": page.total,

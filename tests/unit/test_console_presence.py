@@ -110,6 +110,9 @@ async def test_two_responders_see_each_other_viewing_on_pages_and_through_the_ap
         assert "also viewing: bo" not in page
         incident = await (await bo.get("/incidents/inc-1")).text()
         assert "also viewing: ana" in incident  # x:1 is an item of inc-1 that ana's queue page shows
+        items = {i["mention_id"]: i for i in (await (await bo.get("/api/queues/urgent")).json())["items"]}
+        assert [v["name"] for v in items["x:1"]["viewers"]] == ["ana"]  # bo is viewing too, but never listed
+        assert [v["name"] for v in (await (await ana.get("/api/incidents/inc-1")).json())["viewers"]] == ["bo"]
         csrf = re.search(r'data-csrf="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
 
         r = await ana.post("/api/presence", json={"targets": ["incident:inc-1", "item:x:9"]},
