@@ -75,4 +75,6 @@
   });
   setInterval(tick, 1000);
   setInterval(refresh, every);
+  // A hidden tab sends no heartbeat (its viewer drops off the others' pages); back in view, say so at once.
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
 })();
