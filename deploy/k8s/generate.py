@@ -92,6 +92,9 @@ WHY = {
     "claims": "responders' claims on queue items from the console (Claim, keyed by mention id): compacted, the "
               "latest of each (a claim lives minutes, so compaction runs often); 3 partitions; every console "
               "replica reads them all.",
+    "triage.console.presence": "console presence heartbeats (Presence, keyed by responder): who is looking at "
+                               "which incident or queue item; every console replica reads it; 1 partition; "
+                               "10 min retention (a viewer is forgotten within seconds anyway).",
     "mentions.dlq": "dead letters with their reason; 1 partition (low volume, read by people and replay); "
                     "30 d to notice and replay them.",
     "ingest.checkpoints": "connector cursors, latest per connector name: compacted; 1 partition (a few keys).",

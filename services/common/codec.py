@@ -46,6 +46,7 @@ TOPIC_TYPES: dict[str, type[Message]] = {
     topics.FEEDBACK: pb.LabelFeedback,
     topics.SILENCES: pb.Silence,
     topics.CLAIMS: pb.Claim,
+    topics.PRESENCE: pb.Presence,
     topics.TRIAGE_DECISIONS: pb.TriageDecision,
     topics.MENTIONS_DLQ: pb.DeadLetter,
     topics.ERASURES: pb.ErasureRecord,

@@ -42,6 +42,8 @@ WHY: dict[str, tuple[str, str, str]] = {
                       "retention (`triage forget` lists it)"),
     topics.CLAIMS: ("mention ids, responder names", "who works on which item (a claim lives minutes)",
                     "`triage forget` tombstones the mention's key"),
+    topics.PRESENCE: ("responder names, mention and incident ids", "who is looking at what now (seconds)",
+                      "expires by retention (10 min)"),
     topics.TRIAGE_DECISIONS: ("group keys, responder names", "the latest decision of each held incident group",
                               "nothing to remove"),
     topics.SILENCES: ("no post text", "the latest version of each silence", "nothing to remove"),

@@ -20,6 +20,9 @@ SILENCES = "silences"
 # Responders' claims on queue items (Claim, keyed by the item's mention id; compacted: the latest of each), from
 # the console; every console replica folds them, so two people never work the same item unknowingly.
 CLAIMS = "claims"
+# Console presence heartbeats (Presence, keyed by responder): who is looking at which incident or queue item now;
+# every console replica folds them into "also viewing" and forgets a viewer within seconds. Short retention.
+PRESENCE = "triage.console.presence"
 # Triage decisions on incident groups held before paging (TriageDecision, keyed by the router's group key;
 # compacted: the latest of each), from the console; co-partitioned with the page requests, so the router
 # replica that owns the group reads it.
@@ -134,6 +137,9 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     # Compacted, and a claim lives minutes: the latest claim of each item is all a console needs at start.
     TopicSpec(CLAIMS, 3, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
                           "segment.ms": str(3600 * 1000)}, key="mention id"),
+    # Heartbeats matter for seconds: a few minutes of them is all a console replica reads back at start.
+    TopicSpec(PRESENCE, 1, {"retention.ms": str(10 * 60 * 1000), "segment.ms": str(10 * 60 * 1000)},
+              key="responder"),
     # Compacted and co-partitioned with the page requests (the group's owner consumes it); a decision is
     # read within seconds, kept while its group may still be held.
     TopicSpec(TRIAGE_DECISIONS, DEFAULT_PARTITIONS, {"cleanup.policy": "compact"}, key="incident group key"),
@@ -236,8 +242,8 @@ def service_kafka_access(classify_app_id: str = "triage-classify", router_app_id
         ),
         "console": KafkaAccess(
             "triage-console",
-            reads=(INCIDENTS, PAGES, RESPONSES, FEEDBACK, SILENCES, CLAIMS, TRIAGE_DECISIONS),
-            writes=(RESPONSES, FEEDBACK, SILENCES, CLAIMS, TRIAGE_DECISIONS),
+            reads=(INCIDENTS, PAGES, RESPONSES, FEEDBACK, SILENCES, CLAIMS, PRESENCE, TRIAGE_DECISIONS),
+            writes=(RESPONSES, FEEDBACK, SILENCES, CLAIMS, PRESENCE, TRIAGE_DECISIONS),
             read_prefixes=(QUEUE_PREFIX,),
             group_prefixes=(console_group_prefix,),  # one group per replica: triage-console-<pod>
         ),

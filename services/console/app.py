@@ -35,6 +35,7 @@ from services.console import metrics as cm
 from services.console.access import ANONYMOUS, Access, Identity, LoginThrottle
 from services.console.config import ConsoleSettings
 from services.console.csrf import CsrfGuard, cookie_name
+from services.console.presence import incident_target, item_target, valid_targets
 from services.console.replies import ReplyBook
 from services.console.views import (
     SILENCE_STATES,
@@ -54,7 +55,8 @@ log = get_logger("console")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TOPIC_PATTERN = (r"^(" + "|".join(t.replace(".", r"\.") for t in (topics.INCIDENTS, topics.PAGES, topics.RESPONSES,
                                                                      topics.FEEDBACK, topics.SILENCES,
-                                                                     topics.CLAIMS, topics.TRIAGE_DECISIONS))
+                                                                     topics.CLAIMS, topics.PRESENCE,
+                                                                     topics.TRIAGE_DECISIONS))
                  + "|" + topics.QUEUE_PREFIX.replace(".", r"\.") + r".+)$")
 
 class _ReadFromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -93,6 +95,9 @@ class ConsoleService:
         self.consume = consume  # False: serve a given view only (tests of the pages)
         self.view = view or ConsoleView(settings.console_claim_ttl_seconds)
         self.view.claims.ttl = settings.console_claim_ttl_seconds
+        self.view.presence.expiry = settings.console_presence_expiry_seconds
+        self.share_presence = consume  # publish heartbeats for the other replicas (False: one process alone)
+        self._heartbeats: set[asyncio.Task[None]] = set()
         self.replies = ReplyBook.load(settings.console_replies_file)
         self.csrf = CsrfGuard(settings.console_csrf_secret.get_secret_value())
         self.access = Access(settings)
@@ -114,6 +119,8 @@ class ConsoleService:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        for task in list(self._heartbeats):
+            task.cancel()
         if self.producer is not None:
             await self.producer.stop()
 
@@ -166,6 +173,7 @@ class ConsoleService:
         for brand, (wrong, seen) in self.view.marked_wrong().items():
             if seen:
                 cm.MARKED_WRONG_RATIO.labels(brand or "none").set(wrong / seen)
+        cm.PRESENCE_TARGETS.set(len(self.view.presence))
         cm.TRIAGE_WAITING.set(len(self.view.triage_list(time.time())[0]))
         for brand, (wrong, seen) in self.view.pages_marked_wrong().items():
             if seen:
@@ -185,6 +193,28 @@ class ConsoleService:
         producer = await self._producer()
         await asyncio.wait_for(producer.send_and_wait(topic, codec.encode(msg), key=key.encode()), 15)
         MESSAGES_OUT.labels("console", topic).inc()
+
+    def heartbeat(self, who: Identity, targets: list[str]) -> None:
+        """`who` is looking at `targets` now: folded here at once and published for the other replicas in the
+        background (a page never waits for, or fails on, a heartbeat; the next one makes up for a lost one)."""
+        if not who.name or not targets:
+            return
+        msg = self.view.presence.heartbeat(who.name, targets, time.time())
+        self.view.presence.apply(msg)
+        if not self.share_presence:
+            return
+        task = asyncio.create_task(self._send_heartbeat(msg))
+        self._heartbeats.add(task)
+        task.add_done_callback(self._heartbeats.discard)
+
+    async def _send_heartbeat(self, msg: Any) -> None:
+        try:
+            await self.publish(topics.PRESENCE, msg.responder, msg)
+        except Exception as exc:
+            cm.PRESENCE_HEARTBEATS.labels("failed").inc()
+            log.debug("console_presence_not_sent", error=type(exc).__name__)
+        else:
+            cm.PRESENCE_HEARTBEATS.labels("published").inc()
 
     async def publish_many(self, topic: str, records: list[tuple[str, Message]]) -> list[BaseException | None]:
         """Send every record, then wait for the acknowledgements together (not one round trip each): per
@@ -242,7 +272,11 @@ def _ctx(request: web.Request) -> render.PageContext:
     who = request.get(IDENTITY, ANONYMOUS)
     return render.PageContext(csrf_token=svc.csrf.token(_session(request)),
                               poll_seconds=svc.settings.console_poll_seconds, now=time.time(), queues=queues,
-                              user=who.name, can_act=who.can_act)
+                              user=who.name, can_act=who.can_act, presence=svc.view.presence)
+
+
+def _viewer(request: web.Request) -> Identity:
+    return request.get(IDENTITY, ANONYMOUS)
 
 
 def _html(request: web.Request, body: str, status: int = 200) -> web.Response:
@@ -315,7 +349,10 @@ def _incident(request: web.Request) -> Any:
 
 async def incident_html(request: web.Request) -> web.Response:
     svc = _service(request)
-    return _html(request, render.incident_page(svc.view, _incident(request), _ctx(request), svc.replies))
+    inc = _incident(request)
+    shown = [i for i in svc.view.incident_items(inc.id) if i.state == "open"][:render.INCIDENT_PAGE_ITEMS]
+    svc.heartbeat(_viewer(request), [incident_target(inc.id), *(item_target(i.mention_id) for i in shown)])
+    return _html(request, render.incident_page(svc.view, inc, _ctx(request), svc.replies))
 
 
 def _queue_name(request: web.Request) -> str:
@@ -355,10 +392,13 @@ async def queue_html(request: web.Request) -> web.Response:
     found = filter_items(open_items, flt, ctx.now)
     entries: list[QueueItem | IncidentGroup] = (
         list(found) if flt.incident else group_by_incident(found, svc.settings.console_group_min_items))
+    page = paginate(entries, number, per_page)
+    svc.heartbeat(_viewer(request), [*([incident_target(flt.incident)] if flt.incident and found else []),
+                                     *(incident_target(e.incident_id) if isinstance(e, IncidentGroup)
+                                       else item_target(e.mention_id) for e in page.entries)])
     return _html(request, render.queue_page(name, found, ctx, svc.replies, flt=flt,
                                             counts=facet_counts(open_items, flt, ctx.now),
-                                            page=paginate(entries, number, per_page), total_open=len(open_items),
-                                            claims=svc.view.claims))
+                                            page=page, total_open=len(open_items), claims=svc.view.claims))
 
 
 async def triage_html(request: web.Request) -> web.Response:
@@ -411,6 +451,9 @@ async def incident_api(request: web.Request) -> web.Response:
     except actions.FormError as err:
         return web.json_response({"error": err.message}, status=err.status)
     out = _incident_json(svc, inc)
+    now = time.time()
+    out["viewers"] = [v.to_json(now) for v in svc.view.presence.viewers(incident_target(inc.id), now,
+                                                                        excluding=_viewer(request).name)]
     out["mentions_per_minute"] = [{"minute": m, **c} for m, c in svc.view.mentions_per_minute(inc.id)]
     return web.json_response(out)
 
@@ -460,11 +503,40 @@ async def queue_api(request: web.Request) -> web.Response:
         d["suggested_reply"] = svc.replies.suggest(item.intent, item.language, item.author, item.brand)
         claim = svc.view.claims.holder(item.mention_id, now)
         d["claim"] = claim.to_json(now) if claim else None
+        d["viewers"] = [v.to_json(now) for v in svc.view.presence.viewers(item_target(item.mention_id), now,
+                                                                          excluding=ctx.user)]
         out.append(d)
     groups = [g.to_json() for g in group_by_incident(found, 1) if isinstance(g, IncidentGroup)]
     return web.json_response({"queue": name, "loaded": svc.loaded, "items": out, "total": page.total,
                               "page": page.number, "pages": page.pages, "per_page": page.per_page,
                               "counts": facet_counts(items, flt, now), "incidents": groups})
+
+
+async def presence_api(request: web.Request) -> web.Response:
+    """POST {"targets": ["incident:<id>", "item:<mention id>", ...]} with the page's CSRF token in the
+    X-CSRF-Token header: the caller is looking at them now (a heartbeat, published for every replica), and the
+    answer says who else is, per target: {"viewers": {target: [{"name", "seconds_ago"}]}, "expiry_seconds"}.
+    console.js calls it while a page is open but not reloaded (a reply being edited); anonymous visitors (no
+    sign-in configured) send no heartbeat and see nobody."""
+    svc = _service(request)
+    if request.content_type != "application/json":
+        return web.json_response({"error": "send JSON (application/json)"}, status=415)
+    if not svc.csrf.check(_cookie_session(request), request.headers.get("X-CSRF-Token")):
+        return web.json_response({"error": "the CSRF token is missing or stale: reload the page"}, status=403)
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "malformed JSON"}, status=400)
+    raw = body.get("targets") if isinstance(body, dict) else None
+    if not isinstance(raw, list):
+        return web.json_response({"error": 'give {"targets": [...]}'}, status=400)
+    targets = valid_targets(raw)
+    who = _viewer(request)
+    svc.heartbeat(who, targets)
+    now = time.time()
+    viewers = {t: [v.to_json(now) for v in svc.view.presence.viewers(t, now, excluding=who.name)]
+               for t in targets} if who.name else {}
+    return web.json_response({"viewers": viewers, "expiry_seconds": svc.view.presence.expiry})
 
 
 # ---- actions ---------------------------------------------------------------------------------------------------
@@ -763,6 +835,7 @@ def build_app(settings: ConsoleSettings, service: ConsoleService | None = None) 
     app.router.add_post("/actions/claim/hand-over", post_hand_over)
     app.router.add_post("/actions/claim/release", post_release)
     app.router.add_get("/api/silences", silences_api)
+    app.router.add_post("/api/presence", presence_api)
     app.router.add_get("/static/console.js", script)
     app.router.add_get("/login", login_html)
     app.router.add_post("/login", post_login)

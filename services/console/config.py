@@ -51,6 +51,10 @@ class ConsoleSettings(ServiceSettings):
     console_claim_ttl_seconds: float = Field(15 * 60.0, gt=0, description="a claim on a queue item (\"ana is on "
                                              "it\") lapses this long after it was made or handed over when the "
                                              "item is still unanswered; the item is then offered again")
+    console_presence_expiry_seconds: float = Field(30.0, ge=2.0, le=3600.0, description="\"also viewing\": a "
+                                                   "person whose page stopped sending heartbeats (closed, hidden "
+                                                   "tab) drops off this long after the last one; keep it well "
+                                                   "above TRIAGE_CONSOLE_POLL_SECONDS")
     console_page_size: int = Field(50, ge=1, description="items (or incident groups) per queue page")
     console_csrf_secret: SecretStr = Field(SecretStr(""), description="key of the CSRF tokens; random per "
                                            "process when empty (forms then expire on restart)")

@@ -15,5 +15,10 @@ MARKED_WRONG_RATIO = Gauge("triage_console_marked_wrong_ratio",
                            "Share of P1/P2 items responders marked wrong (priority or intent), per brand", ["brand"])
 PAGES_MARKED_WRONG_RATIO = Gauge("triage_console_pages_marked_wrong_ratio",
                                  "Share of paged incidents responders marked as a wrong page, per brand", ["brand"])
+PRESENCE_HEARTBEATS = Counter("triage_console_presence_heartbeats_total",
+                              "Presence heartbeats (\"also viewing\") this replica sent for its viewers, by outcome",
+                              ["outcome"])
+PRESENCE_TARGETS = Gauge("triage_console_presence_targets",
+                         "Incidents and queue items someone looked at recently, as the presence board holds them")
 TRIAGE_WAITING = Gauge("triage_console_triage_waiting",
                        "Incidents held for triage that nobody has decided on yet, as the console sees them")

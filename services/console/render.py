@@ -23,6 +23,7 @@ from services.common.pii import mask_text
 from services.console.actions import INTENTS, PRIORITIES
 from services.console.chart import mentions_chart
 from services.console.claims import ActiveClaim, ClaimBook
+from services.console.presence import PresenceBoard, incident_target, item_target, presence_line
 from services.console.replies import ReplyBook, reply_language
 from services.console.views import (
     FACETS,
@@ -39,6 +40,7 @@ from services.console.views import (
     paginate,
 )
 
+INCIDENT_PAGE_ITEMS = 50  # open items shown as cards on an incident's page (the group's actions cover all)
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 STYLE = """
@@ -51,7 +53,7 @@ td,th{border-bottom:1px solid #e4e7eb;padding:.35em .5em;text-align:left;vertica
 .item.done{opacity:.6}.tag{display:inline-block;background:#e4e7eb;border-radius:3px;padding:0 .4em;margin-right:.3em}
 .P1{background:#c62828;color:#fff}.P2{background:#ef6c00;color:#fff}textarea{width:100%;min-height:3.5em}
 .swatch{display:inline-block;width:.8em;height:.8em;margin:0 .2em 0 .6em}form.inline{display:inline}
-.ok{color:#2e7d32}.fail{color:#c62828}
+.ok{color:#2e7d32}.fail{color:#c62828}.presence{color:#5e35b1;margin-left:.4em}
 """
 
 
@@ -63,6 +65,7 @@ class PageContext:
     queues: list[str]
     user: str = ""          # signed-in name; empty while access control is off
     can_act: bool = True    # False for read-only users: no action forms
+    presence: PresenceBoard | None = None  # who else looks at what ("also viewing"); None: not shown
 
 
 def ago(seconds: float) -> str:
@@ -101,7 +104,8 @@ def _environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(ago=ago, utc=utc, urlpart=_urlpart, shown=shown_text)
     env.tests.update(web_url=_web_url, incident_group=lambda v: isinstance(v, IncidentGroup))
-    env.globals.update(priorities=PRIORITIES, intents=INTENTS, facets=FACETS, style=Markup(STYLE))
+    env.globals.update(priorities=PRIORITIES, intents=INTENTS, facets=FACETS, style=Markup(STYLE),
+                       incident_target=incident_target, item_target=item_target)
     return env
 
 
@@ -113,7 +117,16 @@ def _render(template: str, title: str, ctx: PageContext, replies: ReplyBook | No
     return ENV.get_template(template).render(title=title, ctx=ctx, suggest=_suggester(replies),
                                              status_updates=_status_updates(replies),
                                              claim_of=_claim_finder(claims, ctx.now), claim_line=claim_line,
-                                             **values)
+                                             also_viewing=_also_viewing(ctx), **values)
+
+
+def _also_viewing(ctx: PageContext) -> Callable[[str], str]:
+    """The "also viewing" line of a target for the person reading the page (never themselves)."""
+    def also_viewing(target: str) -> str:
+        if ctx.presence is None:
+            return ""
+        return presence_line(ctx.presence.viewers(target, ctx.now, excluding=ctx.user), ctx.now)
+    return also_viewing
 
 
 def _claim_finder(claims: ClaimBook | None, now: float) -> Callable[[QueueItem], ActiveClaim | None]:
@@ -230,7 +243,8 @@ def incident_page(view: ConsoleView, inc: IncidentView, ctx: PageContext, replie
         page_mark=view.page_feedback.get(inc.id), paged=view.paged(inc.id),
         silences=view.silences_for(inc, ctx.now),
         prefill="\n".join(f'{k}="{v}"' for k, v in incident_labels(inc).items() if v),
-        open_items=open_items, group=IncidentGroup(inc.id, open_items), replies=replies)
+        open_items=open_items, group=IncidentGroup(inc.id, open_items), replies=replies,
+        shown_items=INCIDENT_PAGE_ITEMS)
 
 
 def silences_page(rows: list[SilenceReach], totals: dict[str, int], state: str, ctx: PageContext) -> str:

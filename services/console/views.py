@@ -23,6 +23,7 @@ from services.common.deletions import author_keys, is_deletion
 from services.common.timeutil import epoch
 from services.common.vocabulary import INTENT_THRESHOLD, reach_tier
 from services.console.claims import ClaimBook
+from services.console.presence import PresenceBoard
 
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 RESPONSE_STATES = {pb.RESPONDED: "responded", pb.RESOLVED_NO_REPLY: "resolved_no_reply"}
@@ -224,7 +225,7 @@ class TriageEntry:
 class ConsoleView:
     """The console's whole state, rebuilt from the topics on every start."""
 
-    def __init__(self, claim_ttl: float = 15 * 60.0) -> None:
+    def __init__(self, claim_ttl: float = 15 * 60.0, presence_expiry: float = 30.0) -> None:
         self.incidents: dict[str, IncidentView] = {}
         self.queues: dict[str, dict[str, QueueItem]] = {}
         self.pages: dict[str, list[PageView]] = defaultdict(list)
@@ -236,6 +237,7 @@ class ConsoleView:
         self.excluded: set[tuple[str, str]] = set()  # (incident id, mention id) a responder said do not belong
         self.silences = SilenceFeed()  # the router's own store of the `silences` topic
         self.claims = ClaimBook(claim_ttl)  # who is on which item (the `claims` topic)
+        self.presence = PresenceBoard(presence_expiry)  # who looks at what now (`triage.console.presence`)
         self.triage: dict[str, TriageEntry] = {}  # group key -> the router's view of a triage hold
         # group key -> (decision, by, at): the latest of `triage.decisions`, read maybe before its hold's record
         self.triage_decisions: dict[str, tuple[str, str, float]] = {}
@@ -276,6 +278,8 @@ class ConsoleView:
             self.apply_feedback(msg)
         elif topic == topics.CLAIMS:
             self.apply_claim(msg)
+        elif topic == topics.PRESENCE:
+            self.presence.apply(msg)
         elif topic == topics.TRIAGE_DECISIONS:
             self.apply_triage_decision(msg)
 

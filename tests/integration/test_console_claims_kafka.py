@@ -91,3 +91,50 @@ async def test_a_claim_on_one_console_replica_shows_on_the_other(kafka_bootstrap
         finally:
             await ana.aclose()
             await bo.aclose()
+
+
+async def test_who_is_viewing_an_item_on_one_replica_shows_on_the_other(kafka_bootstrap: str) -> None:
+    """Presence heartbeats cross replicas through `triage.console.presence`, and lapse after the expiry."""
+    await ensure_topics(kafka_bootstrap, all_topic_specs())
+    tag = uuid.uuid4().hex[:8]
+    queue = f"presence-{tag}"
+    mention = f"x:{tag}-0"
+    await ensure_topics(kafka_bootstrap, [topics.TopicSpec(topics.queue_topic(queue), 3)])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.queue_topic(queue), _routed(f"{tag}-0", queue), key=mention.encode())
+    finally:
+        await producer.stop()
+    tokens = [ConsoleToken(name="ana", token=ANA), ConsoleToken(name="bo", token=BO)]  # type: ignore[arg-type]
+
+    def settings(replica: str) -> ConsoleSettings:
+        return ConsoleSettings(kafka_bootstrap=kafka_bootstrap, console_group_id=f"it-presence-{tag}-{replica}",
+                               console_tokens=tokens, insecure_dev=False, console_presence_expiry_seconds=4)
+
+    async with running_app(build_app(settings("a"))) as url_a, running_app(build_app(settings("b"))) as url_b:
+        ana, bo = await _signed_in(url_a, ANA), await _signed_in(url_b, BO)
+        try:
+            async def item_on(client: httpx.AsyncClient) -> dict | None:  # type: ignore[type-arg]
+                items = (await client.get(f"/api/queues/{queue}")).json().get("items", [])
+                return items[0] if items else None
+
+            await wait_for(lambda: item_on(ana), timeout=60, what="replica a to show the item")
+            await wait_for(lambda: item_on(bo), timeout=60, what="replica b to show the item")
+            assert (await ana.get(f"/queues/{queue}")).status_code == 200  # ana looks at the queue on replica a
+
+            async def bo_sees_ana() -> bool:
+                item = await item_on(bo)
+                return item is not None and [v["name"] for v in item["viewers"]] == ["ana"]
+
+            await wait_for(bo_sees_ana, timeout=10, what="replica b to show ana viewing the item")
+            assert "also viewing: ana" in (await bo.get(f"/queues/{queue}")).text
+
+            async def ana_gone() -> bool:
+                item = await item_on(bo)
+                return item is not None and item["viewers"] == []
+
+            await wait_for(ana_gone, timeout=15, what="ana to drop off once her page stopped sending heartbeats")
+        finally:
+            await ana.aclose()
+            await bo.aclose()

@@ -1,5 +1,5 @@
-/* triage console: live refresh, deadline countdowns and the copy button. Part of social-triage (MIT).
-   The pages are complete without it; this only keeps an open tab current. */
+/* triage console: live refresh, deadline countdowns, "also viewing" and the copy button. Part of social-triage
+   (MIT). The pages are complete without it; this only keeps an open tab current. */
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -25,8 +25,33 @@
     return (a && a !== document.body && live.contains(a) && /^(TEXTAREA|INPUT|SELECT)$/.test(a.tagName)) ||
       live.querySelector("textarea[data-edited], details[open]") !== null;
   }
+  var csrf = document.body.getAttribute("data-csrf");
+  function presence() {
+    // The page is not reloaded while the agent works in it: say we are still here, and show who else is.
+    if (!csrf) return;
+    var spans = live.querySelectorAll(".presence[data-presence]");
+    var targets = [];
+    spans.forEach(function (el) { targets.push(el.getAttribute("data-presence")); });
+    if (!targets.length) return;
+    fetch("/api/presence", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ targets: targets }) })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        live.querySelectorAll(".presence[data-presence]").forEach(function (el) {
+          var who = data.viewers[el.getAttribute("data-presence")];
+          if (!who) return;
+          el.textContent = who.length ? "also viewing: " + who.map(function (v) {
+            return v.name + " (" + v.seconds_ago + " s ago)";
+          }).join(", ") : "";
+        });
+      })
+      .catch(function () { /* the next poll tries again */ });
+  }
   function refresh() {
-    if (document.hidden || busy()) return;
+    if (document.hidden) return;
+    if (busy()) { presence(); return; }  // a reload would also have said we are here
     fetch(window.location.href, { headers: { "X-Console-Poll": "1" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
@@ -50,4 +75,6 @@
   });
   setInterval(tick, 1000);
   setInterval(refresh, every);
+  // A hidden tab sends no heartbeat (its viewer drops off the others' pages); back in view, say so at once.
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
 })();
