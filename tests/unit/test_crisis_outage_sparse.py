@@ -14,7 +14,6 @@ from services.classify.crisis.engine import CrisisEngine
 from services.classify.crisis.outage import OutageDetector
 from services.common.codec import pb
 from services.common.timeutil import ts_from_epoch
-
 from tests.unit.test_crisis_outage import T0, _stream
 
 DAY = 86_400.0
