@@ -69,7 +69,9 @@ class OutageConfig:
     #                                          pooled its brands' own rates (stray model scores are ~1-4%)
     prior_mentions: float = 200.0            # a brand's share is shrunk towards the pooled share with this many
     #                                          pseudo-mentions (brands' stray shares differ by ~1%: Beta(4, 196))
-    prior_rate_per_minute: float = 0.05      # cold start: the rate is at least this until warm_minutes
+    prior_rate_per_minute: float = 0.005     # cold start: the rate is at least this until warm_minutes (~7 a
+    #   day; a new brand's first minutes are also judged against the pooled share of the window's own
+    #   mentions, see outage.py: 0.05, 72 a day, kept a sparse brand's first 10 reports in an hour from paging)
     warm_minutes: int = 120
     dispersion: float = 0.1                  # overdispersion on top of the posterior's (1 / gamma shape)
     open_p_value: float = 1e-6               # family-wise over the windows (Bonferroni: / len(windows))

@@ -14,9 +14,19 @@ brand borrows strength from the others instead of from a hard floor:
 that mean and dispersion `dispersion` + 1 / (O + pooled_share * prior_mentions) (the share's uncertainty:
 a brand that has seen a handful of reports needs more to be surprised). Minutes are learned winsorised, so a
 cluster does not teach the baseline that outages are normal. Once warm the expectation
-scales with the brand's current volume (shrunk and capped, see `expected_count`), so a campaign that
+scales with the brand's current volume (shrunk and capped, see `expected_from`), so a campaign that
 multiplies volume does not look like an outage. Cold start: until `warm_minutes` of history the rate is
 at least `prior_rate_per_minute`.
+
+Leave-window-out: the tail probability of a window is computed under the state learned before the window
+began (`expected_before`: snapshots of the learned state at every hour mark, up to the longest window + 1 h
+back), not under the current one. A sparse brand's winsorising clip lets one report a minute through in
+full, so with the current state each report of a slow cluster raised the expectation of the next (a
+CrisisLex utility at ~2 posts an hour: 5 reports in 2 h met 0.64 expected instead of 0.3, p 2e-3 instead of
+1e-4, and no CrisisLex stream opened). The ratio (`open_ratio`) and the close condition still use the larger
+of the two expectations, so a brand whose stray share steps up for a day is judged as before. In cold start
+(a window whose earlier state is younger than `warm_minutes`) the current state: a brand's first hours know
+only themselves (an ISP whose first minutes are 3 reports a minute is not an outage).
 
 A window is anomalous when its tail probability is <= open_p_value / (number of windows) (Bonferroni over
 the windows: the scan over 1 min ... 6 h keeps one family-wise level), its count >= open_ratio x expected
@@ -41,6 +51,7 @@ from services.classify.crisis.stats import half_life_alpha, nbinom_sf
 from services.classify.crisis.windows import MinuteRing, Streak, Verdict, WindowCounter, scan_windows
 
 _SHORT = 300   # windows up to this many seconds are counted in buckets, longer ones in minutes
+_SNAP_MINUTES = 60   # the baseline is snapshotted at every hour mark (a window's baseline lags it by < 1 h)
 
 
 class OutageDetector:
@@ -63,28 +74,34 @@ class OutageDetector:
         self.episode_end = 0.0       # when the last episode ended: windows reaching back before it do not fire
         self.pooled_share = c.prior_share   # set by the engine: outage reports / mentions over all brands
         self._alpha = half_life_alpha(c.baseline_half_life_minutes)
+        # The learned state at the brand's first minute and at every hour mark since (newest last, as far back
+        # as the longest window needs): a window is judged against the baseline as it was before the window
+        # began, so the reports under test are never part of their own expectation (leave-window-out).
+        self.snaps: list[tuple[int, float, float, int]] = []   # (minute, rate, other_rate, history_minutes)
+        self._snap_keep = self.windows[-1] // 60 + _SNAP_MINUTES
 
     def is_outage_report(self, intents: dict[str, float]) -> bool:
         return float(intents.get(self.cfg.intent, 0.0)) >= self.cfg.intent_threshold
 
     # -- baseline -------------------------------------------------------------------------------------
-    def _memory(self) -> float:
-        return float(min(self.history_minutes, 1.0 / self._alpha))
-
     def posterior(self) -> tuple[float, float]:
-        """(expected outage reports per minute, shape a of the share's beta posterior).
+        """The current state's `posterior_of`."""
+        return self.posterior_of(self.rate, self.other_rate, self.history_minutes)
+
+    def posterior_of(self, rate: float, other_rate: float, history_minutes: int) -> tuple[float, float]:
+        """(expected outage reports per minute, shape a of the share's beta posterior) of a learned state.
 
         The brand's share of outage reports among its mentions ~ Beta(pooled * k, (1 - pooled) * k) a priori
         (k = prior_mentions: brands differ, 200 pseudo-mentions is a share sd of ~1% at 2%), updated with
         its own O reports among N mentions over its memory: share = (O + pooled k) / (N + k); the expected
         rate is share x the brand's volume per minute."""
         c = self.cfg
-        h = self._memory()
-        volume = self.rate + self.other_rate
-        a = self.rate * h + self.pooled_share * c.prior_mentions
+        h = float(min(history_minutes, 1.0 / self._alpha))
+        volume = rate + other_rate
+        a = rate * h + self.pooled_share * c.prior_mentions
         mean = a / (volume * h + c.prior_mentions) * volume
-        if self.history_minutes < c.warm_minutes:   # cold start is conservative: never below the prior
-            mean = max(c.prior_rate_per_minute, self.rate, mean)   # floor nor the brand's own rate so far
+        if history_minutes < c.warm_minutes:   # cold start is conservative: never below the prior
+            mean = max(c.prior_rate_per_minute, rate, mean)   # floor nor the brand's own rate so far
             a = max(a, c.prior_mentions * c.prior_share)
         return max(mean, 1e-6), max(a, 1e-3)
 
@@ -124,14 +141,18 @@ class OutageDetector:
                 self.other.pop_minute(m)
             self.last_minute = cur - 1440
         while self.last_minute < cur:
+            self._snapshot(self.last_minute)
             pending = [m for m in (*self.counter.minutes, *self.other.minutes) if self.last_minute <= m < cur]
             stop = min(pending) if pending else cur
-            if stop > self.last_minute:        # a quiet stretch up to the next minute with mentions
-                n = stop - self.last_minute
+            if stop > self.last_minute:        # a quiet stretch up to the next minute with mentions, paused at
+                # the hour marks the snapshots need (older ones are skipped in one closed-form step)
+                mark = (self.last_minute // _SNAP_MINUTES + 1) * _SNAP_MINUTES
+                horizon = (cur - self._snap_keep) // _SNAP_MINUTES * _SNAP_MINUTES
+                n = min(stop, max(mark, horizon)) - self.last_minute
                 self._learn_zeros(n)
                 self.ring.push_zeros(n)
                 self.other_ring.push_zeros(n)
-                self.last_minute = stop
+                self.last_minute += n
                 continue
             y = self.counter.pop_minute(self.last_minute)
             z = self.other.pop_minute(self.last_minute)
@@ -141,6 +162,32 @@ class OutageDetector:
             self.last_minute += 1
         self.counter.prune(now)
         self.other.prune(now)
+
+    def _snapshot(self, minute: int) -> None:
+        """The state as of the start of `minute` (every earlier minute learned), at the brand's first minute
+        and at hour marks; snapshots no window can reach are dropped."""
+        if self.snaps and (minute % _SNAP_MINUTES or self.snaps[-1][0] >= minute):
+            return
+        self.snaps.append((minute, self.rate, self.other_rate, self.history_minutes))
+        while len(self.snaps) > 1 and self.snaps[1][0] <= minute - self._snap_keep:
+            self.snaps.pop(0)
+
+    def baseline_before(self, start: float) -> tuple[float, float, int]:
+        """(rate, other_rate, history_minutes) as learned before `start`: the newest snapshot taken at or
+        before the minute containing `start` (none learned anything of the window), or the brand's first
+        state when the window reaches back before every snapshot (the brand is newer than the window). Without
+        snapshots (a checkpoint from before they existed) the current state."""
+        minute = int(start // 60)
+        best = None
+        for snap in self.snaps:
+            if snap[0] > minute:
+                break
+            best = snap
+        if best is None:
+            if not self.snaps:
+                return self.rate, self.other_rate, self.history_minutes
+            best = self.snaps[0]
+        return best[1], best[2], best[3]
 
     # -- detection ------------------------------------------------------------------------------------
     def add(self, t: float, n: int = 1) -> None:
@@ -160,31 +207,60 @@ class OutageDetector:
         return self._count(self.counter, self.ring, now, seconds)
 
     def expected_count(self, now: float, seconds: int) -> float:
-        """The usual rate over the window, scaled up by how much the brand's other volume is above its usual:
+        """The usual count of a window from the brand's current learned state (`expected_from`)."""
+        return self.expected_from(now, seconds, (self.rate, self.other_rate, self.history_minutes))[0]
+
+    def expected_before(self, now: float, seconds: int) -> tuple[float, float]:
+        """`expected_from` the state learned before the window began (`baseline_before`): the reports under
+        test are not part of their own expectation. A sparse brand's EWMA learns each report in full (one
+        report a minute is within the winsorising clip), so against its current state every report of a
+        slow cluster raised the expectation of the next (a CrisisLex utility's 5 reports in 2 h met 0.64
+        expected instead of 0.3, p 2e-3 instead of 1e-4). In cold start (that state younger than
+        `warm_minutes`) the current state, as before: a brand's first hours know only themselves."""
+        state = self.baseline_before(now - seconds)
+        if state[2] < self.cfg.warm_minutes:
+            state = (self.rate, self.other_rate, self.history_minutes)
+        return self.expected_from(now, seconds, state)
+
+    def expected_from(self, now: float, seconds: int, state: tuple[float, float, int]) -> tuple[float, float]:
+        """(expectation of the window's count, dispersion of the count) from a learned state (rate,
+        other_rate, history_minutes).
+
+        The usual rate over the window, scaled up by how much the brand's other volume is above that usual:
         a campaign that triples volume triples the model's false outage reports too, and that is not an
         outage. The scale is shrunk by `volume_prior_count` pseudo-mentions and capped, so a sparse brand's
-        handful of companion posts (the outage's own complaints) cannot cancel a real cluster (issue 16)."""
+        handful of companion posts (the outage's own complaints) cannot cancel a real cluster (issue 16).
+        The dispersion is `dispersion` + 1 / the posterior's shape (the share's uncertainty)."""
         c = self.cfg
-        by_rate = self.expected_per_minute() * seconds / 60.0
-        if self.history_minutes < c.warm_minutes or self.other_rate <= 0:
+        rate, other_rate, history = state
+        mean, shape = self.posterior_of(rate, other_rate, history)
+        dispersion = c.dispersion + 1.0 / shape
+        by_rate = mean * seconds / 60.0
+        if history < c.warm_minutes or other_rate <= 0:
             # Cold: the learned rates do not know the brand's volume yet (nothing is learned before a minute
             # closes), so the window's own mentions times the pooled share are expected too. A new brand
             # whose first minutes carry a steady share of stray outage scores is not an outage; a burst of
             # reports on a brand with little else is (its expectation is a pooled share of itself).
             total = self.count(now, seconds) + self._count(self.other, self.other_ring, now, seconds)
-            return max(by_rate, self.pooled_share * total)
-        usual_other = self.other_rate * seconds / 60.0
+            return max(by_rate, self.pooled_share * total), dispersion
+        usual_other = other_rate * seconds / 60.0
         other = self._count(self.other, self.other_ring, now, seconds)
         scale = (other + c.volume_prior_count) / (usual_other + c.volume_prior_count)
-        return by_rate * min(c.max_volume_scale, max(1.0, scale))
+        return by_rate * min(c.max_volume_scale, max(1.0, scale)), dispersion
 
     def evaluate(self, now: float) -> Verdict:
         c = self.cfg
         self.advance(now)
-        _, shape = self.posterior()
-        dispersion = c.dispersion + 1.0 / shape
-        p_open = c.open_p_value / len(self.windows)
         seen: dict[int, tuple[int, float]] = {}
+        judged: dict[int, tuple[float, float]] = {}
+        p_open = c.open_p_value / len(self.windows)
+
+        def expected(seconds: int) -> float:
+            """The larger of the expectations from the current state and from the state before the window:
+            the ratio and the close condition use it (an effect as large as before); the tail probability
+            is judged under the state before the window (`expected_before`)."""
+            judged[seconds] = self.expected_before(now, seconds)
+            return max(judged[seconds][0], self.expected_count(now, seconds))
 
         def count(seconds: int) -> int:
             return self.count(now, seconds)
@@ -193,14 +269,16 @@ class OutageDetector:
             seen[seconds] = (observed, expected)
             if now - seconds < self.episode_end:   # holds the last episode's reports: judged already
                 return False
-            return observed >= c.open_ratio * expected and nbinom_sf(observed, expected, dispersion) <= p_open
+            before, dispersion = judged[seconds]
+            return (observed >= c.open_ratio * expected
+                    and nbinom_sf(observed, before, dispersion) <= p_open)
 
         def describe(seconds: int, observed: int, expected: float) -> str:
             span = f"{seconds // 3600} h" if seconds >= 3600 and seconds % 3600 == 0 else f"{seconds // 60} min"
             return f"{observed} outage reports in {span} ({expected:.1f} expected)"
 
         hit, _, best_ratio, why, hits = scan_windows(
-            count, [(w, c.min_count) for w in self.windows], lambda s: self.expected_count(now, s), anomalous,
+            count, [(w, c.min_count) for w in self.windows], expected, anomalous,
             lambda s, o, e: False, describe)
         # Active (hysteresis): >= close_min_count reports at >= close_ratio x expected in a window up to 4x the
         # shortest window that fired in this episode (at least close_window_seconds): a burst closes minutes
@@ -232,7 +310,7 @@ class OutageDetector:
                 "other_rate": self.other_rate, "n": self.history_minutes,
                 "last": self.last_minute, "streak": self.streak.to_dict(), "ring": self.ring.to_dict(),
                 "other_ring": self.other_ring.to_dict(), "fired": self.fired_window,
-                "episode_end": self.episode_end}
+                "episode_end": self.episode_end, "snaps": [list(s) for s in self.snaps]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], config: OutageConfig | None = None) -> OutageDetector:
@@ -247,4 +325,5 @@ class OutageDetector:
             det.other_ring.load(d["other_ring"])
         det.fired_window = int(d.get("fired", 0))
         det.episode_end = float(d.get("episode_end", 0.0))
+        det.snaps = [(int(m), float(r), float(o), int(n)) for m, r, o, n in d.get("snaps", [])]
         return det
