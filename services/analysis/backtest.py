@@ -14,7 +14,9 @@ annotates each mention and `tick()` runs every `crisis_tick_seconds` of event ti
 the clock runs on (`--drain` seconds) so open incidents resolve.
 
 `--scores SCORES` reuses `triage score FILE > SCORES` (same FILE; matched by input line number): a
-history is scored once and backtested as often as needed without loading the model.
+history is scored once and backtested as often as needed without loading the model. Emerging issues need
+the embedding: score with `triage score --sketch` (a line's `sketch`); scores without one leave those
+mentions out of the emerging-issue clusters, and the backtest says how many on stderr.
 
 Output (stdout): one JSON line per incident event {"id", "brand", "kind", "state", "at", "mention_count",
 "reasons"} (`at` = ISO 8601 event time), then a per-brand, per-day summary table (mentions, incidents
@@ -26,6 +28,7 @@ pre-scored mentions takes seconds, not minutes.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 import time
@@ -103,7 +106,25 @@ def load_scores(lines: Iterable[str], errors: IO[str] | None = None) -> dict[int
         if "error" not in obj and ("intents" in obj or "sentiment" in obj):
             out[n] = {"intents": obj.get("intents") or {}, "sentiment": obj.get("sentiment") or {},
                       "language": obj.get("language", ""), "model_version": obj.get("model_version", "")}
+            if obj.get("sketch"):
+                sk = sketch_bytes(obj["sketch"])
+                if sk is None:
+                    if errors is not None:
+                        print(f"backtest: scores line {i}: sketch is not base64: left out of emerging issues",
+                              file=errors)
+                else:
+                    out[n]["sketch"] = sk
     return out
+
+
+def sketch_bytes(value: Any) -> bytes | None:
+    """A `triage score --sketch` sketch (base64 of int8 components) as bytes; None when it is not base64."""
+    if isinstance(value, bytes):
+        return value
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except ValueError:
+        return None
 
 
 def apply_scores(rows: list[Row], scores: dict[int, dict[str, Any]]) -> int:
@@ -131,6 +152,9 @@ def scored_from_given(m: pb.Mention, given: dict[str, Any]) -> pb.ScoredMention:
     sm.sentiment.positive = float(s.get("positive", 0.0))
     label = max(_SENTIMENTS, key=lambda k: float(s.get(k, 0.0)))
     sm.sentiment.label = {"negative": pb.NEGATIVE, "neutral": pb.NEUTRAL, "positive": pb.POSITIVE}[label]
+    sk = sketch_bytes(given["sketch"]) if given.get("sketch") else None
+    if sk:   # `triage score --sketch`: the embedding, for emerging issues
+        sm.embedding_sketch = sk
     return sm
 
 
@@ -211,11 +235,16 @@ def main(argv: list[str] | None = None) -> int:
 
     scored = score_rows(rows, factory, args.batch_size)
     scored_at = time.monotonic()
+    cfg = crisis_config(settings)
+    unsketched = sum(1 for sm in scored if not sm.embedding_sketch)
+    if unsketched and cfg.emerging.enabled:
+        print(f"backtest: {unsketched} of {len(scored)} mentions have given scores without an embedding sketch: "
+              "they are left out of emerging-issue clusters (score with `triage score --sketch`)", file=sys.stderr)
 
     def show(ev: dict[str, Any]) -> None:
         print(json.dumps(ev, ensure_ascii=False), flush=True)
 
-    result = run_backtest(scored, crisis_config(settings), tick_seconds=args.tick or settings.crisis_tick_seconds,
+    result = run_backtest(scored, cfg, tick_seconds=args.tick or settings.crisis_tick_seconds,
                           drain_seconds=args.drain, on_event=show)
     if not args.no_table:
         print()

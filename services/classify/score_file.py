@@ -3,7 +3,9 @@
 Input: plain text (one mention per line) or JSONL mentions (objects with a
 `text` field, optionally `author.followers`, `author.verified`, `engagement`).
 Output: one JSON object per input line, in input order. The file is streamed
-in chunks of the batch size, so 10,000 lines never sit in one batch.
+in chunks of the batch size, so 10,000 lines never sit in one batch. `--sketch`
+adds the embedding's sketch (`sketch`, base64 int8), so `triage backtest
+--scores` of that output finds emerging issues as the worker would.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="at most this many texts per forward pass (length buckets; the worker's default)")
     parser.add_argument("--max-batch", type=int, default=0,
                         help="texts per staged batch (default: the worker's TRIAGE_MAX_BATCH)")
+    parser.add_argument("--sketch", action="store_true",
+                        help="add each text's embedding sketch (base64 int8, 512 characters): what "
+                             "`triage backtest --scores` needs to find emerging issues")
     args = parser.parse_args(argv)
     jsonl = args.jsonl or args.file.endswith((".jsonl", ".ndjson"))
     settings = ClassifySettings()
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         for score in scorer.stream_texts(good(), args.max_batch or settings.max_batch):
             flush_errors()
             lineno, _ = pending.popleft()
-            print(json.dumps({"line": lineno, **score.as_json(scorer.model_version)}, ensure_ascii=False))
+            print(json.dumps({"line": lineno, **score.as_json(scorer.model_version, args.sketch)}, ensure_ascii=False))
         flush_errors()
         sys.stdout.flush()
     return 0

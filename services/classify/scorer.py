@@ -8,6 +8,7 @@ code path: the Faust worker overlaps them over its stream (`pipeline.StagedBatch
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,13 +40,14 @@ class TextScore:
     urgency: float
     priority: int
     reasons: list[str]
+    sketch: bytes = b""   # the embedding's int8 sketch (crisis/emerging.sketch): `triage score --sketch`
 
     @property
     def sentiment_label(self) -> str:
         return max(self.sentiment, key=lambda k: self.sentiment[k])
 
-    def as_json(self, model_version: str) -> dict[str, Any]:
-        return {
+    def as_json(self, model_version: str, with_sketch: bool = False) -> dict[str, Any]:
+        out = {
             "language": self.language,
             "sentiment": {"label": self.sentiment_label,
                           **{k: round(v, 4) for k, v in self.sentiment.items()}},
@@ -55,6 +57,9 @@ class TextScore:
             "reasons": self.reasons,
             "model_version": model_version,
         }
+        if with_sketch:   # what `triage backtest --scores` needs for emerging issues (512 base64 characters)
+            out["sketch"] = base64.b64encode(self.sketch).decode()
+        return out
 
 
 @dataclass
@@ -139,7 +144,8 @@ class Scorer:
             s = {label: float(sent[i, j]) for j, label in enumerate(self.heads.sentiment.labels)}
             it = {label: float(intents[i, j]) for j, label in enumerate(self.heads.intents.labels)}
             v = decide(s.get("negative", 0.0), s.get("positive", 0.0), it, signals[i], self.policy)
-            out.append(TextScore(langs[i][0], langs[i][1], s, it, v.urgency, v.priority, v.reasons))
+            out.append(TextScore(langs[i][0], langs[i][1], s, it, v.urgency, v.priority, v.reasons,
+                                 sketch(emb[i])))
         return out
 
     # ------------------------------------------------------------------ the worker's two stages
@@ -179,20 +185,18 @@ class Scorer:
         if not batch.mentions:
             return []
         started = time.perf_counter()
-        # score_prepared_texts' steps, keeping the embeddings: their sketch goes to crisis detection
-        emb = np.asarray(self.encoder.embed_ids(batch.token_ids, chunks=batch.chunks), dtype=np.float32)
-        scores = self._text_scores(emb, batch.languages, batch.signals)
+        scores = self.score_prepared_texts(batch)
         elapsed = time.perf_counter() - started
         classified_at = now_ts()
         out = []
-        for m, sc, incident_id, vector in zip(batch.mentions, scores, batch.incident_ids, emb, strict=True):
+        for m, sc, incident_id in zip(batch.mentions, scores, batch.incident_ids, strict=True):
             sm = pb.ScoredMention(
                 language=sc.language, language_confidence=sc.language_confidence,
                 urgency=sc.urgency, priority=sc.priority,  # type: ignore[arg-type]
                 reasons=sc.reasons, model_version=self.model_version,
                 incident_id=incident_id,
                 # For crisis detection's emerging-issue clusters only; cleared before `mentions.scored`.
-                embedding_sketch=sketch(vector),
+                embedding_sketch=sc.sketch,
             )
             sm.mention.CopyFrom(m)
             sm.sentiment.label = SENTIMENT_ENUM[sc.sentiment_label]

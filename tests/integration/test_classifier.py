@@ -83,6 +83,26 @@ def test_score_command_keeps_input_order_and_streams_in_chunks(tmp_path):
     assert all(r["error"] == "empty text" for r in rows if "error" in r)
     assert rows[5]["intents"]["praise"] > rows[6]["intents"]["praise"]
     assert {"language", "sentiment", "intents", "urgency", "priority", "reasons", "model_version"} <= set(rows[1])
+    assert "sketch" not in rows[1]
+
+
+def test_score_command_sketch_carries_the_embedding_for_backtests(tmp_path):
+    # `triage score --sketch`: each line's embedding as the worker's int8 sketch (base64), one byte a dimension;
+    # two outage reports are nearer each other than either is to a thank-you.
+    import base64
+
+    import numpy as np
+
+    from services.classify.crisis.emerging import unsketch
+
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join([OUTAGES[0], OUTAGES[1], "Thanks @AcmeBank, great service!"]) + "\n")
+    out = subprocess.run([sys.executable, "-m", "services.cli", "score", str(src), "--sketch"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True)
+    vecs = [unsketch(base64.b64decode(json.loads(x)["sketch"])) for x in out.stdout.splitlines()]
+    assert all(v is not None and v.shape == (384,) for v in vecs)
+    a, b, c = (np.asarray(v) for v in vecs)
+    assert float(a @ b) > max(float(a @ c), float(b @ c))
 
 
 def test_staged_offline_scoring_gives_the_same_scores_as_one_batch(scorer):

@@ -117,3 +117,68 @@ def test_scores_file_from_triage_score_is_used_instead_of_the_model(tmp_path: Pa
     opened = [json.loads(x) for x in buf.getvalue().splitlines() if '"OPEN"' in x]
     assert [e["kind"] for e in opened] == ["OUTAGE_CLUSTER"]
     assert "mentions, 1 incidents opened in" in err.getvalue()   # the elapsed time is reported
+
+
+def _emerging_history(tmp_path: Path, with_sketch: bool) -> tuple[Path, Path]:
+    """Eight hours of a brand's unrelated complaints, then one new problem in three languages (12 posts in
+    30 min): a mentions file and its `triage score [--sketch]` output (synthetic embeddings)."""
+    import base64
+
+    import numpy as np
+
+    from services.classify.crisis.emerging import sketch
+
+    rng = np.random.default_rng(3)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / np.linalg.norm(v)
+
+    problem = unit(rng.normal(size=384))
+    posts: list[tuple[float, str, np.ndarray]] = [
+        (T0 + i * 120, f"ordinary complaint {i} about fees and queues", unit(rng.normal(size=384)))
+        for i in range(8 * 30)]
+    for i in range(12):
+        noise = unit(rng.normal(size=384))
+        posts.append((T0 + 8 * 3600 + i * 150, ["charged twice on my card", "me cobraron dos veces",
+                                                 "do baar paise kat gaye"][i % 3] + f" {i}",
+                       unit(0.95 * problem + 0.31 * unit(noise - (noise @ problem) * problem))))
+    mentions, scores = tmp_path / "m.jsonl", tmp_path / "scores.jsonl"
+    with mentions.open("w") as fm, scores.open("w") as fs:
+        for n, (t, text, v) in enumerate(posts, start=1):
+            fm.write(json.dumps({"source": "x", "external_id": f"e{n}", "text": text, "created_at": t,
+                                 "brands": ["acme"]}) + "\n")
+            out = {"line": n, "language": "en", "sentiment": {"label": "negative", "negative": 0.9,
+                                                               "neutral": 0.1, "positive": 0.0},
+                   "intents": {"complaint": 0.8, "outage_report": 0.01}, "urgency": 0.3, "priority": "P3",
+                   "reasons": [], "model_version": "test-model"}
+            if with_sketch:
+                out["sketch"] = base64.b64encode(sketch(v)).decode()
+            fs.write(json.dumps(out) + "\n")
+    return mentions, scores
+
+
+def test_scores_with_sketches_find_an_emerging_issue_and_scores_without_say_they_cannot(tmp_path: Path):
+    # `triage score --sketch` carries the embedding: the backtest clusters the brand's negative posts as the
+    # worker does, and the new problem opens one EMERGING_ISSUE. Without sketches it cannot, and says so.
+    for with_sketch in (True, False):
+        mentions, scores = _emerging_history(tmp_path, with_sketch)
+        buf, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(buf), redirect_stderr(err):
+            assert main([str(mentions), "--scores", str(scores), "--no-table"]) == 0
+        opened = [json.loads(x)["kind"] for x in buf.getvalue().splitlines() if '"OPEN"' in x]
+        if with_sketch:
+            assert opened == ["EMERGING_ISSUE"], opened
+            assert "without an embedding sketch" not in err.getvalue()
+        else:
+            assert opened == []
+            assert "252 of 252 mentions have given scores without an embedding sketch" in err.getvalue()
+
+
+def test_a_scores_line_with_a_broken_sketch_keeps_its_scores_and_says_why():
+    from services.analysis.backtest import load_scores
+
+    err = io.StringIO()
+    got = load_scores([json.dumps({"line": 1, "intents": {"complaint": 0.9}, "sentiment": {"negative": 0.9},
+                                   "sketch": "not base64!"})], errors=err)
+    assert got[1]["intents"] == {"complaint": 0.9} and "sketch" not in got[1]
+    assert "scores line 1: sketch is not base64" in err.getvalue()
