@@ -25,7 +25,7 @@ class ClassifySettings(WorkerSettings):
     max_wait_seconds: float = Field(0.2, gt=0, validation_alias=service_env("classify", "max_wait_seconds"),
                                     description="flush a partial batch after this long")
     max_tokens: int = Field(128, ge=8, le=512, description="tokens per mention fed to the encoder")
-    precision: Literal["auto", "fp32", "bf16", "bf16-autocast", "bf16-weights", "int8"] = Field(
+    precision: Literal["auto", "fp32", "bf16", "bf16-autocast", "bf16-weights", "int8", "int8-static"] = Field(
         "auto", description="encoder precision: auto = bf16 where the CPU has native bf16 and it measures faster"
     )
     runtime: Literal["auto", "torch", "onnx"] = Field(

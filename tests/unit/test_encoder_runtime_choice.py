@@ -47,16 +47,18 @@ def test_no_runtime_passing_is_an_error_not_a_silent_pick() -> None:
 
 def test_candidates_follow_the_cpu_and_the_settings() -> None:
     bf16 = {"avx512_bf16", "avx512_vnni"}
-    assert candidates("auto", "auto", flags=bf16) == ["torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8"]
-    assert candidates("auto", "auto", flags={"avx2"}) == ["torch-fp32", "onnx-fp32", "onnx-int8"]
-    assert candidates("onnx", "auto", flags=bf16) == ["onnx-fp32", "onnx-int8"]
+    assert candidates("auto", "auto", flags=bf16) == ["torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8",
+                                                      "onnx-int8-static"]
+    assert candidates("auto", "auto", flags={"avx2"}) == ["torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static"]
+    assert candidates("onnx", "auto", flags=bf16) == ["onnx-fp32", "onnx-int8", "onnx-int8-static"]
     assert candidates("auto", "fp32", flags=bf16) == ["torch-fp32", "onnx-fp32"]
     assert candidates("auto", "bf16", flags=set()) == ["torch-fp32"]
 
 
 @pytest.mark.parametrize(("runtime", "precision", "message"), [
-    ("onnx", "bf16-weights", "ONNX Runtime runs fp32 or int8"),
+    ("onnx", "bf16-weights", "ONNX Runtime runs fp32, int8 or int8-static"),
     ("auto", "int8", "name the engine"),
+    ("auto", "int8-static", "name the engine"),
     ("tensorrt", "auto", "runtime must be one of auto, torch, onnx"),
 ])
 def test_impossible_settings_are_clear_errors(runtime: str, precision: str, message: str) -> None:

@@ -4,10 +4,11 @@
 
 - ``torch`` (the default): PyTorch, precision as ``precision.py`` resolves it (no parity check here).
 - ``onnx``: ONNX Runtime over the cached export of the same weights (``onnx_export.py``). Precision
-  ``fp32`` or ``int8`` is taken as configured; ``auto`` is the faster of onnx-fp32 and onnx-int8 among
-  those that pass parity.
-- ``auto``: the fastest of torch-fp32, torch-bf16 (only where the CPU has native bf16), onnx-fp32 and
-  onnx-int8 that passes parity on this CPU (an explicit precision keeps only that precision's
+  ``fp32``, ``int8`` (dynamic quantisation) or ``int8-static`` (static QDQ quantisation, calibrated) is
+  taken as configured; ``auto`` is the fastest of onnx-fp32, onnx-int8 and onnx-int8-static among those
+  that pass parity.
+- ``auto``: the fastest of torch-fp32, torch-bf16 (only where the CPU has native bf16), onnx-fp32,
+  onnx-int8 and onnx-int8-static that passes parity on this CPU (an explicit precision keeps only that precision's
   candidates). torch-int8 is not a candidate: it costs about a point of sentiment macro-F1.
 
 Parity is measured against torch-fp32, the reference, on the parity set (``artifacts/parity_set.jsonl``:
@@ -56,7 +57,8 @@ from services.classify.encoder.precision import (
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "onnx")
-CANDIDATES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
+CANDIDATES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "onnx-int8-static")
+ONNX_CONFIGURABLE = ("fp32", "int8", "int8-static")   # TRIAGE_PRECISION values TRIAGE_RUNTIME=onnx takes as is
 REFERENCE = "torch-fp32"
 MIN_AGREEMENT = 0.99       # share of parity texts whose labels equal torch-fp32's
 MAX_F1_DELTA = 0.5         # macro-F1 points from torch-fp32, either way
@@ -138,8 +140,8 @@ def candidates(runtime: str, precision: str, flags: set[str] | None = None) -> l
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if runtime == "onnx" and precision.startswith("bf16"):
-        raise ValueError(f"ONNX Runtime runs fp32 or int8 here, not {precision} (TRIAGE_PRECISION)")
-    if precision == "int8" and runtime == "auto":
+        raise ValueError(f"ONNX Runtime runs fp32, int8 or int8-static here, not {precision} (TRIAGE_PRECISION)")
+    if precision in ("int8", "int8-static") and runtime == "auto":
         raise ValueError("TRIAGE_RUNTIME=auto with TRIAGE_PRECISION=int8: name the engine (torch or onnx)")
     names = list(CANDIDATES)
     if not native_bf16(flags):
@@ -211,7 +213,7 @@ class Variants:
         if name not in CANDIDATES:
             raise ValueError(f"unknown runtime {name!r}; one of {', '.join(CANDIDATES)}")
         variant = copy.copy(self.encoder)
-        engine, precision = name.split("-")
+        engine, precision = name.split("-", 1)
         if engine == "torch":   # torch-bf16
             chosen = self.bf16_precision()
             variant.precision = chosen
@@ -274,7 +276,7 @@ def select_runtime(encoder: Any, runtime: str, precision: str, parity: ParityLab
                    texts: Sequence[str] | None = None) -> str:
     """Resolve ``runtime`` / ``precision`` for ``encoder`` (fp32 torch) and switch it there; the runtime's name."""
     variants = Variants(encoder, threads, precision_cache, precision_key, onnx_root)
-    if runtime == "onnx" and precision in ("fp32", "int8"):
+    if runtime == "onnx" and precision in ONNX_CONFIGURABLE:
         name = f"onnx-{precision}"
         apply(encoder, name, variants, "configured")
         return name
