@@ -163,3 +163,24 @@ def test_static_int8_scores_the_parity_set_close_to_torch_fp32_and_auto_never_se
         assert "onnx-int8-static refused: label agreement" in enc.runtime_reason
     else:
         assert "onnx-int8-static" in enc.runtime_reason   # measured and considered on its speed
+
+
+def test_openvino_scores_the_parity_set_like_torch_fp32_in_fp32_and_bf16(torch_fp32: Encoder, variants: Variants,
+                                                                        heads: HeadSet) -> None:
+    pytest.importorskip("openvino")
+    import torch
+
+    from services.classify.encoder.precision import native_bf16
+
+    names = ["openvino-fp32", *(["openvino-bf16"] if native_bf16() else [])]
+    # fp32 first, then bf16 in the same process: both compiled-model caches exist afterwards, and a bf16
+    # model never loads the f32 blob (OpenVINO 2026.4 keys both alike and crashes on it)
+    trials = measure(variants, names, parity_texts(), head_labels(heads))
+    for t in trials:
+        assert variants.get(t.name).runtime == t.name and variants.get(t.name).engine == "openvino"
+        # measured on a Xeon with AMX: fp32 100% / min cosine 1.00000, bf16 99.7% / 0.99996
+        assert not t.failures() and t.min_cosine >= 0.999, t
+    enc = copy.copy(torch_fp32)
+    name = select_runtime(enc, "openvino", "fp32", None, torch.get_num_threads())
+    assert name == enc.runtime == "openvino-fp32" and enc.runtime_reason == "configured"
+    assert enc.numerics == "openvino-fp32"
