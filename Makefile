@@ -11,7 +11,7 @@ SEED ?= 7
 SEEDS ?=
 
 .PHONY: help venv lock sbom audit tools proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
-        kafka-up kafka-down fuzz train eval parity eval-crisis bench bench-e2e bench-scale capacity manifests deploy-check clean chaos
+        kafka-up kafka-down fuzz train eval parity eval-crisis bench profile bench-e2e bench-scale capacity manifests deploy-check clean chaos
 
 help:
 	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
@@ -20,6 +20,7 @@ help:
 	@echo "make kafka-up / kafka-down   the broker alone (127.0.0.1:9092)"
 	@echo "make train / eval / bench    fit the heads / print evaluation tables / print benchmarks"
 	@echo "make parity              every encoder runtime vs fp32 torch (labels, macro-F1), recorded for TRIAGE_RUNTIME=auto"
+	@echo "make profile [PROFILE_TWEETS=2000 PROFILE_ENV='TRIAGE_RUNTIME=onnx']  py-spy profile of triage score: share per part"
 	@echo "make bench-e2e [E2E_RATES=50,100,200,400 E2E_SECONDS=60]  the whole pipeline at offered rates: latency, outage trigger"
 	@echo "make capacity [CAPACITY_FROM=.cache/bench/classify-latest.json]  pods, partitions, HPA for 1M and 100M mentions/day"
 	@echo "make bench-scale [SCALE_REPLICAS=1,2,4 SCALE_MENTIONS=3000]  classify replicas side by side: mentions/s, lag"
@@ -187,6 +188,13 @@ export BENCH_OUT
 bench: $(STAMP) proto model kafka-jars
 	$(PY) -m bench.classify
 	$(PY) -m bench.ingest
+
+# py-spy profile of `triage score` on real tweets (bench/profile.py): speedscope file under $(BENCH_OUT),
+# share of samples in tokeniser / language ID / model forward / heads / protobuf / other
+PROFILE_TWEETS ?= 2000
+PROFILE_ENV ?=
+profile: $(STAMP) proto model
+	$(PY) -m bench.profile --tweets $(PROFILE_TWEETS) --out $(BENCH_OUT) $(foreach e,$(PROFILE_ENV),--env $(e))
 
 # The whole pipeline (broker + ingest/classify/router processes) at offered rates, E2E_RATES mentions/s for
 # E2E_SECONDS each: ingest->routed p50/p95/p99, backlog, outage burst -> PagerDuty-shaped trigger delay, RSS per

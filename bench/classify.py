@@ -4,7 +4,8 @@ In one run, on the same real UMSAB val tweets (all 8 languages):
 1. the matmul peak of this CPU in fp32 and bf16 (square 2048 matmuls, torch threads as configured);
 2. the worker's code path (`Scorer.score_texts`: tokenise, length buckets with dynamic padding, encoder,
    heads, language ID, priority) per runtime and precision (PyTorch fp32, bf16 autocast, bf16 weights,
-   int8; ONNX Runtime fp32 and int8 dynamic quantisation over the export cached by `triage model build`)
+   int8; ONNX Runtime fp32, int8 dynamic and int8 static quantisation over the export cached by `triage model build`;
+   OpenVINO fp32 and bf16 over that export where the openvino extra is installed)
    and batch size: mentions/s, tokens/s, achieved GFLOP/s (2 x non-embedding parameters per token, plus the
    attention matmuls) and % of the best peak measured in step 1;
 3. the naive baseline: one tweet at a time through `transformers.pipeline`, fp32;
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-mentions", type=int, default=int(os.environ.get("BENCH_BASELINE", "128")))
     parser.add_argument("--batch-sizes", default="8,32,64,128")
     parser.add_argument("--precisions", default="fp32,bf16-autocast,bf16-weights,int8")
-    parser.add_argument("--onnx-precisions", default="fp32,int8", help="ONNX Runtime rows ('' to skip them)")
+    parser.add_argument("--onnx-precisions", default="fp32,int8,int8-static",
+                        help="ONNX Runtime rows ('' to skip them)")
+    parser.add_argument("--openvino-precisions", default="fp32,bf16",
+                        help="OpenVINO rows where the openvino extra is installed ('' to skip them)")
     parser.add_argument("--staged-precision", default="auto",
                         help="precision of the sequential vs staged worker-loop rows ('' to skip them)")
     parser.add_argument("--cold-configs", default=os.environ.get("BENCH_COLD_CONFIGS", coldstart.DEFAULT_CONFIGS),
@@ -123,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     configs = [ClassifySettings(precision=p) for p in args.precisions.split(",") if p]  # type: ignore[arg-type]
     configs += [ClassifySettings(runtime="onnx", precision=p)  # type: ignore[arg-type]
                 for p in args.onnx_precisions.split(",") if p]
+    from services.classify.encoder.openvino_runtime import openvino_available
+
+    if openvino_available():   # the optional extra
+        configs += [ClassifySettings(runtime="openvino", precision=p)  # type: ignore[arg-type]
+                    for p in args.openvino_precisions.split(",") if p]
     load_times = []
     for config in configs:
         prec = config.precision

@@ -25,12 +25,13 @@ class ClassifySettings(WorkerSettings):
     max_wait_seconds: float = Field(0.2, gt=0, validation_alias=service_env("classify", "max_wait_seconds"),
                                     description="flush a partial batch after this long")
     max_tokens: int = Field(128, ge=8, le=512, description="tokens per mention fed to the encoder")
-    precision: Literal["auto", "fp32", "bf16", "bf16-autocast", "bf16-weights", "int8"] = Field(
+    precision: Literal["auto", "fp32", "bf16", "bf16-autocast", "bf16-weights", "int8", "int8-static"] = Field(
         "auto", description="encoder precision: auto = bf16 where the CPU has native bf16 and it measures faster"
     )
-    runtime: Literal["auto", "torch", "onnx"] = Field(
+    runtime: Literal["auto", "torch", "onnx", "openvino"] = Field(
         "torch", description="encoder runtime: torch, onnx (ONNX Runtime over the cached export of the same "
-                             "weights) or auto = the fastest that passes parity with fp32 torch on this CPU")
+                             "weights), openvino (OpenVINO over that export; the optional openvino package) or "
+                             "auto = the fastest that passes parity with fp32 torch on this CPU")
     adapter_dir: str = Field(
         "", description="fine-tuned encoder adapter directory; empty = the bundled one, 'none' = the plain base"
     )

@@ -47,21 +47,39 @@ def test_no_runtime_passing_is_an_error_not_a_silent_pick() -> None:
 
 def test_candidates_follow_the_cpu_and_the_settings() -> None:
     bf16 = {"avx512_bf16", "avx512_vnni"}
-    assert candidates("auto", "auto", flags=bf16) == ["torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8"]
-    assert candidates("auto", "auto", flags={"avx2"}) == ["torch-fp32", "onnx-fp32", "onnx-int8"]
-    assert candidates("onnx", "auto", flags=bf16) == ["onnx-fp32", "onnx-int8"]
-    assert candidates("auto", "fp32", flags=bf16) == ["torch-fp32", "onnx-fp32"]
-    assert candidates("auto", "bf16", flags=set()) == ["torch-fp32"]
+    assert candidates("auto", "auto", flags=bf16, openvino=False) == [
+        "torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "onnx-int8-static"]
+    assert candidates("auto", "auto", flags={"avx2"}, openvino=False) == [
+        "torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static"]
+    assert candidates("onnx", "auto", flags=bf16, openvino=False) == ["onnx-fp32", "onnx-int8", "onnx-int8-static"]
+    assert candidates("auto", "fp32", flags=bf16, openvino=False) == ["torch-fp32", "onnx-fp32"]
+    assert candidates("auto", "bf16", flags=set(), openvino=False) == ["torch-fp32"]
+
+
+def test_openvino_candidates_only_where_installed_and_bf16_only_where_native() -> None:
+    bf16 = {"amx_bf16", "avx512_bf16"}
+    assert candidates("auto", "auto", flags=bf16, openvino=True)[-2:] == ["openvino-fp32", "openvino-bf16"]
+    assert "openvino-bf16" not in candidates("auto", "auto", flags={"avx2"}, openvino=True)
+    assert not [n for n in candidates("auto", "auto", flags=bf16, openvino=False) if n.startswith("openvino")]
+    assert candidates("openvino", "auto", flags=bf16, openvino=True) == ["openvino-fp32", "openvino-bf16"]
+    assert candidates("openvino", "auto", flags={"avx2"}, openvino=True) == ["openvino-fp32"]
+    assert candidates("openvino", "bf16", flags={"avx2"}, openvino=True) == ["openvino-fp32"]
+    assert candidates("auto", "bf16", flags=bf16, openvino=True) == ["torch-bf16", "openvino-bf16"]
+    with pytest.raises(ValueError, match=r"needs the openvino package: pip install '\.\[openvino\]'"):
+        candidates("openvino", "auto", openvino=False)
+    with pytest.raises(ValueError, match="OpenVINO runs fp32 or bf16 here, not int8"):
+        candidates("openvino", "int8", openvino=True)
 
 
 @pytest.mark.parametrize(("runtime", "precision", "message"), [
-    ("onnx", "bf16-weights", "ONNX Runtime runs fp32 or int8"),
+    ("onnx", "bf16-weights", "ONNX Runtime runs fp32, int8 or int8-static"),
     ("auto", "int8", "name the engine"),
-    ("tensorrt", "auto", "runtime must be one of auto, torch, onnx"),
+    ("auto", "int8-static", "name the engine"),
+    ("tensorrt", "auto", "runtime must be one of auto, torch, onnx, openvino"),
 ])
 def test_impossible_settings_are_clear_errors(runtime: str, precision: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        candidates(runtime, precision)
+        candidates(runtime, precision, openvino=False)
 
 
 def test_recorded_choices_survive_a_restart_and_a_broken_file_is_empty(tmp_path) -> None:

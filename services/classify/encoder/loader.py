@@ -190,6 +190,7 @@ class Encoder:
         # An ONNX Runtime session over the same weights (``use_onnx``): it then runs the forward passes
         # instead of ``model``; tokenisation, length buckets, pooling and normalisation stay the same.
         self.session: Any = None
+        self.session_engine = "onnx"   # or "openvino": an OpenVINO compiled model with the same ``run``
         self.runtime_reason = "torch"
         self.model = model.eval()  # inference_mode does not switch dropout off
         self.name = name
@@ -214,22 +215,25 @@ class Encoder:
 
     @property
     def engine(self) -> str:
-        """What runs the forward pass: ``torch`` or ``onnx`` (ONNX Runtime)."""
-        return "torch" if self.session is None else "onnx"
+        """What runs the forward pass: ``torch``, ``onnx`` (ONNX Runtime) or ``openvino``."""
+        return "torch" if self.session is None else self.session_engine
 
     @property
     def runtime(self) -> str:
-        """Engine and precision, as logged and exported: torch-fp32, torch-bf16, torch-int8, onnx-fp32, onnx-int8."""
+        """Engine and precision, as logged and exported: torch-fp32, torch-bf16, torch-int8, onnx-fp32, onnx-int8,
+        onnx-int8-static, openvino-fp32, openvino-bf16."""
         return f"{self.engine}-{self.precision.label}"
 
     @property
     def numerics(self) -> str:
         """What decides the embeddings' exact values (for embedding caches): the precision mode, per engine."""
-        return self.precision.mode if self.session is None else f"onnx-{self.precision.mode}"
+        return self.precision.mode if self.session is None else f"{self.session_engine}-{self.precision.mode}"
 
-    def use_onnx(self, session: Any, precision: str, reason: str) -> None:
-        """Run the forward passes through ``session`` (``onnx_export.onnx_session`` over this encoder's export)."""
+    def use_onnx(self, session: Any, precision: str, reason: str, engine: str = "onnx") -> None:
+        """Run the forward passes through ``session`` (``onnx_export.onnx_session`` over this encoder's export,
+        or with ``engine="openvino"`` an ``openvino_runtime.OpenVinoSession`` of it)."""
         self.session = session
+        self.session_engine = engine
         self.precision = Precision(precision, reason)
         self.runtime_reason = reason
 
@@ -368,7 +372,7 @@ def load_encoder(name_or_path: str, device: str = "cpu", torch_threads: int | No
 
     ``precision`` is resolved by ``precision.choose_precision`` (``auto`` measures on this CPU);
     ``adapter`` is a fine-tuned delta (see ``adapter.py``) merged into the weights before that.
-    ``runtime`` (``torch``, ``onnx`` or ``auto``) is resolved by ``runtime.select_runtime``, which judges
+    ``runtime`` (``torch``, ``onnx``, ``openvino`` or ``auto``) is resolved by ``runtime.select_runtime``, which judges
     candidates by the labels of ``parity`` (the heads) against fp32 torch.
     """
     configure_torch_threads(torch_threads)

@@ -1,13 +1,18 @@
-"""Which runtime runs the encoder: PyTorch or ONNX Runtime, in which precision, chosen by parity and speed.
+"""Which runtime runs the encoder: PyTorch, ONNX Runtime or OpenVINO, in which precision, chosen by parity and speed.
 
 ``TRIAGE_RUNTIME`` selects the engine, ``TRIAGE_PRECISION`` its numbers:
 
 - ``torch`` (the default): PyTorch, precision as ``precision.py`` resolves it (no parity check here).
 - ``onnx``: ONNX Runtime over the cached export of the same weights (``onnx_export.py``). Precision
-  ``fp32`` or ``int8`` is taken as configured; ``auto`` is the faster of onnx-fp32 and onnx-int8 among
-  those that pass parity.
-- ``auto``: the fastest of torch-fp32, torch-bf16 (only where the CPU has native bf16), onnx-fp32 and
-  onnx-int8 that passes parity on this CPU (an explicit precision keeps only that precision's
+  ``fp32``, ``int8`` (dynamic quantisation) or ``int8-static`` (static QDQ quantisation, calibrated) is
+  taken as configured; ``auto`` is the fastest of onnx-fp32, onnx-int8 and onnx-int8-static among those
+  that pass parity.
+- ``openvino`` (the optional ``openvino`` package, ``openvino_runtime.py``): OpenVINO's CPU plugin over
+  the same ONNX export, ``fp32`` or ``bf16`` (its ``INFERENCE_PRECISION_HINT``) as configured; ``auto`` is
+  the faster of the two that passes parity (bf16 only where the CPU has native bf16).
+- ``auto``: the fastest of torch-fp32, torch-bf16 (only where the CPU has native bf16), onnx-fp32,
+  onnx-int8, onnx-int8-static, openvino-fp32 and openvino-bf16 (where installed; bf16 where native)
+  that passes parity on this CPU (an explicit precision keeps only that precision's
   candidates). torch-int8 is not a candidate: it costs about a point of sentiment macro-F1.
 
 Parity is measured against torch-fp32, the reference, on the parity set (``artifacts/parity_set.jsonl``:
@@ -43,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from services.classify.encoder.openvino_runtime import openvino_available, openvino_version
 from services.classify.encoder.precision import (
     ChoiceFile,
     Precision,
@@ -55,8 +61,10 @@ from services.classify.encoder.precision import (
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "onnx")
-CANDIDATES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
+RUNTIMES = ("auto", "torch", "onnx", "openvino")
+CANDIDATES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "onnx-int8-static", "openvino-fp32",
+              "openvino-bf16")
+ONNX_CONFIGURABLE = ("fp32", "int8", "int8-static")   # TRIAGE_PRECISION values TRIAGE_RUNTIME=onnx takes as is
 REFERENCE = "torch-fp32"
 MIN_AGREEMENT = 0.99       # share of parity texts whose labels equal torch-fp32's
 MAX_F1_DELTA = 0.5         # macro-F1 points from torch-fp32, either way
@@ -133,23 +141,32 @@ def choose(trials: Sequence[Trial]) -> tuple[str, str]:
     return best.name, reason
 
 
-def candidates(runtime: str, precision: str, flags: set[str] | None = None) -> list[str]:
-    """The runtimes ``auto`` / ``onnx`` choose among for a ``precision`` setting, reference first."""
+def candidates(runtime: str, precision: str, flags: set[str] | None = None, openvino: bool | None = None) -> list[str]:
+    """The runtimes ``auto`` / ``onnx`` / ``openvino`` choose among for a ``precision`` setting, reference first
+    (``openvino``: whether the package is installed, default: look)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    openvino = openvino_available() if openvino is None else openvino
+    if runtime == "openvino" and not openvino:
+        raise ValueError("TRIAGE_RUNTIME=openvino needs the openvino package: pip install '.[openvino]'")
+    if runtime == "openvino" and precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"OpenVINO runs fp32 or bf16 here, not {precision} (TRIAGE_PRECISION)")
     if runtime == "onnx" and precision.startswith("bf16"):
-        raise ValueError(f"ONNX Runtime runs fp32 or int8 here, not {precision} (TRIAGE_PRECISION)")
-    if precision == "int8" and runtime == "auto":
+        raise ValueError(f"ONNX Runtime runs fp32, int8 or int8-static here, not {precision} (TRIAGE_PRECISION)")
+    if precision in ("int8", "int8-static") and runtime == "auto":
         raise ValueError("TRIAGE_RUNTIME=auto with TRIAGE_PRECISION=int8: name the engine (torch or onnx)")
     names = list(CANDIDATES)
-    if not native_bf16(flags):
-        names.remove("torch-bf16")   # emulated bf16 is slower than fp32: not worth measuring
-    if runtime == "onnx":
-        names = [n for n in names if n.startswith("onnx-")]
+    if not native_bf16(flags):   # emulated bf16 is slower than fp32: not worth measuring
+        names = [n for n in names if not n.endswith("-bf16")]
+    if not openvino:
+        names = [n for n in names if not n.startswith("openvino-")]
+    if runtime in ("onnx", "openvino"):
+        names = [n for n in names if n.startswith(f"{runtime}-")]
     if precision == "fp32":
         names = [n for n in names if n.endswith("-fp32")]
     elif precision.startswith("bf16"):
-        names = [n for n in names if n == "torch-bf16"] or ["torch-fp32"]
+        names = [n for n in names if n.endswith("-bf16")] or [f"{runtime}-fp32" if runtime == "openvino"
+                                                                else "torch-fp32"]
     return names
 
 
@@ -175,8 +192,9 @@ def parity_key(encoder_version: str, labels_version: str, texts: Sequence[str], 
     flags = cpu_flags() if flags is None else flags
     matrix = sorted(f for f in flags if f.startswith(("amx", "avx512", "avx2", "avx_vnni", "fma")))
     texts_sha = hashlib.sha256("\0".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+    ov = openvino_version()   # in the key only where installed: a machine without it keeps its recorded checks
     raw = json.dumps([encoder_version, labels_version, texts_sha, torch.__version__, onnxruntime.__version__,
-                      cpu_model_name(), matrix])
+                      cpu_model_name(), matrix, *([ov] if ov else [])])
     return "parity:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
@@ -211,17 +229,24 @@ class Variants:
         if name not in CANDIDATES:
             raise ValueError(f"unknown runtime {name!r}; one of {', '.join(CANDIDATES)}")
         variant = copy.copy(self.encoder)
-        engine, precision = name.split("-")
+        engine, precision = name.split("-", 1)
         if engine == "torch":   # torch-bf16
             chosen = self.bf16_precision()
             variant.precision = chosen
             if chosen.mode == "bf16-weights":
                 variant.model = chosen.prepare(copy.deepcopy(self.encoder.model))
-        else:
+        elif engine == "onnx":
             from services.classify.encoder.onnx_export import ensure_onnx_export, onnx_session
 
             export = ensure_onnx_export(self.encoder, self.onnx_root)
             variant.use_onnx(onnx_session(export.path(precision), self.threads), precision, "measured")
+        else:   # openvino: the fp32 ONNX export, compiled at the precision asked for
+            from services.classify.encoder.onnx_export import ensure_onnx_export
+            from services.classify.encoder.openvino_runtime import OpenVinoSession
+
+            export = ensure_onnx_export(self.encoder, self.onnx_root)
+            variant.use_onnx(OpenVinoSession(export.path("fp32"), precision, self.threads), precision, "measured",
+                             engine="openvino")
         self._built[name] = variant
         return variant
 
@@ -259,8 +284,8 @@ def apply(encoder: Any, name: str, variants: Variants, reason: str) -> None:
         encoder.runtime_reason = reason
         return
     built = variants.get(name)
-    if built.engine == "onnx":
-        encoder.use_onnx(built.session, built.precision.mode, reason)
+    if built.engine in ("onnx", "openvino"):
+        encoder.use_onnx(built.session, built.precision.mode, reason, engine=built.engine)
     else:
         encoder.model, encoder.precision, encoder.runtime_reason = built.model, Precision(built.precision.mode,
                                                                                           reason), reason
@@ -274,8 +299,9 @@ def select_runtime(encoder: Any, runtime: str, precision: str, parity: ParityLab
                    texts: Sequence[str] | None = None) -> str:
     """Resolve ``runtime`` / ``precision`` for ``encoder`` (fp32 torch) and switch it there; the runtime's name."""
     variants = Variants(encoder, threads, precision_cache, precision_key, onnx_root)
-    if runtime == "onnx" and precision in ("fp32", "int8"):
-        name = f"onnx-{precision}"
+    if (runtime == "onnx" and precision in ONNX_CONFIGURABLE) or (runtime == "openvino"
+                                                                   and precision in ("fp32", "bf16")):
+        name = f"{runtime}-{precision}"
         apply(encoder, name, variants, "configured")
         return name
     names = candidates(runtime, precision)
