@@ -5,7 +5,7 @@ In one run, on the same real UMSAB val tweets (all 8 languages):
 2. the worker's code path (`Scorer.score_texts`: tokenise, length buckets with dynamic padding, encoder,
    heads, language ID, priority) per runtime and precision (PyTorch fp32, bf16 autocast, bf16 weights,
    int8; ONNX Runtime fp32, int8 dynamic and int8 static quantisation over the export cached by `triage model build`;
-   OpenVINO fp32 and bf16 over that export where the openvino extra is installed)
+   OpenVINO fp32 and bf16 over that export (openvino is in the model dependencies))
    and batch size: mentions/s, tokens/s, achieved GFLOP/s (2 x non-embedding parameters per token, plus the
    attention matmuls) and % of the best peak measured in step 1;
 3. the naive baseline: one tweet at a time through `transformers.pipeline`, fp32;
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx-precisions", default="fp32,int8,int8-static",
                         help="ONNX Runtime rows ('' to skip them)")
     parser.add_argument("--openvino-precisions", default="fp32,bf16",
-                        help="OpenVINO rows where the openvino extra is installed ('' to skip them)")
+                        help="OpenVINO rows (openvino is in the model dependencies) ('' to skip them)")
     parser.add_argument("--staged-precision", default="auto",
                         help="precision of the sequential vs staged worker-loop rows ('' to skip them)")
     parser.add_argument("--cold-configs", default=os.environ.get("BENCH_COLD_CONFIGS", coldstart.DEFAULT_CONFIGS),

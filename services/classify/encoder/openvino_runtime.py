@@ -1,8 +1,8 @@
 """OpenVINO for the encoder: the ONNX export (``onnx_export.py``, the same weights with the adapter merged)
 compiled by OpenVINO's CPU plugin, in fp32 or bf16.
 
-Optional: ``pip install '.[openvino]'``. Without the package ``TRIAGE_RUNTIME=auto`` leaves OpenVINO out and
-``TRIAGE_RUNTIME=openvino`` is a clear error at start-up.
+In the model dependencies (the classify image has it). Where the package is missing (an install without it)
+``TRIAGE_RUNTIME=auto`` leaves OpenVINO out and ``TRIAGE_RUNTIME=openvino`` is a clear error at start-up.
 
 - ``openvino-fp32``: ``INFERENCE_PRECISION_HINT=f32``. Set explicitly: on a CPU with AMX or AVX-512 BF16
   the plugin's default is bf16.

@@ -148,7 +148,8 @@ def candidates(runtime: str, precision: str, flags: set[str] | None = None, open
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     openvino = openvino_available() if openvino is None else openvino
     if runtime == "openvino" and not openvino:
-        raise ValueError("TRIAGE_RUNTIME=openvino needs the openvino package: pip install '.[openvino]'")
+        raise ValueError("TRIAGE_RUNTIME=openvino needs the openvino package, one of the model dependencies: "
+                         "install requirements.lock (or requirements-classify.lock)")
     if runtime == "openvino" and precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"OpenVINO runs fp32 or bf16 here, not {precision} (TRIAGE_PRECISION)")
     if runtime == "onnx" and precision.startswith("bf16"):

@@ -1,8 +1,8 @@
 """`triage model parity` (`make parity`): every encoder runtime against fp32 torch, and the verdicts recorded.
 
 For each candidate runtime of this CPU (torch-fp32, torch-bf16 where the CPU has native bf16,
-onnx-fp32, onnx-int8, onnx-int8-static, and openvino-fp32 / openvino-bf16 where the openvino extra is
-installed; see `encoder/runtime.py`), on the same weights (adapter merged) and heads:
+onnx-fp32, onnx-int8, onnx-int8-static, and openvino-fp32 / openvino-bf16 (where the openvino package is
+installed, as the model dependencies do); see `encoder/runtime.py`), on the same weights (adapter merged) and heads:
 
 - label agreement with torch-fp32 on the parity set (`artifacts/parity_set.jsonl`), >= 99%;
 - intent macro-F1 on the real-text dev set (data/realdev, p >= 0.5, as shipped) and sentiment macro-F1
