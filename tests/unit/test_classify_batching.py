@@ -113,32 +113,45 @@ def test_estimates_follow_what_was_measured():
 class Recorder:
     """Stage functions that log what ran when, with a slow model."""
 
-    def __init__(self, model_seconds: float = 0.0, fail_on: int | None = None):
+    def __init__(self, model_seconds: float = 0.0, fail_on: int | None = None, wait_for_prepare: float = 0.0):
         self.model_seconds = model_seconds
         self.fail_on = fail_on
+        # > 0: the model call on batch k waits (at most this long) until batch k+1's prepare has begun, so
+        # whether the loop prepares during the model does not depend on how busy the machine is
+        self.wait_for_prepare = wait_for_prepare
         self.log: list[tuple[str, int, float]] = []
         self.emitted: list[tuple[list[int], object]] = []
-        self.lock = threading.Lock()
-        self.prepared_while_model_ran = 0
-        self._in_model = threading.Event()
+        self.lock = threading.Condition()
+        self.prepare_starts: list[float] = []   # when each batch's prepare began, in cut order
+        self.model_ends: list[float] = []       # when each batch's model call returned, in the same order
 
     def prepare(self, items):
-        if self._in_model.is_set():
-            with self.lock:
-                self.prepared_while_model_ran += 1
         with self.lock:
+            self.prepare_starts.append(time.monotonic())
             self.log.append(("prepare", len(items), time.monotonic()))
+            self.lock.notify_all()
         return [x * 10 for x in items]
 
+    @property
+    def prepared_while_model_ran(self) -> int:
+        """Batches whose prepare began before the model had finished the batch before them."""
+        with self.lock:
+            return sum(1 for k in range(1, min(len(self.prepare_starts), len(self.model_ends) + 1))
+                       if self.prepare_starts[k] < self.model_ends[k - 1])
+
     def infer(self, prepared):
-        self._in_model.set()
+        with self.lock:
+            k = len(self.model_ends)
+            if self.wait_for_prepare:
+                self.lock.wait_for(lambda: len(self.prepare_starts) >= k + 2, self.wait_for_prepare)
         try:
             if self.fail_on is not None and self.fail_on in [p // 10 for p in prepared]:
                 raise RuntimeError("model broke")
             time.sleep(self.model_seconds)
             return [p + 1 for p in prepared]
         finally:
-            self._in_model.clear()
+            with self.lock:
+                self.model_ends.append(time.monotonic())
 
     async def emit(self, items, prepared, result):
         self.emitted.append((list(items), result))
@@ -187,13 +200,14 @@ def test_light_traffic_is_scored_in_small_batches_without_waiting():
 
 
 def test_under_load_batches_grow_to_the_maximum_and_the_next_one_is_prepared_during_the_model():
-    rec = Recorder(model_seconds=0.2)   # long enough that a loaded machine still overlaps
-    asyncio.run(_run(rec, BatchPolicy(max_batch=16, max_wait=1.0), list(range(160))))
+    # The model holds each batch until the next one's prepare has begun (at most 2 s): a loop that prepares
+    # during the model does so for every batch but the last, however loaded the machine; one that prepares
+    # only after the model returns never does (each batch then waits out the 2 s).
+    rec = Recorder(model_seconds=0.05, wait_for_prepare=2.0)
+    asyncio.run(_run(rec, BatchPolicy(max_batch=16, max_wait=1.0), list(range(160)), settle=30.0))
     sizes = [len(items) for items, _ in rec.emitted]
-    assert max(sizes) == 16 and sizes.count(16) >= len(sizes) - 2
-    # The next batch is cut just before the model should finish, so on a loaded machine the prepare thread is
-    # sometimes scheduled only after it did: most batches, not all, are prepared during the model.
-    assert rec.prepared_while_model_ran >= len(sizes) // 2, (rec.prepared_while_model_ran, len(sizes))
+    assert sum(sizes) == 160 and max(sizes) == 16 and sizes.count(16) >= len(sizes) - 2
+    assert rec.prepared_while_model_ran >= len(sizes) - 1, (rec.prepared_while_model_ran, len(sizes))
 
 
 def test_a_failing_batch_reaches_emit_as_the_exception_and_the_rest_go_on():
