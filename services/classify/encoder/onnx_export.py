@@ -64,8 +64,11 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def onnx_cache_root() -> Path:
-    """Where exports are cached: ``<repo>/.cache/onnx`` (never in git)."""
-    return REPO_ROOT / ".cache" / "onnx"
+    """Where exports are cached: ``TRIAGE_ONNX_CACHE``, by default ``<repo>/.cache/onnx`` (never in git). The
+    classify image exports at build time into ``/opt/triage/onnx`` and points this there, so a pod starts on
+    the baked export instead of exporting on a read-only root."""
+    configured = os.environ.get("TRIAGE_ONNX_CACHE", "").strip()
+    return Path(configured) if configured else REPO_ROOT / ".cache" / "onnx"
 
 
 @dataclass(frozen=True)

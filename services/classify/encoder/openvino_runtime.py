@@ -8,10 +8,11 @@ In the model dependencies (the classify image has it). Where the package is miss
   the plugin's default is bf16.
 - ``openvino-bf16``: ``INFERENCE_PRECISION_HINT=bf16`` (only where the CPU has native bf16).
 
-Compiled models are cached under ``.cache/openvino/<precision>/`` (OpenVINO's ``CACHE_DIR``), so a second
-start on the same machine skips the compilation. One directory per precision, not one for all: OpenVINO
-2026.4's cache key leaves the precision hint out, and a bf16 model loaded from the blob compiled for f32
-crashes the process in its first inference (double free; measured here on a Xeon with AMX).
+Compiled models are cached under ``TRIAGE_OPENVINO_CACHE/<precision>/`` (default ``.cache/openvino``;
+OpenVINO's ``CACHE_DIR``; unwritable: no cache), so a second start on the same machine skips the compilation.
+One directory per precision, not one for all: OpenVINO 2026.4's cache key leaves the precision hint out, and
+a bf16 model loaded from the blob compiled for f32 crashes the process in its first inference (double free;
+measured here on a Xeon with AMX).
 
 ``OpenVinoSession.run`` has ONNX Runtime's ``InferenceSession.run`` signature, so ``Encoder.embed_ids`` runs
 either the same way (one caller at a time: the worker's model stage is one thread).
@@ -25,10 +26,15 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from services.common.logging import get_logger
+
+log = get_logger("classify")
 
 OPENVINO_PRECISIONS = ("fp32", "bf16")
 HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -60,18 +66,27 @@ def openvino_config(precision: str, threads: int, cache_dir: Path | None) -> dic
     return config
 
 
+def openvino_cache_root() -> Path:
+    """OpenVINO's compiled-model cache: ``TRIAGE_OPENVINO_CACHE``, by default ``<repo>/.cache/openvino``."""
+    configured = os.environ.get("TRIAGE_OPENVINO_CACHE", "").strip()
+    return Path(configured) if configured else REPO_ROOT / ".cache" / "openvino"
+
+
 class OpenVinoSession:
     """The ONNX file at ``path`` compiled for this CPU; ``run`` as ONNX Runtime's (one output)."""
 
-    def __init__(self, path: Path, precision: str, threads: int,
-                 cache_dir: Path | None = REPO_ROOT / ".cache" / "openvino"):
+    def __init__(self, path: Path, precision: str, threads: int, cache_dir: Path | None = None):
         import openvino as ov
 
         core = ov.Core()
         self.precision = precision
-        cache = None if cache_dir is None else cache_dir / precision
-        if cache is not None:
-            cache.mkdir(parents=True, exist_ok=True)
+        wanted = (cache_dir or openvino_cache_root()) / precision
+        cache: Path | None = wanted
+        try:
+            wanted.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:   # a read-only root: compile without a cache (slower start, same model)
+            log.warning("openvino_cache_unwritable", cache=str(wanted), error=str(exc))
+            cache = None
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU",
                                            openvino_config(precision, threads, cache))
         self.request = self.compiled.create_infer_request()
