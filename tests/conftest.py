@@ -35,7 +35,8 @@ _START_TIMEOUT_S = 90.0
 
 # Whole pipelines as separate processes (ingest, several classify and router replicas, a broker of their own).
 HEAVY = frozenset({"test_chaos.py", "test_scale_out.py", "test_pipeline.py", "test_replay_event_time_pipeline.py",
-                   "test_crisis_pipeline.py", "test_partition_growth_broker.py"})
+                   "test_crisis_pipeline.py", "test_partition_growth_broker.py",
+                   "test_classify_partition_growth_broker.py"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

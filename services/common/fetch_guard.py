@@ -10,9 +10,10 @@ from the queue topics that way (its crisis-input record was committed past by a 
 processed it).
 
 On topics whose offsets are contiguous (`cleanup.policy=delete`, no transactions: at-least-once) the guard
-knows which offset must come next on each partition: the committed offset after a seek, then the last
-record's plus one. A record beyond it is not handed on; the partition is seeked back to the expected offset
-(once per fetch round, at most `max_rewinds` times for the same offset) and read again. Offsets that really
+knows which offset must come next on each partition: the committed offset after a seek (the log start where
+the group never committed one: a partition added by `triage topics grow`), then the last record's plus one.
+A record beyond it is not handed on; the partition is seeked back to the expected offset (once per fetch
+round, at most `max_rewinds` times for the same offset) and read again. Offsets that really
 are gone (below the partition's log start: retention) are accepted as a gap, and so is a gap that survives
 `max_rewinds` re-reads, with a warning each. Records at or before the expected offset pass: Faust itself
 drops what it has read already.
@@ -72,6 +73,8 @@ class FetchGuard:
             committed = await seek_to_committed()
             for tp, offset in committed.items():
                 self.expected_at(tp, offset)
+            await self.expect_log_start([tp for tp, offset in committed.items()
+                                         if tp.topic in self.contiguous and (offset is None or offset < 0)])
             return committed
 
         self.consumer.getmany, self.consumer.seek = guarded_getmany, guarded_seek
@@ -83,6 +86,22 @@ class FetchGuard:
             self.expect.pop(tp, None)   # no committed offset: the first record fetched sets it
         else:
             self.expect[tp] = offset
+
+    async def expect_log_start(self, tps: list[Any]) -> None:
+        """Partitions the group never committed (new ones after `triage topics grow`, a new group): the group reads
+        them from their log start (`consumer_auto_offset_reset=earliest`), so that is the offset expected next. Not
+        left to the first record fetched: a fetch still in flight from an earlier assignment of the partition
+        would start past records this replica never handed on (revoked mid-batch), and they would be skipped."""
+        if not tps:
+            return
+        try:
+            earliest = await self.consumer.earliest_offsets(*tps)
+        except Exception as exc:   # cannot tell: the first record fetched sets it, as before
+            log.warning("fetch_guard_earliest_failed", topic=tps[0].topic, error=type(exc).__name__)
+            return
+        for tp in tps:
+            if earliest.get(tp) is not None:
+                self.expect[tp] = earliest[tp]
 
     async def admit(self, tp: Any, offset: int, sought: set[Any]) -> bool:
         """Whether a fetched record goes on to the streams; `sought`: partitions seeked back this round."""

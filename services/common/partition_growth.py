@@ -208,7 +208,9 @@ async def grow(bootstrap: str, plan: GrowthPlan, partitions: int, *, dry_run: bo
         members = await group_members(admin, plan.group)
         if members:
             raise GrowthRefused(f"consumer group {plan.group} has {members} member(s): stop every {plan.stage} "
-                                "replica first (scale it to 0), the new count must reach all of them at once")
+                                "replica first (scale it to 0), the new count must reach all of them at once; a "
+                                "replica with static membership (POD_NAME) stays a member for its session timeout "
+                                "after it stopped")
         lag = {t: n for t, n in (await group_lag(admin, consumer, plan.group, plan.drained, counts)).items() if n}
         if lag:
             backlog = ", ".join(f"{t} ({n} records)" for t, n in lag.items())

@@ -33,15 +33,16 @@ class Consumer:
 
     tp: TP
     offsets: list[int]
-    committed: int
+    committed: int | None   # None: the group never committed this partition (a new one after a grow)
     stale: list[int] = field(default_factory=list)
     earliest: int = 0
     batch: int = 4
     position: int = 0
     seeks: list[int] = field(default_factory=list)
 
-    async def seek_to_committed(self) -> dict[TP, int]:
-        self.position = self.committed
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        if self.committed is not None:   # aiokafka leaves the fetch position alone where nothing was committed
+            self.position = self.committed
         return {self.tp: self.committed}
 
     async def seek(self, tp: TP, offset: int) -> None:
@@ -111,6 +112,16 @@ def test_a_gap_that_survives_the_rereads_is_accepted_instead_of_stalling():
     got = asyncio.run(_drain(_guarded(consumer, {RAW.topic}, max_rewinds=2), 6))
     assert consumer.seeks == [70, 70]
     assert got == [68, 69, *range(71, 77)]       # 70 skipped after two re-reads, nothing twice
+
+
+def test_a_partition_never_committed_is_read_from_its_log_start():
+    # A partition added by `triage topics grow`: no committed offset. A replica read 0-2 of it, lost it in a
+    # rebalance before committing and got it back; a fetch from its old position is still in flight.
+    consumer = Consumer(TP(MENTIONS_RAW, 3), list(range(20)), committed=None, stale=[3, 4, 5])
+    got = asyncio.run(_drain(_guarded(consumer, {MENTIONS_RAW}), 4))
+    assert got[:6] == [0, 1, 2, 3, 4, 5] and consumer.seeks == [0]
+    unguarded = Consumer(TP(MENTIONS_RAW, 3), list(range(20)), committed=None, stale=[3, 4, 5])
+    assert asyncio.run(_drain(unguarded, 2))[0] == 3   # what Faust got: 0-2 never handed on, committed past
 
 
 def test_compacted_topics_are_not_guarded():
