@@ -35,7 +35,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 10.0
-DEFAULT_CONFIGS = "torch:auto,torch:fp32,onnx:fp32,onnx:int8"
+DEFAULT_CONFIGS = "torch:auto,torch:fp32,onnx:fp32,onnx:int8,openvino:bf16,auto:auto"
 PHASES = ("interpreter", "imports", "scorer_built", "first_scored")
 
 

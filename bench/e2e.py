@@ -350,8 +350,12 @@ async def run(args: argparse.Namespace) -> int:
           "| outage trigger s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for phase in results.phases.values():
         print(_row(phase, args.seconds))
+    # PagerDuty's Events v2 has no "update": an update is another `trigger` with the same dedup_key, so the
+    # incidents paged are the distinct dedup keys, and the events beyond them are updates.
     triggers = sum(1 for _, e in results.pd_events if e.get("event_action") == "trigger")
-    print(f"\nPagerDuty stand-in: {len(results.pd_events)} events ({triggers} triggers)")
+    incidents = len({e.get("dedup_key") for _, e in results.pd_events if e.get("event_action") == "trigger"})
+    print(f"\nPagerDuty stand-in: {len(results.pd_events)} events: {incidents} incidents triggered (distinct "
+          f"dedup keys), {triggers - incidents} re-triggers of them (updates)")
     if any(p.rss_mib for p in results.phases.values()):
         names = [n for n in localrun.SERVICES if any(n in p.rss_mib for p in results.phases.values())]
         print("\n| offered /s | " + " | ".join(f"{n} RSS / peak MiB" for n in names) + " |\n|---:|"
@@ -366,6 +370,7 @@ async def run(args: argparse.Namespace) -> int:
         path = write_results("e2e", {
             "burst_at_s": args.burst_at, "burst_share": args.burst_share, "warm_after_s": warm_after,
             "pagerduty_events": len(results.pd_events), "pagerduty_triggers": triggers,
+            "pagerduty_incidents": incidents,
             "phases": [p.figures(args.seconds) for p in results.phases.values()]})
         print(f"\nwrote {path}")
     return 0
