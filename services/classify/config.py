@@ -30,8 +30,14 @@ class ClassifySettings(WorkerSettings):
     )
     runtime: Literal["auto", "torch", "onnx", "openvino"] = Field(
         "torch", description="encoder runtime: torch, onnx (ONNX Runtime over the cached export of the same "
-                             "weights), openvino (OpenVINO over that export; the optional openvino package) or "
+                             "weights), openvino (OpenVINO over that export; bf16 where the CPU has it natively) or "
                              "auto = the fastest that passes parity with fp32 torch on this CPU")
+    # Read where the files are found (encoder/onnx_export.onnx_cache_root, openvino_runtime.openvino_cache_root),
+    # also by `triage model build`, which has no service settings; declared here so they are documented settings.
+    onnx_cache: str = Field("", description="directory of the ONNX exports (ONNX Runtime and OpenVINO run them); "
+                                            "empty = <repo>/.cache/onnx. The classify image bakes /opt/triage/onnx")
+    openvino_cache: str = Field("", description="OpenVINO's compiled-model cache; empty = <repo>/.cache/openvino; "
+                                                "unwritable = no cache. The image uses /tmp/openvino")
     adapter_dir: str = Field(
         "", description="fine-tuned encoder adapter directory; empty = the bundled one, 'none' = the plain base"
     )

@@ -100,3 +100,24 @@ def test_the_parity_set_is_real_multilingual_text() -> None:
 
     langs = {json.loads(line)["lang"] for line in PARITY_SET.read_text(encoding="utf-8").splitlines()}
     assert langs == {"en", "es", "ar", "hi", "fr", "de", "pt", "it"}
+
+
+@pytest.mark.parametrize(("native", "expected", "reason"), [
+    (True, "openvino-bf16", "configured"),
+    (False, "openvino-fp32", "configured bf16, but this CPU has no native bf16: fp32"),
+])
+def test_a_configured_openvino_bf16_runs_fp32_where_the_cpu_has_no_native_bf16(
+        monkeypatch: pytest.MonkeyPatch, native: bool, expected: str, reason: str) -> None:
+    # The deployment sets TRIAGE_RUNTIME=openvino TRIAGE_PRECISION=bf16 for every node; on a CPU without
+    # AVX512_BF16/AMX the pod runs OpenVINO fp32 (emulated bf16 is slower than fp32), and says why.
+    from types import SimpleNamespace
+
+    import services.classify.encoder.runtime as runtime
+
+    applied: list[tuple[str, str]] = []
+    monkeypatch.setattr(runtime, "native_bf16", lambda flags=None: native)
+    monkeypatch.setattr(runtime, "openvino_available", lambda: True)
+    monkeypatch.setattr(runtime, "apply", lambda enc, name, variants, why: applied.append((name, why)))
+    fp32_torch = SimpleNamespace(engine="torch", precision=SimpleNamespace(mode="fp32"))
+    assert runtime.select_runtime(fp32_torch, "openvino", "bf16", None, 2) == expected
+    assert applied == [(expected, reason)]

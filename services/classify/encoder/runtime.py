@@ -300,12 +300,16 @@ def select_runtime(encoder: Any, runtime: str, precision: str, parity: ParityLab
                    texts: Sequence[str] | None = None) -> str:
     """Resolve ``runtime`` / ``precision`` for ``encoder`` (fp32 torch) and switch it there; the runtime's name."""
     variants = Variants(encoder, threads, precision_cache, precision_key, onnx_root)
-    if (runtime == "onnx" and precision in ONNX_CONFIGURABLE) or (runtime == "openvino"
-                                                                   and precision in ("fp32", "bf16")):
+    if runtime == "onnx" and precision in ONNX_CONFIGURABLE:
         name = f"{runtime}-{precision}"
         apply(encoder, name, variants, "configured")
         return name
     names = candidates(runtime, precision)
+    if runtime == "openvino" and precision in ("fp32", "bf16"):
+        # configured; bf16 only where the CPU has it natively (candidates leaves fp32 elsewhere)
+        apply(encoder, names[0], variants, "configured" if names[0] == f"openvino-{precision}"
+              else "configured bf16, but this CPU has no native bf16: fp32")
+        return names[0]
     if len(names) == 1:
         apply(encoder, names[0], variants, "the only candidate for this precision")
         return names[0]
