@@ -38,7 +38,6 @@ from __future__ import annotations
 import bisect
 import calendar
 import csv
-import hashlib
 import json
 import os
 import sys
@@ -138,26 +137,13 @@ def scores_path(event: str, fp: str) -> Path:
     return CACHE / f"{event}.scores-{fp}.jsonl"
 
 
-RUNTIME_CACHE_FILES = frozenset({"runtime-choices.json", "precision-choices.json"})   # measurements, not the model
 
 
 def fingerprint() -> str:
-    """Model files and scoring settings (as `bench.crisis_realtext`'s cache, less the runtime measurements a
-    scorer writes into the model folder: they change on every measurement, not the model's scores)."""
-    from services.classify.config import ClassifySettings
-    from services.classify.encoder.loader import ensure_default_model
-    from services.classify.heads import ARTIFACTS_DIR
+    """The score cache's key: `bench.crisis_realtext.score_fingerprint` (model files and scoring settings)."""
+    from bench.crisis_realtext import score_fingerprint
 
-    s = ClassifySettings()
-    h = hashlib.sha256(f"{s.model}|{s.heads_dir}|{s.adapter_dir}|{s.precision}|{s.max_tokens}".encode())
-    for p in sorted(ARTIFACTS_DIR.rglob("*")):
-        if p.is_file():
-            h.update(p.name.encode() + hashlib.sha256(p.read_bytes()).digest())
-    model = Path(s.model) if s.model else Path(ensure_default_model())
-    for p in sorted(model.rglob("*")) if model.is_dir() else []:
-        if p.is_file() and p.name not in RUNTIME_CACHE_FILES:
-            h.update(f"{p.relative_to(model)}|{p.stat().st_size}|{int(p.stat().st_mtime)}".encode())
-    return h.hexdigest()[:20]
+    return score_fingerprint()
 
 
 class EventScorer:
