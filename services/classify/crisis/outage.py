@@ -241,8 +241,11 @@ class OutageDetector:
             # closes), so the window's own mentions times the pooled share are expected too. A new brand
             # whose first minutes carry a steady share of stray outage scores is not an outage; a burst of
             # reports on a brand with little else is (its expectation is a pooled share of itself).
+            # The share is at least the configured prior: the pool is learned from the brands' winsorised
+            # rates, which lag while every brand is new (a fresh install, a demo), and a pool of 0.15% made a
+            # new brand's steady 2% of stray outage scores at 1,000 mentions a minute look like an outage.
             total = self.count(now, seconds) + self._count(self.other, self.other_ring, now, seconds)
-            return max(by_rate, self.pooled_share * total), dispersion
+            return max(by_rate, max(self.pooled_share, c.prior_share) * total), dispersion
         usual_other = other_rate * seconds / 60.0
         other = self._count(self.other, self.other_ring, now, seconds)
         scale = (other + c.volume_prior_count) / (usual_other + c.volume_prior_count)
