@@ -128,11 +128,13 @@ def test_a_runtime_failing_parity_is_refused_and_the_log_says_why(
     assert "onnx-fp32 refused: label agreement" in enc.runtime_reason
     assert any("runtime onnx-fp32 refused" in r.getMessage() for r in caplog.records)
 
-    # A recorded macro-F1 failure (`triage model parity`) refuses a runtime whose labels agree.
+    # A recorded macro-F1 failure (`triage model parity`) refuses a runtime whose labels agree (OpenVINO's fp32,
+    # a candidate too where it is installed, is recorded as failing as well, so only torch-fp32 is left).
     cache = RuntimeChoices(tmp_path / "b.json")
     parity = head_labels(heads)
     cache.put(parity_key(torch_fp32.version, parity.version, texts),
-              {"trials": {"onnx-fp32": {"f1": {"intent_realdev": [60.0, 58.0]}}}})
+              {"trials": {"onnx-fp32": {"f1": {"intent_realdev": [60.0, 58.0]}},
+                          "openvino-fp32": {"f1": {"intent_realdev": [60.0, 57.0]}}}})
     enc = copy.copy(torch_fp32)
     assert select_runtime(enc, "auto", "fp32", parity, threads, cache=cache, texts=texts) == "torch-fp32"
     assert "onnx-fp32 refused: intent_realdev macro-F1 58.00 vs 60.00" in enc.runtime_reason
