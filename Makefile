@@ -11,7 +11,8 @@ SEED ?= 7
 SEEDS ?=
 
 .PHONY: help venv lock sbom audit tools proto proto-check kafka-jars model demo test test-unit test-integration lint up down \
-        kafka-up kafka-down fuzz train eval parity eval-crisis bench profile bench-e2e bench-scale capacity manifests deploy-check clean chaos
+        kafka-up kafka-down fuzz train eval parity eval-crisis bench profile bench-e2e bench-scale capacity manifests deploy-check clean chaos \
+        test-classify-grow
 
 help:
 	@echo "make demo [DURATION=60]  run the whole pipeline on the embedded sample (stops after DURATION s)"
@@ -117,6 +118,11 @@ demo: $(STAMP) proto kafka-jars model
 test: $(STAMP) proto kafka-jars model
 	$(PY) -m services.devtools.protobuild --check
 	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+
+# The classify partition grow on the real broker (tests/integration/test_classify_partition_growth_broker.py):
+# out of `make test` while a mention can still be lost after a grow (docs/scaling.md, "Known gap").
+test-classify-grow: $(STAMP) proto kafka-jars model
+	TRIAGE_TEST_CLASSIFY_GROW=1 $(PY) -m pytest tests/integration/test_classify_partition_growth_broker.py -q $(PYTEST_ARGS)
 
 # Hostile-input fuzz of every ingest endpoint on a real broker, against `triage ingest` as its own
 # process: 25,000 requests per property (100,000 in all, FUZZ_MIN_REQUESTS checked), each property
