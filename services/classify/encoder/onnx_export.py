@@ -67,8 +67,13 @@ def onnx_cache_root() -> Path:
     """Where exports are cached: ``TRIAGE_ONNX_CACHE``, by default ``<repo>/.cache/onnx`` (never in git). The
     classify image exports at build time into ``/opt/triage/onnx`` and points this there, so a pod starts on
     the baked export instead of exporting on a read-only root."""
-    configured = os.environ.get("TRIAGE_ONNX_CACHE", "").strip()
-    return Path(configured) if configured else REPO_ROOT / ".cache" / "onnx"
+    return cache_dir("TRIAGE_ONNX_CACHE", "onnx")
+
+
+def cache_dir(env: str, name: str) -> Path:
+    """The directory the environment variable ``env`` names (blank: unset), else ``<repo>/.cache/<name>``."""
+    configured = os.environ.get(env, "").strip()
+    return Path(configured) if configured else REPO_ROOT / ".cache" / name
 
 
 @dataclass(frozen=True)

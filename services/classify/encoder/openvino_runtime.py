@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ log = get_logger("classify")
 
 OPENVINO_PRECISIONS = ("fp32", "bf16")
 HINTS = {"fp32": "f32", "bf16": "bf16"}
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def openvino_available() -> bool:
@@ -68,8 +66,9 @@ def openvino_config(precision: str, threads: int, cache_dir: Path | None) -> dic
 
 def openvino_cache_root() -> Path:
     """OpenVINO's compiled-model cache: ``TRIAGE_OPENVINO_CACHE``, by default ``<repo>/.cache/openvino``."""
-    configured = os.environ.get("TRIAGE_OPENVINO_CACHE", "").strip()
-    return Path(configured) if configured else REPO_ROOT / ".cache" / "openvino"
+    from services.classify.encoder.onnx_export import cache_dir
+
+    return cache_dir("TRIAGE_OPENVINO_CACHE", "openvino")
 
 
 class OpenVinoSession:
