@@ -1,12 +1,13 @@
 """Scale-out on Kafka partitions (issue 12): 3 classify and 2 router replicas as processes on a private broker
 with 6-partition topics, the real model, local PagerDuty- and Slack-shaped receivers.
 
-A burst of 500 outage posts for one brand (keyed by mention id: spread over every partition of mentions.raw)
-plus ordinary traffic for three other brands: exactly one incident for the burst brand and none for the
-others, one PagerDuty trigger, one Slack thread, every mention on the queue topics exactly once. Mid-incident
-(after its first page) the classify replica that owns the brand's crisis partition and the router replica
-that owns the incident's PagerDuty group are killed with SIGKILL, and a fourth classify replica joins: same
-invariants (the brand's open incident and the group move with their partitions).
+A burst of at least 500 outage posts for one brand, until it has paged and 30 s more (keyed by mention id:
+spread over every partition of mentions.raw), plus ordinary traffic for three other brands: exactly one
+incident for the burst brand and none for the others, one PagerDuty trigger, one Slack thread, every mention
+on the queue topics exactly once. Mid-incident (after its first page) the classify replica that owns the
+brand's crisis partition and the router replica that owns the incident's PagerDuty group are killed with
+SIGKILL, and a fourth classify replica joins: same invariants (the brand's open incident and the group move
+with their partitions).
 """
 
 from __future__ import annotations
@@ -122,15 +123,20 @@ async def test_three_classify_two_router_replicas_one_incident_one_page_each_men
             return all(re.search(r"event=crisis_partitions partitions=\"\[[0-9]", p.log_tail(200_000))
                        for p in classify) and all("event=partitions_assigned" in p.log_tail(200_000) for p in routers)
         await wait_for(assigned, 180, "all replicas assigned", interval=1)
-        burst = [mention(i, rng.choice(OUTAGE), BRAND, rng) for i in range(500)]
-        ordinary = [mention(1000 + i, rng.choice(ORDINARY).format(b=b), b, rng)
-                    for i, b in enumerate(["acme", "globex", "initech"] * 50)]
+        # Up to 1,500 outage posts (60 rounds of 25 every 3 s), of which at least 500: the burst goes on until
+        # the incident has paged and 10 more rounds have followed the kill (on a loaded CI machine three
+        # replicas sharing two cores may page only after the first minute).
+        burst = [mention(i, rng.choice(OUTAGE), BRAND, rng) for i in range(1500)]
+        ordinary = [mention(10_000 + i, rng.choice(ORDINARY).format(b=b), b, rng)
+                    for i, b in enumerate(["acme", "globex", "initech"] * 180)]
         producer = make_producer(bootstrap, "test-scale")
         await producer.start()
         try:
             sent: list[pb.Mention] = []
-            killed = False
-            for r in range(20):   # 25 outage posts and 7-8 ordinary ones every 3 s: a minute of outage
+            killed_at: int | None = None
+            r = 0
+            while r < 20 or (killed_at is None and r < 60) or (killed_at is not None and r < killed_at + 10):
+                # 25 outage posts and 7-8 ordinary ones every 3 s
                 batch = burst[r * 25:(r + 1) * 25] + ordinary[r * 150 // 20:(r + 1) * 150 // 20]
                 for m in batch:
                     m.received_at.CopyFrom(ts_from_epoch(time.time()))
@@ -138,7 +144,7 @@ async def test_three_classify_two_router_replicas_one_incident_one_page_each_men
                         for m in batch]
                 await asyncio.gather(*futs)
                 sent += batch
-                if not killed and apis.pd("trigger"):
+                if killed_at is None and apis.pd("trigger"):
                     # Mid-incident: the owners of the brand's crisis state and of the incident's PagerDuty
                     # group die without clean-up; a new classify replica joins.
                     incident = apis.pd("trigger")[0]["dedup_key"]
@@ -148,15 +154,24 @@ async def test_three_classify_two_router_replicas_one_incident_one_page_each_men
                     victim_c.kill()
                     victim_r.kill()
                     procs.append(start("classify", "classify-3"))
-                    killed = True
+                    killed_at = r
                 await asyncio.sleep(3)
-            assert len(sent) == 650
-            assert killed, "the incident was never paged during the burst: the kill proves nothing"
+                r += 1
+            assert killed_at is not None, ("never paged during 3 minutes of burst: the kill proves nothing\n"
+                                           + "\n".join(f"--- {p.log}\n{p.log_tail(4000)}" for p in procs))
+            total = len(sent)
+            assert total == r * 25 + r * 150 // 20
+
+            routed: set[str] = set()
 
             async def all_routed() -> bool:
                 got = await consume(bootstrap, [queue_topic("urgent"), queue_topic("normal")], idle=0.5, timeout=15)
-                return len({codec.decode(v, pb.RoutedMention).scored.mention.mention_id for _, _, v in got}) >= 650
-            await wait_for(all_routed, 300, "all 650 mentions on the queue topics", interval=3)
+                routed.update(codec.decode(v, pb.RoutedMention).scored.mention.mention_id for _, _, v in got)
+                return len(routed) >= total
+            try:
+                await wait_for(all_routed, 300, "every mention sent on the queue topics", interval=3)
+            except AssertionError as e:
+                raise AssertionError(f"{e}: {len(routed)} of {total} (paged in round {killed_at} of {r})") from e
             await wait_for(lambda: apis.pd("trigger") and [m for m in apis.slack if "thread_ts" not in m], 90,
                            "the incident's PagerDuty trigger and Slack thread")
             await asyncio.sleep(5)   # a second trigger or thread from another replica would show up by now
@@ -169,7 +184,7 @@ async def test_three_classify_two_router_replicas_one_incident_one_page_each_men
 
     queued = await consume(bootstrap, [queue_topic("urgent"), queue_topic("normal")], idle=1, timeout=30)
     ids = Counter(codec.decode(v, pb.RoutedMention).scored.mention.mention_id for _, _, v in queued)
-    assert set(ids) == {m.mention_id for m in burst + ordinary}, logs
+    assert set(ids) == {m.mention_id for m in sent}, logs
     assert [mid for mid, n in ids.items() if n > 1] == [], logs            # each mention exactly once
     incidents = [codec.decode(v, pb.Incident) for _, _, v in await consume(bootstrap, [topics.INCIDENTS],
                                                                            idle=1, timeout=20)]
