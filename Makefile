@@ -207,10 +207,12 @@ profile: $(STAMP) proto model
 # service. The default is issue 27's four-rate table (about 8-14 minutes with the drains); E2E_SECONDS=15 (or
 # E2E_RATES=50 E2E_SECONDS=15) is the short variant for checking the tooling, not for figures: the outage burst
 # starts 20 s into each phase, so phases under ~35 s measure no trigger. Figures also go to $(BENCH_OUT)/e2e-*.json.
+# E2E_PROFILE=FILE also records the classify worker with py-spy during the phases and prints where its time goes.
 E2E_RATES ?= 50,100,200,400
 E2E_SECONDS ?= 60
+E2E_PROFILE ?=
 bench-e2e: $(STAMP) proto model kafka-jars
-	$(PY) -m bench.e2e --rates $(E2E_RATES) --seconds $(E2E_SECONDS)
+	$(PY) -m bench.e2e --rates $(E2E_RATES) --seconds $(E2E_SECONDS) $(if $(E2E_PROFILE),--profile $(E2E_PROFILE))
 
 # Classify scale-out (issue 12, bench/scale.py): SCALE_REPLICAS classify processes (1 torch thread each, crisis
 # detection off) per run over the same 6-partition mentions.raw on a private broker, a fresh consumer group per

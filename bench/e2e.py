@@ -70,11 +70,14 @@ async def _until(done: Callable[[], bool], timeout: float) -> bool:
     return done()
 
 
+PROFILE_RATE = 25   # py-spy samples per second of the worker profile
+
+
 async def _start_profiler(pid: int, out: Path, tries: int = 5) -> asyncio.subprocess.Process | None:
     """py-spy recording ``pid`` into ``out``; retried, as attaching sometimes fails to find the interpreter."""
     for _ in range(tries):
         proc = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", "25",
+            str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", str(PROFILE_RATE),
             "--format", "raw", "--native", "--threads", "--idle", "-o", str(out),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         with contextlib.suppress(asyncio.TimeoutError):
@@ -346,6 +349,11 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.wait_for(watcher, 10)
         await asyncio.to_thread(localrun.down, run_dir)
         await pd_runner.cleanup()
+    if profiler is not None and args.profile.exists():
+        from bench.profile import print_worker_summary
+
+        print()
+        print_worker_summary(args.profile, PROFILE_RATE)
     print("\n| offered /s | accepted | achieved routed /s | p50 s | p95 s | p99 s | backlog at stop | drained in s "
           "| outage trigger s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for phase in results.phases.values():

@@ -28,6 +28,11 @@ them). Needs py-spy (the dev extra) and ptrace
 permission over a child process (root in a container, or kernel.yama.ptrace_scope <= 1).
 
     python -m bench.profile [--tweets 2000] [--rate 100] [--env TRIAGE_RUNTIME=onnx ...]
+
+The classify **worker** under load is profiled by `make bench-e2e E2E_PROFILE=.cache/bench/worker.txt` (py-spy
+attached to the running worker, raw folded stacks, every thread, idle included); the same parts plus the Kafka
+client and Faust and the crisis engine are printed at the end of that run, or later with
+`python -m bench.profile --worker FILE --rate 25`.
 """
 
 from __future__ import annotations
@@ -100,6 +105,76 @@ def summarise(speedscope: dict[str, Any], top: int = 15) -> dict[str, Any]:
             "top_self_outside_model": [[name, round(s / steady, 4)] for name, s in self_time.most_common(top)]}
 
 
+# The classify worker's own parts (bench/e2e.py --profile records it under load): checked before PARTS, so a
+# sample in the Kafka client or the crisis engine is not counted as "other".
+WORKER_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Kafka client and Faust", (r"/aiokafka/", r"/faust/", r"/mode/", r"/kafka/")),
+    ("crisis engine", (r"services/classify/crisis", r"crisis_agent\.py")),
+)
+WORKER_RULES = [(part, [re.compile(n) for n in needles]) for part, needles in WORKER_PARTS]
+# a thread with nothing to do: the event loop's poll, a lock or condition wait, a pool thread's idle get
+IDLE = [re.compile(n) for n in (r"^(epoll_wait|select|poll|_poll) ", r"^select \(.*selectors\.py",
+                                r"^(wait|get|_worker|acquire) \(.*(threading|queue|concurrent/futures/thread)\.py",
+                                r"^(pthread_cond_(timed)?wait|__futex_abstimed_wait_common|futex_wait|sem_wait)")]
+WORKER_ORDER = [p for p, _ in PARTS if p != "start-up"] + [p for p, _ in WORKER_PARTS] + ["other", "idle"]
+
+
+_LINE = re.compile(r":\d+\)$")
+
+
+def raw_frame(text: str) -> str:
+    """A py-spy raw frame (``name (pkg/module.py:12)``, site-packages paths shortened to the package) as the
+    rules read it: ``name (/pkg/module.py)``."""
+    name, sep, where = text.partition(" (")
+    return f"{name}{sep}{'' if where.startswith(('/', '<')) else '/'}{_LINE.sub(')', ')' + where)[1:]}" if sep else text
+
+
+def worker_part_of(stack: Sequence[str]) -> str:
+    """The part of a worker sample (frames outermost first, raw_frame form; native frames may follow the
+    innermost Python frame, whose wait makes the sample idle)."""
+    python = [f for f in stack if ".py)" in f or "<frozen" in f]
+    if python and any(n.search(python[-1]) for n in IDLE):
+        return "idle"
+    for part, needles in [*RULES[1:], *WORKER_RULES]:   # no start-up in a warm worker
+        if any(n.search(f) for f in stack for n in needles):
+            return part
+    return "other"
+
+
+def summarise_folded(lines: Sequence[str], rate: float, top: int = 15) -> dict[str, Any]:
+    """Seconds per part of a py-spy ``--format raw`` profile (``frame;frame;... count`` per line), over every
+    thread, with the busy shares (idle left out) and the top self-time functions outside the model forward."""
+    parts: Counter[str] = Counter()
+    self_time: Counter[str] = Counter()
+    for line in lines:
+        stack_text, _, count = line.rstrip("\n").rpartition(" ")
+        if not stack_text or not count.isdigit():
+            continue
+        stack = [raw_frame(f) for f in stack_text.split(";")]
+        part = worker_part_of(stack)
+        parts[part] += int(count) / rate
+        if part not in ("model forward", "idle"):
+            self_time[f"{stack[-1]} [{part}]"] += int(count) / rate
+    total = sum(parts.values()) or 1.0
+    busy = (total - parts["idle"]) or 1.0
+    return {"seconds": round(total, 2), "busy_seconds": round(busy, 2),
+            "busy_shares": {p: round(parts[p] / busy, 4) for p in WORKER_ORDER if p != "idle"},
+            "top_self_outside_model": [[name, round(s / busy, 4)] for name, s in self_time.most_common(top)]}
+
+
+def print_worker_summary(path: Path, rate: float) -> dict[str, Any]:
+    summary = summarise_folded(path.read_text(encoding="utf-8", errors="replace").splitlines(), rate)
+    print(f"# classify worker profile {path}: {summary['seconds']:.1f} s of samples over all threads, "
+          f"{summary['busy_seconds']:.1f} s busy\n")
+    print("| part | share of the busy samples |\n|---|---:|")
+    for part, share in summary["busy_shares"].items():
+        print(f"| {part} | {share:.1%} |")
+    print("\n| top self time outside the model forward | share of the busy samples |\n|---|---:|")
+    for name, share in summary["top_self_outside_model"]:
+        print(f"| `{name}` | {share:.1%} |")
+    return summary
+
+
 def tweets(n: int) -> list[str]:
     from services.classify.training.datasets import load_umsab
 
@@ -121,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the scoring process (repeatable)")
     parser.add_argument("--idle", action="store_true", help="count idle samples too (py-spy --idle)")
+    parser.add_argument("--worker", type=Path, default=None,
+                        help="only summarise a worker profile (py-spy raw folded stacks, e.g. bench/e2e.py --profile)")
     args = parser.parse_args(argv)
+    if args.worker is not None:
+        print_worker_summary(args.worker, args.rate)
+        return 0
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(pyspy).exists():
         print("bench.profile: py-spy not found (pip install '.[dev]')", file=sys.stderr)

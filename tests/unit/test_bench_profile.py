@@ -53,3 +53,30 @@ def test_a_forward_pass_inside_the_tokeniser_stage_is_still_the_model() -> None:
     assert part_of(["main (x.py)", f"run ({SITE}/onnxruntime/capi/onnxruntime_inference_collection.py)"]) \
         == "model forward"
     assert part_of(["main (x.py)"]) == "other"
+
+
+def test_a_worker_profile_in_py_spy_raw_form_is_split_into_the_workers_parts_and_idle() -> None:
+    from bench.profile import summarise_folded
+
+    t = "thread (7)"
+    lines = [
+        f"{t};<module> (services/classify/__main__.py:3);run (asyncio/base_events.py:1);"
+        "select (selectors.py:468);0x7f1 (libc.so.6) 50",                                      # the loop, idle
+        f"{t};_worker (concurrent/futures/thread.py:83);embed_ids (services/classify/encoder/loader.py:200);"
+        "forward (torch/nn/modules/linear.py:125) 30",                                           # the model
+        f"{t};getone (aiokafka/consumer/consumer.py:1);_fetch (aiokafka/consumer/fetcher.py:9) 8",  # Kafka
+        f"{t};on_scored (services/classify/crisis_agent.py:5);observe (services/classify/crisis/engine.py:1) 4",
+        f"{t};encode (services/common/codec.py:40);SerializeToString (google/protobuf/message.py:1) 4",
+        f"{t};detect (services/classify/langid.py:10) 2",
+        f"{t};score (services/classify/pipeline.py:77) 2",
+        "not a sample line",
+    ]
+    out = summarise_folded(lines, rate=10)
+    assert out["seconds"] == 10.0 and out["busy_seconds"] == 5.0
+    shares = out["busy_shares"]
+    assert shares["model forward"] == 0.6 and shares["Kafka client and Faust"] == 0.16
+    assert shares["crisis engine"] == shares["protobuf"] == 0.08 and shares["language ID"] == shares["other"] == 0.04
+    assert "idle" not in shares
+    top = dict(out["top_self_outside_model"])
+    assert top["_fetch (/aiokafka/consumer/fetcher.py) [Kafka client and Faust]"] == 0.16
+    assert not [name for name in top if "linear.py" in name or "selectors" in name]
