@@ -105,20 +105,20 @@ def summarise(speedscope: dict[str, Any], top: int = 15) -> dict[str, Any]:
             "top_self_outside_model": [[name, round(s / steady, 4)] for name, s in self_time.most_common(top)]}
 
 
-# The classify worker's own parts (bench/e2e.py --profile records it under load): checked before PARTS, so a
-# sample in the Kafka client or the crisis engine is not counted as "other".
+# The classify worker's own parts (bench/e2e.py --profile records it under load). A worker sample is the part
+# of its innermost Python frame that any rule names (the callback that runs, not the event loop or Faust agent
+# around it), so these come after the scoring path's rules and the event loop last.
 WORKER_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Kafka client and Faust", (r"/aiokafka/", r"/faust/", r"/mode/", r"/kafka/")),
     ("crisis engine", (r"services/classify/crisis", r"crisis_agent\.py")),
+    ("Kafka client and Faust", (r"/aiokafka/", r"/faust/", r"/mode/", r"/kafka/")),
+    ("event loop", (r"/asyncio/", r"/uvloop/")),
 )
-WORKER_RULES = [(part, [re.compile(n) for n in needles]) for part, needles in WORKER_PARTS]
-# a thread with nothing to do: the event loop's poll, a lock or condition wait, a pool thread's idle get
-IDLE = [re.compile(n) for n in (r"^(epoll_wait|select|poll|_poll) ", r"^select \(.*selectors\.py",
-                                r"^(wait|get|_worker|acquire) \(.*(threading|queue|concurrent/futures/thread)\.py",
-                                r"^(pthread_cond_(timed)?wait|__futex_abstimed_wait_common|futex_wait|sem_wait)")]
+WORKER_RULES = [*RULES[1:], *[(part, [re.compile(n) for n in needles]) for part, needles in WORKER_PARTS]]
+# a thread with nothing to do, by its innermost Python frame: the event loop's poll, a lock or condition wait,
+# a pool thread's idle get
+IDLE = [re.compile(n) for n in (r"^select \(.*selectors\.py",
+                                r"^(wait|get|_worker|acquire) \(.*(threading|queue|concurrent/futures/thread)\.py")]
 WORKER_ORDER = [p for p, _ in PARTS if p != "start-up"] + [p for p, _ in WORKER_PARTS] + ["other", "idle"]
-
-
 _LINE = re.compile(r":\d+\)$")
 
 
@@ -135,9 +135,10 @@ def worker_part_of(stack: Sequence[str]) -> str:
     python = [f for f in stack if ".py)" in f or "<frozen" in f]
     if python and any(n.search(python[-1]) for n in IDLE):
         return "idle"
-    for part, needles in [*RULES[1:], *WORKER_RULES]:   # no start-up in a warm worker
-        if any(n.search(f) for f in stack for n in needles):
-            return part
+    for f in reversed(python):
+        for part, needles in WORKER_RULES:
+            if any(n.search(f) for n in needles):
+                return part
     return "other"
 
 
