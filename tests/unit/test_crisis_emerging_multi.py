@@ -9,6 +9,7 @@ Synthetic unit vectors, as in test_crisis_emerging.py.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -62,10 +63,13 @@ def test_a_second_problem_opens_its_own_incident_and_each_closes_on_its_own():
     a_until, b_until = START + 3 * 3600, START + 8 * 3600
     events = schedule(rng, a_until, b_until)
     engine, ids, updates = CrisisEngine(), {}, []
-    middle = START + 3600   # A open, B rising: the worker restarts from its checkpoint here
-    run(engine, [e for e in events if e[0] < middle], ids, updates)
-    engine = restore(engine)
-    run(engine, [e for e in events if e[0] >= middle], ids, updates)
+    # The worker restarts from its checkpoint twice: with A open and B rising, then with both open.
+    cuts = [T0, START + 3600, START + 5400, float("inf")]
+    for i, (lo, hi) in enumerate(itertools.pairwise(cuts)):
+        if i:
+            engine = restore(engine)
+            assert len(engine.open_incidents()) == i
+        run(engine, [e for e in events if lo <= e[0] < hi], ids, updates)
 
     new = opened(updates)
     assert [pb.IncidentKind.Name(u.kind) for u in new] == ["EMERGING_ISSUE", "EMERGING_ISSUE"], \
