@@ -15,8 +15,8 @@ state is a plain dict (`to_dict`), checkpointed with the brand's crisis state, s
 partition (a checkpoint of the single-incident format, `incident`/`kind`/`streak`, still loads).
 
 Several problems at once: each distinct problem is its own incident. Every cluster is judged on its own,
-with its own persistence streak; a cluster that fires while no incident follows it opens one (the engine's
-`followed`: cluster id -> the incident's kind, EMERGING_ISSUE or OUTAGE_CLUSTER), up to `max_incidents`
+with its own persistence streak; a cluster that fires while no incident follows it opens one (`followed`,
+set by the engine: cluster id -> the incident's kind, EMERGING_ISSUE or OUTAGE_CLUSTER), up to `max_incidents`
 followed clusters per brand (the most significant first; a further one waits for a free place). A followed
 cluster keeps its incident open while it is active and is never opened again while followed, so one
 problem stays one incident however long its cluster keeps firing.
