@@ -169,8 +169,11 @@ class SurgeConfig:
 class EmergingConfig:
     """Emerging issue: online clusters of the encoder's embeddings of a brand's negative, complaint and outage
     posts; a cluster whose share of the brand's negative posts jumps far above its usual share opens an
-    EMERGING_ISSUE (or joins the outage kind when its posts read as outage reports). See emerging.py, whose
-    docstring has the calibration of `similarity` and `prior_share` on real data."""
+    EMERGING_ISSUE (or joins the outage kind when its posts read as outage reports). Each distinct problem is
+    its own incident: a brand may have up to `max_incidents` clusters followed by open incidents at once (each
+    its own EMERGING_ISSUE, or joining the brand's one outage incident); the clusters they follow are never
+    evicted or merged away. See emerging.py, whose docstring has the calibration of `similarity` and
+    `prior_share` on real data."""
 
     enabled: bool = True
     similarity: float = 0.87                 # cosine to a cluster's centroid at or above which a post joins it
@@ -198,6 +201,15 @@ class EmergingConfig:
     persistence: int = 2                     # consecutive anomalous 10 s buckets before it fires
     samples: int = 6                         # representative posts kept per cluster (nearest its centroid)
     terms: int = 40                          # terms kept per cluster
+    max_incidents: int = 3                   # per brand: clusters followed by open incidents at once (each
+    #   distinct problem its own EMERGING_ISSUE): a brand with more unrelated problems at once pages for the
+    #   first ones, and a further one opens once one of them resolves (if it is still significant then);
+    #   below max_clusters, since followed clusters are never evicted
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_incidents < self.max_clusters:
+            raise ValueError(f"emerging.max_incidents must be from 1 to max_clusters - 1 ({self.max_clusters - 1}),"
+                             f" not {self.max_incidents}")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,17 @@ cluster's centroid is >= `similarity`, else starts one.
 Bounded memory: at most `max_clusters` clusters per brand, each a centroid (an int8 sketch in the checkpoint),
 a decayed post count (halving every `half_life_posts` negative posts of the brand), per-minute counts over the
 longest window, a few representative posts and its terms. When a new cluster needs room, the two closest
-clusters are merged if they are as similar as a post must be to join, else the lightest (not the one an
-incident follows) is evicted. The state is a plain dict (`to_dict`), checkpointed with the brand's crisis
-state, so it moves with the brand's partition.
+clusters are merged if they are as similar as a post must be to join, else the lightest is evicted; a
+cluster an incident follows is never evicted nor merged into another (another may be merged into it). The
+state is a plain dict (`to_dict`), checkpointed with the brand's crisis state, so it moves with the brand's
+partition (a checkpoint of the single-incident format, `incident`/`kind`/`streak`, still loads).
+
+Several problems at once: each distinct problem is its own incident. Every cluster is judged on its own,
+with its own persistence streak; a cluster that fires while no incident follows it opens one (`followed`,
+set by the engine: cluster id -> the incident's kind, EMERGING_ISSUE or OUTAGE_CLUSTER), up to `max_incidents`
+followed clusters per brand (the most significant first; a further one waits for a free place). A followed
+cluster keeps its incident open while it is active and is never opened again while followed, so one
+problem stays one incident however long its cluster keeps firing.
 
 Significance, not a fixed minimum: in each window (15 min, 1 h, 3 h) the cluster's k posts are judged against
 its usual share of the brand's n negative posts in that window, a negative-binomial tail (stats.py):
@@ -205,8 +213,10 @@ class EmergingDetector:
 
         det = EmergingDetector(EmergingConfig())
         cid = det.add(vector, t, summary)      # the id of the cluster the post joined
-        verdict = det.evaluate(now)            # firing / active, reasons "emerging issue: 9 similar ..."
-        det.candidate                          # the cluster that fired (its samples seed the incident)
+        verdict = det.evaluate(now)            # any firing / active, reasons "emerging issue: 9 similar ..."
+        det.firing                             # the clusters that fired and no incident follows yet
+        det.verdicts[cid]                      # one cluster's verdict (firing ones and followed ones)
+        det.follow(cid, pb.EMERGING_ISSUE)     # an incident opened on it; det.unfollow(cid) once it resolved
     """
 
     def __init__(self, config: EmergingConfig | None = None):
@@ -216,10 +226,14 @@ class EmergingDetector:
         self.negatives: dict[int, int] = {}   # minute -> the brand's clustered (negative) posts
         self.total = 0.0                      # decayed negative posts of the brand
         self.next_id = 1
-        self.streak = Streak()
-        self.incident: int | None = None      # the cluster an open incident follows ...
-        self.incident_kind = 0                # ... and that incident's kind (EMERGING_ISSUE or OUTAGE_CLUSTER)
-        self.candidate: Candidate | None = None
+        self.streaks: dict[int, Streak] = {}   # cluster id -> its run of anomalous buckets (only running ones)
+        self.followed: dict[int, int] = {}     # cluster id -> the kind of the open incident that follows it
+        self.candidate: Candidate | None = None   # the most significant anomalous cluster at the last evaluation
+        self.candidates: dict[int, Candidate] = {}   # every anomalous cluster at the last evaluation
+        self.verdicts: dict[int, Verdict] = {}     # per cluster: the followed ones and those in `firing`
+        self.firing: list[Candidate] = []          # unfollowed clusters that fired (most significant first),
+        #                                            as many as there is room for (max_incidents)
+        self._legacy_streak: Streak | None = None  # an old checkpoint's single streak (see from_dict)
         self.pooled_share = self.cfg.prior_share   # set by the engine: pooled over brands
         self._decay = 0.5 ** (1.0 / max(self.cfg.half_life_posts, 1.0))
 
@@ -265,22 +279,28 @@ class EmergingDetector:
 
     def _make_room(self) -> None:
         """Before a new cluster: merge the two closest if they are as similar as a post must be to join,
-        else evict the lightest (never the one an incident follows)."""
+        else evict the lightest. A cluster an incident follows is never evicted nor merged into another (two
+        followed clusters are two incidents: never merged)."""
         if len(self.clusters) < self.cfg.max_clusters:
             return
         m = np.stack([cl.centroid for cl in self.clusters])
         sims = m @ m.T
         np.fill_diagonal(sims, -2.0)
+        held = np.array([cl.id in self.followed for cl in self.clusters])
+        sims[np.outer(held, held)] = -2.0
         i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
         if sims[i, j] >= self.cfg.similarity:
             keep, gone = self.clusters[int(i)], self.clusters[int(j)]
-            if gone.id == self.incident or (keep.id != self.incident and gone.weight > keep.weight):
+            if gone.id in self.followed or (keep.id not in self.followed and gone.weight > keep.weight):
                 keep, gone = gone, keep
             keep.absorb(gone, self.cfg.samples, self.cfg.terms)
             self.clusters.remove(gone)
+            self.streaks.pop(gone.id, None)
             return
-        evictable = [cl for cl in self.clusters if cl.id != self.incident]
-        self.clusters.remove(min(evictable, key=lambda cl: (cl.weight, cl.id)))
+        evictable = [cl for cl in self.clusters if cl.id not in self.followed]
+        gone = min(evictable, key=lambda cl: (cl.weight, cl.id))   # max_incidents < max_clusters: never empty
+        self.clusters.remove(gone)
+        self.streaks.pop(gone.id, None)
 
     def _prune(self, now: float) -> None:
         start = int((now - self.windows[-1]) // 60) - 1
@@ -321,7 +341,7 @@ class EmergingDetector:
         if k_long < c.min_count:
             return None
         n_long = self.negative_count(now, longest)
-        if self.total - n_long < c.warm_posts and cl.id != self.incident:
+        if self.total - n_long < c.warm_posts and cl.id not in self.followed:
             return None   # cold start: no history to tell a new problem from the brand's usual ones
         w = max(0.0, cl.weight - k_long)
         x = max(w, cl.exposure - n_long)
@@ -342,27 +362,62 @@ class EmergingDetector:
         return best
 
     def evaluate(self, now: float) -> Verdict:
-        """Firing: a cluster anomalous for `persistence` buckets; active: the followed cluster still gets
-        `close_min_count` posts within `close_window_seconds` (or is still anomalous)."""
+        """Judges every cluster, each with its own streak. `verdicts[id]` for each followed cluster (active:
+        it still gets `close_min_count` posts within `close_window_seconds`, or is still anomalous) and each
+        cluster in `firing` (unfollowed, anomalous for `persistence` buckets; the most significant first, no
+        more than the free places under `max_incidents`). Returns the summary: firing when some cluster in
+        `firing`, active when some followed cluster is active or some cluster anomalous, with the most
+        significant one's severity and reasons."""
         c = self.cfg
         self._prune(now)
-        followed = self.cluster(self.incident)
-        if self.incident is not None and followed is None:
-            self.incident = None   # merged away or evicted: cannot happen to the followed one, but be safe
-        pool = [followed] if followed is not None else self.clusters
-        found = [cand for cl in pool if (cand := self.judge(cl, now)) is not None]
-        self.candidate = min(found, key=lambda x: x.p_value) if found else None
-        streak = self.streak.update(self.candidate is not None, int(now // 10))
-        active = self.candidate is not None or (
-            followed is not None and followed.count(now, c.close_window_seconds) >= c.close_min_count)
-        verdict = Verdict(firing=streak >= c.persistence, active=active)
-        cand = self.candidate
+        ids = {cl.id for cl in self.clusters}
+        # Followed clusters are never merged away or evicted; an old checkpoint could still name a lost one.
+        self.followed = {cid: kind for cid, kind in self.followed.items() if cid in ids}
+        found = {cl.id: cand for cl in self.clusters if (cand := self.judge(cl, now)) is not None}
+        self.candidates = found
+        self.candidate = min(found.values(), key=lambda x: (x.p_value, x.cluster.id)) if found else None
+        bucket = int(now // 10)
+        if self._legacy_streak is not None:   # the old single streak was the most significant cluster's
+            if self.candidate is not None and self.candidate.cluster.id not in self.streaks:
+                self.streaks[self.candidate.cluster.id] = self._legacy_streak
+            self._legacy_streak = None
+        lengths = {}
+        for cid in list(self.streaks):
+            if cid not in found:
+                del self.streaks[cid]
+        for cid in found:
+            lengths[cid] = self.streaks.setdefault(cid, Streak()).update(True, bucket)
+        self.verdicts = {}
+        for cid in self.followed:
+            cl = self.cluster(cid)
+            assert cl is not None
+            self.verdicts[cid] = self._verdict(cl, found.get(cid), now, firing=False)
+        room = max(0, c.max_incidents - len(self.followed))
+        ready = sorted((cand for cid, cand in found.items()
+                        if cid not in self.followed and lengths[cid] >= c.persistence),
+                       key=lambda x: (x.p_value, x.cluster.id))
+        self.firing = ready[:room]
+        for cand in self.firing:
+            self.verdicts[cand.cluster.id] = self._verdict(cand.cluster, cand, now, firing=True)
+        summary = Verdict(firing=bool(self.firing),
+                          active=bool(found) or any(v.active for v in self.verdicts.values()))
+        best = self.candidate
+        if best is not None:
+            summary.severity = severity_from_ratio(best.count / max(best.expected, 1e-9))
+            summary.reasons = self.describe(best, now)
+        else:
+            summary.reasons = next((v.reasons for v in self.verdicts.values() if v.active), [])
+        return summary
+
+    def _verdict(self, cl: Cluster, cand: Candidate | None, now: float, firing: bool) -> Verdict:
+        c = self.cfg
+        recent = cl.count(now, c.close_window_seconds)
+        verdict = Verdict(firing=firing, active=cand is not None or recent >= c.close_min_count)
         if cand is not None:
             verdict.severity = severity_from_ratio(cand.count / max(cand.expected, 1e-9))
             verdict.reasons = self.describe(cand, now)
-        elif followed is not None and active:
-            verdict.reasons = [f"emerging issue: {followed.count(now, c.close_window_seconds)} similar negative "
-                               f"posts in {_span(c.close_window_seconds)}"]
+        elif verdict.active:
+            verdict.reasons = [f"emerging issue: {recent} similar negative posts in {_span(c.close_window_seconds)}"]
         return verdict
 
     def describe(self, cand: Candidate, now: float) -> list[str]:
@@ -387,20 +442,26 @@ class EmergingDetector:
         cl = self.cluster(cluster_id)
         return [s for _, s in cl.samples] if cl is not None else []
 
-    def follow(self, cluster_id: int | None, kind: int = 0) -> None:
-        """An incident opened on this cluster (None: it resolved)."""
-        self.incident, self.incident_kind = cluster_id, (kind if cluster_id is not None else 0)
+    def follow(self, cluster_id: int, kind: int) -> None:
+        """An incident of `kind` (EMERGING_ISSUE or OUTAGE_CLUSTER) follows this cluster from now on."""
+        self.followed[cluster_id] = kind
+        self.firing = [cand for cand in self.firing if cand.cluster.id != cluster_id]
+
+    def unfollow(self, cluster_id: int) -> None:
+        """The incident that followed this cluster resolved."""
+        self.followed.pop(cluster_id, None)
 
     def idle(self, now: float) -> bool:
         """No streak, no followed cluster and no cluster with `min_count` posts in the longest window."""
-        return (self.streak.length == 0 and self.incident is None
+        return (not self.streaks and self._legacy_streak is None and not self.followed
                 and all(cl.count(now, self.windows[-1]) < self.cfg.min_count for cl in self.clusters))
 
     # -- state ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"clusters": [cl.to_dict() for cl in self.clusters],
                 "neg": [[m, n] for m, n in self.negatives.items()], "total": self.total, "next": self.next_id,
-                "streak": self.streak.to_dict(), "incident": self.incident, "kind": self.incident_kind}
+                "streaks": [[cid, *st.to_dict()] for cid, st in self.streaks.items()],
+                "followed": [[cid, kind] for cid, kind in self.followed.items()]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], config: EmergingConfig | None = None) -> EmergingDetector:
@@ -409,8 +470,19 @@ class EmergingDetector:
         det.negatives = {int(m): int(n) for m, n in d.get("neg", [])}
         det.total = float(d.get("total", 0.0))
         det.next_id = int(d.get("next", 1))
-        if d.get("streak"):
-            det.streak.load(d["streak"])
-        det.incident = None if d.get("incident") is None else int(d["incident"])
-        det.incident_kind = int(d.get("kind", 0))
+        for cid, *st in d.get("streaks", []):
+            det.streaks[int(cid)] = Streak()
+            det.streaks[int(cid)].load(st)
+        det.followed = {int(cid): int(kind) for cid, kind in d.get("followed", [])}
+        # The single-incident format: one followed cluster (`incident`, `kind`) and one streak, which ran for
+        # the followed cluster when there was one, else for the most significant anomalous cluster.
+        if d.get("incident") is not None:
+            det.followed[int(d["incident"])] = int(d.get("kind", 0))
+        if d.get("streak") and d["streak"][0]:
+            legacy = Streak()
+            legacy.load(d["streak"])
+            if d.get("incident") is not None:
+                det.streaks[int(d["incident"])] = legacy
+            else:
+                det._legacy_streak = legacy
         return det

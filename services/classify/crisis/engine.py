@@ -65,6 +65,15 @@ def _digest(key: str) -> str:
     return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()   # checkpoints keep 16 chars per text
 
 
+def _combine(verdicts: list[Verdict]) -> Verdict:
+    """Several clusters' verdicts as one (for the one outage incident they join): the most severe one's reasons."""
+    if not verdicts:
+        return Verdict()
+    top = max(verdicts, key=lambda v: (v.firing or v.active, v.severity))
+    return Verdict(firing=any(v.firing for v in verdicts), active=any(v.active for v in verdicts),
+                   severity=top.severity, reasons=list(top.reasons))
+
+
 def event_time(scored: pb.ScoredMention) -> float:
     """received_at, else created_at, else 0 (see the module docstring for why)."""
     m = scored.mention
@@ -237,7 +246,7 @@ class BrandState:
         """Every detector's verdict through the tracker; each update's reasons end with what it is about."""
         out = self._evaluate(now)
         for inc in out:
-            open_inc = self.tracker.open.get(inc.kind)
+            open_inc = self.tracker.find(inc.id)
             why = self.about(open_inc) if open_inc is not None else ""
             if why:
                 if len(inc.reasons) >= 6:
@@ -252,40 +261,52 @@ class BrandState:
         def opening(kind: int, firing: bool) -> bool:   # seeds (recent evidence) are only needed to open
             return firing and kind not in tr.open
 
+        # Emerging issues: every cluster on its own (each distinct problem its own incident). A followed cluster
+        # whose incident resolved is free again (it may reopen after its cooldown if it is still significant).
         em = self.emerging
-        if em.incident is not None and em.incident_kind not in tr.open:
-            em.follow(None)   # the incident that followed a cluster resolved
-        ev = em.evaluate(now) if self.cfg.emerging.enabled else Verdict()
-        # A cluster whose posts read as outage reports is the outage kind's, not an incident of its own.
-        em_kind = em.incident_kind or (pb.OUTAGE_CLUSTER if em.reads_as_outage(em.candidate, now)
-                                       else pb.EMERGING_ISSUE)
-        fired = em.candidate.cluster.id if em.candidate is not None and ev.firing else None
+        for cid, kind in list(em.followed.items()):
+            if (pb.OUTAGE_CLUSTER not in tr.open) if kind == pb.OUTAGE_CLUSTER else (cid not in tr.clusters):
+                em.unfollow(cid)
+        if self.cfg.emerging.enabled:
+            em.evaluate(now)
+        else:
+            em.verdicts, em.firing = {}, []
+        # A cluster whose posts read as outage reports is the outage kind's, not an incident of its own (a
+        # followed cluster keeps the kind it was followed with).
+        as_outage = [cand for cand in em.firing if em.reads_as_outage(cand, now)]
+        new_emerging = [cand for cand in em.firing if cand not in as_outage]
+        ev = _combine([em.verdicts.get(cid, Verdict()) for cid, kind in em.followed.items()
+                       if kind == pb.OUTAGE_CLUSTER] + [em.verdicts[cand.cluster.id] for cand in as_outage])
         v = outage_v = self.outage.evaluate(now)
-        if em_kind == pb.OUTAGE_CLUSTER and (ev.firing or ev.active):
+        if ev.firing or ev.active:
             v = outage_v = Verdict(firing=v.firing or ev.firing, active=v.active or ev.active,
                                    severity=max(v.severity, ev.severity),
                                    reasons=v.reasons if (v.firing or v.active) and v.reasons else ev.reasons)
         seed = []
         if opening(pb.OUTAGE_CLUSTER, v.firing):
             seed = [s for s in self.recent if s.outage]
-            if em_kind == pb.OUTAGE_CLUSTER and fired is not None:
-                seed = [*em.representatives(fired), *seed]
+            if as_outage:
+                seed = [*em.representatives(as_outage[0].cluster.id), *seed]
         if (inc := tr.consider(pb.OUTAGE_CLUSTER, v, now, seed)) is not None:
             out.append(inc)
-        if em_kind == pb.OUTAGE_CLUSTER and fired is not None and em.incident is None and pb.OUTAGE_CLUSTER in tr.open:
-            em.follow(fired, pb.OUTAGE_CLUSTER)
-        if em_kind == pb.EMERGING_ISSUE:
-            seed = em.representatives(fired) if opening(pb.EMERGING_ISSUE, ev.firing) else []
-            if (inc := tr.consider(pb.EMERGING_ISSUE, ev, now, seed)) is not None:
-                cluster = em.cluster(fired)
-                if inc.state == pb.OPEN and cluster is not None:
-                    # Its languages are the whole cluster's, not only its representatives'.
-                    tr.open[pb.EMERGING_ISSUE].languages = Counter(cluster.languages)
-                    inc.evidence.languages.clear()
-                    inc.evidence.languages.update(dict(cluster.languages))
+        if pb.OUTAGE_CLUSTER in tr.open:
+            for cand in as_outage:
+                em.follow(cand.cluster.id, pb.OUTAGE_CLUSTER)
+        for cid, kind in list(em.followed.items()):   # the open emerging issues: kept open while active
+            if kind != pb.OUTAGE_CLUSTER and (inc := tr.consider(pb.EMERGING_ISSUE, em.verdicts.get(cid, Verdict()),
+                                                                 now, [], cluster=cid)) is not None:
                 out.append(inc)
-            if fired is not None and em.incident is None and pb.EMERGING_ISSUE in tr.open:
-                em.follow(fired, pb.EMERGING_ISSUE)
+        for cand in new_emerging:   # a new problem: its own incident, its own samples
+            cid = cand.cluster.id
+            inc = tr.consider(pb.EMERGING_ISSUE, em.verdicts[cid], now, em.representatives(cid), cluster=cid)
+            if inc is None:
+                continue   # in its cooldown
+            em.follow(cid, pb.EMERGING_ISSUE)
+            # Its languages are the whole cluster's, not only its representatives'.
+            tr.clusters[cid].languages = Counter(cand.cluster.languages)
+            inc.evidence.languages.clear()
+            inc.evidence.languages.update(dict(cand.cluster.languages))
+            out.append(inc)
         v = viral_v = self.viral.evaluate(now)
         hot = self.viral.hot_posts(now) if v.active else []
         seed = []
@@ -299,7 +320,8 @@ class BrandState:
         if (inc := tr.consider(pb.COMPLAINT_SURGE, v, now, seed)) is not None:
             out.append(inc)
         v = self.judge_spike(self.spike.evaluate(now), now)
-        cause = tr.open.get(pb.OUTAGE_CLUSTER) or tr.open.get(pb.VIRAL_COMPLAINT) or tr.open.get(pb.EMERGING_ISSUE)
+        cause = (tr.open.get(pb.OUTAGE_CLUSTER) or tr.open.get(pb.VIRAL_COMPLAINT)
+                 or max(tr.clusters.values(), key=lambda x: (x.last_active, x.opened_at, x.id), default=None))
         # An outage (or viral post) just resolved and back within its cooldown explains the volume as well.
         back = any(verdict.active and now < tr.cooldown_until.get(kind, 0.0)
                    for kind, verdict in ((pb.OUTAGE_CLUSTER, outage_v), (pb.VIRAL_COMPLAINT, viral_v)))
@@ -317,7 +339,7 @@ class BrandState:
     def idle(self, now: float) -> bool:
         """No open incident and no detector that could fire or change state before the brand's next mention:
         ticks until then only learn the quiet minutes (which the next evaluation does anyway)."""
-        if self.tracker.open or not (self.spike.idle(now) and self.outage.idle(now) and self.surge.idle(now)
+        if self.tracker.incidents() or not (self.spike.idle(now) and self.outage.idle(now) and self.surge.idle(now)
                                      and self.viral.idle(now) and self.emerging.idle(now)):
             return False
         self.spike_held = False   # what the next evaluation would do: the held spike is over
@@ -327,12 +349,13 @@ class BrandState:
         """The open incident this mention belongs to ("" if none); adds it to that incident's evidence.
         `cluster`: the emerging-issue cluster the mention joined (None: not clustered)."""
         for kind in _MATCH_ORDER:
-            inc = self.tracker.open.get(kind)
+            if kind == pb.EMERGING_ISSUE:   # the incident that follows the cluster the mention joined
+                inc = self.tracker.clusters.get(cluster) if cluster is not None else None
+            else:
+                inc = self.tracker.open.get(kind)
             if inc is None:
                 continue
             if kind == pb.OUTAGE_CLUSTER and not s.outage:
-                continue
-            if kind == pb.EMERGING_ISSUE and (cluster is None or cluster != self.emerging.incident):
                 continue
             if kind == pb.VIRAL_COMPLAINT:
                 ext = {p.split(":", 1)[-1] for p in inc.posts}
@@ -367,6 +390,13 @@ class BrandState:
         if d.get("emerging"):
             st.emerging = EmergingDetector.from_dict(d["emerging"], cfg.emerging)
         st.tracker = IncidentTracker.from_dict(st.brand, d["tracker"], cfg.incident)
+        legacy = st.tracker.open.pop(pb.EMERGING_ISSUE, None)
+        if legacy is not None:
+            # A checkpoint from when a brand had one emerging issue (by kind): it is the one of the cluster the
+            # detector followed (0, no cluster, if none: nothing keeps it active, so it resolves when quiet).
+            cid = next((c for c, k in st.emerging.followed.items() if k != pb.OUTAGE_CLUSTER), 0)
+            legacy.cluster = cid
+            st.tracker.clusters[cid] = legacy
         st.recent.extend(MentionSummary.from_list(v) for v in d["recent"])
         st.seen = {str(k): float(v) for k, v in d["seen"].items()}
         st.texts = {str(k): float(v) for k, v in d.get("texts", {}).items()}
@@ -525,14 +555,14 @@ class CrisisEngine:
         """Deleted posts leave the samples of the open incidents that show them: those incidents, re-published."""
         out = []
         for name, st in self.brands.items():
-            for inc in st.tracker.open.values():
+            for inc in st.tracker.incidents():
                 if any([inc.forget(mid) for mid in mention_ids]):
                     self.dirty.add(name)   # the checkpoint (crisis-state changelog) must lose it too
                     out.append(inc.to_pb(pb.UPDATED, st.tracker.cfg))
         return out
 
     def open_incidents(self) -> list[str]:
-        return [inc.id for st in self.brands.values() for inc in st.tracker.open.values()]
+        return [inc.id for st in self.brands.values() for inc in st.tracker.incidents()]
 
     def take_dirty(self) -> set[str]:
         dirty, self.dirty = self.dirty, set()

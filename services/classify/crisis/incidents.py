@@ -3,10 +3,12 @@
 An incident opens when a detector *fires* (open threshold + persistence) and the brand+kind is not in
 its cooldown after a previous resolve. It stays open while the detector is *active* (a lower close
 threshold) and resolves once it has been inactive for `quiet_seconds` and open for at least
-`min_duration_seconds`: separate thresholds plus both timers stop flapping. Ids are deterministic
-(brand + kind + opened_at), so a replay after a crash re-derives the same id and the router's
-dedup key holds. Evidence: top terms (simple tokenisation, multilingual stopwords), languages, sources,
-sample mention ids and urls.
+`min_duration_seconds`: separate thresholds plus both timers stop flapping. One incident per brand and kind,
+except emerging issues: one per emerging-issue cluster (each distinct problem its own incident, page and
+samples; the cooldown is the cluster's). Ids are deterministic (brand + kind + opened_at, and the cluster id
+for an emerging issue: two problems opening in one second differ), so a replay after a crash re-derives the
+same id and the router's dedup key holds. Evidence: top terms (simple tokenisation, multilingual
+stopwords), languages, sources, sample mention ids and urls.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ def terms_of(text: str, exclude: frozenset[str] = frozenset()) -> list[str]:
     return [w for w in _TOKEN.findall(text) if len(w) >= 3 and w not in STOPWORDS and w not in exclude]
 
 
-def incident_id(brand: str, kind: int, opened_at: float) -> str:
+def incident_id(brand: str, kind: int, opened_at: float, cluster: int | None = None) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", brand.lower()).strip("-") or "brand"
-    return f"inc-{slug}-{KIND_SLUG.get(kind, 'other')}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(opened_at))}"
+    base = f"inc-{slug}-{KIND_SLUG.get(kind, 'other')}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(opened_at))}"
+    return base if cluster is None else f"{base}-c{cluster}"
 
 
 @dataclass
@@ -103,6 +106,7 @@ class OpenIncident:
     last_emitted: float = 0.0
     emitted_count: int = -1
     emitted_severity: float = -1.0
+    cluster: int | None = None   # an emerging issue: the cluster it follows (EmergingDetector.followed)
 
     def add(self, s: MentionSummary, cfg: IncidentConfig) -> None:
         if s.mention_id in self.members:
@@ -158,7 +162,7 @@ class OpenIncident:
                 "terms": dict(self.terms), "languages": dict(self.languages), "sources": dict(self.sources),
                 "sample_ids": self.sample_ids, "sample_urls": self.sample_urls, "posts": self.posts,
                 "last_emitted": self.last_emitted, "emitted_count": self.emitted_count,
-                "emitted_severity": self.emitted_severity, "flags": dict(self.flags)}
+                "emitted_severity": self.emitted_severity, "flags": dict(self.flags), "cluster": self.cluster}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OpenIncident:
@@ -168,34 +172,52 @@ class OpenIncident:
                    terms=Counter(d["terms"]), languages=Counter(d["languages"]), sources=Counter(d["sources"]),
                    sample_ids=list(d["sample_ids"]), sample_urls=list(d["sample_urls"]), posts=list(d["posts"]),
                    last_emitted=d["last_emitted"], emitted_count=int(d["emitted_count"]),
-                   emitted_severity=float(d["emitted_severity"]), flags=Counter(d.get("flags", {})))
+                   emitted_severity=float(d["emitted_severity"]), flags=Counter(d.get("flags", {})),
+                   cluster=None if d.get("cluster") is None else int(d["cluster"]))
 
 
 class IncidentTracker:
-    """Open incidents of one brand (at most one per kind) and the cooldown after each resolve."""
+    """Open incidents of one brand (at most one per kind; emerging issues one per cluster) and the cooldown
+    after each resolve."""
 
     def __init__(self, brand: str, config: IncidentConfig | None = None):
         self.brand = brand
         self.cfg = config or IncidentConfig()
-        self.open: dict[int, OpenIncident] = {}
-        self.cooldown_until: dict[int, float] = {}
+        self.open: dict[int, OpenIncident] = {}        # by kind
+        self.clusters: dict[int, OpenIncident] = {}    # emerging issues, by the cluster each follows
+        self.cooldown_until: dict[int, float] = {}     # by kind
+        self.cluster_cooldown: dict[int, float] = {}   # by emerging-issue cluster
         self.resolved_ids: list[str] = []   # the last few, so a restart never re-emits them as open
 
+    def incidents(self) -> list[OpenIncident]:
+        """Every open incident of the brand."""
+        return [*self.open.values(), *self.clusters.values()]
+
+    def find(self, incident_id: str) -> OpenIncident | None:
+        return next((inc for inc in self.incidents() if inc.id == incident_id), None)
+
     def consider(self, kind: int, verdict: Verdict, now: float, seed: list[MentionSummary],
-                 posts: list[str] | None = None) -> pb.Incident | None:
-        """Apply one detector verdict; returns an OPEN or UPDATED incident to publish, if any."""
-        inc = self.open.get(kind)
+                 posts: list[str] | None = None, cluster: int | None = None) -> pb.Incident | None:
+        """Apply one detector verdict; returns an OPEN or UPDATED incident to publish, if any. `cluster`: the
+        verdict is that emerging-issue cluster's, and the incident is the one that follows it."""
+        inc = self.open.get(kind) if cluster is None else self.clusters.get(cluster)
         if inc is None:
-            if not verdict.firing or now < self.cooldown_until.get(kind, 0.0):
+            until = self.cooldown_until.get(kind, 0.0)   # for a cluster: a kind-wide one is an old checkpoint's
+            if cluster is not None:
+                until = max(until, self.cluster_cooldown.get(cluster, 0.0))
+            if not verdict.firing or now < until:
                 return None
-            inc = OpenIncident(id=incident_id(self.brand, kind, now), brand=self.brand, kind=kind, opened_at=now,
-                               updated_at=now, last_active=now, severity=verdict.severity,
-                               reasons=list(verdict.reasons), posts=list(posts or []))
+            inc = OpenIncident(id=incident_id(self.brand, kind, now, cluster), brand=self.brand, kind=kind,
+                               opened_at=now, updated_at=now, last_active=now, severity=verdict.severity,
+                               reasons=list(verdict.reasons), posts=list(posts or []), cluster=cluster)
             if inc.id in self.resolved_ids:   # same second as a resolved one (only in odd replays)
                 return None
             for s in seed:
                 inc.add(s, self.cfg)
-            self.open[kind] = inc
+            if cluster is None:
+                self.open[kind] = inc
+            else:
+                self.clusters[cluster] = inc
             return self._emit(inc, pb.OPEN, now)
         if verdict.active:
             inc.last_active = now
@@ -218,26 +240,37 @@ class IncidentTracker:
     def expire(self, now: float) -> list[pb.Incident]:
         """Resolve incidents that were quiet long enough (and open long enough)."""
         out = []
-        for kind, inc in list(self.open.items()):
+        for inc in self.incidents():
             if (now - inc.last_active >= self.cfg.quiet_seconds
                     and now - inc.opened_at >= self.cfg.min_duration_seconds):
                 inc.updated_at = now
                 out.append(inc.to_pb(pb.RESOLVED, self.cfg, resolved_at=now))
-                del self.open[kind]
-                self.cooldown_until[kind] = now + self.cfg.cooldown_seconds
+                if inc.cluster is None:
+                    del self.open[inc.kind]
+                    self.cooldown_until[inc.kind] = now + self.cfg.cooldown_seconds
+                else:
+                    del self.clusters[inc.cluster]
+                    self.cluster_cooldown[inc.cluster] = now + self.cfg.cooldown_seconds
                 self.resolved_ids = [*self.resolved_ids[-19:], inc.id]
+        if self.cluster_cooldown:   # bounded: a cooldown that ended is forgotten
+            self.cluster_cooldown = {k: v for k, v in self.cluster_cooldown.items() if v > now}
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"open": [inc.to_dict() for inc in self.open.values()],
-                "cooldown": {str(k): v for k, v in self.cooldown_until.items()}, "resolved": self.resolved_ids}
+        return {"open": [inc.to_dict() for inc in self.incidents()],
+                "cooldown": {str(k): v for k, v in self.cooldown_until.items()}, "resolved": self.resolved_ids,
+                "cluster_cooldown": {str(k): v for k, v in self.cluster_cooldown.items()}}
 
     @classmethod
     def from_dict(cls, brand: str, d: dict[str, Any], config: IncidentConfig | None = None) -> IncidentTracker:
         tr = cls(brand, config)
         for item in d.get("open", []):
             inc = OpenIncident.from_dict(item)
-            tr.open[inc.kind] = inc
+            if inc.cluster is None:
+                tr.open[inc.kind] = inc   # an old checkpoint's emerging issue too: the engine moves it
+            else:
+                tr.clusters[inc.cluster] = inc
         tr.cooldown_until = {int(k): float(v) for k, v in d.get("cooldown", {}).items()}
+        tr.cluster_cooldown = {int(k): float(v) for k, v in d.get("cluster_cooldown", {}).items()}
         tr.resolved_ids = list(d.get("resolved", []))
         return tr
