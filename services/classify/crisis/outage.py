@@ -20,20 +20,36 @@ at least `prior_rate_per_minute`.
 
 Leave-window-out: the tail probability of a window is computed under the state learned before the window
 began (`expected_before`: snapshots of the learned state at every hour mark, up to the longest window + 1 h
-back), not under the current one. A sparse brand's winsorising clip lets one report a minute through in
-full, so with the current state each report of a slow cluster raised the expectation of the next (a
-CrisisLex utility at ~2 posts an hour: 5 reports in 2 h met 0.64 expected instead of 0.3, p 2e-3 instead of
-1e-4, and no CrisisLex stream opened). The ratio (`open_ratio`) and the close condition still use the larger
-of the two expectations, so a brand whose stray share steps up for a day is judged as before. In cold start
-(a window whose earlier state is younger than `warm_minutes`) the current state: a brand's first hours know
-only themselves (an ISP whose first minutes are 3 reports a minute is not an outage).
+back, and in the first `warm_minutes` each time the history doubles), not under the current one. A sparse
+brand's winsorising clip lets one report a minute through in full, so with the current state each report of
+a slow cluster raised the expectation of the next (a CrisisLex utility at ~2 posts an hour: 5 reports in
+2 h met 0.64 expected instead of 0.3, p 2e-3 instead of 1e-4, and no CrisisLex stream opened). The ratio
+(`open_ratio`) and the close condition of a warm window still use the larger of the two expectations, so a
+brand whose stray share steps up for a day is judged as before.
+
+Cold start (a window whose earlier state is younger than `warm_minutes`, `is_cold`): a brand's first hour can
+tell its volume, not which share of it is normal; a new brand whose first mentions are an outage would learn
+from them that outage reports are its normal. So a cold window is judged only against the state before it
+(for the ratio and the close condition too) and the null is composite: the count is improbable only when
+neither the rate view (a negative binomial around the earlier state's rate, at least the prior rate) nor
+the share view explains it. The share view: the window's k reports among its n mentions are
+BetaBinomial(n, pooled_share x prior_mentions, (1 - pooled_share) x prior_mentions), the share of a brand
+the detector cannot know yet taken from the brands pooled (at least `prior_share`; brands' stray shares
+are ~2% +- 1%). A new busy brand's steady 1-4% of stray outage scores opens nothing (a steady 8% neither,
+in a sweep of new brands at 0.05-300 mentions a minute); a new brand's first hour of 30 reports over 60
+minutes opens ~10 min after the first report with nothing else, ~17 min among one ordinary mention a
+minute, ~26-36 min among two. The price: a new brand whose steady share of stray outage scores is 12% or
+more looks like an outage in its first hours (a share of 12% is ~3e-8 under the pooled prior), and among 3
+ordinary mentions a minute a slow outage's 14% share needs about an hour (15 of ~105 mentions in 30
+minutes are p ~2e-5 under that prior).
 
 A window is anomalous when its tail probability is <= open_p_value / (number of windows) (Bonferroni over
 the windows: the scan over 1 min ... 6 h keeps one family-wise level), its count >= open_ratio x expected
 and >= `min_count`, a tiny absolute safety floor (3: one or two stray posts never page, however quiet the
-brand). It fires after `persistence` consecutive anomalous buckets. Targets (tests/unit/test_crisis_outage.py):
-10 reports in an hour on a brand with a few mentions a day open within 30 min, a slow outage of 30
-reports over 60 minutes opens, a 30,000-a-day brand's ordinary 1-4% of stray outage scores does not.
+brand). It fires after `persistence` consecutive anomalous buckets. Targets (tests/unit/test_crisis_outage.py,
+test_crisis_outage_firsthour.py): 10 reports in an hour on a brand with a few mentions a day open within
+30 min, a slow outage of 30 reports over 60 minutes opens (within 30 min on a new brand with up to one
+ordinary mention a minute), a 30,000-a-day brand's ordinary 1-4% of stray outage scores does not.
 The incident stays active while any window up to 4x the shortest one that fired (at least
 `close_window_seconds`) keeps >= close_min_count reports at >= close_ratio x expected, so a slow outage
 (anomalous only over 15+ minutes) does not flap open and closed between its reports, and a burst closes
@@ -47,7 +63,7 @@ import math
 from typing import Any
 
 from services.classify.crisis.config import OutageConfig
-from services.classify.crisis.stats import half_life_alpha, nbinom_sf
+from services.classify.crisis.stats import betabinom_sf, half_life_alpha, nbinom_sf
 from services.classify.crisis.windows import MinuteRing, Streak, Verdict, WindowCounter, scan_windows
 
 _SHORT = 300   # windows up to this many seconds are counted in buckets, longer ones in minutes
@@ -164,10 +180,15 @@ class OutageDetector:
         self.other.prune(now)
 
     def _snapshot(self, minute: int) -> None:
-        """The state as of the start of `minute` (every earlier minute learned), at the brand's first minute
-        and at hour marks; snapshots no window can reach are dropped."""
-        if self.snaps and (minute % _SNAP_MINUTES or self.snaps[-1][0] >= minute):
-            return
+        """The state as of the start of `minute` (every earlier minute learned), at the brand's first minute,
+        at hour marks, and in cold start whenever the history has doubled since the last snapshot (1, 2, 4,
+        ... minutes: a new brand's short windows are judged against the state of its own first minutes, not
+        only against its first, empty state); snapshots no window can reach are dropped."""
+        if self.snaps:
+            last_minute, _, _, last_history = self.snaps[-1]
+            young = 2 * max(last_history, 1) <= self.history_minutes < self.cfg.warm_minutes
+            if last_minute >= minute or (minute % _SNAP_MINUTES and not young):
+                return
         self.snaps.append((minute, self.rate, self.other_rate, self.history_minutes))
         while len(self.snaps) > 1 and self.snaps[1][0] <= minute - self._snap_keep:
             self.snaps.pop(0)
@@ -215,12 +236,46 @@ class OutageDetector:
         test are not part of their own expectation. A sparse brand's EWMA learns each report in full (one
         report a minute is within the winsorising clip), so against its current state every report of a
         slow cluster raised the expectation of the next (a CrisisLex utility's 5 reports in 2 h met 0.64
-        expected instead of 0.3, p 2e-3 instead of 1e-4). In cold start (that state younger than
-        `warm_minutes`) the current state, as before: a brand's first hours know only themselves."""
+        expected instead of 0.3, p 2e-3 instead of 1e-4). In cold start too: a new brand's first hour of
+        outage reports, judged against its current state, taught it that they were normal."""
+        return self.expected_from(now, seconds, self.baseline_before(now - seconds))
+
+    def is_cold(self, now: float, seconds: int) -> bool:
+        """Whether the window is judged in cold start: the state learned before it is younger than
+        `warm_minutes`, too short a history to know which share of the brand's mentions are outage reports."""
+        return self.baseline_before(now - seconds)[2] < self.cfg.warm_minutes
+
+    def share_prior(self) -> tuple[float, float]:
+        """Beta(a, b) of a brand's share of outage reports among its mentions before its own history can tell:
+        the share pooled over brands (at least the configured prior: the pool, learned from the brands'
+        winsorised rates, lags while every brand is new) worth `prior_mentions` mentions. The brand's own
+        first minutes are not added: its learned outage rate is winsorised from a tiny cold expectation
+        while its other mentions are learned in full, so they would show a busy brand a share far below its
+        real one, and with the confidence of hundreds of mentions."""
+        share = max(self.pooled_share, self.cfg.prior_share)
+        return share * self.cfg.prior_mentions, (1.0 - share) * self.cfg.prior_mentions
+
+    def p_value(self, now: float, seconds: int, observed: int, stop_above: float = 1.0) -> float:
+        """Tail probability of `observed` reports in the window under the state learned before it began.
+
+        Warm: negative binomial around `expected_before`. Cold (`is_cold`), the null is composite, and the
+        window is improbable only when neither view explains it, so the larger of two tail probabilities:
+        the rate view (the negative binomial around the state's rate, at least `prior_rate_per_minute`) and
+        the share view: the window's k reports among its n mentions are BetaBinomial(n, `share_prior`), the
+        share a brand's first hours cannot know for themselves taken from the brands pooled. A new busy
+        brand's steady 1-4% of stray scores is ordinary under it; a new brand whose mentions are mostly
+        outage reports is not, however slowly they come. (Computed cheap view first: when it is above
+        `stop_above` it is returned without the other.)"""
         state = self.baseline_before(now - seconds)
-        if state[2] < self.cfg.warm_minutes:
-            state = (self.rate, self.other_rate, self.history_minutes)
-        return self.expected_from(now, seconds, state)
+        mean, dispersion = self.expected_from(now, seconds, state)
+        if state[2] >= self.cfg.warm_minutes:
+            return nbinom_sf(observed, mean, dispersion)
+        by_rate = self.posterior_of(*state)[0] * seconds / 60.0
+        p = nbinom_sf(observed, by_rate, dispersion)
+        if p > stop_above:
+            return p
+        total = observed + self._count(self.other, self.other_ring, now, seconds)
+        return max(p, betabinom_sf(observed, total, *self.share_prior()))
 
     def expected_from(self, now: float, seconds: int, state: tuple[float, float, int]) -> tuple[float, float]:
         """(expectation of the window's count, dispersion of the count) from a learned state (rate,
@@ -238,14 +293,16 @@ class OutageDetector:
         by_rate = mean * seconds / 60.0
         if history < c.warm_minutes or other_rate <= 0:
             # Cold: the learned rates do not know the brand's volume yet (nothing is learned before a minute
-            # closes), so the window's own mentions times the pooled share are expected too. A new brand
-            # whose first minutes carry a steady share of stray outage scores is not an outage; a burst of
-            # reports on a brand with little else is (its expectation is a pooled share of itself).
-            # The share is at least the configured prior: the pool is learned from the brands' winsorised
-            # rates, which lag while every brand is new (a fresh install, a demo), and a pool of 0.15% made a
-            # new brand's steady 2% of stray outage scores at 1,000 mentions a minute look like an outage.
+            # closes), so the window's own mentions times the share pooled over brands (`share_prior`, at
+            # least the configured prior) are expected too. A new brand whose first minutes carry a steady
+            # share of stray outage scores is not an outage; a burst of reports on a brand with little else
+            # is (its expectation is a pooled share of itself). The pool is learned from the brands'
+            # winsorised rates, which lag while every brand is new (a fresh install, a demo): a pool of 0.15%
+            # made a new brand's steady 2% of stray outage scores at 1,000 mentions a minute look like an
+            # outage, hence the configured floor.
             total = self.count(now, seconds) + self._count(self.other, self.other_ring, now, seconds)
-            return max(by_rate, max(self.pooled_share, c.prior_share) * total), dispersion
+            a, b = self.share_prior()
+            return max(by_rate, a / (a + b) * total), dispersion
         usual_other = other_rate * seconds / 60.0
         other = self._count(self.other, self.other_ring, now, seconds)
         scale = (other + c.volume_prior_count) / (usual_other + c.volume_prior_count)
@@ -255,16 +312,17 @@ class OutageDetector:
         c = self.cfg
         self.advance(now)
         seen: dict[int, tuple[int, float]] = {}
-        judged: dict[int, tuple[float, float]] = {}
         p_open = c.open_p_value / len(self.windows)
 
         def expected(seconds: int) -> float:
             """The larger of the expectations from the current state and from the state before the window:
             the ratio and the close condition use it (an effect as large as before); the tail probability
-            is judged under the state before the window (`expected_before`)."""
-            judged[seconds] = self.expected_before(now, seconds)
-            return max(judged[seconds][0], self.expected_count(now, seconds))
-
+            is judged under the state before the window (`p_value`). A cold window only the state before it:
+            a new brand's current state has learned the window's own reports."""
+            before = self.expected_before(now, seconds)[0]
+            if self.is_cold(now, seconds):
+                return before
+            return max(before, self.expected_count(now, seconds))
         def count(seconds: int) -> int:
             return self.count(now, seconds)
 
@@ -272,9 +330,8 @@ class OutageDetector:
             seen[seconds] = (observed, expected)
             if now - seconds < self.episode_end:   # holds the last episode's reports: judged already
                 return False
-            before, dispersion = judged[seconds]
             return (observed >= c.open_ratio * expected
-                    and nbinom_sf(observed, before, dispersion) <= p_open)
+                    and self.p_value(now, seconds, observed, stop_above=p_open) <= p_open)
 
         def describe(seconds: int, observed: int, expected: float) -> str:
             span = f"{seconds // 3600} h" if seconds >= 3600 and seconds % 3600 == 0 else f"{seconds // 60} min"
