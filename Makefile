@@ -120,7 +120,7 @@ test: $(STAMP) proto kafka-jars model
 	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # The classify partition grow on the real broker (tests/integration/test_classify_partition_growth_broker.py):
-# out of `make test` while a mention can still be lost after a grow (docs/scaling.md, "Known gap").
+# out of `make test` since it lost a mention after a grow (fixed in the fetch guard, `watch_flow`; docs/scaling.md).
 test-classify-grow: $(STAMP) proto kafka-jars model
 	TRIAGE_TEST_CLASSIFY_GROW=1 $(PY) -m pytest tests/integration/test_classify_partition_growth_broker.py -q $(PYTEST_ARGS)
 

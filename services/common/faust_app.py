@@ -79,7 +79,8 @@ def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, bann
     # Before the worker starts: the fetcher binds the consumer's getmany when it starts, and the
     # heartbeat must beat during table recovery too (app tasks start only after it).
     watch_faust_consumer(app.consumer, probes.fetch)
-    guard_fetches(app.consumer, specs)   # no commits past records a rebalance's stale fetch skipped
+    # No commits past records a rebalance's stale fetch skipped, or that Faust's flow-control resume dropped.
+    guard_fetches(app.consumer, specs, app=app)
     worker.loop.create_task(probes.heartbeat.run(interval=min(1.0, settings.probe_loop_stale_seconds / 4)))
     serve_metrics(metrics_port, settings.metrics_host, probes.routes())
     print(f"{banner}, metrics on http://{settings.metrics_host}:{metrics_port}/metrics (probes /healthz, /readyz)",

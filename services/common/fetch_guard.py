@@ -17,13 +17,29 @@ round, at most `max_rewinds` times for the same offset) and read again. Offsets 
 are gone (below the partition's log start: retention) are accepted as a gap, and so is a gap that survives
 `max_rewinds` re-reads, with a warning each. Records at or before the expected offset pass: Faust itself
 drops what it has read already.
+
+Records handed on and then dropped by Faust itself (`watch_flow`): at the end of a rebalance Faust's recovery
+(`faust.tables.recovery.Recovery.on_recovery_completed`, also `_resume_streams`) resumes the stream partitions,
+seeks them to their committed offsets (`Consumer.perform_seek`) and only then calls `app.flow_control.resume()`,
+and mode's `FlowControlEvent.resume()` empties every agent's buffer (`self.clear()`). The fetcher runs all the
+while (it was started for the changelog recovery), so records fetched between the seek and that resume are
+handed on (Faust's read offset and the fetch position move past them, the guard admitted them) and then
+dropped: no stream ever sees them and nothing reads them again. Faust's `Consumer._new_offset` then commits
+past them as soon as a later record is acked (it checks the head of the acked offsets only `if
+committed_offset:`, so never on a partition the group never committed, e.g. a new one after a grow: offset
+0 of it was the mention lost). Seen on the real broker: a new partition's records 0-4 in the grow test, and
+a replica's only record of the crisis input, delivered 1 ms before "Worker ready" and never processed. The
+guard counts what the streams took (a sensor: `on_message_in`, called as a stream starts on a record) and, when
+the flow-control resume empties the buffers, seeks each partition back to the first record no stream took.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import faust
 from prometheus_client import Counter
 
 from services.common.logging import get_logger
@@ -54,6 +70,10 @@ class FetchGuard:
         self.max_rewinds = max_rewinds
         self.expect: dict[Any, int] = {}            # partition -> offset expected next
         self.rewinds: dict[tuple[Any, int], int] = {}
+        # partition -> first offset no stream has taken since the last seek (`watch_flow`); none while revoked
+        self.untaken: dict[Any, int] = {}
+        self.seeking: set[Any] = set()              # partitions being seeked back after a flow-control resume
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def install(self) -> FetchGuard:
         getmany, seek, seek_to_committed = (self.consumer.getmany, self.consumer.seek,
@@ -81,11 +101,66 @@ class FetchGuard:
         self.consumer.seek_to_committed = guarded_seek_to_committed
         return self
 
+    def watch_flow(self, app: Any) -> FetchGuard:
+        """Read again what Faust's flow-control resume drops from the agents' buffers (see the module doc):
+        wraps `app.flow_control.clear` (mode calls it from `suspend`-time revokes and from `resume`) and adds a
+        sensor that sees each record a stream takes."""
+        flow_control = app.flow_control
+        clear = flow_control.clear
+
+        def guarded_clear() -> None:
+            resuming = flow_control.is_active()   # resume() lifts the suspension, then clears
+            clear()
+            if resuming:
+                self.rewind_untaken()
+            else:   # revoked (or stopping): the next seek to the committed offsets sets where to read from
+                self.untaken.clear()
+
+        flow_control.clear = guarded_clear
+        app.sensors.add(_TakenSensor(self))
+        return self
+
+    def taken(self, tp: Any, offset: int) -> None:
+        """A stream started on record `offset` of `tp`."""
+        if tp in self.untaken and offset >= self.untaken[tp]:
+            self.untaken[tp] = offset + 1
+
+    def rewind_untaken(self) -> None:
+        """The agents' buffers were just emptied: partitions with records handed on that no stream took are
+        seeked back to the first of them (admitting nothing until the seek is done)."""
+        try:
+            assigned = set(self.consumer.assignment())
+        except Exception:   # no consumer yet: nothing handed on
+            return
+        for tp, start in list(self.untaken.items()):
+            want = self.expect.get(tp)
+            if tp not in assigned or tp in self.seeking or want is None or start >= want:
+                continue
+            FETCH_REWINDS.labels(tp.topic).inc()
+            log.warning("fetch_rewind_dropped", topic=tp.topic, partition=tp.partition, expected=want,
+                        rewind_to=start)
+            self.expect[tp] = start
+            self.seeking.add(tp)
+            task = asyncio.ensure_future(self._seek_back(tp, start))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _seek_back(self, tp: Any, offset: int) -> None:
+        try:
+            await self.consumer.seek(tp, offset)   # also resets Faust's read offset, so the records pass again
+        except Exception as exc:   # revoked meanwhile: the next rebalance's seek decides
+            log.warning("fetch_rewind_failed", topic=tp.topic, partition=tp.partition, error=type(exc).__name__)
+        finally:
+            self.seeking.discard(tp)
+
     def expected_at(self, tp: Any, offset: int | None) -> None:
         if offset is None or offset < 0:
             self.expect.pop(tp, None)   # no committed offset: the first record fetched sets it
+            self.untaken.pop(tp, None)
         else:
             self.expect[tp] = offset
+            # A seek back keeps what was handed on below it and not taken yet; after a revoke nothing is kept.
+            self.untaken[tp] = min(offset, self.untaken.get(tp, offset))
 
     async def expect_log_start(self, tps: list[Any]) -> None:
         """Partitions the group never committed (new ones after `triage topics grow`, a new group): the group reads
@@ -101,13 +176,17 @@ class FetchGuard:
             return
         for tp in tps:
             if earliest.get(tp) is not None:
-                self.expect[tp] = earliest[tp]
+                self.expect[tp] = self.untaken[tp] = earliest[tp]
 
     async def admit(self, tp: Any, offset: int, sought: set[Any]) -> bool:
         """Whether a fetched record goes on to the streams; `sought`: partitions seeked back this round."""
         if tp.topic not in self.contiguous:
             return True
+        if tp in self.seeking:
+            return False   # read again once the seek back (rewind_untaken) is done
         want = self.expect.get(tp)
+        if want is None:
+            self.untaken.setdefault(tp, offset)
         if want is None or offset == want:
             self.expect[tp] = offset + 1
             self.rewinds.pop((tp, offset), None)   # read again as expected
@@ -141,5 +220,17 @@ class FetchGuard:
         return earliest is not None and offset < earliest
 
 
-def guard_fetches(consumer: Any, specs: Iterable[TopicSpec], max_rewinds: int = 5) -> FetchGuard:
-    return FetchGuard(consumer, contiguous_topics(specs), max_rewinds).install()
+class _TakenSensor(faust.Sensor):
+    """Tells the guard which record each stream takes (`on_message_in`: a stream starts on it)."""
+
+    def __init__(self, guard: FetchGuard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        self.guard.taken(tp, offset)
+
+
+def guard_fetches(consumer: Any, specs: Iterable[TopicSpec], max_rewinds: int = 5, app: Any = None) -> FetchGuard:
+    guard = FetchGuard(consumer, contiguous_topics(specs), max_rewinds).install()
+    return guard.watch_flow(app) if app is not None else guard

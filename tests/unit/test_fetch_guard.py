@@ -9,6 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from faust.types import TP
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 from prometheus_client import REGISTRY
 
 from services.common.fetch_guard import FetchGuard, contiguous_topics
@@ -51,6 +52,9 @@ class Consumer:
 
     async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
         return {tp: self.earliest for tp in tps}
+
+    def assignment(self) -> set[TP]:
+        return {self.tp}
 
     async def getmany(self, timeout: float):
         if self.stale:
@@ -130,3 +134,83 @@ def test_compacted_topics_are_not_guarded():
     consumer = Consumer(COMPACTED, [0, 5, 9, 12], committed=0, stale=[5, 9])
     got = asyncio.run(_drain(_guarded(consumer, contiguous_topics(CORE_TOPICS)), 2))
     assert got == [5, 9, 12] and consumer.seeks == []
+
+
+# Faust's end of a rebalance (faust.tables.recovery.Recovery.on_recovery_completed): the stream partitions are
+# resumed and seeked to their committed offsets while the fetcher runs, then `app.flow_control.resume()` empties
+# every agent's buffer. The app below holds mode's real flow control and one agent buffer managed by it.
+
+
+@dataclass
+class Sensors:
+    added: list = field(default_factory=list)
+
+    def add(self, sensor) -> None:  # type: ignore[no-untyped-def]
+        self.added.append(sensor)
+
+    def on_message_in(self, tp: TP, offset: int, message: object) -> None:   # a stream takes a record
+        for sensor in self.added:
+            sensor.on_message_in(tp, offset, message)
+
+
+@dataclass
+class App:
+    flow_control: FlowControlEvent = field(default_factory=lambda: FlowControlEvent(initially_suspended=False))
+    sensors: Sensors = field(default_factory=Sensors)
+
+
+async def _recovery_end(consumer: Consumer, app: App, take: int = 0, rounds: int = 2) -> list[int]:
+    """The perform_seek, a fetch handing records on into the agent's buffer (a stream takes the first `take` of
+    them), the flow-control resume, then the fetches after it: the offsets handed on after the resume."""
+    buffer: FlowControlQueue = FlowControlQueue(maxsize=64, flow_control=app.flow_control, clear_on_resume=True)
+    await consumer.seek_to_committed()
+    async for _, message in consumer.getmany(timeout=1.0):
+        buffer.put_nowait(message)
+    for _ in range(take):
+        message = buffer.get_nowait()
+        app.sensors.on_message_in(consumer.tp, message.offset, message)
+    app.flow_control.resume()
+    assert buffer.empty()   # what mode does: nothing handed on before the resume reaches a stream
+    await asyncio.sleep(0)  # the guard's seek back runs
+    out = []
+    for _ in range(rounds):
+        async for _, message in consumer.getmany(timeout=1.0):
+            out.append(message.offset)
+    return out
+
+
+def _watched(consumer: Consumer, app: App) -> Consumer:
+    FetchGuard(consumer, {consumer.tp.topic}).install().watch_flow(app)
+    return consumer
+
+
+def test_records_a_flow_control_resume_drops_are_read_again_from_the_first_one_no_stream_took():
+    # A partition added by `triage topics grow` (never committed): records 0-3 handed on just before the resume.
+    new = TP(MENTIONS_RAW, 3)
+    consumer = _watched(Consumer(new, list(range(6)), committed=None), app := App())
+    got = asyncio.run(_recovery_end(consumer, app))
+    assert got == [0, 1, 2, 3, 4, 5] and consumer.seeks == [0]
+    unwatched = Consumer(new, list(range(6)), committed=None)
+    FetchGuard(unwatched, {MENTIONS_RAW}).install()
+    assert asyncio.run(_recovery_end(unwatched, App())) == [4, 5]   # the loss: 0-3 never reach a stream
+
+
+def test_what_a_stream_took_before_the_resume_is_not_read_again():
+    consumer = _watched(Consumer(RAW, list(range(20)), committed=10), app := App())
+    got = asyncio.run(_recovery_end(consumer, app, take=2))
+    assert got[:3] == [12, 13, 14] and consumer.seeks == [12]
+
+
+def test_a_revoke_clearing_the_buffers_seeks_nothing():
+    consumer = _watched(Consumer(RAW, list(range(20)), committed=10), app := App())
+
+    async def revoke() -> None:
+        await consumer.seek_to_committed()
+        async for _ in consumer.getmany(timeout=1.0):
+            pass
+        app.flow_control.suspend()
+        app.flow_control.clear()    # Faust's revoke: the next rebalance's seek to the committed offsets decides
+        await asyncio.sleep(0)
+
+    asyncio.run(revoke())
+    assert consumer.seeks == []
