@@ -228,8 +228,6 @@ class EmergingDetector:
         self.next_id = 1
         self.streaks: dict[int, Streak] = {}   # cluster id -> its run of anomalous buckets (only running ones)
         self.followed: dict[int, int] = {}     # cluster id -> the kind of the open incident that follows it
-        self.candidate: Candidate | None = None   # the most significant anomalous cluster at the last evaluation
-        self.candidates: dict[int, Candidate] = {}   # every anomalous cluster at the last evaluation
         self.verdicts: dict[int, Verdict] = {}     # per cluster: the followed ones and those in `firing`
         self.firing: list[Candidate] = []          # unfollowed clusters that fired (most significant first),
         #                                            as many as there is room for (max_incidents)
@@ -374,12 +372,11 @@ class EmergingDetector:
         # Followed clusters are never merged away or evicted; an old checkpoint could still name a lost one.
         self.followed = {cid: kind for cid, kind in self.followed.items() if cid in ids}
         found = {cl.id: cand for cl in self.clusters if (cand := self.judge(cl, now)) is not None}
-        self.candidates = found
-        self.candidate = min(found.values(), key=lambda x: (x.p_value, x.cluster.id)) if found else None
+        best = min(found.values(), key=lambda x: (x.p_value, x.cluster.id)) if found else None
         bucket = int(now // 10)
         if self._legacy_streak is not None:   # the old single streak was the most significant cluster's
-            if self.candidate is not None and self.candidate.cluster.id not in self.streaks:
-                self.streaks[self.candidate.cluster.id] = self._legacy_streak
+            if best is not None and best.cluster.id not in self.streaks:
+                self.streaks[best.cluster.id] = self._legacy_streak
             self._legacy_streak = None
         lengths = {}
         for cid in list(self.streaks):
@@ -401,7 +398,6 @@ class EmergingDetector:
             self.verdicts[cand.cluster.id] = self._verdict(cand.cluster, cand, now, firing=True)
         summary = Verdict(firing=bool(self.firing),
                           active=bool(found) or any(v.active for v in self.verdicts.values()))
-        best = self.candidate
         if best is not None:
             summary.severity = severity_from_ratio(best.count / max(best.expected, 1e-9))
             summary.reasons = self.describe(best, now)
