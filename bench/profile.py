@@ -126,7 +126,9 @@ def raw_frame(text: str) -> str:
     """A py-spy raw frame (``name (pkg/module.py:12)``, site-packages paths shortened to the package) as the
     rules read it: ``name (/pkg/module.py)``."""
     name, sep, where = text.partition(" (")
-    return f"{name}{sep}{'' if where.startswith(('/', '<')) else '/'}{_LINE.sub(')', ')' + where)[1:]}" if sep else text
+    if not sep:
+        return text
+    return f"{name} ({'' if where.startswith(('/', '<')) else '/'}{_LINE.sub(')', where)}"
 
 
 def worker_part_of(stack: Sequence[str]) -> str:
