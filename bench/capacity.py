@@ -17,10 +17,11 @@ for the autoscaler).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,11 @@ class RuntimePlan:
     pod_planned_per_s: float            # at the planned utilisation
     cold_start_s: float
     loads: list[LoadPlan] = field(default_factory=list)
+    parity: str = "not recorded"        # `make parity`'s verdict on this CPU: pass, fail: why, not a candidate
+
+    @property
+    def passes_parity(self) -> bool:
+        return self.parity == "pass"
 
 
 def partitions_for(replicas: int, minimum: int = 6) -> int:
@@ -222,6 +228,30 @@ def figures_from_results(doc: dict[str, Any]) -> list[RuntimeFigure]:
     return [RuntimeFigure(rt, rate, cores, source, cold.get(rt)) for rt, (rate, source) in best.items()]
 
 
+def parity_verdicts(choices: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """Per runtime, the verdict of the newest `make parity` record in a model's ``runtime-choices.json``
+    ("pass" or "fail: why"), and when it was recorded; ({}, "") when `make parity` never ran here."""
+    from services.classify.encoder.runtime import Trial
+
+    records = [v for k, v in choices.items() if k.startswith("parity:") and isinstance(v, dict) and v.get("trials")]
+    if not records:
+        return {}, ""
+    newest = max(records, key=lambda r: str(r.get("at", "")))
+    verdicts = {}
+    for name, trial in newest["trials"].items():
+        failures = Trial.from_json(trial).failures()
+        verdicts[name] = "fail: " + "; ".join(failures) if failures else "pass"
+    return verdicts, str(newest.get("at", ""))
+
+
+def with_parity(plans: Sequence[RuntimePlan], verdicts: dict[str, str]) -> list[RuntimePlan]:
+    """``plans`` with their parity verdicts, those that pass first (a runtime that fails parity is never chosen
+    by TRIAGE_RUNTIME=auto, so its figure is not a plan), each group fastest first."""
+    if verdicts:
+        plans = [replace(p, parity=verdicts.get(p.figure.runtime, "not a parity candidate")) for p in plans]
+    return sorted(plans, key=lambda p: (not p.passes_parity, -p.figure.per_core))
+
+
 def parse_rate(text: str, cores: float, cold_start_s: float | None) -> RuntimeFigure:
     name, sep, value = text.partition("=")
     if not sep:
@@ -259,12 +289,13 @@ def report(plans: Sequence[RuntimePlan], settings: PlanSettings, machine: dict[s
                f"{s.lag_seconds:g} s of a pod's planned work; scale-up today +{s.scale_up_pods} pods / "
                f"{s.scale_up_period_s:g} s after a {s.scale_up_window_s:g} s window\n")
     out.append("| runtime | source | mentions/s measured (cores) | mentions/s per core | CPU-s per 1,000 mentions "
-               "| pod capacity /s | planned /s per pod | cold start s |\n|---|---|---:|---:|---:|---:|---:|---:|")
+               "| pod capacity /s | planned /s per pod | cold start s | parity |\n|---|---|---:|---:|---:|---:|---:|---:|---|")
     for p in plans:
         f = p.figure
         cold = f"{p.cold_start_s:.1f}" + ("" if f.cold_start_s is not None else " (assumed)")
         out.append(f"| {f.runtime} | {f.source} | {_n(f.mentions_per_s)} ({f.cores:g}) | {_n(f.per_core)} | "
-                   f"{f.cpu_seconds_per_1000:.1f} | {_n(p.pod_capacity_per_s)} | {_n(p.pod_planned_per_s)} | {cold} |")
+                   f"{f.cpu_seconds_per_1000:.1f} | {_n(p.pod_capacity_per_s)} | {_n(p.pod_planned_per_s)} | {cold} | "
+                   f"{p.parity} |")
     out.append("\n| runtime | mentions/day | average /s | peak /s | pods at average | pods at peak (CPU) | partitions "
                "| replicas at peak (partition split) | HPA min..max | lag target | scale-up today: peak reached "
                "| recommended scale-up: peak reached |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|")
@@ -288,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", action="append", default=[],
                         help="RUNTIME=MENTIONS_PER_S measured with --cores cores, instead of a results file "
                              "(repeatable)")
+    parser.add_argument("--parity", type=Path, default=None,
+                        help="runtime-choices.json whose newest `make parity` record marks the runtimes that pass "
+                             "(default: the default model's, where it exists)")
     parser.add_argument("--cores", type=float, default=2.0, help="cores the --rate figures were measured with")
     parser.add_argument("--cold-start", type=float, default=None,
                         help="cold start seconds (overrides the results file's; default there 10)")
@@ -327,7 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     if not figures:
         parser.error("no throughput figures found")
     loads = [int(float(x)) for x in args.loads.split(",") if x]
-    plans = sorted((plan(f, settings, loads) for f in figures), key=lambda p: -p.figure.per_core)
+    parity_file = args.parity
+    if parity_file is None:
+        from services.classify.encoder.loader import default_model_dir
+        from services.classify.encoder.runtime import RUNTIME_CACHE_FILE
+        parity_file = default_model_dir() / RUNTIME_CACHE_FILE
+    verdicts, at = parity_verdicts(json.loads(parity_file.read_text())) if parity_file.is_file() else ({}, "")
+    print(f"Parity: {'`make parity` of ' + at + ' (' + str(parity_file) + ')' if verdicts else 'not recorded: run `make parity`; every runtime is listed as measured'}\n")
+    plans = with_parity([plan(f, settings, loads) for f in figures], verdicts)
     print(report(plans, settings, machine))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from bench.capacity import (
     RuntimeFigure,
     choose_partitions,
     figures_from_results,
+    parity_verdicts,
     partitions_for,
     plan,
     ramp,
@@ -127,3 +129,29 @@ def test_make_capacity_without_figures_says_what_to_run(tmp_path: Path, capsys: 
     with pytest.raises(SystemExit):
         capacity_main(["--from", str(tmp_path / "missing.json")])
     assert "make bench" in capsys.readouterr().err
+
+
+def test_runtimes_that_fail_parity_are_marked_and_listed_after_those_that_pass(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def trial(name: str, agreement: float) -> dict:
+        return {"name": name, "seconds": 1.0, "agreement": agreement, "sentiment_agreement": agreement,
+                "intent_agreement": 1.0, "min_cosine": 0.99, "f1": {}}
+
+    choices = {"choice:x": {"runtime": "onnx-fp32"},
+               "parity:old": {"at": "2026-01-01T00:00:00Z", "trials": {"onnx-int8": trial("onnx-int8", 1.0)}},
+               "parity:new": {"at": "2026-12-06T00:00:00Z", "trials": {
+                   "torch-fp32": trial("torch-fp32", 1.0), "onnx-int8": trial("onnx-int8", 0.85)}}}
+    verdicts, at = parity_verdicts(choices)
+    assert at.startswith("2026-12-06") and verdicts["torch-fp32"] == "pass"
+    assert verdicts["onnx-int8"].startswith("fail: label agreement 85.0% < 99%")
+    parity_file = tmp_path / "runtime-choices.json"
+    parity_file.write_text(json.dumps(choices))
+    path = write_results("classify", {"threads": 2, "rows": [
+        {"runtime": "onnx-int8", "batch": 128, "mentions_per_s": 140.0},
+        {"runtime": "torch-int8", "batch": 128, "mentions_per_s": 110.0},
+        {"runtime": "torch-fp32", "batch": 128, "mentions_per_s": 85.0}]}, tmp_path)
+    assert capacity_main(["--from", str(path), "--parity", str(parity_file)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "Scorer" in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| torch-fp32", "| onnx-int8", "| torch-int8"]
+    assert rows[0].endswith("| pass |") and "| fail: label agreement 85.0%" in rows[1]
+    assert rows[2].endswith("| not a parity candidate |")
