@@ -255,7 +255,8 @@ class OutageDetector:
         share = max(self.pooled_share, self.cfg.prior_share)
         return share * self.cfg.prior_mentions, (1.0 - share) * self.cfg.prior_mentions
 
-    def p_value(self, now: float, seconds: int, observed: int, stop_above: float = 1.0) -> float:
+    def p_value(self, now: float, seconds: int, observed: int, stop_above: float = 1.0,
+                state: tuple[float, float, int] | None = None) -> float:
         """Tail probability of `observed` reports in the window under the state learned before it began.
 
         Warm: negative binomial around `expected_before`. Cold (`is_cold`), the null is composite, and the
@@ -265,8 +266,9 @@ class OutageDetector:
         share a brand's first hours cannot know for themselves taken from the brands pooled. A new busy
         brand's steady 1-4% of stray scores is ordinary under it; a new brand whose mentions are mostly
         outage reports is not, however slowly they come. (Computed cheap view first: when it is above
-        `stop_above` it is returned without the other.)"""
-        state = self.baseline_before(now - seconds)
+        `stop_above` it is returned without the other.) `state`: `baseline_before(now - seconds)` when the
+        caller has it already."""
+        state = state or self.baseline_before(now - seconds)
         mean, dispersion = self.expected_from(now, seconds, state)
         if state[2] >= self.cfg.warm_minutes:
             return nbinom_sf(observed, mean, dispersion)
@@ -313,16 +315,25 @@ class OutageDetector:
         self.advance(now)
         seen: dict[int, tuple[int, float]] = {}
         p_open = c.open_p_value / len(self.windows)
+        states: dict[int, tuple[float, float, int]] = {}
+
+        def before(seconds: int) -> tuple[float, float, int]:
+            """`baseline_before` the window, looked up once per window and evaluation."""
+            if seconds not in states:
+                states[seconds] = self.baseline_before(now - seconds)
+            return states[seconds]
 
         def expected(seconds: int) -> float:
             """The larger of the expectations from the current state and from the state before the window:
             the ratio and the close condition use it (an effect as large as before); the tail probability
-            is judged under the state before the window (`p_value`). A cold window only the state before it:
-            a new brand's current state has learned the window's own reports."""
-            before = self.expected_before(now, seconds)[0]
-            if self.is_cold(now, seconds):
-                return before
-            return max(before, self.expected_count(now, seconds))
+            is judged under the state before the window (`p_value`). A cold window only the state before it
+            (`is_cold`): a new brand's current state has learned the window's own reports."""
+            state = before(seconds)
+            by_state = self.expected_from(now, seconds, state)[0]
+            if state[2] < c.warm_minutes:
+                return by_state
+            return max(by_state, self.expected_count(now, seconds))
+
         def count(seconds: int) -> int:
             return self.count(now, seconds)
 
@@ -331,7 +342,7 @@ class OutageDetector:
             if now - seconds < self.episode_end:   # holds the last episode's reports: judged already
                 return False
             return (observed >= c.open_ratio * expected
-                    and self.p_value(now, seconds, observed, stop_above=p_open) <= p_open)
+                    and self.p_value(now, seconds, observed, stop_above=p_open, state=before(seconds)) <= p_open)
 
         def describe(seconds: int, observed: int, expected: float) -> str:
             span = f"{seconds // 3600} h" if seconds >= 3600 and seconds % 3600 == 0 else f"{seconds // 60} min"
