@@ -289,7 +289,8 @@ def report(plans: Sequence[RuntimePlan], settings: PlanSettings, machine: dict[s
                f"{s.lag_seconds:g} s of a pod's planned work; scale-up today +{s.scale_up_pods} pods / "
                f"{s.scale_up_period_s:g} s after a {s.scale_up_window_s:g} s window\n")
     out.append("| runtime | source | mentions/s measured (cores) | mentions/s per core | CPU-s per 1,000 mentions "
-               "| pod capacity /s | planned /s per pod | cold start s | parity |\n|---|---|---:|---:|---:|---:|---:|---:|---|")
+               "| pod capacity /s | planned /s per pod | cold start s | parity |\n"
+               "|---|---|---:|---:|---:|---:|---:|---:|---|")
     for p in plans:
         f = p.figure
         cold = f"{p.cold_start_s:.1f}" + ("" if f.cold_start_s is not None else " (assumed)")
@@ -367,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         from services.classify.encoder.runtime import RUNTIME_CACHE_FILE
         parity_file = default_model_dir() / RUNTIME_CACHE_FILE
     verdicts, at = parity_verdicts(json.loads(parity_file.read_text())) if parity_file.is_file() else ({}, "")
-    print(f"Parity: {'`make parity` of ' + at + ' (' + str(parity_file) + ')' if verdicts else 'not recorded: run `make parity`; every runtime is listed as measured'}\n")
+    print(f"Parity: `make parity` of {at} ({parity_file})\n" if verdicts else
+          "Parity: not recorded (run `make parity`); every runtime is listed as measured\n")
     plans = with_parity([plan(f, settings, loads) for f in figures], verdicts)
     print(report(plans, settings, machine))
     return 0

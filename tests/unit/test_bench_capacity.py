@@ -119,8 +119,9 @@ def test_figures_come_from_the_staged_worker_loop_where_measured_else_the_best_b
 def test_make_capacity_plans_from_the_file_make_bench_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_results("classify", {"threads": 2, "rows": [
         {"runtime": "onnx-int8", "batch": 128, "mentions_per_s": 315.0}]}, tmp_path)
-    assert capacity_main(["--from", str(path), "--cold-start", "8"]) == 0
+    assert capacity_main(["--from", str(path), "--cold-start", "8", "--parity", str(tmp_path / "none.json")]) == 0
     out = capsys.readouterr().out
+    assert "Parity: not recorded (run `make parity`)" in out
     assert "| onnx-int8 | Scorer, batch 128 | 315 (2) | 158 | 6.3 |" in out
     assert "| onnx-int8 | 100,000,000 | 1,157 | 11,574 | 6 | 53 | 60 | 60 | 6..60 |" in out
 
