@@ -108,3 +108,16 @@ def test_state_roundtrip_keeps_the_baseline():
     assert restored.expected_per_minute(T0 + 8 * 3600) == det.expected_per_minute(T0 + 8 * 3600)
     onset = T0 + 8 * 3600
     assert feed(restored, onset, 2, lambda t: 100) == feed(det, onset, 2, lambda t: 100)
+
+
+def test_hour_and_weekday_slots_are_what_gmtime_gives() -> None:
+    import random
+    import time
+
+    from services.classify.crisis.spike import _slots
+
+    rng = random.Random(3)
+    minutes = [0, -1, 59, 60, 1439, 1440, -1441, *(rng.randrange(-10**8, 10**8) for _ in range(5000))]
+    for m in minutes:
+        tm = time.gmtime(m * 60)
+        assert _slots(m) == (tm.tm_hour, tm.tm_wday), m

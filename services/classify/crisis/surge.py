@@ -267,6 +267,11 @@ class SurgeDetector:
         c = self.cfg
         self.fold(now)
         self.prune(now)
+        if self._window(bucket, max(c.window_hours)) < c.min_count:
+            # Every window ends at this bucket, so none holds more complaints than the longest, and a window
+            # with fewer than min_count is neither anomalous nor active: the same verdict as judging them all,
+            # without the previous days' baselines (most of a sparse brand's backtest time).
+            return Verdict.from_window_checks(self.streak.update(False, bucket), c.persistence, False, False, 0.0, "")
         anomalous, active, best, why = False, False, 0.0, ""
         for hours in c.window_hours:
             previous = self.previous(now, hours)
