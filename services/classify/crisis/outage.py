@@ -240,10 +240,11 @@ class OutageDetector:
         outage reports, judged against its current state, taught it that they were normal."""
         return self.expected_from(now, seconds, self.baseline_before(now - seconds))
 
-    def is_cold(self, now: float, seconds: int) -> bool:
-        """Whether the window is judged in cold start: the state learned before it is younger than
-        `warm_minutes`, too short a history to know which share of the brand's mentions are outage reports."""
-        return self.baseline_before(now - seconds)[2] < self.cfg.warm_minutes
+    def is_cold(self, state: tuple[float, float, int]) -> bool:
+        """Whether a window whose earlier state (`baseline_before`) is ``state`` is judged in cold start: that
+        state is younger than `warm_minutes`, too short a history to know which share of the brand's mentions
+        are outage reports."""
+        return state[2] < self.cfg.warm_minutes
 
     def share_prior(self) -> tuple[float, float]:
         """Beta(a, b) of a brand's share of outage reports among its mentions before its own history can tell:
@@ -270,7 +271,7 @@ class OutageDetector:
         caller has it already."""
         state = state or self.baseline_before(now - seconds)
         mean, dispersion = self.expected_from(now, seconds, state)
-        if state[2] >= self.cfg.warm_minutes:
+        if not self.is_cold(state):
             return nbinom_sf(observed, mean, dispersion)
         by_rate = self.posterior_of(*state)[0] * seconds / 60.0
         p = nbinom_sf(observed, by_rate, dispersion)
@@ -330,7 +331,7 @@ class OutageDetector:
             (`is_cold`): a new brand's current state has learned the window's own reports."""
             state = before(seconds)
             by_state = self.expected_from(now, seconds, state)[0]
-            if state[2] < c.warm_minutes:
+            if self.is_cold(state):
                 return by_state
             return max(by_state, self.expected_count(now, seconds))
 

@@ -29,8 +29,8 @@ _FACTOR_MIN, _FACTOR_MAX = 0.05, 20.0
 
 def _slots(minute: int) -> tuple[int, int]:
     """(hour of day, weekday with Monday = 0) in UTC of the minute ``minute`` since the epoch: what
-    ``time.gmtime(minute * 60)`` gives (1970-01-01 was a Thursday), without the call, which was a tenth of a
-    long backtest (every minute of every brand is learned)."""
+    ``time.gmtime(minute * 60)`` gives (1970-01-01 was a Thursday), without the call: every minute of every
+    brand is learned, so a year's backtest made millions of them."""
     return (minute // 60) % 24, (minute // 1440 + 3) % 7
 
 

@@ -250,9 +250,12 @@ class SurgeDetector:
     def idle(self, now: float) -> bool:
         """No streak and fewer than min_count complaints in the longest window: no evaluation without new
         complaints can be anomalous."""
-        c = self.cfg
-        return (self.streak.length == 0
-                and self._window(int(now // c.bucket_seconds), max(c.window_hours)) < c.min_count)
+        return self.streak.length == 0 and self._too_few(int(now // self.cfg.bucket_seconds))
+
+    def _too_few(self, bucket: int) -> bool:
+        """Fewer than min_count complaints in the longest window ending at `bucket`: every window ends there,
+        so none holds more, and a window with fewer is neither anomalous nor active."""
+        return self._window(bucket, max(self.cfg.window_hours)) < self.cfg.min_count
 
     def evaluate(self, now: float) -> Verdict:
         """Judged once per bucket (hours-scale windows: a bucket's delay is nothing, the cost is)."""
@@ -267,10 +270,9 @@ class SurgeDetector:
         c = self.cfg
         self.fold(now)
         self.prune(now)
-        if self._window(bucket, max(c.window_hours)) < c.min_count:
-            # Every window ends at this bucket, so none holds more complaints than the longest, and a window
-            # with fewer than min_count is neither anomalous nor active: the same verdict as judging them all,
-            # without the previous days' baselines (most of a sparse brand's backtest time).
+        if self._too_few(bucket):
+            # the verdict judging every window would give, without the previous days' baselines (most of a
+            # sparse brand's backtest time)
             return Verdict.from_window_checks(self.streak.update(False, bucket), c.persistence, False, False, 0.0, "")
         anomalous, active, best, why = False, False, 0.0, ""
         for hours in c.window_hours:
