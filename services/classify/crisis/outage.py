@@ -350,8 +350,7 @@ class OutageDetector:
             return f"{observed} outage reports in {span} ({expected:.1f} expected)"
 
         hit, _, best_ratio, why, hits = scan_windows(
-            count, [(w, c.min_count) for w in self.windows], expected, anomalous,
-            lambda s, o, e: False, describe)
+            count, [(w, c.min_count) for w in self.windows], expected, anomalous, None, describe)
         # Active (hysteresis): >= close_min_count reports at >= close_ratio x expected in a window up to 4x the
         # shortest window that fired in this episode (at least close_window_seconds): a burst closes minutes
         # after it ends, a slow outage stays open between its reports. Long windows stay anomalous for hours

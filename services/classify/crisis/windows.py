@@ -35,21 +35,24 @@ class Verdict:
 
 def scan_windows(counts: Callable[[int], int], windows: Iterable[tuple[int, int]],
                  expected: Callable[[int], float], anomalous: Callable[[int, int, float], bool],
-                 active: Callable[[int, int, float], bool], describe: Callable[[int, int, float], str]
+                 active: Callable[[int, int, float], bool] | None, describe: Callable[[int, int, float], str]
                  ) -> tuple[bool, bool, float, str, list[int]]:
     """The window loop the rate detectors share: for each (seconds, min_count) window, the observed count and
     its expectation; returns (any anomalous, any active, best ratio among windows at their minimum, the
     best one's description, the anomalous windows' seconds). `anomalous`/`active`/`describe` get
-    (seconds, observed, expected)."""
+    (seconds, observed, expected). Without an `active` check (None) a window under its minimum count decides
+    nothing, so its expectation is not computed (most windows of a quiet brand, at every evaluation)."""
     any_anomalous, any_active, best_ratio, why, hits = False, False, 0.0, "", []
     for seconds, min_count in windows:
         observed = counts(seconds)
+        if active is None and observed < min_count:
+            continue
         exp = expected(seconds)
         ratio = observed / exp
         if observed >= min_count and anomalous(seconds, observed, exp):
             any_anomalous = True
             hits.append(seconds)
-        if active(seconds, observed, exp):
+        if active is not None and active(seconds, observed, exp):
             any_active = True
         if observed >= min_count and ratio > best_ratio:
             best_ratio, why = ratio, describe(seconds, observed, exp)
