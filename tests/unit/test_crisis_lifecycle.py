@@ -195,3 +195,19 @@ def test_terms_skip_stopwords_urls_handles_and_brand():
 def test_config_defaults_are_documented_dataclasses():
     cfg = CrisisConfig()
     assert cfg.spike.min_count_short > 3 and cfg.incident.quiet_seconds > 0
+
+
+def test_tied_terms_rank_in_the_order_posts_use_them_not_by_hash():
+    """Evidence is the same in every process (a backtest predicts the worker's page, replicas agree): terms
+    with equal counts rank in the order the posts first used them. Ten tied terms in a set's (hash) order
+    would match that order by chance once in 10! runs."""
+    engine = CrisisEngine()
+    calm(engine, T0, 120)
+    text = "zulu yankee xray whiskey victor uniform tango sierra romeo quebec papa oscar"
+    updates = []
+    for i in range(40):
+        t = T0 + 7200 + i * 1.5
+        updates += engine.observe(scored(t, f"o{i}", text=text, outage=0.9, negative=0.8), t)[1]
+    opened = [u for u in updates if u.state == pb.OPEN]
+    assert len(opened) == 1
+    assert list(opened[0].evidence.top_terms) == terms_of(text)[:10]
