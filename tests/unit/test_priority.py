@@ -28,6 +28,13 @@ def test_outage_report_from_small_account_is_urgent_not_a_page():
     assert v.priority == 2
 
 
+def test_any_outage_report_is_answered_within_the_hour_but_a_weaker_reading_is_not():
+    # calibrated outage_report just over 0.5 with an ordinary reading of the rest: the blend alone gives P3
+    v = decide(0.56, 0.05, intents(outage_report=0.65, complaint=0.91), Signals())
+    assert v.priority == 2 and v.urgency == 0.55 and "outage report 0.65" in v.reasons
+    assert decide(0.56, 0.05, intents(outage_report=0.45, complaint=0.91), Signals()).priority == 3
+
+
 def test_same_complaint_from_a_big_account_pages():
     small = decide(0.85, 0.05, intents(complaint=0.9), Signals(followers=300))
     big = decide(0.85, 0.05, intents(complaint=0.9), Signals(followers=250_000, verified=True))
