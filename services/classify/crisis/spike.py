@@ -66,13 +66,15 @@ class SpikeDetector:
 
     def expected_count(self, now: float, seconds: int, floor_per_minute: float = 0.05) -> float:
         """Expected mentions in the window `WindowCounter.count(now, seconds)` covers, integrating the
-        seasonal rate minute by minute (a window that straddles the end of a daily peak expects the peak)."""
+        seasonal rate over it (a window that straddles the end of a daily peak expects the peak). The rate is
+        constant within an hour (its hour and weekday slots are), so the window is integrated hour piece by
+        hour piece, not minute by minute: every brand's windows are judged at every tick."""
         bs = self.cfg.bucket_seconds
         cur = int(now // bs)
         start, end = (cur - max(1, seconds // bs) + 1) * bs, (cur + 1) * bs
         total, t = 0.0, float(start)
         while t < end:
-            nxt = min(end, (int(t // 60) + 1) * 60)
+            nxt = min(end, (int(t // 3600) + 1) * 3600)
             total += max(self.expected_per_minute(t), floor_per_minute) * (nxt - t) / 60.0
             t = nxt
         return total
