@@ -129,8 +129,9 @@ def decide(
     # An outage report (calibrated: "present" is more likely than not, with at most 5% of ordinary complaints
     # passing it) is someone who cannot use the service: it is answered within the hour (at least P2), however
     # small the account. The blend alone needed p >= 0.73 for that, and a clear report that the model reads
-    # at 0.65 (a Greek "the app doesn't work, I can't log in") sat in the normal queue.
-    if "outage_report" in present and not spam:
+    # at 0.65 (a Greek "the app doesn't work, I can't log in") sat in the normal queue. (Never spam: spam
+    # requires that no outage report is present.)
+    if "outage_report" in present:
         urgency = max(urgency, policy.p2_urgency)
 
     # Hard P1 rules: these page whatever the blended score says.

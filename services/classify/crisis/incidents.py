@@ -115,8 +115,8 @@ class OpenIncident:
             self.members.add(s.mention_id)
         self.mention_count += 1
         self.flags.update([k for k, on in (("outage_report", s.outage), ("complaint", s.complaint)) if on])
-        self.terms.update(list(dict.fromkeys(s.terms)))   # each term once, in the post's order (not a set): ties
-        # rank alike in every process
+        # each term once, in the post's order (not a set's hash order): tied terms rank alike in every process
+        self.terms.update(list(dict.fromkeys(s.terms)))
         if len(self.terms) > 2 * MAX_TERMS_KEPT:
             self.terms = Counter(dict(self.terms.most_common(MAX_TERMS_KEPT)))
         if s.language:
