@@ -7,12 +7,20 @@ Every client takes the cluster's security options (TLS, SASL) as keyword argumen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 
 from services.common.topics import CLASSIFY_COPARTITIONED, ROUTER_COPARTITIONED, TopicSpec
 
@@ -33,6 +41,50 @@ def make_producer(bootstrap: str, client_id: str, **overrides: object) -> AIOKaf
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)  # type: ignore[arg-type]
+
+
+#: The broker no longer accepts the producer's id, epoch or sequence numbers (it lost the producer's state, or
+#: fenced it). The Java producer recovers by bumping its epoch (KIP-360); aiokafka does not, so every later batch
+#: to that partition fails the same way. Only a new producer (a new producer id) delivers again.
+PRODUCER_STATE_ERRORS: tuple[type[BaseException], ...] = (
+    OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, InvalidProducerIdMapping, ProducerFenced)
+
+
+def producer_failure(producer: AIOKafkaProducer, error: BaseException | None = None) -> str | None:
+    """Why `producer` will deliver nothing more (it must be replaced by a new one), or None while it still can.
+
+    Two ways an aiokafka producer breaks for good while Kafka itself is fine:
+    - its background sender task ended. aiokafka (0.14) fails the batches it held with the sender's error and
+      then fails every later `send` at once with that same error (`MessageAccumulator.fail_all`); a cancelled
+      sender leaves later sends waiting forever. aiokafka has no public health check, so this reads the task
+      (`producer._sender.sender_task`), which is None until `start()`.
+    - `error` (a failed send, or its cause) is one of `PRODUCER_STATE_ERRORS`.
+    """
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if task is not None and task.done() and not getattr(producer, "_closed", False):
+        exc = None if task.cancelled() else task.exception()
+        return f"its sender task ended ({type(exc).__name__ if exc is not None else 'cancelled'})"
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:  # the error, then its causes
+        if isinstance(error, PRODUCER_STATE_ERRORS):
+            return f"the broker rejected its producer state ({type(error).__name__})"
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+async def retire_producer(producer: AIOKafkaProducer, timeout: float) -> None:
+    """Stop a replaced producer: give it `timeout` s to deliver what it holds, then fail whatever it still holds
+    (its send futures settle: nothing waits on a producer that will never deliver) and close its connections."""
+    try:
+        with contextlib.suppress(Exception):  # a timeout, or the broken sender's own error: cleaned up below
+            await asyncio.wait_for(producer.stop(), timeout)
+    finally:
+        accumulator = getattr(producer, "_message_accumulator", None)  # aiokafka's: no public way to fail its batches
+        if accumulator is not None:
+            accumulator.fail_all(RuntimeError("the producer was replaced before delivering this"))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.client.close(), timeout)
 
 
 async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1,

@@ -50,6 +50,12 @@ class IngestSettings(ServiceSettings):
     max_connections_per_proxy: int = Field(1024, ge=0, description="open connections one trusted proxy may hold "
                                            "(0 = unlimited)")
     kafka_probe_interval_seconds: float = Field(1.0, description="how often a down Kafka is probed to recover")
+    producer_stuck_seconds: float = Field(
+        30.0, gt=0, description="a Kafka producer is replaced by a new one when, while Kafka answers its probes, "
+        "sends have failed for this long (producer_stuck_after times in a row) or an attempt has waited this long "
+        "for its ack; a producer that broke for good (its sender ended, or the broker rejected its producer id or "
+        "sequence) is replaced at once")
+    producer_stuck_after: int = Field(3, ge=1, description="see producer_stuck_seconds")
 
     # Brand tracking.
     brands_file: Path | None = Field(None, description="tracked brands YAML (default: services/ingest/"

@@ -19,7 +19,7 @@ from services.common import codec, topics
 from services.common.deadletter import dead_letter
 from services.common.deletions import deletion_headers, deletion_key, is_author_deletion
 from services.common.errors import TriageError
-from services.common.kafka import make_producer
+from services.common.kafka import make_producer, producer_failure, retire_producer
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_OUT
 from services.ingest import metrics as m
@@ -86,10 +86,19 @@ class MentionIngestor:
         self.limits = Limits(settings.max_text_chars, settings.max_raw_payload_bytes, settings.future_skew_seconds)
         self.kafka_up = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
-        self._unsettled: set[str] = set()  # dedupe keys whose failed attempt may still be delivered
+        self._unsettled: dict[str, float] = {}  # dedupe keys whose failed attempt may still be delivered -> since
         self._attempt_ended = asyncio.Condition()  # notified whenever a produce attempt settles
         self._settling: set[asyncio.Task[None]] = set()
         self._started = producer is not None
+        # A producer that cannot deliver any more while Kafka answers is replaced (`_producer_broken`): the reason
+        # once known; when Kafka was last marked up, and how many periods of it in a row (since a send last
+        # succeeded) ended in a failed send, the first at `_failed_first`.
+        self._broken: str | None = None
+        self._up_since = 0.0
+        self._up_period = 0
+        self._failed_periods: set[int] = set()
+        self._failed_first = 0.0
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # -- Kafka link ---------------------------------------------------------------------------------
 
@@ -119,6 +128,7 @@ class MentionIngestor:
                 await asyncio.gather(*self._settling, return_exceptions=True)
             except Exception as exc:
                 log.warning("producer_stop_failed", error=type(exc).__name__)
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
     def mark_down(self) -> None:
         """Kafka is known to be unreachable (a failed readiness probe): pushes answer 503 until it is back."""
@@ -127,6 +137,7 @@ class MentionIngestor:
     def _mark(self, up: bool) -> None:
         if up and not self.kafka_up.is_set():
             log.info("kafka_up", kafka=self.settings.kafka_bootstrap)
+            self._up_since, self._up_period = asyncio.get_running_loop().time(), self._up_period + 1
         elif not up and self.kafka_up.is_set():
             log.warning("kafka_down", kafka=self.settings.kafka_bootstrap)
         (self.kafka_up.set if up else self.kafka_up.clear)()
@@ -139,6 +150,8 @@ class MentionIngestor:
             try:
                 if not self._started:
                     await self._start_producer()
+                elif self._owns_producer and (reason := self._producer_broken()) is not None:
+                    await self._replace_producer(reason)
                 elif not self.kafka_up.is_set():
                     await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=3)
                     self._mark(True)
@@ -151,6 +164,43 @@ class MentionIngestor:
                 log.info("kafka_unreachable", error=type(exc).__name__, retry_in=round(backoff, 1))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 15.0)
+
+    def _producer_broken(self) -> str | None:
+        """Why the producer must be replaced, or None. Besides what `producer_failure` recognises (a dead sender, a
+        rejected producer state), a producer is taken for stuck when Kafka answers its metadata probes but
+        `stuck_after` sends in a row failed while it was marked up, over at least `producer_stuck_seconds`, or an
+        attempt has waited that long for its ack while Kafka is up (aiokafka retries an idempotent batch forever)."""
+        if self._broken is None:
+            self._broken = producer_failure(self.producer)
+        if self._broken is not None:
+            return self._broken
+        limit = self.settings.producer_stuck_seconds
+        now = asyncio.get_running_loop().time()
+        failed = len(self._failed_periods)
+        if failed >= self.settings.producer_stuck_after and now - self._failed_first >= limit:
+            return (f"sends failed each time Kafka answered again, {failed} times in a row over "
+                    f"{now - self._failed_first:.0f} s")
+        if self.kafka_up.is_set() and self._unsettled:
+            waited = now - max(min(self._unsettled.values()), self._up_since)
+            if waited >= limit:
+                return f"an attempt has waited {waited:.0f} s for its ack while Kafka answers"
+        return None
+
+    async def _replace_producer(self, reason: str) -> None:
+        """A new producer (a new producer id) for one that cannot deliver any more. The old one is retired in the
+        background: what it still holds is delivered within the produce timeout or failed, so the dedupe keys of its
+        unsettled attempts are released and their retries go out on the new producer (which, for a record the old
+        one did write before its ack was lost, can mean a second copy on the topic: consumers dedupe by mention id)."""
+        old = self.producer
+        log.warning("ingest_producer_replaced", reason=reason)
+        m.PRODUCER_REPLACED.inc()
+        self._mark(False)
+        self._started, self._broken = False, None
+        self._failed_periods.clear()
+        task = asyncio.create_task(retire_producer(old, self.settings.produce_timeout_seconds), name="ingest-retire")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        await self._start_producer()
 
     async def _start_producer(self) -> None:
         producer = make_producer(self.settings.kafka_bootstrap, f"{self.settings.kafka_client_id_prefix}-ingest",
@@ -176,6 +226,7 @@ class MentionIngestor:
         if not self.kafka_up.is_set():
             raise KafkaUnavailable("Kafka is unreachable")
         loop = asyncio.get_running_loop()
+        period = self._up_period
         deadline = loop.time() + self.settings.produce_timeout_seconds
         futures: list[asyncio.Future[Any]] = []
         try:
@@ -194,8 +245,13 @@ class MentionIngestor:
                 if fut.exception() is not None:
                     raise fut.exception()  # type: ignore[misc]
         except Exception as exc:
+            if not self._failed_periods:
+                self._failed_first = loop.time()
+            self._failed_periods.add(period)
+            self._broken = self._broken or producer_failure(self.producer, exc)
             self._mark(False)
             raise KafkaUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}", futures) from exc
+        self._failed_periods.clear()
 
     def _settle_later(self, keys: list[str], futures: list[asyncio.Future[Any]]) -> None:
         """After a failed attempt: a key is committed if its record was delivered after all, else released."""
@@ -211,7 +267,8 @@ class MentionIngestor:
                 unsettled[key] = fut
         if not unsettled:
             return
-        self._unsettled.update(unsettled)
+        since = asyncio.get_running_loop().time()
+        self._unsettled.update(dict.fromkeys(unsettled, since))
 
         async def settle() -> None:
             try:
@@ -220,7 +277,7 @@ class MentionIngestor:
                 for key, fut in unsettled.items():
                     ok = fut.done() and not fut.cancelled() and fut.exception() is None
                     (self.dedupe.commit if ok else self.dedupe.release)(key)
-                    self._unsettled.discard(key)
+                    self._unsettled.pop(key, None)
                 await self._notify_attempt_ended()
 
         task = asyncio.create_task(settle(), name="ingest-settle")

@@ -23,6 +23,8 @@ PRODUCE_SECONDS = Histogram(
     "triage_ingest_produce_seconds", "Time from request parsed to all Kafka acks", buckets=LATENCY_BUCKETS
 )
 KAFKA_UP = Gauge("triage_ingest_kafka_up", "1 when the last produce or readiness check reached Kafka")
+PRODUCER_REPLACED = Counter("triage_ingest_producer_replaced_total",
+                            "Kafka producers replaced by a new one because they could not deliver while Kafka answered")
 DEDUPE_ENTRIES = Gauge("triage_ingest_dedupe_entries", "Keys held by the dedupe window")
 DEDUPE_BYTES = Gauge("triage_ingest_dedupe_bytes", "Approximate memory held by the dedupe window's keys")
 SERVER_FAULTS = Counter(

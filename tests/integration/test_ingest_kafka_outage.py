@@ -12,13 +12,15 @@ import signal
 from collections import Counter
 
 import httpx
+import pytest
+from prometheus_client import REGISTRY
 from support import consume, running_app, wait_for
 
 from services.common import codec, topics
 from services.common.codec import pb
 from services.common.kafka import ensure_topics
 from services.common.topics import all_topic_specs
-from services.ingest.app import build_app
+from services.ingest.app import INGESTOR_KEY, build_app
 from services.ingest.config import IngestSettings
 
 
@@ -33,7 +35,8 @@ async def test_broker_down_at_start_then_stopped_mid_traffic(kafka_broker_factor
 
     settings = IngestSettings(kafka_bootstrap=broker.bootstrap_servers, produce_timeout_seconds=4,
                               retry_after_seconds=1, kafka_probe_interval_seconds=0.3)
-    async with running_app(build_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+    app = build_app(settings)
+    async with running_app(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         # 1. Start-up tolerated a missing broker: alive, not ready, push requests get 503 + Retry-After.
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/readyz")).status_code == 503
@@ -72,7 +75,7 @@ async def test_broker_down_at_start_then_stopped_mid_traffic(kafka_broker_factor
                 await stopper
                 restarted = True
                 await asyncio.to_thread(broker.start)
-            assert i < 5000, "ingest did not recover"
+            assert i < 5000, f"ingest did not recover: {_state(app, r)}"
         assert restarted and 503 in statuses
         assert statuses[-1] == 202
         assert (await client.get("/readyz")).status_code == 200
@@ -88,6 +91,70 @@ async def test_broker_down_at_start_then_stopped_mid_traffic(kafka_broker_factor
 
 async def _ready(client: httpx.AsyncClient) -> bool:
     return (await client.get("/readyz")).status_code == 200
+
+
+def _state(app, last: httpx.Response) -> str:  # type: ignore[no-untyped-def]
+    """What a stalled ingest looks like from inside (for the failure message)."""
+    ingestor = app[INGESTOR_KEY]
+    task = ingestor.producer._sender.sender_task
+    return (f"last answer {last.status_code} {last.text[:300]}; kafka_up={ingestor.kafka_up.is_set()} "
+            f"unsettled={len(ingestor._unsettled)} sender_task={task!r}")
+
+
+async def _break_sender_by_raising(producer) -> None:  # type: ignore[no-untyped-def]
+    """The next produce request raises inside aiokafka's sender routine, which then ends with "Unexpected error
+    during batch delivery" (aiokafka issues 907 and 1004): aiokafka fails the batches it holds and every later send."""
+    async def fails(node_id, batches):  # type: ignore[no-untyped-def]
+        raise RuntimeError("injected fault in the produce request")
+    producer._sender._send_produce_req = fails
+
+
+async def _break_sender_by_cancelling(producer) -> None:  # type: ignore[no-untyped-def]
+    """The sender task ends without an error: aiokafka's later sends wait forever (nothing drains them)."""
+    producer._sender.sender_task.cancel()
+    await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("breaks", [_break_sender_by_raising, _break_sender_by_cancelling], ids=["raises", "cancelled"])
+async def test_a_producer_whose_sender_ended_is_replaced_and_nothing_acknowledged_is_lost(kafka_bootstrap, breaks):
+    """aiokafka cannot recover a producer whose background sender ended while Kafka is fine: ingest would answer
+    503 for ever (CI saw 5,000 retries of one mention refused after a broker restart). It replaces the producer."""
+    run = f"sender-{breaks.__name__[-9:].strip('_')}-{os.getpid()}"
+    settings = IngestSettings(kafka_bootstrap=kafka_bootstrap, produce_timeout_seconds=2, retry_after_seconds=1,
+                              kafka_probe_interval_seconds=0.2)
+    replaced = REGISTRY.get_sample_value("triage_ingest_producer_replaced_total") or 0.0
+    app = build_app(settings)
+    acked: set[str] = set()
+    async with running_app(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        await wait_for(lambda: _ready(client), 60, "ingest ready")
+        first = await client.post("/v1/mentions", json={**mention(0), "external_id": f"{run}-0"})
+        assert first.status_code == 202, first.text
+        acked.update(first.json()["accepted"])
+        old = app[INGESTOR_KEY].producer
+        await breaks(old)
+
+        statuses: list[int] = []
+        for n in range(1, 21):
+            for _attempt in range(100):
+                r = await client.post("/v1/mentions", json={**mention(n), "external_id": f"{run}-{n}"})
+                statuses.append(r.status_code)
+                assert r.status_code in (202, 503), r.text
+                if r.status_code == 202:
+                    acked.update(r.json()["accepted"] + r.json()["duplicates"])
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError(f"mention {n} never accepted: {_state(app, r)}")
+        assert 503 in statuses, "the broken producer was never noticed"
+        assert app[INGESTOR_KEY].producer is not old
+        assert (REGISTRY.get_sample_value("triage_ingest_producer_replaced_total") or 0.0) == replaced + 1
+        await wait_for(lambda: not app[INGESTOR_KEY]._retiring, 30, "the old producer retired")
+        assert old._closed
+
+    assert acked == {f"forum:{run}-{n}" for n in range(21)}
+    records = await consume(kafka_bootstrap, [topics.MENTIONS_RAW], idle=2.0, timeout=60)
+    on_topic = Counter(i for i in (codec.decode(v, pb.Mention).mention_id for _, _, v in records) if run in i)
+    assert on_topic == Counter(acked)
 
 
 async def test_a_late_ack_is_an_unknown_outcome_and_the_retry_reports_stored_duplicates(kafka_broker_factory):
