@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings, worker)
     run_worker(app, settings, settings.classify_metrics_port, f"classify worker: model {scorer.model_version}",
                topics=topics.specs_named(topics.MENTIONS_RAW, topics.CLASSIFY_CRISIS_INPUT, topics.MENTIONS_SCORED,
-                                         topics.INCIDENTS, layout=settings.partition_layout()))
+                                         topics.INCIDENTS, layout=settings.partition_layout()),
+               producers=lambda: (worker.producer,))
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
@@ -48,10 +48,11 @@ async def retry_until_done(fn: Any, arg: Any, what: str, max_backoff: float = 30
 
 
 def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, banner: str,
-               topics: Iterable[TopicSpec] = ()) -> None:
+               topics: Iterable[TopicSpec] = (), producers: Callable[[], Iterable[Any]] = tuple) -> None:
     """Serve /metrics, /healthz and /readyz, say where, and run the Faust worker until it is stopped (blocks).
 
-    The probes watch this worker's event loop and its Kafka consumer (services/common/probes.py). `topics`
+    The probes watch this worker's event loop, its Kafka consumer and `producers()`, the worker's own aiokafka
+    producers (services/common/probes.py). `topics`
     are created first when missing (with their partition counts: co-partitioning depends on them; a broker's
     auto-creation would give them its default).
     """
@@ -62,7 +63,7 @@ def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, bann
     from services.common.metrics import serve_metrics
     from services.common.probes import WorkerProbes, watch_faust_consumer
 
-    probes = WorkerProbes(settings.probe_loop_stale_seconds, settings.probe_fetch_stale_seconds)
+    probes = WorkerProbes(settings.probe_loop_stale_seconds, settings.probe_fetch_stale_seconds, producers=producers)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     specs = list(topics)
     if specs:

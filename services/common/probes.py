@@ -9,17 +9,21 @@ worker: a loop blocked by a synchronous call, or a consumer that stopped fetchin
   record to a stream (`watch_faust_consumer`). The fetch loop stops while the group rebalances and
   while the agents' buffers are full, so a stuck agent shows here too.
 
-`/healthz` (liveness) looks at the loop only: Kafka trouble must not restart pods. `/readyz` looks
-at both. Both answer 503 with the reason, one `check: detail` line each.
+`/healthz` (liveness) looks at the loop, and at the worker's own Kafka producers: Kafka trouble must not
+restart pods, but a producer broken for good (`services.common.kafka.producer_failure`: aiokafka's sender task
+ended, or the broker rejected its producer id) never delivers again while the worker lives, and a restart gives
+it a new one. `/readyz` looks at all of them. Both answer 503 with the reason, one `check: detail` line each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from services.common.kafka import producer_failure
 
 Clock = Callable[[], float]
 
@@ -83,11 +87,13 @@ def _check(name: str, age: float | None, limit: float, never: str) -> tuple[bool
 class WorkerProbes:
     """The answers of a worker's /healthz and /readyz, from its loop heartbeat and consumer fetches."""
 
-    def __init__(self, loop_stale_seconds: float, fetch_stale_seconds: float, clock: Clock = time.monotonic) -> None:
+    def __init__(self, loop_stale_seconds: float, fetch_stale_seconds: float, clock: Clock = time.monotonic,
+                 producers: Callable[[], Iterable[Any]] = tuple) -> None:
         self.loop_stale_seconds = loop_stale_seconds
         self.fetch_stale_seconds = fetch_stale_seconds
         self.heartbeat = LoopHeartbeat(clock)
         self.fetch = FetchWatch(clock)
+        self.producers = producers  # the worker's own aiokafka producers (None for one not started yet)
 
     def _loop(self) -> tuple[bool, str]:
         return _check("event loop", self.heartbeat.age(), self.loop_stale_seconds, "not started yet")
@@ -95,12 +101,16 @@ class WorkerProbes:
     def _consumer(self) -> tuple[bool, str]:
         return _check("kafka consumer", self.fetch.age(), self.fetch_stale_seconds, "has not fetched yet")
 
+    def _producers(self) -> list[tuple[bool, str]]:
+        failures = [why for p in self.producers() if p is not None and (why := producer_failure(p)) is not None]
+        return [(False, f"kafka producer: broken, {why}") for why in failures]
+
     def healthz(self) -> ProbeAnswer:
-        ok, line = self._loop()
-        return ProbeAnswer(ok, (line,))
+        checks = [self._loop(), *self._producers()]
+        return ProbeAnswer(all(ok for ok, _ in checks), tuple(line for _, line in checks))
 
     def readyz(self) -> ProbeAnswer:
-        checks = [self._loop(), self._consumer()]
+        checks = [self._loop(), self._consumer(), *self._producers()]
         return ProbeAnswer(all(ok for ok, _ in checks), tuple(line for _, line in checks))
 
     def routes(self) -> dict[str, Callable[[], ProbeAnswer]]:

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                topics=[*topics.specs_named(topics.MENTIONS_SCORED, topics.RESPONSES,
                                            topics.ROUTER_PAGE_REQUESTS, topics.TRIAGE_DECISIONS, topics.INCIDENTS,
                                            topics.SILENCES, layout=layout),
-                       topics.router_state_spec(settings.router_app_id, settings.router_partitions)])
+                       topics.router_state_spec(settings.router_app_id, settings.router_partitions)],
+               producers=lambda: (worker.producer,))
     return 0
 
 
