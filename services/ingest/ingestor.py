@@ -19,7 +19,7 @@ from services.common import codec, topics
 from services.common.deadletter import dead_letter
 from services.common.deletions import deletion_headers, deletion_key, is_author_deletion
 from services.common.errors import TriageError
-from services.common.kafka import make_producer, producer_failure, retire_producer
+from services.common.kafka import make_producer, producer_failure, retire_producer, wait_for_kafka
 from services.common.logging import get_logger
 from services.common.metrics import MESSAGES_OUT
 from services.ingest import metrics as m
@@ -146,6 +146,8 @@ class MentionIngestor:
     async def _supervise(self) -> None:
         interval = self.settings.kafka_probe_interval_seconds
         backoff = interval
+        unreachable_since: float | None = None  # the producer's probes have failed since
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 if not self._started:
@@ -155,19 +157,39 @@ class MentionIngestor:
                 elif not self.kafka_up.is_set():
                     await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=3)
                     self._mark(True)
-                backoff = interval
+                backoff, unreachable_since = interval, None
                 await asyncio.sleep(interval)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._mark(False)
                 log.info("kafka_unreachable", error=type(exc).__name__, retry_in=round(backoff, 1))
+                now = loop.time()
+                if unreachable_since is None or not self._started:
+                    unreachable_since = now
+                elif self._owns_producer and now - unreachable_since >= self.settings.producer_stuck_seconds:
+                    # Long unreachable for the producer's own client: a real outage, or a client that lost its way.
+                    unreachable_since = now  # (asked again after as long)
+                    if await self._kafka_answers_a_new_client():
+                        await self._replace_producer("Kafka answers a new client but not the producer's")
+                        backoff = interval
+                        continue
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 15.0)
 
+    async def _kafka_answers_a_new_client(self) -> bool:
+        try:
+            await wait_for_kafka(self.settings.kafka_bootstrap, timeout=3,
+                                 client_options=self.settings.kafka_client_options())
+        except Exception:
+            return False
+        return True
+
     def _producer_broken(self) -> str | None:
-        """Why the producer must be replaced, or None. Besides what `producer_failure` recognises (a dead sender, a
-        rejected producer state), a producer is taken for stuck when Kafka answers its metadata probes but
+        """Why the producer must be replaced, or None (see also `_supervise`: a producer whose own client has not
+        reached Kafka for `producer_stuck_seconds` while a new client does is replaced too). Besides what
+        `producer_failure` recognises (a dead sender, a rejected producer state), it is taken for stuck when Kafka
+        answers its metadata probes but
         `stuck_after` sends in a row failed while it was marked up, over at least `producer_stuck_seconds`, or an
         attempt has waited that long for its ack while Kafka is up (aiokafka retries an idempotent batch forever)."""
         if self._broken is None:

@@ -13,6 +13,7 @@ from collections import Counter
 
 import httpx
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
 from support import consume, running_app, wait_for
 
@@ -115,13 +116,24 @@ async def _break_sender_by_cancelling(producer) -> None:  # type: ignore[no-unty
     await asyncio.sleep(0)
 
 
-@pytest.mark.parametrize("breaks", [_break_sender_by_raising, _break_sender_by_cancelling], ids=["raises", "cancelled"])
-async def test_a_producer_whose_sender_ended_is_replaced_and_nothing_acknowledged_is_lost(kafka_bootstrap, breaks):
+async def _break_client(producer) -> None:  # type: ignore[no-untyped-def]
+    """The producer's own client no longer reaches Kafka (its sends and metadata requests fail) while a new client
+    does."""
+    async def unreachable(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise KafkaConnectionError("injected: this client lost its way")
+    producer.client.fetch_all_metadata = unreachable
+    producer.send = unreachable
+
+
+@pytest.mark.parametrize("breaks", [_break_sender_by_raising, _break_sender_by_cancelling, _break_client],
+                         ids=["raises", "cancelled", "client"])
+async def test_a_producer_that_cannot_deliver_is_replaced_and_nothing_acknowledged_is_lost(kafka_bootstrap, breaks):
     """aiokafka cannot recover a producer whose background sender ended while Kafka is fine: ingest would answer
-    503 for ever (CI saw 5,000 retries of one mention refused after a broker restart). It replaces the producer."""
-    run = f"sender-{breaks.__name__[-9:].strip('_')}-{os.getpid()}"
+    503 for ever (CI saw 5,000 retries of one mention refused after a broker restart). It replaces the producer,
+    and one whose own client has not reached Kafka for `producer_stuck_seconds` while a new client does."""
+    run = f"producer-{breaks.__name__[-9:].strip('_')}-{os.getpid()}"
     settings = IngestSettings(kafka_bootstrap=kafka_bootstrap, produce_timeout_seconds=2, retry_after_seconds=1,
-                              kafka_probe_interval_seconds=0.2)
+                              kafka_probe_interval_seconds=0.2, producer_stuck_seconds=2)
     replaced = REGISTRY.get_sample_value("triage_ingest_producer_replaced_total") or 0.0
     app = build_app(settings)
     acked: set[str] = set()
