@@ -384,6 +384,70 @@ async def read_back(bootstrap: str, timeout: float = 30.0) -> Snapshot:
     return snap
 
 
+async def trace_mentions(bootstrap: str, ids: list[str], groups: list[str], run_dir: Path | None = None,
+                         timeout: float = 60.0) -> list[str]:
+    """Where each of `ids` is on the topics a mention passes through in classify (`mentions.raw`, the crisis input,
+    `mentions.scored`: partition@offset), what `groups` committed on those partitions, and the services' log lines
+    about skipped or re-read offsets: a missing mention's diagnosis, printed with a failed run."""
+    names = [topics.MENTIONS_RAW, topics.CLASSIFY_CRISIS_INPUT, topics.MENTIONS_SCORED]
+    wanted = set(ids)
+    found: dict[str, list[tuple[str, int, int]]] = {i: [] for i in ids}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                request_timeout_ms=10000)
+    lines: list[str] = []
+    try:
+        await consumer.start()
+        parts = [TopicPartition(spec.name, p) for spec in all_topic_specs(QUEUES) if spec.name in names
+                 for p in range(spec.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        deadline = time.monotonic() + timeout
+        while any([await consumer.position(tp) < end[tp] for tp in parts]) and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500, max_records=5000)).items():
+                for r in records:
+                    try:
+                        if tp.topic == topics.MENTIONS_RAW:
+                            mid = codec.decode(r.value or b"", pb.Mention).mention_id
+                        else:
+                            mid = codec.decode(r.value or b"", pb.ScoredMention).mention.mention_id
+                    except Exception:
+                        continue  # a deletion, or not a mention
+                    if mid in wanted:
+                        found[mid].append((tp.topic, tp.partition, r.offset))
+        for mid in ids:
+            where = ", ".join(f"{t}[{p}]@{o}" for t, p, o in found[mid]) or "on none of them"
+            lines.append(f"{mid}: {where}")
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+        await admin.start()
+        try:
+            seen = {(t, p) for hits in found.values() for t, p, _ in hits}
+            for group in groups:
+                try:
+                    committed = await admin.list_consumer_group_offsets(group)
+                except Exception as exc:
+                    lines.append(f"group {group}: offsets unavailable ({type(exc).__name__})")
+                    continue
+                at = [f"{tp.topic}[{tp.partition}]={om.offset}" for tp, om in sorted(committed.items())
+                      if (tp.topic, tp.partition) in seen]
+                lines.append(f"group {group} committed: {', '.join(at) or 'nothing there'}")
+        finally:
+            await admin.close()
+    except Exception as exc:
+        lines.append(f"(trace incomplete: {type(exc).__name__}: {exc})")
+    finally:
+        await consumer.stop()
+    for path in sorted(run_dir.glob("*.log")) if run_dir is not None else []:
+        text = path.read_text(errors="replace").splitlines()
+        notable = [ln for ln in text if any(k in ln for k in ("fetch_gap_accepted", "fetch_rewind", *ids))]
+        if notable:
+            lines.append(f"{path.name}: {len(notable)} line(s) on skipped/re-read offsets or these mentions:")
+            lines += ["  " + ln[:300] for ln in notable[:8]]
+    return lines
+
+
 def _absorb(snap: Snapshot, topic: str, value: bytes, ts: float) -> None:
     if topic == topics.MENTIONS_RAW:
         snap.raw[codec.decode(value, pb.Mention).mention_id] += 1
@@ -493,6 +557,7 @@ class ChaosRun:
         self.slack = SlackChat()
         self.services: dict[str, Service] = {}
         self.snap = Snapshot()
+        self.trace: list[str] = []  # where the missing mentions are (trace_mentions), when some are
         self.posting_done = False
         self.t0 = 0.0
 
@@ -536,6 +601,10 @@ class ChaosRun:
                         t.cancel()
                     await asyncio.gather(*tasks, return_exceptions=True)
                 self.snap = await self._final_snapshot()
+                unaccounted = sorted(self.acked - self.snap.accounted())[:5]
+                if unaccounted:
+                    self.trace = await trace_mentions(self.broker.bootstrap_servers, unaccounted,
+                                                      ["triage-classify", "triage-router"], run_dir)
             finally:
                 for s in self.services.values():
                     s.stop()
@@ -687,7 +756,8 @@ class ChaosRun:
         if self.client.unacknowledged:
             failures.append(f"{self.client.unacknowledged} mentions never acknowledged by ingest")
         if missing:
-            failures.append(f"{len(missing)} acknowledged mentions missing (e.g. {missing[:5]})")
+            failures.append(f"{len(missing)} acknowledged mentions missing (e.g. {missing[:5]})\n    "
+                            + "\n    ".join(self.trace))
         if dup_ids:
             failures.append(f"{len(dup_ids)} mentions duplicated on queue topics "
                             f"({sum(len(queued[m]) - 1 for m in dup_ids)} extra records)")
