@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.classify.crisis import CrisisConfig, CrisisEngine
+from services.classify.crisis.replay import replay_opened
 from services.common.codec import pb
 from services.common.timeutil import epoch, ts_from_epoch
 
@@ -320,15 +321,9 @@ def streams() -> list[tuple[str, list[Injection]]]:
 
 
 def replay(st: RealStream, config: CrisisConfig, tick: float = 10.0) -> list[pb.Incident]:
-    engine = CrisisEngine(config)
-    opened: list[pb.Incident] = []
-    next_tick = st.events[0][0] if st.events else 0.0
-    for t, _, sm in st.events:
-        while next_tick <= t:
-            opened += [i for i in engine.tick(next_tick) if i.state == pb.OPEN]
-            next_tick += tick
-        opened += [i for i in engine.observe(sm, t)[1] if i.state == pb.OPEN]
-    return opened
+    """The stream through the detectors as `triage backtest` and the worker run them
+    (services/classify/crisis/replay.py)."""
+    return replay_opened((sm for _, _, sm in st.events), CrisisEngine(config), tick)[0]
 
 
 @dataclass

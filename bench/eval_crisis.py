@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 
 from services.classify.crisis import CrisisConfig, CrisisEngine
+from services.classify.crisis.replay import replay_opened
 from services.common.codec import pb
 from services.common.timeutil import ts_from_epoch
 
@@ -248,18 +249,10 @@ def build(name: str, seed: int, days: float) -> Scenario:
 
 
 def replay(sc: Scenario, config: CrisisConfig, tick_seconds: float = 10.0) -> dict[str, object]:
-    engine = CrisisEngine(config)
-    opened: list[pb.Incident] = []
-    tagged = 0
+    """The scenario through the detectors in event time, as `triage backtest` and the worker run them
+    (services/classify/crisis/replay.py: ticks on the k x tick_seconds grid, empty stretches skipped)."""
     events = sc.stream.sorted()
-    next_tick = events[0].t if events else 0.0
-    for ev in events:
-        while next_tick <= ev.t:
-            opened += [i for i in engine.tick(next_tick) if i.state == pb.OPEN]
-            next_tick += tick_seconds
-        iid, updates = engine.observe(ev.scored, ev.t)
-        tagged += bool(iid)
-        opened += [i for i in updates if i.state == pb.OPEN]
+    opened, tagged = replay_opened((ev.scored for ev in events), CrisisEngine(config), tick_seconds)
     hits, false, allowed = [], [], []
     for inc in opened:
         t = inc.opened_at.seconds + inc.opened_at.nanos / 1e9

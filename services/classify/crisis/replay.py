@@ -106,3 +106,27 @@ def replay(scored: Iterable[pb.ScoredMention], observe: Callable[[pb.ScoredMenti
             if not engine.open_incidents() and k * tick_seconds > end - drain_seconds + 60:
                 break
     return result
+
+
+def replay_opened(scored: Iterable[pb.ScoredMention], engine: CrisisEngine, tick_seconds: float = 10.0,
+                  drain_seconds: float = 0.0) -> tuple[list[pb.Incident], int]:
+    """The incidents `engine` opens on `scored` (in event-time order), and how many mentions it tagged with an
+    incident: `replay` with the engine's own observe and tick (the benches, bench/eval_crisis.py and
+    bench/crisis_realtext.py, judge these; `triage backtest` wires in the worker's monitor instead)."""
+    opened: list[pb.Incident] = []
+    tagged = 0
+
+    def observe(sm: pb.ScoredMention, now: float) -> list[pb.Incident]:
+        nonlocal tagged
+        incident_id, updates = engine.observe(sm, now)
+        tagged += bool(incident_id)
+        opened.extend(i for i in updates if i.state == pb.OPEN)
+        return updates
+
+    def tick(now: float) -> list[pb.Incident]:
+        updates = engine.tick(now)
+        opened.extend(i for i in updates if i.state == pb.OPEN)
+        return updates
+
+    replay(scored, observe, tick, engine, tick_seconds=tick_seconds, drain_seconds=drain_seconds)
+    return opened, tagged
