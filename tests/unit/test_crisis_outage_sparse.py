@@ -106,3 +106,27 @@ def test_a_sparse_brand_with_little_history_opens_one_incident_for_ten_reports_i
 def test_calm_sparse_noise_opens_nothing() -> None:
     # Ten days of a sparse brand's calm chatter, 2% of it stray outage scores: no incident.
     assert _replay(4, 10 * 24, [], seed=4) == []
+
+
+def test_two_reports_in_the_close_window_keep_an_episode_active() -> None:
+    # close_min_count is 2: after a burst, an outage still drawing 2 reports per 5 minutes stays active (the scan
+    # judges only windows with min_count = 3 reports; the close check looked only at those, so 2 ended the
+    # episode, and a later third report could open a second incident for the same outage).
+    det = OutageDetector()
+    assert det.cfg.close_min_count == 2 < det.cfg.min_count
+    _stream(det, T0, 2 * 1440, 48, lambda d: 0.02, seed=1)
+    t = T0 + 2 * DAY + 10 * 3600
+    burst = [t + k * 4 for k in range(8)]                 # 8 reports in half a minute
+    trickle = [t + 150 + k * 150 for k in range(12)]       # then one every 150 s: 2 in any 5 minutes
+    reports = sorted(burst + trickle)
+    fired = active_after_burst = 0
+    for step in range(int((trickle[-1] + 60 - t) // 10)):
+        now = t + step * 10
+        while reports and reports[0] <= now:
+            det.add(reports.pop(0))
+        verdict = det.evaluate(now + 9.99)
+        fired += verdict.firing
+        if now >= t + 340:                                  # the burst has left the 5-minute window
+            assert verdict.active, f"episode ended at +{now - t:.0f} s with 2 reports in the last 5 minutes"
+            active_after_burst += 1
+    assert fired and active_after_burst > 50

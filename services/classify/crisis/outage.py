@@ -359,6 +359,11 @@ class OutageDetector:
         shortest = min([*hits, *([self.fired_window] if self.fired_window else [])], default=0)
         close_upto = max(c.close_window_seconds, 4 * shortest)
         act = any(w <= close_upto and o >= c.close_min_count and o >= c.close_ratio * e for w, (o, e) in seen.items())
+        if not act and (hit or self.fired_window) and c.close_min_count < c.min_count:
+            # The scan judged only windows with >= min_count reports: the ones between close_min_count and it
+            # keep an episode active too (what close_min_count says), and only then are worth an expectation.
+            act = any(w <= close_upto and w not in seen and c.close_min_count <= (o := count(w)) < c.min_count
+                      and o >= c.close_ratio * expected(w) for w in self.windows)
         hit = hit and act
         if hit:
             self.fired_window = shortest
