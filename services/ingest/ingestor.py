@@ -186,12 +186,11 @@ class MentionIngestor:
         return True
 
     def _producer_broken(self) -> str | None:
-        """Why the producer must be replaced, or None (see also `_supervise`: a producer whose own client has not
-        reached Kafka for `producer_stuck_seconds` while a new client does is replaced too). Besides what
-        `producer_failure` recognises (a dead sender, a rejected producer state), it is taken for stuck when Kafka
-        answers its metadata probes but
-        `stuck_after` sends in a row failed while it was marked up, over at least `producer_stuck_seconds`, or an
-        attempt has waited that long for its ack while Kafka is up (aiokafka retries an idempotent batch forever)."""
+        """Why the producer must be replaced, or None. Besides what `producer_failure` recognises (a dead sender, a
+        rejected producer state), it is taken for stuck when sends failed right after each of `producer_stuck_after`
+        successive times Kafka was found up again, over at least `producer_stuck_seconds`, or an attempt has waited
+        that long for its ack while Kafka is up (aiokafka retries an idempotent batch for ever). `_supervise` also
+        replaces one whose own client has not reached Kafka for that long while a new client does."""
         if self._broken is None:
             self._broken = producer_failure(self.producer)
         if self._broken is not None:
@@ -212,7 +211,8 @@ class MentionIngestor:
         """A new producer (a new producer id) for one that cannot deliver any more. The old one is retired in the
         background: what it still holds is delivered within the produce timeout or failed, so the dedupe keys of its
         unsettled attempts are released and their retries go out on the new producer (which, for a record the old
-        one did write before its ack was lost, can mean a second copy on the topic: consumers dedupe by mention id)."""
+        one did write before its ack was lost, can mean a second copy on the topic; the router's ledger still puts
+        each mention version on its queue once)."""
         old = self.producer
         log.warning("ingest_producer_replaced", reason=reason)
         m.PRODUCER_REPLACED.inc()
@@ -248,7 +248,7 @@ class MentionIngestor:
         if not self.kafka_up.is_set():
             raise KafkaUnavailable("Kafka is unreachable")
         loop = asyncio.get_running_loop()
-        period = self._up_period
+        producer, period = self.producer, self._up_period
         deadline = loop.time() + self.settings.produce_timeout_seconds
         futures: list[asyncio.Future[Any]] = []
         try:
@@ -257,7 +257,7 @@ class MentionIngestor:
                 topic, value, key = record[:3]
                 extra = {"headers": record[3], "partition": record[4]} if len(record) > 3 else {}
                 # A send that is cancelled here (waiting for metadata or buffer space) was never enqueued.
-                futures.append(await asyncio.wait_for(self.producer.send(topic, value=value, key=key, **extra),
+                futures.append(await asyncio.wait_for(producer.send(topic, value=value, key=key, **extra),
                                                       timeout=max(0.01, deadline - loop.time())))
             # asyncio.wait, not wait_for(gather): a timeout must not cancel the futures, whose outcome we need.
             _done, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
@@ -267,11 +267,12 @@ class MentionIngestor:
                 if fut.exception() is not None:
                     raise fut.exception()  # type: ignore[misc]
         except Exception as exc:
-            if not self._failed_periods:
-                self._failed_first = loop.time()
-            self._failed_periods.add(period)
-            self._broken = self._broken or producer_failure(self.producer, exc)
-            self._mark(False)
+            if producer is self.producer:  # (not one replaced meanwhile: its failures say nothing of the new one)
+                if not self._failed_periods:
+                    self._failed_first = loop.time()
+                self._failed_periods.add(period)
+                self._broken = self._broken or producer_failure(producer, exc)
+                self._mark(False)
             raise KafkaUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}", futures) from exc
         self._failed_periods.clear()
 
