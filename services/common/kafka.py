@@ -83,6 +83,10 @@ async def retire_producer(producer: AIOKafkaProducer, timeout: float) -> None:
         accumulator = getattr(producer, "_message_accumulator", None)  # aiokafka's: no public way to fail its batches
         if accumulator is not None:
             accumulator.fail_all(RuntimeError("the producer was replaced before delivering this"))
+        sender = getattr(producer, "_sender", None)  # a stop cut short leaves its sender task running: end it
+        with contextlib.suppress(Exception):
+            if sender is not None:
+                await asyncio.wait_for(sender.close(), timeout)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.client.close(), timeout)
 

@@ -161,7 +161,7 @@ async def test_a_producer_that_cannot_deliver_is_replaced_and_nothing_acknowledg
         assert app[INGESTOR_KEY].producer is not old
         assert (REGISTRY.get_sample_value("triage_ingest_producer_replaced_total") or 0.0) == replaced + 1
         await wait_for(lambda: not app[INGESTOR_KEY]._retiring, 30, "the old producer retired")
-        assert old._closed
+        assert old._closed and old._sender.sender_task.done()
 
     assert acked == {f"forum:{run}-{n}" for n in range(21)}
     records = await consume(kafka_bootstrap, [topics.MENTIONS_RAW], idle=2.0, timeout=60)
