@@ -267,14 +267,21 @@ class MentionIngestor:
                 if fut.exception() is not None:
                     raise fut.exception()  # type: ignore[misc]
         except Exception as exc:
-            if producer is self.producer:  # (not one replaced meanwhile: its failures say nothing of the new one)
-                if not self._failed_periods:
-                    self._failed_first = loop.time()
-                self._failed_periods.add(period)
-                self._broken = self._broken or producer_failure(producer, exc)
-                self._mark(False)
+            self._send_failed(producer, period, exc)
             raise KafkaUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}", futures) from exc
         self._failed_periods.clear()
+
+    def _send_failed(self, producer: AIOKafkaProducer, period: int, exc: BaseException) -> None:
+        """A send on `producer`, begun in up period `period`, failed: Kafka is marked down, and the failure counts
+        towards the producer's replacement (`_producer_broken`). Not for a producer replaced meanwhile: its failures
+        say nothing of the new one."""
+        if producer is not self.producer:
+            return
+        if not self._failed_periods:
+            self._failed_first = asyncio.get_running_loop().time()
+        self._failed_periods.add(period)
+        self._broken = self._broken or producer_failure(producer, exc)
+        self._mark(False)
 
     def _settle_later(self, keys: list[str], futures: list[asyncio.Future[Any]]) -> None:
         """After a failed attempt: a key is committed if its record was delivered after all, else released."""

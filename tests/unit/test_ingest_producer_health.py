@@ -23,12 +23,8 @@ def ingestor(stuck_seconds: float = 0.05, stuck_after: int = 3) -> MentionIngest
 
 
 def failed_send(ing: MentionIngestor) -> None:
-    """What `send_records` records when a send fails (in the current up period)."""
-    loop = asyncio.get_running_loop()
-    if not ing._failed_periods:
-        ing._failed_first = loop.time()
-    ing._failed_periods.add(ing._up_period)
-    ing._mark(False)
+    """What `send_records` does when a send begun in the current up period fails."""
+    ing._send_failed(ing.producer, ing._up_period, KafkaConnectionError("closed"))
 
 
 async def test_rejected_producer_state_is_a_broken_producer_at_once_even_as_a_cause() -> None:
