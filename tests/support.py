@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
@@ -176,3 +177,13 @@ class FakeApis:
     def pd(self, notification: str) -> list[dict]:
         return [e for e in self.pagerduty if e["event_action"] == "trigger"
                 and e["payload"]["custom_details"]["notification"] == notification]
+
+
+def break_producer_sender(producer: Any) -> None:
+    """Fault injection: the producer's next produce request raises inside aiokafka's sender routine, which then ends
+    with "Unexpected error during batch delivery" (aiokafka issues 907 and 1004): aiokafka fails the batches it holds
+    and every later send, on a real broker."""
+    async def fails(node_id: Any, batches: Any) -> None:
+        raise RuntimeError("injected fault in the produce request")
+
+    producer._sender._send_produce_req = fails

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
-from support import consume, running_app, wait_for
+from support import break_producer_sender, consume, running_app, wait_for
 
 from services.common import codec, topics
 from services.common.codec import pb
@@ -103,11 +103,8 @@ def _state(app, last: httpx.Response) -> str:  # type: ignore[no-untyped-def]
 
 
 async def _break_sender_by_raising(producer) -> None:  # type: ignore[no-untyped-def]
-    """The next produce request raises inside aiokafka's sender routine, which then ends with "Unexpected error
-    during batch delivery" (aiokafka issues 907 and 1004): aiokafka fails the batches it holds and every later send."""
-    async def fails(node_id, batches):  # type: ignore[no-untyped-def]
-        raise RuntimeError("injected fault in the produce request")
-    producer._sender._send_produce_req = fails
+    """The sender routine ends with an error (`support.break_producer_sender`)."""
+    break_producer_sender(producer)
 
 
 async def _break_sender_by_cancelling(producer) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka.errors import KafkaError
+from support import break_producer_sender
 
 from services.common import topics
 from services.common.kafka import make_producer
@@ -21,10 +22,7 @@ async def test_a_producer_whose_sender_ended_fails_liveness(kafka_bootstrap: str
         await producer.send_and_wait(topics.MENTIONS_DLQ, b"probe-test")
         assert probes.healthz().ok, probes.healthz().body
 
-        async def fails(node_id, batches):  # type: ignore[no-untyped-def]
-            raise RuntimeError("injected fault in the produce request")  # aiokafka's sender routine then ends
-
-        producer._sender._send_produce_req = fails
+        break_producer_sender(producer)
         try:
             await asyncio.wait_for(producer.send_and_wait(topics.MENTIONS_DLQ, b"probe-test"), 10)
         except KafkaError:
