@@ -42,6 +42,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common import codec, topics
 from services.common.codec import pb
@@ -352,17 +354,14 @@ def _dead_letter_mention(dl: pb.DeadLetter) -> str:
     return ""
 
 
-async def read_back(bootstrap: str, timeout: float = 30.0) -> Snapshot:
-    """Every committed record of the topics the suite judges, from the beginning to the end offsets."""
-    names = {topics.MENTIONS_RAW, topics.MENTIONS_SCORED, topics.INCIDENTS, topics.PAGES, topics.MENTIONS_DLQ,
-             *(topics.queue_topic(q) for q in QUEUES)}
-    # the suite created them (ensure_topics): their layout is the spec's
+async def _records(bootstrap: str, names: set[str], timeout: float) -> AsyncIterator[tuple[str, Any]]:
+    """(topic, record) for every committed record of the topics `names`, from the beginning to their end offsets
+    (TimeoutError past `timeout`). The suite created them (ensure_topics): their layout is the spec's."""
     parts = [TopicPartition(spec.name, p) for spec in all_topic_specs(QUEUES) if spec.name in names
              for p in range(spec.partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 isolation_level="read_committed", request_timeout_ms=10000,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
-    snap = Snapshot()
     try:
         await consumer.start()
         consumer.assign(parts)
@@ -378,9 +377,18 @@ async def read_back(bootstrap: str, timeout: float = 30.0) -> Snapshot:
             idle = 0 if batch else idle + 1
             for tp, records in batch.items():
                 for r in records:
-                    _absorb(snap, tp.topic, r.value or b"", r.timestamp / 1000.0)
+                    yield tp.topic, r
     finally:
         await consumer.stop()
+
+
+async def read_back(bootstrap: str, timeout: float = 30.0) -> Snapshot:
+    """Every committed record of the topics the suite judges, from the beginning to the end offsets."""
+    names = {topics.MENTIONS_RAW, topics.MENTIONS_SCORED, topics.INCIDENTS, topics.PAGES, topics.MENTIONS_DLQ,
+             *(topics.queue_topic(q) for q in QUEUES)}
+    snap = Snapshot()
+    async for topic, r in _records(bootstrap, names, timeout):
+        _absorb(snap, topic, r.value or b"", r.timestamp / 1000.0)
     return snap
 
 
@@ -389,37 +397,24 @@ async def trace_mentions(bootstrap: str, ids: list[str], groups: list[str], run_
     """Where each of `ids` is on the topics a mention passes through in classify (`mentions.raw`, the crisis input,
     `mentions.scored`: partition@offset), what `groups` committed on those partitions, and the services' log lines
     about skipped or re-read offsets: a missing mention's diagnosis, printed with a failed run."""
-    names = [topics.MENTIONS_RAW, topics.CLASSIFY_CRISIS_INPUT, topics.MENTIONS_SCORED]
+    names = {topics.MENTIONS_RAW, topics.CLASSIFY_CRISIS_INPUT, topics.MENTIONS_SCORED}
     wanted = set(ids)
     found: dict[str, list[tuple[str, int, int]]] = {i: [] for i in ids}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                request_timeout_ms=10000)
     lines: list[str] = []
     try:
-        await consumer.start()
-        parts = [TopicPartition(spec.name, p) for spec in all_topic_specs(QUEUES) if spec.name in names
-                 for p in range(spec.partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
-        deadline = time.monotonic() + timeout
-        while any([await consumer.position(tp) < end[tp] for tp in parts]) and time.monotonic() < deadline:
-            for tp, records in (await consumer.getmany(timeout_ms=500, max_records=5000)).items():
-                for r in records:
-                    try:
-                        if tp.topic == topics.MENTIONS_RAW:
-                            mid = codec.decode(r.value or b"", pb.Mention).mention_id
-                        else:
-                            mid = codec.decode(r.value or b"", pb.ScoredMention).mention.mention_id
-                    except Exception:
-                        continue  # a deletion, or not a mention
-                    if mid in wanted:
-                        found[mid].append((tp.topic, tp.partition, r.offset))
+        async for topic, r in _records(bootstrap, names, timeout):
+            try:
+                if topic == topics.MENTIONS_RAW:
+                    mid = codec.decode(r.value or b"", pb.Mention).mention_id
+                else:
+                    mid = codec.decode(r.value or b"", pb.ScoredMention).mention.mention_id
+            except Exception:
+                continue  # a deletion, or not a mention
+            if mid in wanted:
+                found[mid].append((topic, r.partition, r.offset))
         for mid in ids:
             where = ", ".join(f"{t}[{p}]@{o}" for t, p, o in found[mid]) or "on none of them"
             lines.append(f"{mid}: {where}")
-        from aiokafka.admin import AIOKafkaAdminClient
-
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
         await admin.start()
         try:
@@ -437,8 +432,6 @@ async def trace_mentions(bootstrap: str, ids: list[str], groups: list[str], run_
             await admin.close()
     except Exception as exc:
         lines.append(f"(trace incomplete: {type(exc).__name__}: {exc})")
-    finally:
-        await consumer.stop()
     for path in sorted(run_dir.glob("*.log")) if run_dir is not None else []:
         text = path.read_text(errors="replace").splitlines()
         notable = [ln for ln in text if any(k in ln for k in ("fetch_gap_accepted", "fetch_rewind", *ids))]
