@@ -36,8 +36,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 
-from services.classify.datasets import SHARED_DATA, UMSAB_LANGUAGES  # noqa: E402
-from services.classify.intent_sources import CRISISLEX_EVAL_EVENTS, normalise  # noqa: E402
+from services.classify.training.datasets import SHARED_DATA, UMSAB_LANGUAGES  # noqa: E402
+from services.classify.training.intent_sources import CRISISLEX_EVAL_EVENTS, normalise  # noqa: E402
 
 SERVICE_WORDS = {
     "en": r"power|electric|outage|blackout|black out|no light|\bgas\b|water|phone|signal|cell|mobile|internet|wifi|wi-fi"
@@ -76,7 +76,7 @@ def _hit(lang: str, text: str) -> bool:
 
 def realdev_texts() -> set[str]:
     """Normalised texts and loose keys (retweets and link variants) of both realdev pools."""
-    from services.classify.intent_sources import loose_key
+    from services.classify.training.intent_sources import loose_key
 
     out: set[str] = set()
     for name in ("pool.jsonl", "train_pool.jsonl"):
@@ -289,7 +289,7 @@ def train_pool() -> list[dict]:
 
 def main() -> None:
     if "--train" in sys.argv:
-        from services.classify.intent_sources import loose_key
+        from services.classify.training.intent_sources import loose_key
         taken = realdev_texts() | {normalise(json.loads(x)["text"]) for x in
                                    (HERE / "candidates.jsonl").read_text(encoding="utf-8").splitlines()}
         eval_keys = {loose_key(json.loads(x)["text"]) for x in (HERE / "candidates.jsonl").read_text(encoding="utf-8").splitlines()}
@@ -306,7 +306,7 @@ def main() -> None:
         from collections import Counter
         print(Counter(d["source"].split(":")[0] + ":" + d["lang"] for d in out))
         return
-    from services.classify.intent_sources import loose_key
+    from services.classify.training.intent_sources import loose_key
 
     seen = realdev_texts()
     out = []
