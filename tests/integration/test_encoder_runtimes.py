@@ -22,7 +22,9 @@ from services.classify.encoder.onnx_export import OnnxExport, ensure_onnx_export
 from services.classify.encoder.runtime import (
     ParityLabels,
     RuntimeChoices,
+    Trial,
     Variants,
+    choice_key,
     head_labels,
     measure,
     parity_key,
@@ -153,13 +155,21 @@ def test_static_int8_scores_the_parity_set_close_to_torch_fp32_and_auto_never_se
     assert ensure_onnx_export(torch_fp32).path("int8-static").is_file()
     texts = parity_texts()
     parity = head_labels(heads)
-    trial = {t.name: t for t in measure(variants, ["onnx-int8-static"], texts, parity)}["onnx-int8-static"]
-    # measured on a Xeon with AVX-512 VNNI and AMX: 92% label agreement, min cosine 0.98 (fails the 99% bar,
-    # like dynamic int8); it stays a close approximation of the same model, never a different one
-    assert trial.agreement >= 0.85 and trial.min_cosine >= 0.95, trial
+    threads = torch.get_num_threads()
+    cache = RuntimeChoices(tmp_path / "c.json")
     enc = copy.copy(torch_fp32)
-    name = select_runtime(enc, "onnx", "auto", parity, torch.get_num_threads(),
-                          cache=RuntimeChoices(tmp_path / "c.json"), texts=texts)
+    name = select_runtime(enc, "onnx", "auto", parity, threads, cache=cache, texts=texts)
+    # the choice measured every ONNX candidate once and recorded each trial: static int8's is read back from
+    # there rather than measured a second time
+    ckey = choice_key(parity_key(torch_fp32.version, parity.version, texts), "onnx", "auto", threads,
+                      torch_fp32.batch_size)
+    recorded = cache.get(ckey)
+    assert recorded is not None, "select_runtime recorded no choice"
+    trial = Trial(**recorded["trials"]["onnx-int8-static"])
+    # measured on a Xeon with AVX-512 VNNI and AMX: 92% label agreement, min cosine 0.98 (fails the 99% bar,
+    # like dynamic int8; 93.3% / 0.988 on an AVX-512 VNNI EPYC); it stays a close approximation of the same
+    # model, never a different one
+    assert trial.agreement >= 0.85 and trial.min_cosine >= 0.95, trial
     if trial.failures():
         assert name != "onnx-int8-static" and enc.runtime != "onnx-int8-static"
         assert "onnx-int8-static refused: label agreement" in enc.runtime_reason
