@@ -47,12 +47,18 @@ async def retry_until_done(fn: Any, arg: Any, what: str, max_backoff: float = 30
             delay = min(max_backoff, delay * 2)
 
 
+def faust_producer(app: faust.App) -> Any:
+    """The aiokafka producer under Faust's own (it writes the tables' changelogs, e.g. the crisis state), or None
+    before Faust made it. Read without `app.producer`, which would build one, from the probe's thread."""
+    return getattr(getattr(app, "_producer", None), "_producer", None)
+
+
 def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, banner: str,
                topics: Iterable[TopicSpec] = (), producers: Callable[[], Iterable[Any]] = tuple) -> None:
     """Serve /metrics, /healthz and /readyz, say where, and run the Faust worker until it is stopped (blocks).
 
-    The probes watch this worker's event loop, its Kafka consumer and `producers()`, the worker's own aiokafka
-    producers (services/common/probes.py). `topics`
+    The probes watch this worker's event loop, its Kafka consumer, `producers()` (the worker's own aiokafka
+    producers) and Faust's own producer, which writes the tables' changelogs (services/common/probes.py). `topics`
     are created first when missing (with their partition counts: co-partitioning depends on them; a broker's
     auto-creation would give them its default).
     """
@@ -63,7 +69,8 @@ def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, bann
     from services.common.metrics import serve_metrics
     from services.common.probes import WorkerProbes, watch_faust_consumer
 
-    probes = WorkerProbes(settings.probe_loop_stale_seconds, settings.probe_fetch_stale_seconds, producers=producers)
+    probes = WorkerProbes(settings.probe_loop_stale_seconds, settings.probe_fetch_stale_seconds,
+                          producers=lambda: (*producers(), faust_producer(app)))
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     specs = list(topics)
     if specs:

@@ -9,7 +9,8 @@ worker: a loop blocked by a synchronous call, or a consumer that stopped fetchin
   record to a stream (`watch_faust_consumer`). The fetch loop stops while the group rebalances and
   while the agents' buffers are full, so a stuck agent shows here too.
 
-`/healthz` (liveness) looks at the loop, and at the worker's own Kafka producers: Kafka trouble must not
+`/healthz` (liveness) looks at the loop, and at the worker's Kafka producers (its own, and Faust's, which writes
+the tables' changelogs: `faust_app.faust_producer`): Kafka trouble must not
 restart pods, but a producer broken for good (`services.common.kafka.producer_failure`: aiokafka's sender task
 ended, or the broker rejected its producer id) never delivers again while the worker lives, and a restart gives
 it a new one. `/readyz` looks at all of them. Both answer 503 with the reason, one `check: detail` line each.

@@ -2,7 +2,9 @@
 Kafka-security integration tests: python tests/integration/probe_worker.py (TRIAGE_* and PROBE_* env).
 
 Its agent reads PROBE_TOPIC: `wedge:S` blocks the event loop for S seconds (time.sleep, as a synchronous call in an
-agent would), `stall:S` keeps the agent busy for S seconds while the loop turns; every value is then printed.
+agent would), `stall:S` keeps the agent busy for S seconds while the loop turns, `break-faust-producer` makes the
+next produce request of Faust's own producer raise inside aiokafka's sender (tests/support.py) and sends one
+record through it, which ends its sender task; every value is then printed.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from services.common.faust_app import faust_app, run_worker
+from services.common.faust_app import faust_app, faust_producer, run_worker
 from services.common.logging import configure_logging
 from services.common.settings import WorkerSettings
+from tests.support import break_producer_sender
 
 
 def main() -> None:
@@ -35,6 +38,12 @@ def main() -> None:
                 time.sleep(float(text[6:]))  # noqa: ASYNC251 - the point: a wedged loop
             elif text.startswith("stall:"):
                 await asyncio.sleep(float(text[6:]))
+            elif text == "break-faust-producer":
+                break_producer_sender(faust_producer(app))
+                try:
+                    await app.producer.send_and_wait(os.environ["PROBE_TOPIC"] + ".out", None, b"x", None, None, None)
+                except Exception as exc:   # the point: the send fails and the sender ends
+                    print(f"send failed: {exc!r}", flush=True)
             print(f"handled {text[:40]!r}", flush=True)
 
     run_worker(app, settings, int(os.environ["PROBE_METRICS_PORT"]), "probe worker")

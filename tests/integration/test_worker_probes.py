@@ -102,3 +102,25 @@ async def test_probes_follow_the_workers_loop_and_consumer(kafka_bootstrap: str,
     finally:
         await producer.stop()
         worker.stop()
+
+
+async def test_a_worker_whose_faust_producer_broke_fails_liveness(kafka_bootstrap: str, probe_env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    """Faust's own producer writes the tables' changelogs (the crisis state) and is never rebuilt: once its sender
+    task ended, only a restart gives the worker a working one, so liveness fails (readiness too)."""
+    topic = probe_env["PROBE_TOPIC"]
+    await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1), TopicSpec(f"{topic}.out", 1)])
+    producer = make_producer(kafka_bootstrap, "probe-test")
+    await producer.start()
+    worker = ProbeWorker({**probe_env, "TRIAGE_KAFKA_BOOTSTRAP": kafka_bootstrap}, tmp_path / "worker.log")
+    try:
+        await worker.wait_status("/healthz", 200, 120)
+        await producer.send_and_wait(topic, b"break-faust-producer")
+        body = await worker.wait_status("/healthz", 503, 30)
+        assert "event loop: ok" in body, body
+        assert "kafka producer: broken, its sender task ended" in body, body
+        assert (await worker.status("/readyz"))[0] == 503
+        assert "send failed" in worker.log_tail()
+    finally:
+        await producer.stop()
+        worker.stop()
