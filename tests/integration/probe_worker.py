@@ -41,7 +41,8 @@ def main() -> None:
             elif text == "break-faust-producer":
                 break_producer_sender(faust_producer(app))
                 try:
-                    await app.producer.send_and_wait(os.environ["PROBE_TOPIC"] + ".out", None, b"x", None, None, None)
+                    await app.producer.send_and_wait(os.environ["PROBE_TOPIC"] + ".out", key=None, value=b"x",
+                                                     partition=None, timestamp=None, headers=None)
                 except Exception as exc:   # the point: the send fails and the sender ends
                     print(f"send failed: {exc!r}", flush=True)
             print(f"handled {text[:40]!r}", flush=True)
