@@ -269,7 +269,13 @@ class MentionIngestor:
         except Exception as exc:
             self._send_failed(producer, period, exc)
             raise KafkaUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}", futures) from exc
-        self._failed_periods.clear()
+        self._send_succeeded(producer)
+
+    def _send_succeeded(self, producer: AIOKafkaProducer) -> None:
+        """A send on `producer` was acknowledged: the run of failed up periods (`_producer_broken`) ends. Not for a
+        producer replaced meanwhile: a late ack from the retiring one says nothing of the new one."""
+        if producer is self.producer:
+            self._failed_periods.clear()
 
     def _send_failed(self, producer: AIOKafkaProducer, period: int, exc: BaseException) -> None:
         """A send on `producer`, begun in up period `period`, failed: Kafka is marked down, and the failure counts

@@ -70,9 +70,20 @@ async def test_a_send_that_succeeds_clears_the_count() -> None:
     for _ in range(3):
         ing._mark(True)
         failed_send(ing)
-    ing._failed_periods.clear()  # what a send that succeeds does
+    ing._send_succeeded(ing.producer)
     await asyncio.sleep(0.1)
     assert ing._producer_broken() is None
+
+
+async def test_a_late_ack_from_a_replaced_producer_does_not_clear_the_new_ones_count() -> None:
+    ing = ingestor()
+    retired = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")  # the one `_replace_producer` retired
+    for _ in range(3):
+        ing._mark(True)
+        failed_send(ing)
+    ing._send_succeeded(retired)  # a send begun on it before the replacement is acknowledged now
+    await asyncio.sleep(0.1)
+    assert "3 times in a row" in (ing._producer_broken() or "")
 
 
 async def test_an_ack_awaited_counts_only_the_time_kafka_has_answered() -> None:
