@@ -120,6 +120,8 @@ async def test_three_classify_two_router_replicas_one_incident_one_page_each_men
         classify, routers = procs[:3], procs[3:]
 
         def assigned() -> bool:   # every replica has its partitions (the models are loaded)
+            for proc in procs:  # a replica that died at start (a CI run: its port taken) fails now, with its log
+                assert proc.alive(), f"{proc.name} died:\n{proc.log_tail()}"
             return all(re.search(r"event=crisis_partitions partitions=\"\[[0-9]", p.log_tail(200_000))
                        for p in classify) and all("event=partitions_assigned" in p.log_tail(200_000) for p in routers)
         await wait_for(assigned, 180, "all replicas assigned", interval=1)
