@@ -39,12 +39,8 @@ HEAVY = frozenset({"test_chaos.py", "test_scale_out.py", "test_pipeline.py", "te
                    "test_classify_partition_growth_broker.py"})
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # This hook sees the whole session's items, not just this directory's. tryfirst: pytest-xdist's worker turns
-    # each item's xdist_group mark into its node id's "@group" suffix in the same hook, and without the marks
-    # in place by then every test is a group of its own (a module's fixtures built on each worker, the heavy
-    # pipelines side by side).
+    # This hook sees the whole session's items, not just this directory's.
     for item in items:
         parents = item.path.resolve().parents
         if _HERE / "integration" in parents:
