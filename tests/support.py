@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -88,13 +89,26 @@ class ServiceProcess:
                 self.proc.wait(10)
         self._fh.close()
 
+    async def dump_stacks(self, settle: float = 2.0) -> str:
+        """Where a live worker is stuck: Faust's workers (mode) print every thread's stack and every asyncio
+        task on SIGUSR1, into the log (long: it is left there). Returns a line saying where, for a failure."""
+        if self.proc.poll() is not None:
+            return f"{self.name} exited with {self.proc.returncode}"
+        start = self.log.stat().st_size
+        self.proc.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(settle)
+        return f"{self.name}'s threads and tasks: {self.log} from byte {start}"
+
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(10)
         self._fh.close()
 
 
-async def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):  # type: ignore[no-untyped-def]
+async def wait_for(predicate, timeout: float, what: str, interval: float = 0.5,  # type: ignore[no-untyped-def]
+                   on_timeout=None):
+    """Until `predicate()` (sync or async) returns something truthy, which is returned. On timeout the
+    AssertionError says what was awaited, with what `on_timeout()` (async, returning text) found, if given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = predicate()
@@ -103,7 +117,8 @@ async def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
         if result:
             return result
         await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    found = f"\n{await on_timeout()}" if on_timeout is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{found}")
 
 
 async def wait_ready(process: ServiceProcess, url: str, timeout: float = 300) -> None:

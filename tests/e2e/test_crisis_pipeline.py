@@ -68,7 +68,23 @@ async def test_outage_burst_opens_one_incident_and_tags_mentions(kafka_bootstrap
             incs = [codec.decode(v, pb.Incident) for _, _, v in recs]
             return [i for i in incs if i.brand == "fjordtel"]
 
-        incidents = await wait_for(incident_opened, timeout=300, what="an incident for fjordtel", interval=3)
+        async def where_it_stands() -> str:
+            # A CI run once waited here 300 s with nothing in the worker's log after start: say what it scored,
+            # how far its group got, and dump its threads and tasks (Faust's SIGUSR1) into its log.
+            async with httpx.AsyncClient(timeout=5) as probe:
+                try:
+                    text = (await probe.get(metrics_url.replace("/readyz", "/metrics"))).text
+                except httpx.HTTPError as exc:
+                    text = repr(exc)
+            counters = [line for line in text.splitlines()
+                        if line.startswith(("triage_classify_scored_total", "triage_consumer_lag"))]
+            recs = await consume(kafka_bootstrap, [topics.MENTIONS_SCORED], idle=0.5, timeout=5)
+            scored = sum(codec.decode(v, pb.ScoredMention).mention.external_id.startswith("fjord-") for _, _, v in recs)
+            return "\n".join([f"fjordtel mentions on {topics.MENTIONS_SCORED}: {scored}", *counters,
+                              await classify.dump_stacks()])
+
+        incidents = await wait_for(incident_opened, timeout=300, what="an incident for fjordtel", interval=3,
+                                   on_timeout=where_it_stands)
 
         async def all_scored():
             recs = await consume(kafka_bootstrap, [topics.MENTIONS_SCORED], idle=0.5, timeout=5)
@@ -76,7 +92,8 @@ async def test_outage_burst_opens_one_incident_and_tags_mentions(kafka_bootstrap
             mine = [s for s in scored if s.mention.external_id.startswith("fjord-")]
             return mine if len(mine) >= 120 else None
 
-        scored = await wait_for(all_scored, timeout=300, what="120 scored mentions", interval=3)
+        scored = await wait_for(all_scored, timeout=300, what="120 scored mentions", interval=3,
+                                on_timeout=where_it_stands)
 
         # Both agents ack by hand once a batch's outputs are on Kafka: the group's commits reach the end of
         # mentions.raw and of the crisis stage's input (a missing ack would leave them behind for good)
