@@ -4,6 +4,7 @@ console's pages and presence API for two signed-in responders (no Kafka)."""
 from __future__ import annotations
 
 import re
+import time
 
 from aiohttp.test_utils import TestClient, TestServer
 from test_console_app import RecordingService, _view
@@ -140,3 +141,31 @@ async def test_without_sign_in_nobody_is_shown_and_no_heartbeat_is_sent() -> Non
         html = await (await client.get("/queues/urgent")).text()
         assert 'class="presence"' in html and "data-csrf" not in html  # the script then sends nothing
         assert not svc.published and len(svc.view.presence) == 0
+
+
+def _triage_row(html: str, group_key: str) -> str:
+    return html.split(f'data-group="{group_key}"', 1)[1].split("</tr>", 1)[0]
+
+
+async def test_two_responders_deciding_on_a_held_incident_see_each_other_on_the_triage_page() -> None:
+    from test_console_triage import KEY, triage_record
+
+    tokens = [ConsoleToken(name="ana", token=ANA), ConsoleToken(name="bo", token=BO)]  # type: ignore[arg-type]
+    view = _view()
+    view.apply_record(topics.PAGES, b"inc-1", triage_record("held", time.time() - 60))
+    svc = RecordingService(view, insecure_dev=False, console_tokens=tokens, console_presence_expiry_seconds=30)
+    svc.share_presence = True
+    async with TestClient(TestServer(build_app(svc.settings, svc))) as ana, \
+            TestClient(TestServer(build_app(svc.settings, svc))) as bo:
+        await _sign_in(ana, ANA)
+        await _sign_in(bo, BO)
+        html = await (await ana.get("/triage")).text()
+        assert 'data-presence="incident:inc-1"' in _triage_row(html, KEY) and "also viewing" not in html
+        sent = [m for t, _, m in svc.published if t == topics.PRESENCE]
+        assert sent and sent[-1].responder == "ana" and list(sent[-1].targets) == ["incident:inc-1"]  # type: ignore[attr-defined]
+
+        page = await (await bo.get("/triage")).text()
+        assert re.search(r"also viewing: ana \(\d s ago\)", _triage_row(page, KEY))
+        # The incident page says so too: ana is deciding whether to page for it.
+        assert "also viewing: ana" in await (await bo.get("/incidents/inc-1")).text()
+        assert "also viewing: bo" in await (await ana.get("/triage")).text()
