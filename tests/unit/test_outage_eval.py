@@ -92,7 +92,18 @@ def test_outage_tables_count_recall_per_service_and_language_and_flagged_complai
     table, recall, complaints = outage_eval_tables(posts, np.array([0.9, 0.2, 0.7, 0.6, 0.1, 0.0]))
     assert recall == pytest.approx(200 / 3)
     assert complaints == pytest.approx(50.0)
-    assert "| service: power_gas_water | 2 | 50.0 |" in table
-    assert "| service: telecom | 1 | 100.0 |" in table
-    assert "| language: es | 1 | 100.0 |" in table
-    assert "| service: payments | 0 | - |" in table
+    assert "| service: power_gas_water | 2 | 50.0 | 9.5-90.5 |" in table
+    assert "| service: telecom | 1 | 100.0 | 20.7-100.0 |" in table
+    assert "| language: es | 1 | 100.0 | 20.7-100.0 |" in table
+    assert "| service: payments | 0 | - | - |" in table
+
+
+def test_the_wilson_interval_matches_its_textbook_values() -> None:
+    from services.classify.training.evaluate import wilson_interval
+
+    lo, hi = wilson_interval(84, 128)          # 65.6% of the outage set's 128 reports
+    assert (round(lo * 100, 1), round(hi * 100, 1)) == (57.0, 73.3)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    lo, hi = wilson_interval(2, 53)            # 2 of 53 ordinary complaints flagged: 3.8%
+    assert lo < 0.038 < hi and hi < 0.13
+    assert wilson_interval(0, 0) == (0.0, 1.0)
