@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     run_worker(app, settings, settings.classify_metrics_port, f"classify worker: model {scorer.model_version}",
                topics=topics.specs_named(topics.MENTIONS_RAW, topics.CLASSIFY_CRISIS_INPUT, topics.MENTIONS_SCORED,
                                          topics.INCIDENTS, layout=settings.partition_layout()),
-               producers=lambda: (worker.producer,))
+               producers=lambda: (worker.producer,), ready_gates=lambda: (worker.ready_gate(),))
     return 0
 
 

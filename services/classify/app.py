@@ -89,8 +89,17 @@ class ClassifyWorker:
         self.gate = DeletionGate(settings.classify_deletion_window_seconds)
         self.deletion_log = DeletionLog(self.gate.memory)
         self._start_lock = asyncio.Lock()
+        # The classify agent is past `start` (the deletions remembered restored) and takes mentions: until then
+        # the worker is not ready (`ready_gate`); a start that hangs shows there, not as a silent worker.
+        self.consuming = False
         cm.MODEL_INFO.info({"version": scorer.model_version, "precision": scorer.encoder.precision.label,
                             "runtime": scorer.encoder.runtime})
+
+    def ready_gate(self) -> tuple[bool, str]:
+        """The classify agent's readiness line for /readyz (services/common/probes.py)."""
+        if self.consuming:
+            return True, "classify agent: consuming"
+        return False, "classify agent: restoring the deletions it remembers, not consuming yet"
 
     async def start_producer(self) -> AIOKafkaProducer:
         if self.producer is None:
@@ -399,6 +408,7 @@ def create_app(settings: ClassifySettings, worker: ClassifyWorker) -> faust.App:
         events = stream.noack()
         # The deletions remembered by earlier runs, before the first mention is judged.
         await retry_until_done(lambda _: worker.start(), None, what="classify start")
+        worker.consuming = True
         async with worker.staged(events.ack).running() as batches:
             async for event in events.events():
                 await batches.put(event)

@@ -54,13 +54,15 @@ def faust_producer(app: faust.App) -> Any:
 
 
 def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, banner: str,
-               topics: Iterable[TopicSpec] = (), producers: Callable[[], Iterable[Any]] = tuple) -> None:
+               topics: Iterable[TopicSpec] = (), producers: Callable[[], Iterable[Any]] = tuple,
+               ready_gates: Callable[[], Iterable[tuple[bool, str]]] = tuple) -> None:
     """Serve /metrics, /healthz and /readyz, say where, and run the Faust worker until it is stopped (blocks).
 
     The probes watch this worker's event loop, its Kafka consumer, `producers()` (the worker's own aiokafka
-    producers) and Faust's own producer, which writes the tables' changelogs (services/common/probes.py). `topics`
-    are created first when missing (with their partition counts: co-partitioning depends on them; a broker's
-    auto-creation would give them its default).
+    producers) and Faust's own producer, which writes the tables' changelogs (services/common/probes.py); /readyz
+    also the worker's own `ready_gates()` ((ok, line) each). `topics` are created first when missing (with
+    their partition counts: co-partitioning depends on them; a broker's auto-creation would give them its
+    default).
     """
     import sys
 
@@ -70,7 +72,7 @@ def run_worker(app: faust.App, settings: WorkerSettings, metrics_port: int, bann
     from services.common.probes import WorkerProbes, watch_faust_consumer
 
     probes = WorkerProbes(settings.probe_loop_stale_seconds, settings.probe_fetch_stale_seconds,
-                          producers=lambda: (*producers(), faust_producer(app)))
+                          producers=lambda: (*producers(), faust_producer(app)), gates=ready_gates)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     specs = list(topics)
     if specs:

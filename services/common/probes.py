@@ -89,12 +89,16 @@ class WorkerProbes:
     """The answers of a worker's /healthz and /readyz, from its loop heartbeat and consumer fetches."""
 
     def __init__(self, loop_stale_seconds: float, fetch_stale_seconds: float, clock: Clock = time.monotonic,
-                 producers: Callable[[], Iterable[Any]] = tuple) -> None:
+                 producers: Callable[[], Iterable[Any]] = tuple,
+                 gates: Callable[[], Iterable[tuple[bool, str]]] = tuple) -> None:
         self.loop_stale_seconds = loop_stale_seconds
         self.fetch_stale_seconds = fetch_stale_seconds
         self.heartbeat = LoopHeartbeat(clock)
         self.fetch = FetchWatch(clock)
         self.producers = producers  # the worker's own aiokafka producers (None for one not started yet)
+        # The worker's own readiness conditions, (ok, line) each: e.g. classify's agent past restoring the
+        # deletions it remembers. Readiness only: a worker still waiting on Kafka is not broken.
+        self.gates = gates
 
     def _loop(self) -> tuple[bool, str]:
         return _check("event loop", self.heartbeat.age(), self.loop_stale_seconds, "not started yet")
@@ -111,7 +115,7 @@ class WorkerProbes:
         return ProbeAnswer(all(ok for ok, _ in checks), tuple(line for _, line in checks))
 
     def readyz(self) -> ProbeAnswer:
-        checks = [self._loop(), self._consumer(), *self._producers()]
+        checks = [self._loop(), self._consumer(), *self._producers(), *self.gates()]
         return ProbeAnswer(all(ok for ok, _ in checks), tuple(line for _, line in checks))
 
     def routes(self) -> dict[str, Callable[[], ProbeAnswer]]:

@@ -165,6 +165,28 @@ def test_probe_answers_from_the_timestamps() -> None:
     assert probes.readyz().lines[1] == "kafka consumer: stalled, last 60.5s ago (limit 60s)"
 
 
+def test_a_workers_own_gate_holds_readiness_but_never_liveness() -> None:
+    consuming = [False]
+    probes = WorkerProbes(loop_stale_seconds=10, fetch_stale_seconds=60,
+                          gates=lambda: [(consuming[0], "agent: consuming" if consuming[0] else "agent: restoring")])
+    probes.heartbeat.beat()
+    probes.fetch.fetched()
+    assert probes.healthz().ok and not probes.readyz().ok  # waiting is not broken: no restart for it
+    assert probes.readyz().lines[-1] == "agent: restoring"
+    consuming[0] = True
+    assert probes.readyz().ok and probes.readyz().lines[-1] == "agent: consuming"
+
+
+def test_the_classify_workers_gate_opens_once_its_agent_consumes() -> None:
+    from services.classify.app import ClassifyWorker
+
+    worker = ClassifyWorker.__new__(ClassifyWorker)  # the gate reads one flag: no model, no Kafka
+    worker.consuming = False
+    assert worker.ready_gate() == (False, "classify agent: restoring the deletions it remembers, not consuming yet")
+    worker.consuming = True
+    assert worker.ready_gate() == (True, "classify agent: consuming")
+
+
 def test_without_probes_every_path_is_metrics() -> None:
     port = free_port()
     server = serve_metrics(port, "127.0.0.1")
