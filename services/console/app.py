@@ -408,8 +408,7 @@ async def triage_html(request: web.Request) -> web.Response:
     pending, recent = svc.view.triage_list(ctx.now, svc.settings.console_recent_hours * 3600)
     # Each held incident is a decision to make (page now / dismiss): two people on call see that the other is
     # looking at it, here and on its incident page.
-    svc.heartbeat(_viewer(request), list(dict.fromkeys(incident_target(e.incident_id) for e in pending
-                                                       if e.incident_id)))
+    svc.heartbeat(_viewer(request), [incident_target(e.incident_id) for e in pending])
     return _html(request, render.triage_page(svc.view, pending, recent, ctx))
 
 
