@@ -46,7 +46,8 @@ async def test_outage_burst_opens_one_incident_and_tags_mentions(kafka_bootstrap
     classify = ServiceProcess("classify", env, tmp_path)
     try:
         settings = IngestSettings(kafka_bootstrap=kafka_bootstrap)
-        metrics_url = f"http://127.0.0.1:{env['TRIAGE_CLASSIFY_METRICS_PORT']}/readyz"
+        probe_base = f"http://127.0.0.1:{env['TRIAGE_CLASSIFY_METRICS_PORT']}"
+        metrics_url = f"{probe_base}/readyz"
 
         # The burst is a stream the running worker sees arrive: on a loaded machine a worker still loading its
         # model would take all 120 at once, before the detector's second bucket, and tag none of them.
@@ -68,28 +69,29 @@ async def test_outage_burst_opens_one_incident_and_tags_mentions(kafka_bootstrap
             incs = [codec.decode(v, pb.Incident) for _, _, v in recs]
             return [i for i in incs if i.brand == "fjordtel"]
 
+        async def fjord_scored() -> list[pb.ScoredMention]:
+            recs = await consume(kafka_bootstrap, [topics.MENTIONS_SCORED], idle=0.5, timeout=5)
+            scored = [codec.decode(v, pb.ScoredMention) for _, _, v in recs]
+            return [s for s in scored if s.mention.external_id.startswith("fjord-")]
+
         async def where_it_stands() -> str:
             # A CI run once waited here 300 s with nothing in the worker's log after start: say what it scored,
             # how far its group got, and dump its threads and tasks (Faust's SIGUSR1) into its log.
             async with httpx.AsyncClient(timeout=5) as probe:
                 try:
-                    text = (await probe.get(metrics_url.replace("/readyz", "/metrics"))).text
+                    text = (await probe.get(f"{probe_base}/metrics")).text
                 except httpx.HTTPError as exc:
                     text = repr(exc)
             counters = [line for line in text.splitlines()
                         if line.startswith(("triage_classify_scored_total", "triage_consumer_lag"))]
-            recs = await consume(kafka_bootstrap, [topics.MENTIONS_SCORED], idle=0.5, timeout=5)
-            scored = sum(codec.decode(v, pb.ScoredMention).mention.external_id.startswith("fjord-") for _, _, v in recs)
-            return "\n".join([f"fjordtel mentions on {topics.MENTIONS_SCORED}: {scored}", *counters,
+            return "\n".join([f"fjordtel mentions on {topics.MENTIONS_SCORED}: {len(await fjord_scored())}", *counters,
                               await classify.dump_stacks()])
 
         incidents = await wait_for(incident_opened, timeout=300, what="an incident for fjordtel", interval=3,
                                    on_timeout=where_it_stands)
 
         async def all_scored():
-            recs = await consume(kafka_bootstrap, [topics.MENTIONS_SCORED], idle=0.5, timeout=5)
-            scored = [codec.decode(v, pb.ScoredMention) for _, _, v in recs]
-            mine = [s for s in scored if s.mention.external_id.startswith("fjord-")]
+            mine = await fjord_scored()
             return mine if len(mine) >= 120 else None
 
         scored = await wait_for(all_scored, timeout=300, what="120 scored mentions", interval=3,
