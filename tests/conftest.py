@@ -14,6 +14,7 @@ where their timing-sensitive waits would compete for the same cores.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,8 +40,11 @@ HEAVY = frozenset({"test_chaos.py", "test_scale_out.py", "test_pipeline.py", "te
                    "test_classify_partition_growth_broker.py"})
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # This hook sees the whole session's items, not just this directory's.
+    # This hook sees the whole session's items, not just this directory's. tryfirst: pytest-xdist's worker reads
+    # the xdist_group marks in the same hook.
+    loadgroup = bool(getattr(config.option, "loadgroup", False))
     for item in items:
         parents = item.path.resolve().parents
         if _HERE / "integration" in parents:
@@ -50,6 +54,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not item.get_closest_marker("xdist_group"):
             group = "heavy-pipelines" if item.path.name in HEAVY else item.path.name
             item.add_marker(pytest.mark.xdist_group(group))
+        if loadgroup:
+            _suffix_group(item)
+
+
+def _suffix_group(item: pytest.Item) -> None:
+    """Give the node id the "@<group>" suffix by which `--dist loadgroup` schedules a group on one worker.
+
+    pytest-xdist 3.8 writes it to `item._nodeid`, which pytest 9.2 no longer reads (node ids are the structured
+    `item._id`): every test silently became a group of its own, a module's fixtures were built on each worker
+    (the Prometheus pipeline three times) and the heavy pipelines ran side by side. On a pytest whose nodes keep
+    a structured id the suffix is set here, keeping the id's parts and changing only its string form (the one
+    the workers send the scheduler); on an older pytest xdist's own write works and this does nothing."""
+    ident = getattr(item, "_id", None)
+    if ident is None or not dataclasses.is_dataclass(ident):
+        return
+    names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                    for m in item.iter_markers("xdist_group")})
+    suffix = "@" + "_".join(names)
+    nodeid = str(ident)
+    if nodeid.endswith(suffix):
+        return
+    suffixed = dataclasses.replace(ident)
+    object.__setattr__(suffixed, "_str_cache", nodeid + suffix)
+    item._id = suffixed
 
 
 def _start(broker: KafkaBroker) -> KafkaBroker:
