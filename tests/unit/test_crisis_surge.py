@@ -187,3 +187,50 @@ def test_two_nights_that_happened_to_be_quiet_do_not_make_an_ordinary_hour_a_sur
     no_prior = SurgeDetector(SurgeConfig(share_prior_mentions=0.0))
     no_prior.totals, no_prior.buckets = det.totals, det.buckets
     assert no_prior.share_p_value(20, 100, 10, 200, start) < 1e-4
+
+
+def _random_days(det: SurgeDetector, days: int, per_hour: int, shares: list[float], seed: int) -> SurgeDetector:
+    """`days` days of `per_hour` mentions an hour, each a complaint with day d's probability shares[d % len]."""
+    import random
+
+    rng = random.Random(seed)
+    for day in range(days):
+        for k in range(24 * per_hour):
+            det.add(T0 + day * 86400 + k * 3600 / per_hour, rng.random() < shares[day % len(shares)])
+    return det
+
+
+def test_the_share_dispersion_is_the_brands_own_where_its_history_pins_it_and_the_prior_where_not():
+    prior = SurgeConfig().share_dispersion
+    now = T0 + 4 * 86400 + 3600
+    # a busy brand whose complaint share is 10% every day: binomial noise only, its week pins rho near 0
+    steady = _random_days(SurgeDetector(), 4, 400, [0.10], seed=1).share_dispersion(now)
+    assert steady < prior / 3, steady
+    # the same brand, its share 7% one day and 13% the next: far more than binomial noise
+    swinging = _random_days(SurgeDetector(), 4, 400, [0.07, 0.13], seed=1).share_dispersion(now)
+    assert swinging > 2 * prior, swinging
+    # a sparse brand (4 mentions an hour): its own estimate is noise, the prior decides
+    sparse = _random_days(SurgeDetector(), 4, 4, [0.10], seed=1).share_dispersion(now)
+    assert abs(sparse - prior) < 0.2 * prior, sparse
+    # no history: the prior
+    assert SurgeDetector().share_dispersion(now) == prior
+
+
+def test_a_steady_busy_brand_surges_on_a_share_rise_that_a_swinging_one_has_every_other_day():
+    # 400 mentions an hour; the afternoon's complaint share rises 10% -> 16% (odds 1.7x, complaints 1.6x).
+    def afternoon(shares: list[float]) -> float | None:
+        det = _random_days(SurgeDetector(), 4, 400, shares, seed=2)
+        _feed(det, 4, 0, 12, 400, 0.10)
+        _feed(det, 4, 12, 16, 400, 0.16)
+        return _fired_at(det, 4, 12, 16)
+
+    fired = afternoon([0.10])
+    assert fired is not None and fired <= 2.0, fired
+    # the same afternoon for a brand whose share is 7% one day and 13% the next is within its own swings
+    assert afternoon([0.07, 0.13]) is None
+    # with the fixed prior alone (the brand's own steadiness ignored) the same rise is found an hour or more later
+    det = _random_days(SurgeDetector(SurgeConfig(share_dispersion_sd=0.0)), 4, 400, [0.10], seed=2)
+    _feed(det, 4, 0, 12, 400, 0.10)
+    _feed(det, 4, 12, 16, 400, 0.16)
+    late = _fired_at(det, 4, 12, 16)
+    assert late is None or late >= fired + 1.0, (late, fired)

@@ -58,7 +58,8 @@ def test_a_2x_surge_on_an_ordinary_weekday_is_found_sooner_than_against_the_dail
     assert det.weekly_factor(T0 + 16 * DAY + 11 * 3600, 3.0) < 0.8   # Wednesdays expect fewer than the mean
     daily = _weeks(SurgeDetector(SurgeConfig(weekly=False)), 16)
     _feed(daily, 16, 8, 14, 72, 24 / 72)
-    assert _fired_at(daily, 16, 8, 14) is None
+    late = _fired_at(daily, 16, 8, 14)   # a steady brand's share makes even the daily mean see it, hours later
+    assert late is None or late >= fired + 2.0, (late, fired)
 
 
 def test_weekdays_that_differ_only_by_noise_keep_the_daily_profile():

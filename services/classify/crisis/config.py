@@ -129,7 +129,15 @@ class SurgeConfig:
     #                                          tail at the usual share, among the window's mentions)
     share_dispersion: float = 0.002          # day-to-day variation of the share (intra-window correlation rho:
     #   the usual share is never known better than from (1 - rho)/rho mentions, so the sd of a 3 h share
-    #   over n mentions is at least sqrt(p(1-p)(1 + (n-1) rho)/n), ~14% of the share at n=2,700)
+    #   over n mentions is at least sqrt(p(1-p)(1 + (n-1) rho)/n), ~14% of the share at n=2,700) ...
+    share_dispersion_sd: float = 0.002       # ... a prior, brands' rho differing from it by about this much:
+    #   the brand's own variation of each clock hour's share from day to day (beyond binomial noise) is
+    #   estimated from its previous days and shrunk towards the prior by precision (empirical Bayes), so a
+    #   busy brand whose share holds steady is judged against its own steadiness, one whose share swings
+    #   against its swings, and a sparse brand (whose estimate is noise) against the prior ...
+    share_dispersion_hours: int = 1          # ... estimated over blocks of this many clock hours (a divisor of 24)
+    share_dispersion_min: float = 0.0002     # ... never below this (a share is never known better than from
+    #                                          5,000 mentions)
     share_prior_mentions: float = 200.0      # the same hours' usual share is shrunk towards the brand's share
     #                                          over all hours, worth this many mentions
     # A storm day raises a brand's other traffic too (rebooking questions, news), so the share barely moves

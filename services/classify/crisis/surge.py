@@ -12,9 +12,10 @@ A window is anomalous on either of two paths (both need >= min_count complaints)
   traffic*: their odds >= share_ratio x the usual odds, and significant: a beta-binomial tail of the
   complaints among the window's mentions <= p_value, the usual share being the same hours' share on the
   previous days shrunk towards the brand's all-hours share (`share_prior_mentions`) and no more certain
-  than the share's day-to-day variation (`share_dispersion`). Testing the share cancels what moves all
-  of a brand's traffic at once (a busy day, a quieter weekend, a campaign); odds rather than shares, so an
-  airline whose traffic is mostly complaints can surge.
+  than the share's day-to-day variation: rho, the brand's own (each clock hour's share over its previous
+  days, beyond binomial noise) shrunk by precision towards `share_dispersion` (`share_dispersion(now)`).
+  Testing the share cancels what moves all of a brand's traffic at once (a busy day, a quieter weekend,
+  a campaign); odds rather than shares, so an airline whose traffic is mostly complaints can surge.
 - **count**: on a storm day the rest rises too (rebooking questions, news), and the share barely moves
   while the complaints double. On windows of `count_min_hours` or more: complaints >= count_ratio x the
   same hours of the previous days at today's level (the brand's mentions in the `level_hours` before the
@@ -68,6 +69,7 @@ class SurgeDetector:
         self.first: float | None = None
         self.streak = Streak()
         self._cached: tuple[int, Verdict] | None = None
+        self._dispersion: tuple[int, float] | None = None   # (day, rho) of `share_dispersion`
         # Weekly profile: weekday * 24 + hour -> EWMA over weeks of that hour's complaints / mentions, and
         # how many weeks it has seen; `folded` is the last day learnt into it.
         self.week_complaints = [0.0] * 168
@@ -211,22 +213,69 @@ class SurgeDetector:
         lo, hi = c.level_bounds
         return min(max((today + c.level_prior_mentions) / (usual + c.level_prior_mentions), lo), hi)
 
+    def share_dispersion(self, now: float) -> float:
+        """rho for the share's day-to-day variation: the brand's own, shrunk towards `share_dispersion` by
+        precision. The brand's own is a method-of-moments estimate over every clock hour covered on two or
+        more of the previous `days` days: how far each day's share of that hour strays from the hour's share
+        over those days, beyond binomial noise (E[sum n (s - p)^2] = (days - 1) p(1-p)(1 + (n - 1) rho)).
+        Its variance is ~2 df / den^2 (a chi-square's, over the weight `den` = sum (days - 1)(n_bar - 1)):
+        three days of a 10,000-a-day brand pin rho to +-0.0006, of a 1,000-a-day brand to +-0.005 (so the
+        prior, `share_dispersion` +- `share_dispersion_sd`, decides there). Computed once a day (the days it reads
+        closed)."""
+        c = self.cfg
+        today = int(now // DAY)
+        if self._dispersion is not None and self._dispersion[0] == today:
+            return self._dispersion[1]
+        block = int(c.share_dispersion_hours)
+        per_block = block * 3600 // c.bucket_seconds
+        num = den = 0.0          # sum of n (s - p)^2 / (p (1 - p)) - (days - 1), and of (days - 1)(n_bar - 1)
+        df = 0
+        for h in range(0, 24, block):
+            cells = []
+            for d in range(today - c.days, today):
+                if self.seen.get(d, 0) == 0 or self.first is None or d * DAY + h * 3600 < self.first:
+                    continue
+                b0 = (d * DAY + h * 3600) // c.bucket_seconds
+                n = sum(self.totals.get(b, 0) for b in range(b0, b0 + per_block))
+                if n >= 2:
+                    cells.append((sum(self.buckets.get(b, 0) for b in range(b0, b0 + per_block)), n))
+            k = len(cells)
+            if k < 2:
+                continue
+            n_all = sum(n for _, n in cells)
+            p = sum(x for x, _ in cells) / n_all
+            if not 0.0 < p < 1.0:
+                continue
+            num += sum(n * (x / n - p) ** 2 for x, n in cells) / (p * (1.0 - p)) - (k - 1)
+            den += (k - 1) * (n_all / k - 1.0)
+            df += k - 1
+        rho = c.share_dispersion
+        if den > 0 and c.share_dispersion_sd > 0:
+            own = num / den      # unclipped: clipping each noisy estimate at 0 would bias it upwards
+            tau2 = c.share_dispersion_sd ** 2
+            w = tau2 / (tau2 + 2.0 * df / den ** 2)
+            rho = max(w * own + (1.0 - w) * c.share_dispersion, c.share_dispersion_min)
+        self._dispersion = (today, rho)
+        return rho
+
     def share_p_value(self, observed: int, total: int, usual_complaints: float, usual_total: float,
-                      before: int) -> float:
+                      before: int, dispersion: float | None = None) -> float:
         """How rare `observed` complaints among `total` mentions are, given `usual_complaints` among
         `usual_total` in the same window of the previous days: a beta-binomial tail whose share is as
         uncertain as those days make it. The same-hours share is shrunk towards the brand's share over all
         the hours it has before bucket `before` (worth `share_prior_mentions` mentions), so two quiet nights
         that happened to have 5% complaints do not make an ordinary 15% hour rare; and the share is never
-        more certain than its day-to-day variation allows (`share_dispersion`)."""
+        more certain than its day-to-day variation allows (`dispersion`: rho, `share_dispersion` unless given;
+        `_evaluate` passes the brand's own, `share_dispersion(...)`)."""
         c = self.cfg
+        rho = c.share_dispersion if dispersion is None else dispersion
         past_total = sum(v for b, v in self.totals.items() if b < before)
         past = sum(v for b, v in self.buckets.items() if b < before)
         prior_share = (past + 0.5) / (past_total + 1.0)
         prior_weight = min(float(past_total), c.share_prior_mentions)
         a = prior_share * prior_weight + usual_complaints + 0.5
         b = (1.0 - prior_share) * prior_weight + (usual_total - usual_complaints) + 0.5
-        cap = (1.0 - c.share_dispersion) / c.share_dispersion if c.share_dispersion > 0 else math.inf
+        cap = (1.0 - rho) / rho if rho > 0 else math.inf
         if a + b > cap:
             a, b = a * cap / (a + b), b * cap / (a + b)
         return betabinom_sf(observed, max(total, observed), a, b)
@@ -294,7 +343,8 @@ class SurgeDetector:
             odds_ratio = (observed / max(total - observed, 1)) / (usual / (1.0 - usual))
             if (observed >= c.min_count and ratio >= c.ratio and odds_ratio >= c.share_ratio
                     and self.share_p_value(observed, total, sum(previous), sum(previous_totals),
-                                           bucket - int(hours * 3600 // c.bucket_seconds) + 1) <= c.p_value):
+                                           bucket - int(hours * 3600 // c.bucket_seconds) + 1,
+                                           self.share_dispersion(now)) <= c.p_value):
                 anomalous = True
             elif (hours >= c.count_min_hours and observed >= c.min_count and odds_ratio >= c.count_share_ratio
                     and observed >= c.count_ratio * expected * (lvl := self.level(now, hours))
