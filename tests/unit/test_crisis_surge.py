@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from fractions import Fraction
 
 from bench.backtest_scenarios import generate
@@ -191,8 +192,6 @@ def test_two_nights_that_happened_to_be_quiet_do_not_make_an_ordinary_hour_a_sur
 
 def _random_days(det: SurgeDetector, days: int, per_hour: int, shares: list[float], seed: int) -> SurgeDetector:
     """`days` days of `per_hour` mentions an hour, each a complaint with day d's probability shares[d % len]."""
-    import random
-
     rng = random.Random(seed)
     for day in range(days):
         for k in range(24 * per_hour):

@@ -227,7 +227,6 @@ class SurgeDetector:
         if self._dispersion is not None and self._dispersion[0] == today:
             return self._dispersion[1]
         block = int(c.share_dispersion_hours)
-        per_block = block * 3600 // c.bucket_seconds
         num = den = 0.0          # sum of n (s - p)^2 / (p (1 - p)) - (days - 1), and of (days - 1)(n_bar - 1)
         df = 0
         for h in range(0, 24, block):
@@ -235,10 +234,10 @@ class SurgeDetector:
             for d in range(today - c.days, today):
                 if self.seen.get(d, 0) == 0 or self.first is None or d * DAY + h * 3600 < self.first:
                     continue
-                b0 = (d * DAY + h * 3600) // c.bucket_seconds
-                n = sum(self.totals.get(b, 0) for b in range(b0, b0 + per_block))
+                last = int((d * DAY + (h + block) * 3600) // c.bucket_seconds) - 1   # the block's last bucket
+                n = self._window(last, block, self.totals)
                 if n >= 2:
-                    cells.append((sum(self.buckets.get(b, 0) for b in range(b0, b0 + per_block)), n))
+                    cells.append((self._window(last, block), n))
             k = len(cells)
             if k < 2:
                 continue
