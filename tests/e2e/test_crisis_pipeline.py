@@ -22,6 +22,7 @@ from services.common import codec, topics
 from services.common.codec import pb
 from services.common.kafka import ensure_topics
 from services.common.lag import ConsumerLagMonitor
+from services.common.timeutil import epoch
 from services.common.topics import all_topic_specs
 from services.ingest.app import build_app
 from services.ingest.config import IngestSettings
@@ -82,10 +83,18 @@ async def test_outage_burst_opens_one_incident_and_tags_mentions(kafka_bootstrap
                     text = (await probe.get(f"{probe_base}/metrics")).text
                 except httpx.HTTPError as exc:
                     text = repr(exc)
+            # The crisis stage's own counters too (late events, held spikes, incidents): a run that scored every
+            # post and still opened nothing (CI, session 20) said no more than that.
             counters = [line for line in text.splitlines()
-                        if line.startswith(("triage_classify_scored_total", "triage_consumer_lag"))]
-            return "\n".join([f"fjordtel mentions on {topics.MENTIONS_SCORED}: {len(await fjord_scored())}", *counters,
-                              await classify.dump_stacks()])
+                        if line.startswith(("triage_classify_scored_total", "triage_consumer_lag",
+                                            "triage_classify_crisis_", "triage_classify_incident"))]
+            scored = await fjord_scored()
+            # how far behind ingest's receipt the worker scored them: beyond the engine's lateness bound (300 s)
+            # a post is counted late and never judged
+            delays = sorted(epoch(s.timings.classified_at) - epoch(s.mention.received_at) for s in scored)
+            delay = f"{delays[0]:.0f}-{delays[-1]:.0f} s" if delays else "-"
+            return "\n".join([f"fjordtel mentions on {topics.MENTIONS_SCORED}: {len(scored)}, scored {delay} after "
+                              "receipt", *counters, await classify.dump_stacks()])
 
         incidents = await wait_for(incident_opened, timeout=300, what="an incident for fjordtel", interval=3,
                                    on_timeout=where_it_stands)
