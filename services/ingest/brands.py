@@ -4,6 +4,11 @@ A brand is configured by names, handles, hashtags, product names and problem
 phrases ("can't log in", "is {brand} down") with language variants. Matching
 sets `Mention.brands` and decides which stream events are worth producing.
 
+Only what names the brand tags a mention with it: names, products, handles, hashtags and the problem
+phrases written with "{brand}" (which expand to its names). A bare problem phrase ("can't log in",
+"no funciona") is reported in `BrandMatch.problems` but tags no brand: every brand's customers write it,
+and "@FjordTel can't log in" tagged AcmeBank too, so one brand's outage counted as another's.
+
 Text and patterns go through the same folding so that case, accents, Greek
 final sigma, Persian/Arabic letter variants, zero-width joiners and tatweel do
 not change the outcome; they are then split into word tokens (letters, digits
@@ -175,7 +180,8 @@ class BrandMatcher:
                     for hit in self._index.get(key, ()):
                         if hit not in hits:
                             hits.append(hit)
-                        found[hit[0]] = None
+                        if hit[1] != "problem" or "{brand}" in hit[2]:
+                            found[hit[0]] = None
         ordered = sorted(found, key=self._order.__getitem__)
         return BrandMatch(brands=ordered, hits=hits)
 

@@ -44,8 +44,27 @@ def test_problem_phrases_with_language_variants_and_brand_placeholder():
     assert MATCHER.match("slow internet tonight").problems == ["slow internet"]
     assert MATCHER.match("Is AcmeNet down?").problems == ["is {brand} down"]
     assert MATCHER.match("I can’t log in").problems == ["can't log in"]  # typographic apostrophe
-    assert MATCHER.match("लॉगिन नहीं हो रहा").brands == ["acmebank"]
+    assert MATCHER.match("लॉगिन नहीं हो रहा").problems == ["लॉगिन नहीं हो रहा"]
     assert MATCHER.match("नमस्ते").problems == []
+
+
+@pytest.mark.parametrize("text", [
+    "@FjordTel app is down, can't log in at all",          # another brand's outage, in AcmeBank's own phrases
+    "@FjordTel la app no funciona, no puedo entrar",
+    "@FjordTel приложение не работает, не могу войти",
+    "@FjordTel ऐप काम नहीं कर रहा, लॉगिन नहीं हो रहा",
+    "I can't log in to my email since this morning",        # and nobody's
+])
+def test_a_bare_problem_phrase_tags_no_brand(text):
+    # Every brand's customers write "can't log in": a phrase without the brand's name is recorded as a problem
+    # hit, never as the brand (it tagged these AcmeBank, so FjordTel's outage counted as AcmeBank's too).
+    match = MATCHER.match(text)
+    assert match.problems and match.brands == []
+
+
+def test_a_problem_phrase_with_the_brand_tags_it():
+    assert MATCHER.match("¿Acme Bank está caído?").brands == ["acmebank"]
+    assert MATCHER.match("Acme Bank: can't log in").brands == ["acmebank"]   # by its name, the phrase beside it
 
 
 def test_devanagari_vowel_signs_stay_part_of_the_word():
