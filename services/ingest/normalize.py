@@ -252,15 +252,19 @@ def normalize(obj: Any, raw: bytes, limits: Limits, now: float | None = None) ->
     msg.engagement.reposts = m.engagement.reposts
     msg.engagement.replies = m.engagement.replies
     msg.engagement.quotes = m.engagement.quotes
-    msg.created_at.CopyFrom(ts_from_epoch(created))
+    if created is not None:
+        msg.created_at.CopyFrom(ts_from_epoch(created))
     msg.received_at.CopyFrom(ts_from_epoch(now))
     msg.mention_id = mention_id(msg.source, msg.external_id)
     return msg
 
 
-def _created_epoch(value: datetime | float | None, now: float, limits: Limits) -> float:
+def _created_epoch(value: datetime | float | None, now: float, limits: Limits) -> float | None:
+    """The post's own time; None when the sender gave none. It is not filled with the receipt time: a batch
+    would then share one instant, which crisis detection reads as a collection pile-up (see
+    `BrandState.counts_for_volume`), and "when the author posted it" would be a guess (`received_at` is ours)."""
     if value is None:
-        return now
+        return None
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)

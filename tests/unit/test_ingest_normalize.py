@@ -81,6 +81,13 @@ def test_epoch_millis_are_understood():
     assert m.created_at.seconds == int(NOW - 60)
 
 
+def test_a_mention_without_created_at_keeps_none():
+    # Not filled with the receipt time: a batch would share one instant (a collection pile-up to crisis
+    # detection, which kept 3 of each 20-post batch of an outage) and "when the author posted it" a guess.
+    m = normalize({k: v for k, v in good().items() if k != "created_at"}, b"{}", LIMITS, now=NOW)
+    assert not m.HasField("created_at") and m.received_at.seconds == int(NOW)
+
+
 def test_dedupe_key_changes_with_engagement_only():
     a = normalize(good(), b"{}", LIMITS, now=NOW)
     b = normalize(good(), b"{}", LIMITS, now=NOW + 5)
