@@ -54,3 +54,36 @@ def test_a_burst_on_a_new_brand_still_opens_beside_them() -> None:
         if i % 8 == 0:                            # 1 outage report a second for a brand with nothing else
             opened += _opened(engine, _scored(t, 10_000 + i, "acmenet", 0.9), t)
     assert opened == [("acmenet", pb.OUTAGE_CLUSTER)]
+
+
+def test_a_young_workers_first_brand_does_not_set_the_pool_for_the_next() -> None:
+    # CI, session 20: a worker's first minute held 6 mentions of one brand, 4 of them outage reports. The pool
+    # was a ratio of per-minute rates with the prior worth one mention a minute, so it said 57% of all mentions
+    # are outage reports, and a new brand's outage (3 reports every 8 s for a minute) was "usual" and opened
+    # nothing. Pooled as counts with the prior worth `prior_mentions`, 4 of 6 barely move it.
+    engine = CrisisEngine()
+    for i in range(6):
+        t = T0 + i
+        _opened(engine, _scored(t, i, "acmebank", 0.9 if i < 4 else 0.02), t)
+    opened = []
+    for i in range(24):
+        t = T0 + 90 + (i // 3) * 8 + (i % 3) * 0.1
+        opened += _opened(engine, _scored(t, 100 + i, "fjordtel", 0.9), t)
+    assert engine.pooled_share < 0.05, engine.pooled_share
+    assert ("fjordtel", pb.OUTAGE_CLUSTER) in opened
+
+
+def test_a_brands_prior_is_pooled_over_the_other_brands() -> None:
+    # Leave-one-out: a brand's own reports are its evidence, not also its prior (alone on a worker, a brand with
+    # a high stray share was shrunk towards itself).
+    engine = CrisisEngine()
+    for i in range(120):
+        t = T0 + i * 30
+        _opened(engine, _scored(t, i, "lonely", 0.9 if i % 5 == 0 else 0.02), t)
+    assert engine.brands["lonely"].outage.pooled_share == engine.cfg.outage.prior_share
+    assert engine.pooled_share > 0.05   # a new brand's prior: every brand, this one's 20% included (24 + 4 of 120 + 200)
+    for i in range(120):
+        t = T0 + 3600 + i * 30
+        _opened(engine, _scored(t, 1000 + i, "calm", 0.02), t)
+    assert engine.brands["calm"].outage.pooled_share > engine.cfg.outage.prior_share   # the other's 20% lifts it
+    assert engine.brands["lonely"].outage.pooled_share < engine.cfg.outage.prior_share   # the calm one's 0%

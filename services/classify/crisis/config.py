@@ -68,7 +68,8 @@ class OutageConfig:
     prior_share: float = 0.02                # pooled prior: outage reports per mention, until the engine has
     #                                          pooled its brands' own rates (stray model scores are ~1-4%)
     prior_mentions: float = 200.0            # a brand's share is shrunk towards the pooled share with this many
-    #                                          pseudo-mentions (brands' stray shares differ by ~1%: Beta(4, 196))
+    #                                          pseudo-mentions (brands' stray shares differ by ~1%: Beta(4, 196));
+    #                                          also prior_share's weight in the pool (engine.pool)
     prior_rate_per_minute: float = 0.005     # cold start: the rate is at least this until warm_minutes (~7 a
     #   day; a new brand's first minutes are also judged against the pooled share of the window's own
     #   mentions, see outage.py: 0.05, 72 a day, kept a sparse brand's first 10 reports in an hour from paging)

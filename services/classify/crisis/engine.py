@@ -419,18 +419,31 @@ class CrisisEngine:
 
     def pool(self) -> float:
         """Empirical-Bayes prior of the outage detectors: the share of outage reports among all brands'
-        mentions (their learned rates), blended with `outage.prior_share` worth one mention a minute;
-        recomputed at most once a minute of event time, on mentions only (so a replay that skips quiet ticks
-        pools exactly as one that ticks), with every brand's detector brought up to the clock first."""
+        mentions over their memories (each brand's learned rates x its effective history, `memory`), blended
+        with `outage.prior_share` worth `outage.prior_mentions` mentions; recomputed at most once a minute of
+        event time, on mentions only (so a replay that skips quiet ticks pools exactly as one that ticks),
+        with every brand's detector brought up to the clock first. Each brand's prior is pooled over the
+        other brands (leave-one-out): its own reports are already its evidence, and counted in its prior too
+        a brand alone on a worker would be shrunk towards itself. `pooled_share` (all brands) is a new brand's.
+
+        Counts, not rates: with rates (the prior worth one mention a minute) a young worker's first minute
+        was the pool, and 4 outage reports among 6 mentions of one brand made the pooled share 0.57, so a
+        new brand's first hundred outage reports were "explained" by it and opened nothing."""
         if self.clock - self._pooled_at >= 60.0:
             self._pooled_at = self.clock
-            for st in self.brands.values():
+            own: dict[str, tuple[float, float]] = {}
+            for name, st in self.brands.items():
                 st.outage.advance(self.clock)
-            reports = sum(st.outage.rate for st in self.brands.values())
-            volume = sum(st.outage.rate + st.outage.other_rate for st in self.brands.values())
-            self.pooled_share = (reports + self.cfg.outage.prior_share) / (volume + 1.0)
-            for st in self.brands.values():
-                st.outage.pooled_share = self.pooled_share
+                h = st.outage.memory()
+                own[name] = (st.outage.rate * h, (st.outage.rate + st.outage.other_rate) * h)
+            reports = sum(r for r, _ in own.values())
+            volume = sum(v for _, v in own.values())
+            k = self.cfg.outage.prior_mentions
+            prior = self.cfg.outage.prior_share * k
+            self.pooled_share = (reports + prior) / (volume + k)
+            for name, st in self.brands.items():
+                r, v = own[name]
+                st.outage.pooled_share = max(0.0, reports - r + prior) / (max(0.0, volume - v) + k)
             self.pool_emerging()
         return self.pooled_share
 

@@ -4,8 +4,8 @@
 A mention counts when its `outage_report` probability is >= intent_threshold. Per brand the detector learns
 the usual rate of outage reports and of its other mentions per minute (EWMAs with a long memory, outage
 reports being rare). The expectation for a window is an empirical-Bayes estimate: the brand's own rate over
-its effective memory H (= min(history, 1/alpha) minutes), shrunk towards a prior pooled over brands (the
-pooled share of mentions that are outage reports, worth `prior_mentions` mentions), so a new or sparse
+its effective memory H (= min(history, 1/alpha) minutes), shrunk towards a prior pooled over the other brands
+(their share of mentions that are outage reports, worth `prior_mentions` mentions), so a new or sparse
 brand borrows strength from the others instead of from a hard floor:
 
     share = (O + pooled_share * prior_mentions) / (N + prior_mentions),   rate = share * volume_rate
@@ -104,6 +104,10 @@ class OutageDetector:
         """The current state's `posterior_of`."""
         return self.posterior_of(self.rate, self.other_rate, self.history_minutes)
 
+    def memory(self, history_minutes: int | None = None) -> float:
+        """The effective memory H of the learned rates, in minutes: min(history, 1 / alpha)."""
+        return float(min(self.history_minutes if history_minutes is None else history_minutes, 1.0 / self._alpha))
+
     def posterior_of(self, rate: float, other_rate: float, history_minutes: int) -> tuple[float, float]:
         """(expected outage reports per minute, shape a of the share's beta posterior) of a learned state.
 
@@ -112,7 +116,7 @@ class OutageDetector:
         its own O reports among N mentions over its memory: share = (O + pooled k) / (N + k); the expected
         rate is share x the brand's volume per minute."""
         c = self.cfg
-        h = float(min(history_minutes, 1.0 / self._alpha))
+        h = self.memory(history_minutes)
         volume = rate + other_rate
         a = rate * h + self.pooled_share * c.prior_mentions
         mean = a / (volume * h + c.prior_mentions) * volume
