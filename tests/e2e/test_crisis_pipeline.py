@@ -132,6 +132,9 @@ async def test_outage_burst_opens_one_incident_and_tags_mentions(kafka_bootstrap
     # mentions scored before the incident opened are not tagged (the detector wants the rate to persist
     # over two 10 s buckets); the ones that keep coming afterwards must be
     assert len(tagged) >= 20, Counter(s.incident_id for s in scored)
+    # AcmeBank's own problem phrases ("can't log in", "не могу войти") name no brand: these posts are FjordTel's
+    # only (they were AcmeBank's too, which opened an AcmeBank outage; CI, session 20).
+    assert all(list(s.mention.brands) == ["fjordtel"] for s in scored), Counter(tuple(s.mention.brands) for s in scored)
     # The crisis stage clusters the embedding sketch; what goes on to mentions.scored never carries it.
     assert not any(s.embedding_sketch for s in scored)
     assert all(s.priority == pb.P1 and any(incident_id in r for r in s.reasons) for s in tagged)

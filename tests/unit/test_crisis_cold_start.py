@@ -81,7 +81,7 @@ def test_a_brands_prior_is_pooled_over_the_other_brands() -> None:
         t = T0 + i * 30
         _opened(engine, _scored(t, i, "lonely", 0.9 if i % 5 == 0 else 0.02), t)
     assert engine.brands["lonely"].outage.pooled_share == engine.cfg.outage.prior_share
-    assert engine.pooled_share > 0.05   # a new brand's prior: every brand, this one's 20% included (24 + 4 of 120 + 200)
+    assert engine.pooled_share > 0.05   # a new brand's prior: every brand, this one's 20% included (24+4 of 120+200)
     for i in range(120):
         t = T0 + 3600 + i * 30
         _opened(engine, _scored(t, 1000 + i, "calm", 0.02), t)
