@@ -93,8 +93,15 @@ async def test_outage_burst_opens_one_incident_and_tags_mentions(kafka_bootstrap
             # a post is counted late and never judged
             delays = sorted(epoch(s.timings.classified_at) - epoch(s.mention.received_at) for s in scored)
             delay = f"{delays[0]:.0f}-{delays[-1]:.0f} s" if delays else "-"
+            # every brand's incidents, not just fjordtel's: session 20's failures had opened one for AcmeBank, whose
+            # bare problem phrases had tagged these posts
+            recs = await consume(kafka_bootstrap, [topics.INCIDENTS], idle=0.5, timeout=5)
+            others = Counter(f"{i.brand} {pb.IncidentKind.Name(i.kind)} {pb.IncidentState.Name(i.state)}"
+                             for i in (codec.decode(v, pb.Incident) for _, _, v in recs))
+            brands = Counter(tuple(s.mention.brands) for s in scored)
             return "\n".join([f"fjordtel mentions on {topics.MENTIONS_SCORED}: {len(scored)}, scored {delay} after "
-                              "receipt", *counters, await classify.dump_stacks()])
+                              f"receipt, tagged {dict(brands)}; incidents on {topics.INCIDENTS}: {dict(others)}",
+                              *counters, await classify.dump_stacks()])
 
         incidents = await wait_for(incident_opened, timeout=300, what="an incident for fjordtel", interval=3,
                                    on_timeout=where_it_stands)
