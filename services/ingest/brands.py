@@ -180,7 +180,7 @@ class BrandMatcher:
                     for hit in self._index.get(key, ()):
                         if hit not in hits:
                             hits.append(hit)
-                        if hit[1] != "problem" or "{brand}" in hit[2]:
+                        if hit[1] != "problem":   # a phrase with {brand} holds a name, which tags it
                             found[hit[0]] = None
         ordered = sorted(found, key=self._order.__getitem__)
         return BrandMatch(brands=ordered, hits=hits)
