@@ -83,12 +83,27 @@ async def retire_producer(producer: AIOKafkaProducer, timeout: float) -> None:
         accumulator = getattr(producer, "_message_accumulator", None)  # aiokafka's: no public way to fail its batches
         if accumulator is not None:
             accumulator.fail_all(RuntimeError("the producer was replaced before delivering this"))
+            _retrieve_failures(accumulator)
         sender = getattr(producer, "_sender", None)  # a stop cut short leaves its sender task running: end it
         with contextlib.suppress(Exception):
             if sender is not None:
                 await asyncio.wait_for(sender.close(), timeout)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.client.close(), timeout)
+
+
+def _retrieve_failures(accumulator: Any) -> None:
+    """Mark the failed batches' futures as retrieved: a caller still awaiting one gets its error as before, but
+    one whose caller had given up (a send abandoned on timeout; a batch's drain waiter nobody waits on) no
+    longer logs "Future exception was never retrieved" when it is collected."""
+    batches = [b for queue in getattr(accumulator, "_batches", {}).values() for b in queue]
+    batches += list(getattr(accumulator, "_pending_batches", ()))
+    for batch in batches:
+        futures = [getattr(batch, "future", None), getattr(batch, "_drain_waiter", None)]
+        futures += [f for f, _ in getattr(batch, "_msg_futures", ())]
+        for future in futures:
+            if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+                future.exception()
 
 
 async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1,

@@ -5,11 +5,13 @@ real broker and a real aiokafka sender that ends, is tests/integration/test_inge
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber, RequestTimedOutError, UnknownProducerId
+from aiokafka.structs import TopicPartition
 
-from services.common.kafka import producer_failure
+from services.common.kafka import producer_failure, retire_producer
 from services.ingest.config import IngestSettings
 from services.ingest.dedupe import DedupeWindow
 from services.ingest.ingestor import MentionIngestor
@@ -96,3 +98,26 @@ async def test_an_ack_awaited_counts_only_the_time_kafka_has_answered() -> None:
     assert ing._producer_broken() is None  # back just now
     await asyncio.sleep(0.25)
     assert "waited" in (ing._producer_broken() or "")  # up for longer than the limit and still no ack
+
+
+async def test_a_retired_producers_failed_sends_fail_their_waiters_and_log_nothing_once_abandoned() -> None:
+    """`retire_producer` fails what a replaced producer still holds: a send still awaited gets the error; one
+    whose caller gave up (and the batch's drain waiter) is collected without "Future exception was never
+    retrieved" (session 21's CI output)."""
+    loop = asyncio.get_running_loop()
+    logged: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: logged.append(str(context.get("message"))))
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")  # never started: its batches stay queued
+        accumulator = producer._message_accumulator
+        awaited = await accumulator.add_message(TopicPartition("t", 0), b"k", b"kept", timeout=1)
+        await accumulator.add_message(TopicPartition("t", 1), b"k", b"abandoned", timeout=1)
+        await retire_producer(producer, 0.2)
+        assert awaited.done() and "replaced before delivering" in str(awaited.exception())
+        del producer, accumulator, awaited
+        for _ in range(2):
+            gc.collect()
+            await asyncio.sleep(0)
+        assert logged == []
+    finally:
+        loop.set_exception_handler(None)
