@@ -120,12 +120,27 @@ class ReceiverGuard:
     last_reason: DeliveryReason | None = None
 
 
+async def _call(name: str, call: Callable[[], Awaitable[T]]) -> T:
+    """One call of a receiver. A receiver raises DeliveryError for every failure it knows; anything else (a
+    request that cannot even be built from this mention, a bug) is a rejected delivery of this one item,
+    dead-lettered with the reason like a 400, never an exception out of the router's batch: that batch would
+    be retried forever and its partition would route nothing more (a poison pill)."""
+    try:
+        return await call()
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        log.exception("delivery_request_failed", receiver=name, error=type(exc).__name__)
+        raise DeliveryError(f"{name}: the request could not be made: {type(exc).__name__}: {str(exc)[:200]}",
+                            DeliveryReason.CLIENT_ERROR) from exc
+
+
 async def attempt_once(name: str, call: Callable[[], Awaitable[T]]) -> Outcome:
     """One attempt, no sleeping: pages retry from the grouper's persisted state on later ticks, so one
     incident's failing receiver never holds the tick (and another incident's trigger) in a retry loop."""
     started = time.perf_counter()
     try:
-        result = await call()
+        result = await _call(name, call)
     except DeliveryError as exc:
         router_metrics.DELIVERY_ATTEMPTS.labels(name, attempt_outcome(exc), exc.reason).inc()
         return Outcome(False, 1, str(exc), reason=exc.reason, retry_after=exc.retry_after)
@@ -148,7 +163,7 @@ async def call_with_retry(name: str, call: Callable[[], Awaitable[T]], policy: R
             if guard is not None:
                 await guard.before_attempt()
             try:
-                result = await call()
+                result = await _call(name, call)
             except DeliveryError as exc:
                 if guard is not None and exc.retriable:
                     guard.failed(exc)

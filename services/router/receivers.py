@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -91,6 +92,18 @@ class KafkaQueueReceiver:
             raise kafka_failure(exc, self.topic) from exc
 
 
+# Printable ASCII but "%": what `header_safe` leaves as it is.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def header_safe(value: str) -> str:
+    """An HTTP header value for an id: HTTP header values are ASCII (httpx refuses anything else), but a mention
+    id is `<source>:<external id>` and an external id may be any printable text ("x:ñandú"). Percent-encodes
+    UTF-8 bytes outside printable ASCII, and "%" itself so the mapping stays one-to-one; an ASCII id without
+    "%" is unchanged, so its Idempotency-Key is the same as before."""
+    return quote(value, safe=_HEADER_SAFE)
+
+
 class WebhookReceiver:
     """POSTs the routed mention as JSON, signed with HMAC-SHA256 when a secret is configured."""
 
@@ -126,7 +139,7 @@ class WebhookReceiver:
         """POST `document` as JSON, HMAC-signed when a secret is set; raises DeliveryError on failure."""
         body = json.dumps(document, ensure_ascii=False, sort_keys=True).encode()
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-                   "Idempotency-Key": idempotency_key, **self.headers}
+                   "Idempotency-Key": header_safe(idempotency_key), **self.headers}
         if self.secret:
             ts = str(int(time.time()))
             headers["X-Triage-Timestamp"] = ts

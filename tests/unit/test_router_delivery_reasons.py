@@ -126,3 +126,55 @@ def test_the_router_errors_share_the_project_base_and_keep_their_own() -> None:
         loads("route: {receiver: nowhere}\nreceivers: []\n")
     assert isinstance(err.value, TriageError) and isinstance(err.value, ValueError)
     assert isinstance(DeliveryError("x", DeliveryReason.TIMEOUT), TriageError)
+
+
+def test_an_id_outside_ascii_is_percent_encoded_in_the_idempotency_key_and_kept_in_the_body() -> None:
+    """A mention id is `<source>:<external id>` and ingest accepts any printable external id ("x:ñandú"), but HTTP
+    header values are ASCII: httpx raised UnicodeEncodeError out of the router's batch, which was retried for
+    ever and stalled its partition (seen in tests/e2e/test_pipeline.py after the fuzz tests' mentions)."""
+    from services.common.codec import pb
+    from services.router.receivers import WebhookReceiver, header_safe
+
+    assert header_safe("x:1850:hook") == "x:1850:hook"                # ASCII ids keep their keys
+    assert header_safe("x:ñandú:hook") == "x:%C3%B1and%C3%BA:hook"
+    assert header_safe("x:%C3%B1") == "x:%25C3%25B1" != header_safe("x:ñ")  # one-to-one
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    async def go() -> Outcome:
+        routed = pb.RoutedMention(route="root/0", receiver="hook")
+        routed.scored.mention.mention_id = "x:ñandú-日本"
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            hook = WebhookReceiver("hook", "https://hook.test/in", client, secret=b"s" * 32)
+            return await call_with_retry("hook", lambda: hook.deliver(routed), FAST)
+
+    outcome = asyncio.run(go())
+    assert outcome.delivered and len(seen) == 1
+    assert seen[0].headers["Idempotency-Key"] == "x:%C3%B1and%C3%BA-%E6%97%A5%E6%9C%AC:hook"
+    import json
+    assert json.loads(seen[0].content)["mention_id"] == "x:ñandú-日本"
+
+
+def test_a_request_that_cannot_be_made_is_a_rejected_delivery_not_an_exception_out_of_the_batch() -> None:
+    """Anything a receiver raises besides DeliveryError (a request that cannot be built from this one item, a
+    bug) is this item's client_error: dead-lettered with the reason, not retried, and the batch goes on."""
+    from services.router.delivery import attempt_once
+
+    calls = 0
+
+    async def broken() -> None:
+        nonlocal calls
+        calls += 1
+        raise UnicodeEncodeError("ascii", "x:ñ", 2, 3, "ordinal not in range(128)")
+
+    before = _attempts("wh-broken", "rejected", "client_error")
+    retried = asyncio.run(call_with_retry("wh-broken", broken, FAST))
+    once = asyncio.run(attempt_once("wh-broken", broken))
+    for outcome in (retried, once):
+        assert not outcome.delivered and outcome.reason == "client_error" and not outcome.retriable
+        assert "could not be made: UnicodeEncodeError" in outcome.error
+    assert calls == 2
+    assert _attempts("wh-broken", "rejected", "client_error") - before == 2
