@@ -13,6 +13,7 @@ import json
 import random
 from collections import Counter
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 from aiohttp import web
@@ -72,7 +73,9 @@ def make_valid(n: int, rng: random.Random) -> list[dict]:
     out = []
     for i in range(n):
         out.append({
-            "source": rng.choice(["x", "reddit", "mastodon", "bluesky"]), "external_id": f"e2e-{i}",
+            # half the ids outside ASCII, as ingest allows ("e2e-1-ñandú"): they reach the webhook's Idempotency-Key
+            "source": rng.choice(["x", "reddit", "mastodon", "bluesky"]),
+            "external_id": f"e2e-{i}" + "-ñandú" * (i % 2),
             "text": f"{rng.choice(TEXTS)} #{i}", "author": {"handle": f"user{i}",
                                                           "followers": rng.choice([5, 300, 5000, 400_000])},
             "engagement": {"likes": rng.randint(0, 30), "reposts": rng.randint(0, 5)}, "brands": ["acmebank"],
@@ -131,6 +134,7 @@ class WebhookSink:
 
     def __init__(self) -> None:
         self.deliveries: list[dict] = []
+        self.keys: list[str] = []
         self.bad_signatures = 0
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -141,6 +145,7 @@ class WebhookSink:
             self.bad_signatures += 1
             return web.json_response({"error": "bad signature"}, status=401)
         self.deliveries.append(json.loads(body))
+        self.keys.append(request.headers.get("Idempotency-Key", ""))
         return web.json_response({"ok": True})
 
 
@@ -229,6 +234,10 @@ async def test_two_hundred_mentions_end_to_end(kafka_bootstrap, tmp_path: Path):
         seen[d["mention_id"]] += 1
         assert d["priority"] == "P1" and d["reasons"]
     assert sink.bad_signatures == 0
+    # the key is ASCII, one per mention and receiver: the id percent-encoded where it is not ASCII
+    ours_keys = {unquote(k) for k, d in zip(sink.keys, sink.deliveries, strict=True) if d in hooks}
+    assert ours_keys == {f"{d['mention_id']}:oncall" for d in hooks} and all(k.isascii() for k in sink.keys)
+    assert any(not d["mention_id"].isascii() for d in hooks), "a webhook delivery of an id outside ASCII"
     assert sorted(seen) == sorted(accepted), "every accepted mention comes out"
     assert max(seen.values()) == 1, f"delivered more than once: {[k for k, v in seen.items() if v > 1]}"
     # count in = count out + rejected + DLQ (duplicates are the same mention sent again)
