@@ -246,3 +246,45 @@ def test_opsgenie_tags_and_details_are_bounded_in_order() -> None:
 def test_alertmanager_label_names_are_made_valid_and_empty_values_dropped() -> None:
     assert contracts.alertmanager_labels({"brand-name": "a", "9lives": "b", "ok_1": 3, "gone": ""}) == {
         "brand_name": "a", "_9lives": "b", "ok_1": "3"}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mention_id=st.one_of(st.text(min_size=1, max_size=300),
+                            st.sampled_from(["x:ñandú", "x:%41", "x:a b", "x:日本"])), text=texts, g=groups())
+def test_a_webhook_delivers_any_mention_and_incident_with_an_ascii_key_and_a_verifiable_signature(
+        mention_id: str, text: str, g: Group) -> None:
+    """The webhook receiver, per mention and per incident, for any id and text ingest could have accepted: the
+    request is made (no exception out of the receiver: one would have stalled the router's batch), its
+    Idempotency-Key is ASCII and percent-decodes to `<id>:<receiver>` (or the page's key), and the body is the
+    signed JSON a consumer verifies, with the id as it is."""
+    from services.common.codec import pb
+    from services.router.receivers import WebhookReceiver
+    from services.router.transport import verify
+
+    secret = b"w" * 32
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    routed = pb.RoutedMention(route="root/0", receiver="hook")
+    routed.scored.mention.mention_id, routed.scored.mention.text = mention_id, text
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            hook = WebhookReceiver("hook", "https://hook.test/in", client, secret=secret, console_url=CONSOLE)
+            await hook.deliver(routed)
+            await hook.notify(Page("trigger", g, T0 + 30))
+
+    asyncio.run(run())
+    assert len(sent) == 2
+    for request in sent:
+        key = request.headers["Idempotency-Key"]
+        assert key.isascii() and key.isprintable()
+        assert verify(secret, request.headers["X-Triage-Timestamp"], request.content,
+                      request.headers["X-Triage-Signature"])
+    assert unquote(sent[0].headers["Idempotency-Key"]) == f"{mention_id}:hook"
+    assert json.loads(sent[0].content)["mention_id"] == mention_id
+    assert unquote(sent[1].headers["Idempotency-Key"]) == f"{g.id}:trigger:{int(T0 + 30)}"
+    assert json.loads(sent[1].content)["incident_id"] == g.id
