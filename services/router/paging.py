@@ -134,6 +134,8 @@ class SlackReceiver(_HttpPager):
             data = resp.json()
         except ValueError:
             raise delivery_error(f"slack {self.name}: answer is not JSON", DeliveryReason.SERVER_ERROR) from None
+        if not isinstance(data, dict):  # (a proxy's answer, say): Slack's own answers are objects
+            raise delivery_error(f"slack {self.name}: answer is not a JSON object", DeliveryReason.SERVER_ERROR)
         if not data.get("ok"):
             err = str(data.get("error", "unknown"))
             # ratelimited / internal errors are worth retrying; invalid_auth, channel_not_found are not.

@@ -107,6 +107,8 @@ def test_no_answer_is_a_timeout_or_a_network_failure_and_both_are_retried() -> N
 def test_slack_api_errors_answered_with_http_200_have_their_reasons() -> None:
     async def notify(error: str) -> DeliveryError:
         def handler(request: httpx.Request) -> httpx.Response:
+            if error.startswith("answer:"):  # an HTTP 200 whose body is not Slack's object
+                return httpx.Response(200, content=error.removeprefix("answer:").encode())
             return httpx.Response(200, json={"ok": False, "error": error})
 
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
@@ -119,6 +121,9 @@ def test_slack_api_errors_answered_with_http_200_have_their_reasons() -> None:
                                                            "internal_error")}
     assert reasons == {"invalid_auth": "auth_error", "ratelimited": "rate_limited",
                        "channel_not_found": "client_error", "internal_error": "server_error"}
+    # a proxy's page or a JSON list instead of Slack's object: worth another attempt, never an exception
+    assert {asyncio.run(notify(a)).reason for a in ("answer:<html>bad gateway</html>", "answer:[1, 2]")} == {
+        "server_error"}
 
 
 def test_the_router_errors_share_the_project_base_and_keep_their_own() -> None:
