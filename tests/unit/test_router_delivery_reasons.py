@@ -5,16 +5,19 @@ reasons are sent again. The receivers are the real ones, over httpx's in-memory 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from services.common.codec import pb
 from services.common.errors import DeliveryError, DeliveryReason, TriageError
-from services.router.delivery import Outcome, RetryPolicy, call_with_retry
+from services.router.delivery import Outcome, RetryPolicy, attempt_once, call_with_retry
 from services.router.grouping import IncidentGrouper, Page, Sample
 from services.router.paging import PagerDutyReceiver, SlackReceiver
+from services.router.receivers import WebhookReceiver, header_safe
 from services.router.routing_file import RoutingConfigError, loads
 from services.router.transport import classify_http, reason_of_status
 
@@ -137,9 +140,6 @@ def test_an_id_outside_ascii_is_percent_encoded_in_the_idempotency_key_and_kept_
     """A mention id is `<source>:<external id>` and ingest accepts any printable external id ("x:ñandú"), but HTTP
     header values are ASCII: httpx raised UnicodeEncodeError out of the router's batch, which was retried for
     ever and stalled its partition (seen in tests/e2e/test_pipeline.py after the fuzz tests' mentions)."""
-    from services.common.codec import pb
-    from services.router.receivers import WebhookReceiver, header_safe
-
     assert header_safe("x:1850:hook") == "x:1850:hook"                # ASCII ids keep their keys
     assert header_safe("x:ñandú:hook") == "x:%C3%B1and%C3%BA:hook"
     assert header_safe("x:%C3%B1") == "x:%25C3%25B1" != header_safe("x:ñ")  # one-to-one
@@ -159,15 +159,12 @@ def test_an_id_outside_ascii_is_percent_encoded_in_the_idempotency_key_and_kept_
     outcome = asyncio.run(go())
     assert outcome.delivered and len(seen) == 1
     assert seen[0].headers["Idempotency-Key"] == "x:%C3%B1and%C3%BA-%E6%97%A5%E6%9C%AC:hook"
-    import json
     assert json.loads(seen[0].content)["mention_id"] == "x:ñandú-日本"
 
 
 def test_a_request_that_cannot_be_made_is_a_rejected_delivery_not_an_exception_out_of_the_batch() -> None:
     """Anything a receiver raises besides DeliveryError (a request that cannot be built from this one item, a
     bug) is this item's client_error: dead-lettered with the reason, not retried, and the batch goes on."""
-    from services.router.delivery import attempt_once
-
     calls = 0
 
     async def broken() -> None:

@@ -23,9 +23,12 @@ import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.common.codec import pb
 from services.router import contracts
 from services.router.grouping import Group, Page
 from services.router.paging import AlertmanagerReceiver, OpsgenieReceiver, PagerDutyReceiver, SlackReceiver
+from services.router.receivers import WebhookReceiver
+from services.router.transport import verify
 
 SPECS = Path(__file__).resolve().parents[1] / "fixtures" / "receiver_specs"
 T0 = 1_800_000_000.0
@@ -257,10 +260,6 @@ def test_a_webhook_delivers_any_mention_and_incident_with_an_ascii_key_and_a_ver
     request is made (no exception out of the receiver: one would have stalled the router's batch), its
     Idempotency-Key is ASCII and percent-decodes to `<id>:<receiver>` (or the page's key), and the body is the
     signed JSON a consumer verifies, with the id as it is."""
-    from services.common.codec import pb
-    from services.router.receivers import WebhookReceiver
-    from services.router.transport import verify
-
     secret = b"w" * 32
     sent: list[httpx.Request] = []
 
